@@ -1,0 +1,1 @@
+"""The HTTP control and status API (server) and the client the CLI uses."""

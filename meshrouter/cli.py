@@ -1,0 +1,389 @@
+"""Command line: ``meshrouter launch peer`` runs a router; the other verbs are
+clients of a running router's HTTP API.  This is the only place that configures
+logging or calls ``trio.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from meshrouter import __version__
+from meshrouter.config import (
+    DEFAULT_API_PORT,
+    DEFAULT_PORT,
+    RouterConfig,
+    format_host_port,
+    normalise_peer_address,
+    parse_host_port,
+)
+from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.errors import ApiError, ConfigError, MeshError
+from meshrouter.names import PeerName, format_peer_name, parse_peer_name, peer_name_from_seed
+from meshrouter.storage import FileStorage, Storage
+
+log = logging.getLogger("meshrouter")
+
+PEER_NAME_KEY = "peer-name"
+DEFAULT_API = f"127.0.0.1:{DEFAULT_API_PORT}"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"meshrouter: error: {message}", err=True)
+    sys.exit(1)
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/meshrouter")
+    return Path.home() / ".local" / "state" / "meshrouter"
+
+
+def _machine_seed() -> bytes:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id", "/sys/class/dmi/id/product_uuid"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text.encode()
+    return socket.gethostname().encode()
+
+
+def resolve_peer_name(given: str | None, storage: Storage, data_dir: Path) -> PeerName:
+    """--name wins; else the name stored in the data dir; else derive and store one.
+
+    The derived name hashes the machine ID with the data directory's path, so it
+    is stable across restarts and distinct for several routers on one host.
+    """
+    if given is not None:
+        name = parse_peer_name(given)
+        storage.save(PEER_NAME_KEY, format_peer_name(name).encode())
+        return name
+    stored = storage.load(PEER_NAME_KEY)
+    if stored is not None:
+        try:
+            return parse_peer_name(stored.decode("ascii", "strict"))
+        except (UnicodeDecodeError, ConfigError) as exc:
+            raise ConfigError(
+                f"stored peer name in {data_dir / PEER_NAME_KEY} is corrupt ({exc}); "
+                "pass --name or remove the file"
+            ) from None
+    name = peer_name_from_seed(_machine_seed() + b"|" + str(data_dir.resolve()).encode())
+    storage.save(PEER_NAME_KEY, format_peer_name(name).encode())
+    return name
+
+
+def read_password(password_file: Path | None) -> bytes | None:
+    if password_file is not None:
+        try:
+            raw = password_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --password-file {password_file}: {exc.strerror}") from None
+        password = raw.rstrip(b"\r\n")
+        if not password:
+            raise ConfigError(f"--password-file {password_file} is empty")
+        return password
+    env = os.environ.get("MESHROUTER_PASSWORD")
+    if env is not None:
+        if not env:
+            raise ConfigError("MESHROUTER_PASSWORD is set but empty")
+        return env.encode()
+    return None
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level.upper() != "DEBUG":
+        logging.getLogger("meshrouter.api.http").setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--api",
+    "api",
+    envvar="MESHROUTER_API",
+    default=DEFAULT_API,
+    show_default=True,
+    help="HOST:PORT of the router's API (client verbs; env MESHROUTER_API).",
+)
+@click.version_option(__version__, prog_name="meshrouter")
+@click.pass_context
+def main(ctx: click.Context, api: str) -> None:
+    """meshrouter: a Weave-style overlay network for containers."""
+    ctx.obj = api
+
+
+@main.group()
+def launch() -> None:
+    """Run meshrouter services in the foreground."""
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value <= 0:
+        raise click.BadParameter("must be greater than 0")
+    return value
+
+
+@launch.command("peer")
+@click.argument("peers", nargs=-1)
+@click.option("--name", help="Peer name as 6 hex octets (default: derived, stable via --data-dir).")
+@click.option("--nickname", default=socket.gethostname(), show_default=True)
+@click.option("--listen", default=f"0.0.0.0:{DEFAULT_PORT}", show_default=True, help="HOST:PORT for peers.")
+@click.option("--api", "api_listen", default=DEFAULT_API, show_default=True, help="HOST:PORT of the HTTP API.")
+@click.option("--password-file", type=click.Path(path_type=Path), help="File holding the mesh password.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
+@click.option("--conn-limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--datapath", type=click.Choice(["none"]), default="none", show_default=True)
+@click.option("--no-discovery", is_flag=True, help="Do not dial peers learned from the topology.")
+@click.option("--heartbeat-interval", type=float, default=30.0, show_default=True, callback=_positive)
+@click.option("--heartbeat-timeout", type=float, default=60.0, show_default=True, callback=_positive,
+              help="Seconds of silence after which a connection is dead.")
+@click.option("--gossip-interval", type=float, default=30.0, show_default=True, callback=_positive)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def launch_peer(
+    peers: tuple[str, ...],
+    name: str | None,
+    nickname: str,
+    listen: str,
+    api_listen: str,
+    password_file: Path | None,
+    data_dir: Path | None,
+    conn_limit: int,
+    datapath: str,
+    no_discovery: bool,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
+    gossip_interval: float,
+    log_level: str,
+) -> None:
+    """Run a peer router in the foreground; PEER is HOST[:PORT] of another router."""
+    configure_logging(log_level)
+    try:
+        listen_host, listen_port = parse_host_port(listen, DEFAULT_PORT, what="--listen")
+        api_host, api_port = parse_host_port(api_listen, DEFAULT_API_PORT, what="--api")
+        initial = tuple(normalise_peer_address(p) for p in peers)
+        directory = data_dir or default_data_dir()
+        storage = FileStorage(directory)
+        config = RouterConfig(
+            name=resolve_peer_name(name, storage, directory),
+            nickname=nickname,
+            listen_host=listen_host,
+            listen_port=listen_port,
+            password=read_password(password_file),
+            conn_limit=conn_limit,
+            initial_peers=initial,
+            discovery=not no_discovery,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            gossip_interval=gossip_interval,
+            backoff=BackoffPolicy(),
+        )
+    except MeshError as exc:
+        _fail(str(exc))
+    try:
+        trio.run(_run_peer, config, storage, api_host, api_port)
+    except MeshError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot listen: {exc.strerror or exc}")
+
+
+async def _run_peer(config: RouterConfig, storage: Storage, api_host: str, api_port: int) -> None:
+    # Imported here so that client verbs start fast.
+    from meshrouter.api.server import ApiServer
+    from meshrouter.node.router import Router
+    from meshrouter.node.transport import TcpTransport
+
+    router = Router(
+        config,
+        transport=TcpTransport(config.listen_host, config.listen_port),
+        rng=random.Random(secrets.randbits(128)),
+        storage=storage,
+    )
+    async with trio.open_nursery() as nursery:
+
+        async def run_router(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+            await router.run(task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    router.stop()
+
+        nursery.start_soon(watch_signals)
+        listen = await nursery.start(run_router)
+        api = await nursery.start(ApiServer(router, api_host, api_port).run)
+        log.info(
+            "meshrouter %s peer %s ready: mesh on %s, API on %s",
+            __version__, router.label, listen, api,
+        )
+
+
+# ---------------------------------------------------------------------------- client verbs
+
+
+def _client(ctx: click.Context) -> Any:
+    from meshrouter.api.client import ApiClient
+
+    try:
+        host, port = parse_host_port(ctx.obj, DEFAULT_API_PORT, what="--api")
+    except ConfigError as exc:
+        _fail(str(exc))
+    return ApiClient(format_host_port(host, port))
+
+
+def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    client = _client(ctx)
+    try:
+        return client.get(path) if method == "GET" else client.post(path, body)
+    except ApiError as exc:
+        _fail(str(exc))
+
+
+def _check_peers(peers: tuple[str, ...]) -> list[str]:
+    try:
+        return [normalise_peer_address(p) for p in peers]
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@click.argument("peers", nargs=-1, required=True)
+@click.option("--replace", is_flag=True, help="Forget all other direct peers first.")
+@click.pass_context
+def connect(ctx: click.Context, peers: tuple[str, ...], replace: bool) -> None:
+    """Add direct peers (HOST[:PORT]) to a running router."""
+    result = _call(ctx, "POST", "/connect", {"peers": _check_peers(peers), "replace": replace})
+    for address in result["connecting"]:
+        click.echo(f"connecting to {address}")
+
+
+@main.command()
+@click.argument("peers", nargs=-1, required=True)
+@click.pass_context
+def forget(ctx: click.Context, peers: tuple[str, ...]) -> None:
+    """Stop redialling direct peers (live connections stay until they break)."""
+    result = _call(ctx, "POST", "/forget", {"peers": _check_peers(peers)})
+    for address in result["unknown"]:
+        click.echo(f"not a direct peer: {address}", err=True)
+
+
+@main.command()
+@click.argument("what", required=False, type=click.Choice(["peers", "connections", "targets"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, what: str | None, as_json: bool) -> None:
+    """Show the router's status: summary, peers, connections or targets."""
+    path = "/status" if what is None else f"/status/{what}"
+    data = _call(ctx, "GET", path)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    console = Console(width=160)
+    if what is None:
+        _print_summary(console, data)
+    elif what == "peers":
+        _print_peers(console, data)
+    elif what == "connections":
+        _print_connections(console, data)
+    else:
+        _print_targets(console, data)
+
+
+def _print_summary(console: Console, data: dict[str, Any]) -> None:
+    states = data.get("connection_states", {})
+    state_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+    table = Table.grid(padding=(0, 2))
+    table.add_column(justify="right", style="bold")
+    table.add_column()
+    rows = [
+        ("Version", f"meshrouter {data['version']}"),
+        ("Name", f"{data['name']} ({data['nickname']})"),
+        ("Listen", str(data["listen"])),
+        ("Encryption", "enabled" if data["encryption"] else "disabled"),
+        ("Peer discovery", "enabled" if data["discovery"] else "disabled"),
+        ("Cluster", data["cluster_id"] or "(none yet)"),
+        ("Targets", str(data["targets"])),
+        ("Connections", f"{data['connections']} established (all: {state_text})"),
+        ("Peers", f"{data['peers']} (with {data['established_links']} established links)"),
+        ("Conn limit", str(data["conn_limit"])),
+    ]
+    for key, value in rows:
+        table.add_row(key + ":", value)
+    console.print(table)
+
+
+def _print_peers(console: Console, peers: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(peers)} peers")
+    for column in ("name", "nickname", "short id", "version", "connections"):
+        table.add_column(column)
+    for peer in peers:
+        conns = ", ".join(
+            f"{'->' if c['outbound'] else '<-'}{c['peer']}{'' if c['established'] else ' (pending)'}"
+            for c in peer["connections"]
+        )
+        table.add_row(peer["name"], peer["nickname"], str(peer["short_id"]), str(peer["version"]), conns)
+    console.print(table)
+
+
+def _print_connections(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} connections")
+    for column in ("dir", "address", "peer", "state", "info"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        peer = f"{row['peer']} ({row['nickname']})" if row.get("nickname") else row["peer"]
+        table.add_row("->" if row["outbound"] else "<-", row["address"], peer, row["state"], row["info"])
+    console.print(table)
+
+
+def _print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"{len(rows)} targets")
+    for column in ("address", "kind", "state", "peer", "info"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        kind = "direct" if row["direct"] else "discovered"
+        table.add_row(row["address"], kind, row["state"], row["peer"], row["info"])
+    console.print(table)
+
+
+@main.command()
+@click.pass_context
+def report(ctx: click.Context) -> None:
+    """Print the router's full report as JSON."""
+    click.echo(json.dumps(_call(ctx, "GET", "/report"), indent=2, sort_keys=True))
+
+
+@main.command()
+@click.pass_context
+def stop(ctx: click.Context) -> None:
+    """Stop the running router."""
+    _call(ctx, "POST", "/stop")
+    click.echo("router stopping")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

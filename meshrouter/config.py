@@ -1,0 +1,117 @@
+"""Router configuration: one frozen dataclass, built by the CLI or the simulator.
+
+Defaults follow Weave where its users had no complaint (ports, conn limit,
+backoff) and are shorter where waiting hurt them; every timer is a field so that
+tests and the simulator can run quickly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.errors import ConfigError
+from meshrouter.names import PeerName
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
+
+DEFAULT_PORT = 6783
+DEFAULT_API_PORT = 6784
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything a Router needs to know that is not an injected dependency."""
+
+    name: PeerName
+    nickname: str
+    listen_host: str = "0.0.0.0"
+    listen_port: int = DEFAULT_PORT
+    password: bytes | None = None
+    conn_limit: int = 200
+    initial_peers: tuple[str, ...] = ()
+    discovery: bool = True
+    cluster_id: str = ""
+    heartbeat_interval: float = 30.0
+    heartbeat_timeout: float = 60.0
+    handshake_timeout: float = 10.0
+    dial_timeout: float = 10.0
+    gossip_interval: float = 30.0
+    max_frame: int = 10 * 1024 * 1024
+    accept_burst: int = 20
+    accept_refill_interval: float = 0.05
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        if self.conn_limit < 1:
+            raise ConfigError(f"--conn-limit must be at least 1, got {self.conn_limit}")
+        if not 0 <= self.listen_port <= 65535:
+            raise ConfigError(f"listen port {self.listen_port} is out of range")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ConfigError(
+                f"heartbeat timeout ({self.heartbeat_timeout}s) must exceed the heartbeat "
+                f"interval ({self.heartbeat_interval}s)"
+            )
+        if len(self.nickname) > 255:
+            raise ConfigError("nickname is longer than 255 characters")
+
+
+def parse_host_port(text: str, default_port: int, *, what: str = "address") -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` or ``[V6]:PORT``; raise ConfigError with the reason."""
+    text = text.strip()
+    if not text:
+        raise ConfigError(f"empty {what}")
+    host: str
+    port_text: str | None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"{what} {text!r}: missing ']'")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"{what} {text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif text.count(":") > 1:
+        host, port_text = text, None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(
+                f"{what} {text!r}: not HOST:PORT (write IPv6 addresses as [ADDR]:PORT)"
+            ) from None
+    else:
+        host, port_text = text, None
+    if not host:
+        raise ConfigError(f"{what} {text!r}: missing host")
+    if not _HOSTNAME.match(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{what} {text!r}: {host!r} is not a host name or IP address") from None
+    port = default_port
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            raise ConfigError(f"{what} {text!r}: port must be a number from 1 to 65535")
+        port = int(port_text)
+    return host, port
+
+
+def format_host_port(host: str, port: int) -> str:
+    """Inverse of parse_host_port, bracketing IPv6 literals."""
+    try:
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def normalise_peer_address(text: str, default_port: int = DEFAULT_PORT) -> str:
+    """Canonical ``host:port`` form of a user-given PEER."""
+    host, port = parse_host_port(text, default_port, what="peer address")
+    return format_host_port(host, port)

@@ -1,0 +1,1 @@
+"""Sans-IO connection-management cores: backoff, target table, accept throttle."""

@@ -1,0 +1,231 @@
+"""Theory of operation: the table of addresses this router dials.
+
+A *target* is an address we want a connection to.  Targets are *direct* (given by
+the user with ``launch peer PEER`` or ``connect``; persisted) or *discovered*
+(learned from the topology so that the mesh becomes full without being told every
+address).  Each target moves through these states:
+
+* ``connecting``  -- a dial or handshake is in progress;
+* ``established`` -- a connection to the peer behind it is up (ours, or an inbound
+  one from the same peer that won the duplicate tie-break);
+* ``retrying``    -- the last attempt failed or the connection ended; the next try
+  is at ``next_attempt`` following the jittered backoff of ``backoff.py``;
+* ``failed``      -- the error can never go away by retrying (we dialled ourselves,
+  or a name collision); kept so that status can say why.
+
+``info`` always says why a target is in its state.  ``forget`` only removes the
+address from the direct set: a live connection stays, but is not redialled when it
+ends (Weave's semantics).  Discovered targets that the topology no longer suggests
+are dropped unless a connection to them is up or being made.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.names import PeerName
+
+
+class TargetState(StrEnum):
+    """Where a target is in its life cycle (the values appear in the API)."""
+
+    CONNECTING = "connecting"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    ESTABLISHED = "established"
+
+
+@dataclass(slots=True)
+class Target:
+    """One address and what we know about dialling it."""
+
+    address: str
+    direct: bool
+    state: TargetState = TargetState.RETRYING
+    failures: int = 0
+    next_attempt: float = 0.0
+    info: str = "not tried yet"
+    peer: PeerName | None = None
+    connected_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """Read-only view of a target for status output."""
+
+    address: str
+    direct: bool
+    state: str
+    info: str
+    attempts: int
+    next_attempt_in: float | None
+    peer: PeerName | None
+
+
+class TargetTable:
+    """All targets, keyed by address; every method takes ``now`` explicitly."""
+
+    def __init__(self, policy: BackoffPolicy | None = None) -> None:
+        self.policy = policy or BackoffPolicy()
+        self._targets: dict[str, Target] = {}
+
+    def __contains__(self, address: str) -> bool:
+        return address in self._targets
+
+    def get(self, address: str) -> Target | None:
+        return self._targets.get(address)
+
+    def direct_addresses(self) -> list[str]:
+        """Addresses the user asked for (these are persisted)."""
+        return sorted(a for a, t in self._targets.items() if t.direct)
+
+    def add_direct(self, addresses: list[str], now: float, *, replace: bool = False) -> None:
+        """Add user-given targets and try them now; ``replace`` forgets the others first."""
+        if replace:
+            for target in list(self._targets.values()):
+                if target.address not in addresses:
+                    self._drop_direct(target)
+        for address in addresses:
+            target = self._targets.get(address)
+            if target is None:
+                self._targets[address] = Target(address, direct=True, next_attempt=now)
+                continue
+            target.direct = True
+            if target.state in (TargetState.RETRYING, TargetState.FAILED):
+                target.state = TargetState.RETRYING
+                target.next_attempt = now
+                target.info = "retrying now at the user's request"
+
+    def forget(self, addresses: list[str]) -> list[str]:
+        """Stop redialling these addresses; return those that were not known."""
+        unknown = []
+        for address in addresses:
+            target = self._targets.get(address)
+            if target is None or not target.direct:
+                unknown.append(address)
+                continue
+            self._drop_direct(target)
+        return unknown
+
+    def _drop_direct(self, target: Target) -> None:
+        target.direct = False
+        if target.state in (TargetState.RETRYING, TargetState.FAILED):
+            del self._targets[target.address]
+
+    def set_discovered(self, addresses: set[str], now: float) -> None:
+        """Replace the discovered set: add new ones (tried now), drop stale idle ones."""
+        for address in addresses:
+            if address not in self._targets:
+                self._targets[address] = Target(
+                    address, direct=False, next_attempt=now, info="discovered from topology"
+                )
+        for target in list(self._targets.values()):
+            if (
+                not target.direct
+                and target.address not in addresses
+                and target.state in (TargetState.RETRYING, TargetState.FAILED)
+            ):
+                del self._targets[target.address]
+
+    def due(self, now: float) -> list[str]:
+        """Targets whose next attempt has come, oldest first (ties by address)."""
+        ready = [
+            t
+            for t in self._targets.values()
+            if t.state is TargetState.RETRYING and t.next_attempt <= now
+        ]
+        ready.sort(key=lambda t: (t.next_attempt, t.address))
+        return [t.address for t in ready]
+
+    def next_wakeup(self) -> float | None:
+        """Earliest time at which some target becomes due."""
+        times = [t.next_attempt for t in self._targets.values() if t.state is TargetState.RETRYING]
+        return min(times) if times else None
+
+    def dial_started(self, address: str) -> None:
+        target = self._targets[address]
+        target.state = TargetState.CONNECTING
+        target.info = f"connecting (attempt {target.failures + 1})"
+
+    def dial_failed(
+        self, address: str, now: float, reason: str, rng: random.Random, *, retryable: bool = True
+    ) -> None:
+        """Record a failed dial or handshake and schedule the next try."""
+        target = self._targets.get(address)
+        if target is None:
+            return
+        target.failures += 1
+        target.connected_since = None
+        if not retryable:
+            target.state = TargetState.FAILED
+            target.info = f"{reason}; will not retry"
+            return
+        delay = self.policy.delay(target.failures, rng)
+        target.state = TargetState.RETRYING
+        target.next_attempt = now + delay
+        target.info = f"{reason}; retry in {delay:.1f}s"
+
+    def established(self, address: str, peer: PeerName, now: float, *, via: str = "") -> None:
+        """A connection to the peer behind ``address`` is up."""
+        target = self._targets.get(address)
+        if target is None:
+            return
+        target.state = TargetState.ESTABLISHED
+        target.peer = peer
+        target.connected_since = now
+        target.info = via or "connected"
+
+    def skip_connected(self, connected: set[PeerName], now: float) -> None:
+        """Targets whose peer is already connected by another connection count as up."""
+        for target in self._targets.values():
+            if target.state is TargetState.RETRYING and target.peer in connected:
+                target.state = TargetState.ESTABLISHED
+                target.connected_since = now
+                target.info = "peer already connected by another connection"
+
+    def peer_disconnected(self, peer: PeerName, now: float, reason: str, rng: random.Random) -> None:
+        """The connection to ``peer`` ended: redial its targets after backoff.
+
+        A connection that lived longer than ``policy.reset_after`` resets the
+        schedule, so a healthy target that drops is retried quickly.  Targets that
+        were forgotten (neither direct nor discovered any more) are removed.
+        """
+        for target in list(self._targets.values()):
+            if target.peer != peer or target.state is not TargetState.ESTABLISHED:
+                continue
+            lived = now - (target.connected_since or now)
+            if lived >= self.policy.reset_after:
+                target.failures = 0
+            target.connected_since = None
+            target.failures += 1
+            delay = self.policy.delay(target.failures, rng)
+            target.state = TargetState.RETRYING
+            target.next_attempt = now + delay
+            target.info = f"connection lost: {reason}; retry in {delay:.1f}s"
+
+    def remove_undirected(self, address: str) -> None:
+        """Drop a discovered target once its attempt ends (used after ``forget``)."""
+        target = self._targets.get(address)
+        if target is not None and not target.direct:
+            del self._targets[address]
+
+    def statuses(self, now: float) -> list[TargetStatus]:
+        """Sorted status views for the API."""
+        result = []
+        for t in sorted(self._targets.values(), key=lambda t: t.address):
+            wait = t.next_attempt - now if t.state is TargetState.RETRYING else None
+            result.append(
+                TargetStatus(
+                    address=t.address,
+                    direct=t.direct,
+                    state=t.state.value,
+                    info=t.info,
+                    attempts=t.failures,
+                    next_attempt_in=max(0.0, wait) if wait is not None else None,
+                    peer=t.peer,
+                )
+            )
+        return result

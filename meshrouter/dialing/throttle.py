@@ -1,0 +1,46 @@
+"""Theory of operation: a token bucket for accepting connections.
+
+A storm of inbound connections (a whole mesh restarting, or a hostile client)
+must not starve the router.  Like Weave, we hold up to ``capacity`` tokens and
+regain one every ``refill_interval`` seconds; an accept spends one token, and
+when none is left the caller waits ``wait_time(now)`` before accepting again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Token bucket driven by an explicit clock value ``now``."""
+
+    capacity: int = 20
+    refill_interval: float = 0.05
+    _tokens: float = field(init=False)
+    _last: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.capacity)
+
+    def _refill(self, now: float) -> None:
+        if self._last is not None and now > self._last:
+            gained = (now - self._last) / self.refill_interval
+            self._tokens = min(float(self.capacity), self._tokens + gained)
+        if self._last is None or now > self._last:
+            self._last = now
+
+    def try_take(self, now: float) -> bool:
+        """Spend one token if available; return whether it was."""
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one token is available (0 if one is now)."""
+        self._refill(now)
+        if self._tokens >= 1.0:
+            return 0.0
+        return (1.0 - self._tokens) * self.refill_interval

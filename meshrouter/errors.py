@@ -1,0 +1,96 @@
+"""The one exception hierarchy of meshrouter.
+
+Cores raise these; shells catch them at the edge of one connection, request or
+command, log them with the peer or connection identity, and keep running.  Every
+class says *why* something was refused, because Weave's users suffered most from
+failures that said nothing.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MeshError(Exception):
+    """Base class of every error meshrouter raises on purpose."""
+
+
+class ConfigError(MeshError):
+    """A command-line option, environment variable or config value is invalid."""
+
+
+class StateFileError(MeshError):
+    """A persisted state file exists but cannot be read; never silently reset."""
+
+
+class ProtocolError(MeshError):
+    """A remote peer sent something we refuse; it closes that one connection.
+
+    `retryable` tells the dialer whether trying the same target again can help.
+    """
+
+    retryable: ClassVar[bool] = True
+
+
+class VersionMismatchError(ProtocolError):
+    """The two routers share no protocol version."""
+
+
+class PasswordMismatchError(ProtocolError):
+    """One side has a password (encryption) and the other has none."""
+
+
+class WrongPasswordError(ProtocolError):
+    """Both sides encrypt, but the passwords differ: the first sealed frame fails."""
+
+
+class DecryptionError(ProtocolError):
+    """A sealed frame failed authentication: tampered, replayed or reordered."""
+
+
+class ClusterMismatchError(ProtocolError):
+    """The remote router belongs to another cluster (different cluster ID)."""
+
+
+class ConnectionToSelfError(ProtocolError):
+    """We dialled ourselves (same peer name and UID)."""
+
+    retryable = False
+
+
+class NameCollisionError(ProtocolError):
+    """Another router uses our peer name with a different UID."""
+
+    retryable = False
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame's length prefix exceeds the configured maximum."""
+
+
+class MalformedMessageError(ProtocolError):
+    """Bytes that do not decode to a valid message of this protocol."""
+
+
+class HandshakeTimeoutError(ProtocolError):
+    """The remote did not complete the handshake in time."""
+
+
+class HeartbeatTimeoutError(ProtocolError):
+    """Nothing arrived on an established connection within the dead timeout."""
+
+
+class ConnectionClosedError(ProtocolError):
+    """The remote closed the connection (EOF) or the stream broke."""
+
+
+class ConnectionRefusedByPolicyError(ProtocolError):
+    """We refuse the connection locally: limit reached, duplicate, or shutting down."""
+
+
+class ApiError(MeshError):
+    """An API request failed; carries the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,502 @@
+"""Theory of operation: the sans-IO gossip core of one router.
+
+The core owns no sockets and no clock.  The router shell tells it which
+neighbours are connected (``neighbour_up``/``neighbour_down``), hands it every
+gossip-family message read from a connection (``handle``), lets channels
+originate changes (``originate_broadcast``/``originate_gossip``/
+``send_unicast``), calls ``periodic`` on a timer, and drains each neighbour's
+send slots with ``pop_outgoing`` from that connection's sender task, woken by
+``on_outgoing``.
+
+How a change travels (O(N) messages mesh-wide, not O(N^2)):
+
+* A local change is *broadcast*: sent along the spanning tree rooted at us;
+  each receiver merges it and forwards the original payload to its own children
+  in that tree, never back to the neighbour it came from nor to the origin.  On
+  a stable topology each peer receives it exactly once: N-1 messages.
+* *Gossip* (to a random neighbour subset, or the answer to a digest) is merged
+  by the receiver, and only the resulting delta is relayed -- as a broadcast
+  originated by the receiver.  Data nobody lacks stops at once.
+* *Digests* are the anti-entropy backstop and the heal path: a new connection
+  and ``periodic`` send a digest (``reply=False``); the receiver answers with
+  gossip carrying exactly what the digest's owner lacks and, if the digest
+  shows data it lacks itself, with its own digest marked ``reply=True``, which
+  is answered with data but never with another digest (no ping-pong).
+* *Unicast* is forwarded hop by hop along ``next_hop_any``.
+
+Channels nobody registered here are relayed without being understood, so a
+mixed-version mesh still carries them: broadcasts follow the tree, gossip goes
+to a random subset de-duplicated by a bounded set of recent payload hashes,
+unicasts addressed to us and digests are dropped and counted.
+
+Before ``set_routes`` is called the core assumes only direct links: a unicast
+reaches neighbours only, our broadcasts go to every neighbour, and others'
+broadcasts are not forwarded.  That can never loop, and digests repair the rest.
+
+Everything is bounded (send slots, unknown-channel queues, the dedupe set, the
+stats table), and every drop is counted by channel and reason in ``stats``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from meshrouter.errors import ConfigError, ProtocolError
+from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
+from meshrouter.gossip.send_slots import GossipFamilyMsg, QueueResult, SendSlots, Snapshot
+from meshrouter.gossip.stats import (
+    COALESCED_BROADCAST_INTO_GOSSIP,
+    DROP_DUPLICATE,
+    DROP_MALFORMED,
+    DROP_NEIGHBOUR_DOWN,
+    DROP_NO_ROUTE,
+    DROP_NOT_NEIGHBOUR,
+    DROP_OWN_BROADCAST,
+    DROP_ROUTE_LOOP,
+    DROP_UNICAST_QUEUE_FULL,
+    DROP_UNKNOWN_CHANNEL_DIGEST,
+    DROP_UNKNOWN_CHANNEL_UNICAST,
+    DROP_UNKNOWN_QUEUE_FULL,
+    KIND_BROADCAST,
+    KIND_DIGEST,
+    KIND_GOSSIP,
+    KIND_UNICAST,
+    GossipStats,
+)
+from meshrouter.names import PeerName
+from meshrouter.wire.messages import (
+    MAX_CHANNEL_NAME,
+    BroadcastMsg,
+    DigestMsg,
+    GossipMsg,
+    Message,
+    UnicastMsg,
+)
+
+if TYPE_CHECKING:
+    import random
+
+DEFAULT_BROADCAST_SLOT_LIMIT = 4096
+PAYLOAD_HASH_BYTES = 8
+
+
+def fanout_size(neighbour_count: int, fanout: int | None) -> int:
+    """How many random neighbours gossip goes to.
+
+    ``max(2, ceil(log2(N + 1)))`` (written ``N.bit_length()``, which is the same
+    for N >= 0, without floats), or the configured ``fanout``, never more than N.
+    """
+    wanted = fanout if fanout is not None else max(2, neighbour_count.bit_length())
+    return min(neighbour_count, wanted)
+
+
+def payload_hash(channel: str, payload: bytes) -> bytes:
+    """Identity of an unknown-channel gossip message for de-duplication."""
+    hasher = hashlib.blake2b(digest_size=PAYLOAD_HASH_BYTES)
+    hasher.update(channel.encode())
+    hasher.update(b"\0")
+    hasher.update(payload)
+    return hasher.digest()
+
+
+def _describe(msg: GossipFamilyMsg) -> tuple[str, str, int]:
+    """(channel, kind, payload bytes) of an outgoing message, for stats."""
+    if isinstance(msg, UnicastMsg):
+        return msg.channel, KIND_UNICAST, len(msg.payload)
+    if isinstance(msg, BroadcastMsg):
+        return msg.channel, KIND_BROADCAST, len(msg.payload)
+    if isinstance(msg, GossipMsg):
+        return msg.channel, KIND_GOSSIP, len(msg.payload)
+    return msg.channel, KIND_DIGEST, len(msg.digest)
+
+
+class GossipCore:
+    """Gossip, broadcast, unicast and digest handling for one local peer."""
+
+    on_outgoing: Callable[[PeerName], None] | None
+
+    def __init__(
+        self,
+        local: PeerName,
+        *,
+        unicast_queue_limit: int = 1024,
+        unknown_channel_limit: int = 256,
+        fanout: int | None = None,
+        broadcast_slot_limit: int = DEFAULT_BROADCAST_SLOT_LIMIT,
+    ) -> None:
+        """``unknown_channel_limit`` bounds both the per-neighbour queues of raw
+        unknown-channel messages and the set of recent unknown payload hashes;
+        ``broadcast_slot_limit`` bounds the (channel, origin) broadcast slots per
+        neighbour (beyond it, broadcasts merge into the gossip slot instead)."""
+        for what, value in (
+            ("unicast_queue_limit", unicast_queue_limit),
+            ("unknown_channel_limit", unknown_channel_limit),
+            ("broadcast_slot_limit", broadcast_slot_limit),
+        ):
+            if value < 1:
+                raise ConfigError(f"gossip {what} must be at least 1, got {value}")
+        if fanout is not None and fanout < 1:
+            raise ConfigError(f"gossip fanout must be at least 1, got {fanout}")
+        self.local = local
+        self.stats = GossipStats()
+        self.on_outgoing = None
+        self._unicast_limit = unicast_queue_limit
+        self._unknown_limit = unknown_channel_limit
+        self._broadcast_limit = broadcast_slot_limit
+        self._fanout = fanout
+        self._channels: dict[str, Gossiper] = {}
+        self._routes: RouteView | None = None
+        self._slots: dict[PeerName, SendSlots] = {}
+        self._sorted_neighbours: list[PeerName] = []
+        self._recent_unknown: dict[bytes, None] = {}
+
+    # ---------------------------------------------------------------- set-up
+
+    def add_channel(self, name: str, gossiper: Gossiper) -> None:
+        """Register the owner of channel ``name`` (once per name)."""
+        if not name or len(name) > MAX_CHANNEL_NAME:
+            raise ValueError(f"channel name {name!r} must have 1..{MAX_CHANNEL_NAME} characters")
+        if name in self._channels:
+            raise ValueError(f"gossip channel {name!r} is already registered")
+        self._channels[name] = gossiper
+        self.stats.register(name)
+
+    def set_routes(self, routes: RouteView) -> None:
+        """Use these routes from now on (call again whenever they change)."""
+        self._routes = routes
+
+    def neighbour_up(self, peer: PeerName) -> None:
+        """A connection to ``peer`` is established: offer it a digest per channel.
+
+        The digests start the heal path: the peer answers with whatever we lack
+        and asks for whatever it lacks.  A connection to ourselves is refused by
+        the handshake; it is ignored here defensively.
+        """
+        if peer == self.local:
+            return
+        if peer not in self._slots:
+            self._slots[peer] = SendSlots(
+                self.local,
+                unicast_limit=self._unicast_limit,
+                unknown_limit=self._unknown_limit,
+                broadcast_limit=self._broadcast_limit,
+            )
+            self._sorted_neighbours = sorted(self._slots)
+        for channel, gossiper in self._channels.items():
+            self._queue_digest(peer, channel, gossiper.digest(), reply=False)
+
+    def neighbour_down(self, peer: PeerName) -> None:
+        """The connection is gone: discard its slots (counted as dropped)."""
+        slots = self._slots.pop(peer, None)
+        if slots is None:
+            return
+        self._sorted_neighbours = sorted(self._slots)
+        for channel, _kind in slots.pending():
+            self.stats.record_drop(channel, DROP_NEIGHBOUR_DOWN)
+
+    def neighbours(self) -> frozenset[PeerName]:
+        return frozenset(self._slots)
+
+    # -------------------------------------------------------------- incoming
+
+    def handle(
+        self,
+        neighbour: PeerName,
+        msg: Message,
+        rng: random.Random,
+    ) -> None:
+        """Process one message read from ``neighbour``'s connection.
+
+        Raises ``ProtocolError`` (after counting it) when the channel's gossiper
+        refuses the payload; the shell then closes that one connection.  A
+        Heartbeat is accepted and ignored, so the shell may pass any Message.
+        """
+        if isinstance(msg, GossipMsg):
+            self._handle_gossip(neighbour, msg, rng)
+        elif isinstance(msg, BroadcastMsg):
+            self._handle_broadcast(neighbour, msg)
+        elif isinstance(msg, UnicastMsg):
+            self._handle_unicast(neighbour, msg)
+        elif isinstance(msg, DigestMsg):
+            self._handle_digest(neighbour, msg)
+        # A Heartbeat only feeds the connection's dead timer: nothing to do.
+
+    def _handle_gossip(self, neighbour: PeerName, msg: GossipMsg, rng: random.Random) -> None:
+        channel = msg.channel
+        self.stats.record_received(channel, KIND_GOSSIP, len(msg.payload))
+        gossiper = self._channels.get(channel)
+        if gossiper is None:
+            self._relay_unknown_gossip(neighbour, msg, rng)
+            return
+        with self._counting_malformed(channel):
+            data = gossiper.decode(msg.payload)
+            delta = gossiper.on_gossip(msg.src, data)
+        if delta:
+            # Only what was new travels on, and as our own broadcast, so the
+            # whole mesh hears it once instead of gossip echoing around.
+            self.stats.record_delta(channel)
+            self._broadcast(channel, self.local, Snapshot(data=delta), came_from=None)
+
+    def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
+        channel, origin = msg.channel, msg.src
+        self.stats.record_received(channel, KIND_BROADCAST, len(msg.payload))
+        if origin == self.local:
+            # Our own broadcast came back: only possible while routes disagree.
+            self.stats.record_drop(channel, DROP_OWN_BROADCAST)
+            return
+        gossiper = self._channels.get(channel)
+        if gossiper is None:
+            for hop in self._tree_children(channel, origin, came_from=neighbour):
+                self._queue_unknown_broadcast(hop, msg)
+            return
+        with self._counting_malformed(channel):
+            data = gossiper.decode(msg.payload)
+            delta = gossiper.on_broadcast(origin, data)
+        if delta:
+            self.stats.record_delta(channel)
+        # Forward the original payload whether or not it was new to us: the
+        # peers below us in the origin's tree rely on us for it.  The bytes are
+        # decoded again only if the copy has to be merged with a later update.
+        update = Snapshot(raw=msg.payload, decode=gossiper.decode)
+        self._broadcast(channel, origin, update, came_from=neighbour)
+
+    def _handle_unicast(self, neighbour: PeerName, msg: UnicastMsg) -> None:
+        channel = msg.channel
+        self.stats.record_received(channel, KIND_UNICAST, len(msg.payload))
+        if msg.dst == self.local:
+            gossiper = self._channels.get(channel)
+            if gossiper is None:
+                self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_UNICAST)
+                return
+            with self._counting_malformed(channel):
+                gossiper.on_unicast(msg.src, msg.payload)
+            return
+        hop = self._next_hop(msg.dst)
+        if hop is None:
+            self.stats.record_drop(channel, DROP_NO_ROUTE)
+        elif hop == neighbour:
+            # Sending it back where it came from would bounce it between two
+            # peers whose routes disagree; the sender can retry once they agree.
+            self.stats.record_drop(channel, DROP_ROUTE_LOOP)
+        else:
+            self.stats.record_relay(channel, KIND_UNICAST)
+            self._queue_unicast(hop, msg)
+
+    def _handle_digest(self, neighbour: PeerName, msg: DigestMsg) -> None:
+        channel = msg.channel
+        self.stats.record_received(channel, KIND_DIGEST, len(msg.digest))
+        gossiper = self._channels.get(channel)
+        if gossiper is None:
+            self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_DIGEST)
+            return
+        if neighbour not in self._slots:
+            self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
+            return
+        with self._counting_malformed(channel):
+            missing = gossiper.newer_than(msg.digest)
+            wants_ours = not msg.reply and gossiper.lacks_from(msg.digest)
+        if missing:
+            self._queue_gossip(neighbour, channel, Snapshot(data=missing))
+        if wants_ours:
+            self._queue_digest(neighbour, channel, gossiper.digest(), reply=True)
+
+    def _relay_unknown_gossip(
+        self, neighbour: PeerName, msg: GossipMsg, rng: random.Random
+    ) -> None:
+        key = payload_hash(msg.channel, msg.payload)
+        if key in self._recent_unknown:
+            self.stats.record_drop(msg.channel, DROP_DUPLICATE)
+            return
+        self._recent_unknown[key] = None
+        if len(self._recent_unknown) > self._unknown_limit:
+            del self._recent_unknown[next(iter(self._recent_unknown))]
+        relayed = GossipMsg(msg.channel, self.local, msg.payload)
+        for peer in self._random_neighbours(rng, exclude=neighbour):
+            self.stats.record_relay(msg.channel, KIND_GOSSIP)
+            self._queue_unknown_gossip(peer, relayed)
+
+    # -------------------------------------------------------------- outgoing
+
+    def originate_broadcast(self, channel: str, data: GossipData) -> None:
+        """Send our own change down the spanning tree rooted at us."""
+        self._broadcast(channel, self.local, Snapshot(data=data.copy()), came_from=None)
+
+    def originate_gossip(self, channel: str, data: GossipData, rng: random.Random) -> None:
+        """Send ``data`` to a random subset of neighbours (they relay the delta)."""
+        targets = self._random_neighbours(rng, exclude=None)
+        if not targets:
+            return
+        update = Snapshot(data=data.copy())
+        for peer in targets:
+            self._queue_gossip(peer, channel, update)
+
+    def send_unicast(self, channel: str, dst: PeerName, payload: bytes) -> bool:
+        """Route ``payload`` to ``dst``; False (and counted) when there is no route.
+
+        A unicast to ourselves is delivered at once to the channel's gossiper.
+        """
+        if dst == self.local:
+            gossiper = self._channels.get(channel)
+            if gossiper is None:
+                self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_UNICAST)
+                return False
+            gossiper.on_unicast(self.local, payload)
+            return True
+        hop = self._next_hop(dst)
+        if hop is None:
+            self.stats.record_drop(channel, DROP_NO_ROUTE)
+            return False
+        self._queue_unicast(hop, UnicastMsg(channel, self.local, dst, payload))
+        return True
+
+    def periodic(self, rng: random.Random) -> None:
+        """Anti-entropy backstop: each channel's digest to one random neighbour."""
+        if not self._sorted_neighbours:
+            return
+        for channel, gossiper in self._channels.items():
+            peer = rng.choice(self._sorted_neighbours)
+            self._queue_digest(peer, channel, gossiper.digest(), reply=False)
+
+    def pop_outgoing(self, neighbour: PeerName) -> GossipFamilyMsg | None:
+        """The next message to write to ``neighbour``, or None when idle.
+
+        Never a Heartbeat (those are the connection's business), so the result
+        can be passed straight to another core's ``handle`` in the simulator.
+        """
+        slots = self._slots.get(neighbour)
+        if slots is None:
+            return None
+        msg = slots.pop()
+        if msg is not None:
+            self.stats.record_sent(*_describe(msg))
+        return msg
+
+    def has_outgoing(self, neighbour: PeerName) -> bool:
+        slots = self._slots.get(neighbour)
+        return slots is not None and len(slots) > 0
+
+    # ------------------------------------------------------------- internals
+
+    def _next_hop(self, dst: PeerName) -> PeerName | None:
+        """Next hop toward ``dst`` if it is a current neighbour, else None."""
+        if self._routes is None:
+            return dst if dst in self._slots else None
+        hop = self._routes.next_hop_any(dst)
+        return hop if hop is not None and hop in self._slots else None
+
+    def _tree_children(
+        self, channel: str, origin: PeerName, came_from: PeerName | None
+    ) -> Iterator[PeerName]:
+        """Current neighbours below us in ``origin``'s tree, minus where it came
+        from and the origin itself; hops that are not neighbours are counted."""
+        hops: Sequence[PeerName]
+        if self._routes is None:
+            hops = self._sorted_neighbours if origin == self.local else ()
+        else:
+            hops = self._routes.broadcast_next_hops(origin)
+        seen: set[PeerName] = set()
+        for hop in hops:
+            if hop in seen or hop == came_from or hop == origin or hop == self.local:
+                continue
+            seen.add(hop)
+            if hop not in self._slots:
+                self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
+                continue
+            if came_from is not None:
+                self.stats.record_relay(channel, KIND_BROADCAST)
+            yield hop
+
+    def _broadcast(
+        self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None
+    ) -> None:
+        for hop in self._tree_children(channel, origin, came_from):
+            self._queue_broadcast(hop, channel, origin, update)
+
+    def _random_neighbours(
+        self, rng: random.Random, exclude: PeerName | None
+    ) -> list[PeerName]:
+        """A random subset (sorted candidates, so a seeded rng is reproducible)."""
+        candidates = [peer for peer in self._sorted_neighbours if peer != exclude]
+        count = min(len(candidates), fanout_size(len(self._sorted_neighbours), self._fanout))
+        return rng.sample(candidates, count)
+
+    @contextmanager
+    def _counting_malformed(self, channel: str) -> Iterator[None]:
+        try:
+            yield
+        except ProtocolError:
+            self.stats.record_drop(channel, DROP_MALFORMED)
+            raise
+
+    def _enqueue(self, peer: PeerName, action: Callable[[SendSlots], object]) -> None:
+        """Run ``action`` on ``peer``'s slots; wake its sender if they were empty."""
+        slots = self._slots[peer]
+        was_idle = len(slots) == 0
+        action(slots)
+        if was_idle and len(slots) > 0 and self.on_outgoing is not None:
+            self.on_outgoing(peer)
+
+    def _count_queue_result(self, channel: str, kind: str, result: QueueResult) -> None:
+        if result == "coalesced":
+            self.stats.record_coalesced(channel, kind)
+
+    def _queue_unicast(self, peer: PeerName, msg: UnicastMsg) -> None:
+        def action(slots: SendSlots) -> None:
+            dropped = slots.queue_unicast(msg)
+            if dropped is not None:
+                self.stats.record_drop(dropped.channel, DROP_UNICAST_QUEUE_FULL)
+
+        self._enqueue(peer, action)
+
+    def _queue_broadcast(
+        self, peer: PeerName, channel: str, origin: PeerName, update: Snapshot
+    ) -> None:
+        def action(slots: SendSlots) -> None:
+            result = slots.queue_broadcast(channel, origin, update)
+            if result == "full":
+                # Too many origins pending for this neighbour: merge the data
+                # into its gossip slot instead of dropping it; the neighbour
+                # relays whatever is new to it as its own broadcast.
+                self.stats.record_coalesced(channel, COALESCED_BROADCAST_INTO_GOSSIP)
+                result = slots.queue_gossip(channel, update)
+                self._count_queue_result(channel, KIND_GOSSIP, result)
+            else:
+                self._count_queue_result(channel, KIND_BROADCAST, result)
+
+        self._enqueue(peer, action)
+
+    def _queue_unknown_broadcast(self, peer: PeerName, msg: BroadcastMsg) -> None:
+        def action(slots: SendSlots) -> None:
+            dropped = slots.queue_unknown_broadcast(msg)
+            if dropped is not None:
+                self.stats.record_drop(dropped.channel, DROP_UNKNOWN_QUEUE_FULL)
+
+        self._enqueue(peer, action)
+
+    def _queue_gossip(self, peer: PeerName, channel: str, update: Snapshot) -> None:
+        self._enqueue(
+            peer,
+            lambda slots: self._count_queue_result(
+                channel, KIND_GOSSIP, slots.queue_gossip(channel, update)
+            ),
+        )
+
+    def _queue_unknown_gossip(self, peer: PeerName, msg: GossipMsg) -> None:
+        def action(slots: SendSlots) -> None:
+            dropped = slots.queue_unknown_gossip(msg)
+            if dropped is not None:
+                self.stats.record_drop(dropped.channel, DROP_UNKNOWN_QUEUE_FULL)
+
+        self._enqueue(peer, action)
+
+    def _queue_digest(self, peer: PeerName, channel: str, digest: bytes, reply: bool) -> None:
+        self._enqueue(
+            peer,
+            lambda slots: self._count_queue_result(
+                channel, KIND_DIGEST, slots.queue_digest(channel, digest, reply)
+            ),
+        )
+

@@ -1,0 +1,99 @@
+"""Theory of operation: the contracts between the gossip core and its users.
+
+The gossip core moves opaque, mergeable state between routers; it never knows
+what a channel's data means.  Three protocols make that possible:
+
+* ``GossipData`` is a value the core can encode, copy and merge.  Merging is the
+  only way two pieces of data are combined, so a send slot can coalesce many
+  pending updates into one message while a connection is backpressured.
+* ``Gossiper`` is a channel's owner (topology, IPAM, DNS, ...).  It decodes
+  untrusted bytes, merges what arrives into its own state and reports the
+  *delta* (only what was new), which is all the core ever relays.  Digests let
+  two neighbours find out what each lacks without sending full state.
+* ``RouteView`` is the part of the routing table the core needs: a next hop per
+  destination and the per-origin broadcast spanning tree.
+
+Contract details the core relies on:
+
+* ``merge`` never mutates ``other``; the core hands the same object to many send
+  slots and only ever merges *into* its own private copies.
+* Data returned by a gossiper (a delta, ``newer_than``, ``full_state``) is handed
+  over to the core: the gossiper must not mutate it afterwards.
+* ``decode`` raises only ``ProtocolError`` subclasses (normally
+  ``MalformedMessageError``) and is deterministic, so bytes that decoded once
+  decode again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from meshrouter.names import PeerName
+
+
+class GossipData(Protocol):
+    """A mergeable, encodable piece of channel state (full state or a delta)."""
+
+    def encode(self) -> bytes:
+        """Serialise for the wire; the owning gossiper's ``decode`` inverts it."""
+        ...
+
+    def merge(self, other: Any) -> Any:
+        """Merge ``other`` into ``self`` in place; return what was new, or None.
+
+        Must be commutative, associative and idempotent, and must not mutate
+        ``other``.
+        """
+        ...
+
+    def copy(self) -> Any:
+        """An independent copy: mutating one never changes the other."""
+        ...
+
+
+class Gossiper(Protocol):
+    """The owner of one named channel's state."""
+
+    def decode(self, payload: bytes) -> GossipData:
+        """Decode untrusted bytes; raise ``MalformedMessageError`` on bad input."""
+        ...
+
+    def on_gossip(self, src: PeerName, data: Any) -> GossipData | None:
+        """Merge gossip from neighbour ``src`` into our state; return the delta."""
+        ...
+
+    def on_broadcast(self, src: PeerName, data: Any) -> GossipData | None:
+        """Merge a broadcast originated by ``src``; return the delta."""
+        ...
+
+    def on_unicast(self, src: PeerName, payload: bytes) -> None:
+        """Handle a point-to-point message addressed to us."""
+        ...
+
+    def full_state(self) -> GossipData | None:
+        """Everything we know, or None when there is nothing."""
+        ...
+
+    def digest(self) -> bytes:
+        """A compact summary of our state (e.g. peer -> version)."""
+        ...
+
+    def newer_than(self, digest: bytes) -> GossipData | None:
+        """What the digest's owner lacks that we have, or None."""
+        ...
+
+    def lacks_from(self, digest: bytes) -> bool:
+        """True when the digest shows data that we lack."""
+        ...
+
+
+class RouteView(Protocol):
+    """The routing decisions the gossip core needs, computed elsewhere."""
+
+    def next_hop_any(self, dst: PeerName) -> PeerName | None:
+        """Neighbour to send a unicast for ``dst`` to, over any connection."""
+        ...
+
+    def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
+        """Our children in the spanning tree rooted at ``origin``."""
+        ...

@@ -1,0 +1,1 @@
+"""trio shells: transport, per-connection tasks and the Router that owns them."""

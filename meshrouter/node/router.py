@@ -1,0 +1,592 @@
+"""The peer router: one nursery owning the listener, the dialer, every connection
+and the periodic gossip.  All decisions are delegated to the sans-IO cores
+(Handshake, GossipCore, Topology, TargetTable, TokenBucket); this class only
+moves bytes and time between them, so the simulator can run many of it.
+
+Dependencies are injected -- Transport, Storage, randomness and the key factory
+-- and time comes from trio's clock, so under ``trio.testing.MockClock`` the same
+router runs in simulated time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from meshrouter import __version__
+from meshrouter.codec import pack, unpack
+from meshrouter.config import RouterConfig, normalise_peer_address
+from meshrouter.dialing.targets import TargetState, TargetTable
+from meshrouter.dialing.throttle import TokenBucket
+from meshrouter.errors import (
+    ConnectionClosedError,
+    ConnectionRefusedByPolicyError,
+    HandshakeTimeoutError,
+    MeshError,
+    ProtocolError,
+    StateFileError,
+)
+from meshrouter.gossip.core import GossipCore
+from meshrouter.names import PeerName, format_peer_name
+from meshrouter.node.connection import PeerConnection
+from meshrouter.node.transport import Transport
+from meshrouter.storage import MemoryStorage, Storage
+from meshrouter.topology.gossiper import TopologyGossiper
+from meshrouter.topology.records import ConnectionRecord
+from meshrouter.topology.topology import Topology
+from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
+from meshrouter.wire.identity import Identity
+from meshrouter.wire.messages import Message
+
+log = logging.getLogger(__name__)
+
+TOPOLOGY_CHANNEL = "topology"
+DIRECT_PEERS_KEY = "direct-peers"
+REFUSALS_KEPT = 32
+REFUSAL_SHOWN_FOR = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An inbound connection we refused (or that failed its handshake), and why."""
+
+    address: str
+    peer: PeerName | None
+    reason: str
+    at: float
+
+
+@dataclass(eq=False, slots=True)
+class Handshaking:
+    """A connection whose handshake is under way (counts toward the limit)."""
+
+    address: str
+    outbound: bool
+
+
+def _default_key_factory() -> X25519PrivateKey:
+    return X25519PrivateKey.generate()
+
+
+class Router:
+    """A meshrouter peer: owns the mesh connections and the gossip channels."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        transport: Transport,
+        rng: random.Random,
+        storage: Storage | None = None,
+        key_factory: Callable[[], X25519PrivateKey] = _default_key_factory,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.rng = rng
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.key_factory = key_factory
+        self.uid = rng.getrandbits(64)
+        self.topology = Topology(
+            local_name=config.name,
+            nickname=config.nickname,
+            uid=self.uid,
+            listen_port=config.listen_port,
+            rng=rng,
+        )
+        self.gossip = GossipCore(config.name)
+        self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
+        self.gossip.on_outgoing = self._wake_sender
+        self.targets = TargetTable(config.backoff)
+        self.throttle = TokenBucket(config.accept_burst, config.accept_refill_interval)
+        self.connections: dict[PeerName, PeerConnection] = {}
+        self.handshaking: set[Handshaking] = set()
+        self.refusals: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
+        self.listen_address: str | None = None
+        self.started_at: float | None = None
+        self.connection_terminations = 0
+        self._nursery: trio.Nursery | None = None
+        self._dial_wakeup = trio.Event()
+        self._stopped = trio.Event()
+        self._routes_version = -1
+
+    # ------------------------------------------------------------------ life cycle
+
+    @property
+    def name(self) -> PeerName:
+        return self.config.name
+
+    @property
+    def label(self) -> str:
+        return f"{format_peer_name(self.name)}({self.config.nickname})"
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial, gossip until cancelled or stop() is called.
+
+        task_status.started() reports the bound listen address, so callers (CLI,
+        tests, simulator) can start the router with ``await nursery.start(...)``.
+        """
+        self._load_direct_peers()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.started_at = trio.current_time()
+            self.listen_address = await nursery.start(
+                self.transport.serve, self._handle_inbound, nursery
+            )
+            port = int(self.listen_address.rsplit(":", 1)[1])
+            if port != self.topology.local_record.listen_port:
+                self.topology.set_listen_port(port)
+            self._topology_changed()
+            nursery.start_soon(self._dial_loop)
+            nursery.start_soon(self._gossip_loop)
+            log.info("router %s listening on %s", self.label, self.listen_address)
+            task_status.started(self.listen_address)
+            await self._stopped.wait()
+            nursery.cancel_scope.cancel()
+        log.info("router %s stopped", self.label)
+
+    def stop(self) -> None:
+        """Shut the router down cleanly (its run() returns)."""
+        self._stopped.set()
+
+    # ------------------------------------------------------------------ user verbs
+
+    def connect(self, peers: list[str], *, replace: bool = False) -> list[str]:
+        """Add direct peers (``HOST[:PORT]``); return their normalised addresses."""
+        addresses = [normalise_peer_address(p) for p in peers]
+        self.targets.add_direct(addresses, trio.current_time(), replace=replace)
+        self._save_direct_peers()
+        self._dial_wakeup.set()
+        return addresses
+
+    def forget(self, peers: list[str]) -> list[str]:
+        """Stop redialling these direct peers; return the ones that were unknown."""
+        addresses = [normalise_peer_address(p) for p in peers]
+        unknown = self.targets.forget(addresses)
+        self._save_direct_peers()
+        return unknown
+
+    def _load_direct_peers(self) -> None:
+        stored = self.storage.load(DIRECT_PEERS_KEY)
+        peers: list[str] = list(self.config.initial_peers)
+        if stored is not None:
+            try:
+                value = unpack(stored)
+            except MeshError as exc:
+                raise StateFileError(f"direct peers file is corrupt: {exc}") from None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise StateFileError("direct peers file is corrupt: expected a list of addresses")
+            peers += value
+        now = trio.current_time()
+        self.targets.add_direct([normalise_peer_address(p) for p in peers], now)
+        self._save_direct_peers()
+
+    def _save_direct_peers(self) -> None:
+        self.storage.save(DIRECT_PEERS_KEY, pack(self.targets.direct_addresses()))
+
+    # ------------------------------------------------------------------ dialling
+
+    def _outstanding(self) -> int:
+        return len(self.connections) + len(self.handshaking)
+
+    async def _dial_loop(self) -> None:
+        while True:
+            self._dial_wakeup = trio.Event()
+            now = trio.current_time()
+            self.targets.skip_connected(set(self.connections), now)
+            for address in self.targets.due(now):
+                if self._outstanding() >= self.config.conn_limit:
+                    break
+                self.targets.dial_started(address)
+                assert self._nursery is not None
+                self._nursery.start_soon(self._dial, address)
+            wake_at = self.targets.next_wakeup()
+            with trio.move_on_at(wake_at if wake_at is not None else math.inf):
+                await self._dial_wakeup.wait()
+
+    async def _dial(self, address: str) -> None:
+        pending = Handshaking(address, outbound=True)
+        self.handshaking.add(pending)
+        try:
+            with trio.fail_after(self.config.dial_timeout):
+                stream = await self.transport.dial(address)
+        except (OSError, trio.TooSlowError) as exc:
+            self.handshaking.discard(pending)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = reason or type(exc).__name__
+            self.targets.dial_failed(address, trio.current_time(), f"dial failed: {reason}", self.rng)
+            self._dial_wakeup.set()
+            return
+        await self._run_stream(stream, address, outbound=True, target=address, pending=pending)
+
+    # ------------------------------------------------------------------ accepting
+
+    async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
+        wait = self.throttle.wait_time(trio.current_time())
+        if wait > 0:
+            await trio.sleep(wait)
+        self.throttle.try_take(trio.current_time())
+        pending = Handshaking(remote_address, outbound=False)
+        self.handshaking.add(pending)
+        await self._run_stream(stream, remote_address, outbound=False, target=None, pending=pending)
+
+    # ------------------------------------------------------------------ one connection
+
+    def _local_identity(self) -> Identity:
+        short_id = self.topology.local_record.short_id
+        return Identity(
+            name=self.name,
+            nickname=self.config.nickname,
+            uid=self.uid,
+            conn_id=self.rng.getrandbits(64),
+            short_id=short_id if short_id is not None else 0,
+            cluster_id=self.config.cluster_id,
+        )
+
+    async def _handshake(self, stream: trio.abc.Stream, local: Identity) -> HandshakeResult:
+        handshake = Handshake(
+            HandshakeConfig(
+                identity=local,
+                password=self.config.password,
+                private_key=self.key_factory() if self.config.password is not None else None,
+                max_frame=self.config.max_frame,
+            )
+        )
+        with trio.move_on_after(self.config.handshake_timeout) as timer:
+            await stream.send_all(handshake.start())
+            while not handshake.done:
+                data = await stream.receive_some(65536)
+                if not data:
+                    raise ConnectionClosedError("connection closed by the peer during the handshake")
+                reply = handshake.receive_data(data)
+                if reply:
+                    await stream.send_all(reply)
+        if timer.cancelled_caught:
+            raise HandshakeTimeoutError(
+                f"handshake not completed within {self.config.handshake_timeout:g}s"
+            )
+        return handshake.result
+
+    async def _run_stream(
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        *,
+        outbound: bool,
+        target: str | None,
+        pending: Handshaking,
+    ) -> None:
+        """Handshake, register, run, unregister -- the whole life of one connection."""
+        conn: PeerConnection | None = None
+        try:
+            try:
+                local = self._local_identity()
+                result = await self._handshake(stream, local)
+                conn = self._make_connection(stream, local, result, outbound, address, target)
+                self.handshaking.discard(pending)
+                self._register(conn)
+            except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.handshaking.discard(pending)
+                self._connection_failed(exc, address, outbound, target, conn)
+                return
+            log.info("connection %s established", conn.label)
+            reason = await conn.run()
+            log.info("connection %s closed: %s", conn.label, reason)
+            self._unregister(conn, reason)
+        finally:
+            self.handshaking.discard(pending)
+            if conn is not None and self.connections.get(conn.peer) is conn:
+                self._unregister(conn, "router shutting down")
+            await trio.aclose_forcefully(stream)
+
+    def _make_connection(
+        self,
+        stream: trio.abc.Stream,
+        local: Identity,
+        result: HandshakeResult,
+        outbound: bool,
+        address: str,
+        target: str | None,
+    ) -> PeerConnection:
+        conn = PeerConnection(
+            stream=stream,
+            session=result.session,
+            local=local,
+            remote=result.remote,
+            protocol_version=result.version,
+            outbound=outbound,
+            address=address,
+            target=target,
+            started_at=trio.current_time(),
+            heartbeat_interval=self.config.heartbeat_interval,
+            heartbeat_timeout=self.config.heartbeat_timeout,
+            deliver=self._deliver,
+            next_outgoing=self.gossip.pop_outgoing,
+        )
+        if result.leftover:
+            conn.early_messages = result.session.receive_data(result.leftover)
+        return conn
+
+    def _connection_failed(
+        self,
+        exc: BaseException,
+        address: str,
+        outbound: bool,
+        target: str | None,
+        conn: PeerConnection | None,
+    ) -> None:
+        reason = str(exc) or type(exc).__name__
+        retryable = getattr(exc, "retryable", True)
+        peer = conn.peer if conn is not None else None
+        now = trio.current_time()
+        if outbound and target is not None:
+            if peer is not None and peer in self.connections:
+                self.targets.established(
+                    target, peer, now, via="peer already connected by another connection"
+                )
+            else:
+                self.targets.dial_failed(target, now, reason, self.rng, retryable=retryable)
+                self._dial_wakeup.set()
+        else:
+            self.refusals.append(Refusal(address, peer, reason, now))
+        log.warning(
+            "connection %s %s %s refused: %s",
+            "to" if outbound else "from",
+            address,
+            f"({format_peer_name(peer)})" if peer is not None else "",
+            reason,
+        )
+
+    def _register(self, conn: PeerConnection) -> None:
+        """Admit an established connection: tie-break duplicates, enforce the limit."""
+        existing = self.connections.get(conn.peer)
+        if existing is not None:
+            if existing.conn_uid < conn.conn_uid:
+                raise ConnectionRefusedByPolicyError(
+                    f"duplicate connection to {format_peer_name(conn.peer)}: keeping the other one"
+                )
+            if existing.conn_uid == conn.conn_uid:
+                existing.close("duplicate connection with an identical ID; both dropped")
+                raise ConnectionRefusedByPolicyError(
+                    "duplicate connection with an identical ID; both dropped"
+                )
+            existing.close("superseded by a duplicate connection that wins the tie-break")
+            self._unregister(existing, existing.close_reason or "superseded")
+        elif len(self.connections) >= self.config.conn_limit:
+            raise ConnectionRefusedByPolicyError(
+                f"connection limit of {self.config.conn_limit} reached"
+            )
+        self.connections[conn.peer] = conn
+        if conn.target is not None:
+            self.targets.established(conn.target, conn.peer, trio.current_time())
+        self.gossip.neighbour_up(conn.peer)
+        self._local_connections_changed()
+
+    def _unregister(self, conn: PeerConnection, reason: str) -> None:
+        if self.connections.get(conn.peer) is not conn:
+            return
+        del self.connections[conn.peer]
+        self.connection_terminations += 1
+        now = trio.current_time()
+        self.gossip.neighbour_down(conn.peer)
+        self.targets.peer_disconnected(conn.peer, now, reason, self.rng)
+        self._local_connections_changed()
+        self._dial_wakeup.set()
+
+    # ------------------------------------------------------------------ gossip glue
+
+    def _wake_sender(self, peer: PeerName) -> None:
+        conn = self.connections.get(peer)
+        if conn is not None:
+            conn.wake()
+
+    def _deliver(self, conn: PeerConnection, message: Message) -> None:
+        """Hand one received message to the gossip core; a bad one closes the connection."""
+        before = self.topology.version
+        self.gossip.handle(conn.peer, message, self.rng)  # type: ignore[arg-type]
+        if self.topology.version != before:
+            self._topology_changed()
+
+    def _local_connections_changed(self) -> None:
+        records = [
+            ConnectionRecord(
+                peer=conn.peer, address=conn.address, outbound=conn.outbound, established=True
+            )
+            for conn in self.connections.values()
+        ]
+        delta = self.topology.set_local_connections(records)
+        self.topology.garbage_collect()
+        self._topology_changed()
+        if delta is not None:
+            self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, delta)
+
+    def _topology_changed(self) -> None:
+        """Recompute routes (once per topology version) and refresh discovery."""
+        if self.topology.version == self._routes_version:
+            return
+        self._routes_version = self.topology.version
+        self.gossip.set_routes(self.topology.routes())
+        if self.config.discovery:
+            candidates = {address for _, address in self.topology.discovery_candidates()}
+            self.targets.set_discovered(candidates, trio.current_time())
+            self._dial_wakeup.set()
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.gossip_interval * (0.75 + 0.5 * self.rng.random()))
+            self.gossip.periodic(self.rng)
+
+    # ------------------------------------------------------------------ status
+
+    def connection_rows(self) -> list[dict[str, Any]]:
+        """Every connection and attempt with its state and why (the API's view)."""
+        now = trio.current_time()
+        rows: list[dict[str, Any]] = []
+        for conn in sorted(self.connections.values(), key=lambda c: c.peer):
+            encryption = "encrypted" if conn.session.encrypted else "unencrypted"
+            rows.append(
+                {
+                    "peer": format_peer_name(conn.peer),
+                    "nickname": conn.remote.nickname,
+                    "address": conn.address,
+                    "state": TargetState.ESTABLISHED.value,
+                    "outbound": conn.outbound,
+                    "info": f"{encryption}, protocol v{conn.protocol_version}, "
+                    f"up {now - conn.started_at:.0f}s",
+                }
+            )
+        shown = {conn.target for conn in self.connections.values() if conn.target}
+        for status in self.targets.statuses(now):
+            if status.address in shown or status.state == TargetState.ESTABLISHED.value:
+                continue
+            rows.append(
+                {
+                    "peer": format_peer_name(status.peer) if status.peer is not None else "",
+                    "nickname": "",
+                    "address": status.address,
+                    "state": status.state,
+                    "outbound": True,
+                    "info": status.info,
+                }
+            )
+        for pending in sorted(self.handshaking, key=lambda p: p.address):
+            if not pending.outbound:
+                rows.append(
+                    {
+                        "peer": "",
+                        "nickname": "",
+                        "address": pending.address,
+                        "state": TargetState.CONNECTING.value,
+                        "outbound": False,
+                        "info": "inbound handshake in progress",
+                    }
+                )
+        for refusal in self.refusals:
+            if now - refusal.at > REFUSAL_SHOWN_FOR:
+                continue
+            rows.append(
+                {
+                    "peer": format_peer_name(refusal.peer) if refusal.peer is not None else "",
+                    "nickname": "",
+                    "address": refusal.address,
+                    "state": TargetState.FAILED.value,
+                    "outbound": False,
+                    "info": f"inbound connection refused {now - refusal.at:.0f}s ago: "
+                    f"{refusal.reason}",
+                }
+            )
+        return rows
+
+    def peer_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": format_peer_name(record.name),
+                "nickname": record.nickname,
+                "uid": record.uid,
+                "short_id": record.short_id,
+                "version": record.version,
+                "connections": [
+                    {
+                        "peer": format_peer_name(c.peer),
+                        "address": c.address,
+                        "outbound": c.outbound,
+                        "established": c.established,
+                    }
+                    for c in record.connections
+                ],
+            }
+            for record in self.topology.records()
+        ]
+
+    def target_rows(self) -> list[dict[str, Any]]:
+        now = trio.current_time()
+        return [
+            {
+                "address": s.address,
+                "direct": s.direct,
+                "state": s.state,
+                "info": s.info,
+                "attempts": s.attempts,
+                "next_attempt_in": s.next_attempt_in,
+                "peer": format_peer_name(s.peer) if s.peer is not None else "",
+            }
+            for s in self.targets.statuses(now)
+        ]
+
+    def report(self) -> dict[str, Any]:
+        """The full JSON report (``meshrouter report``)."""
+        return {
+            "router": {
+                "name": format_peer_name(self.name),
+                "nickname": self.config.nickname,
+                "uid": self.uid,
+                "version": __version__,
+                "protocol": "meshrouter",
+                "listen": self.listen_address,
+                "encryption": self.config.password is not None,
+                "cluster_id": self.config.cluster_id,
+                "conn_limit": self.config.conn_limit,
+                "discovery": self.config.discovery,
+                "peers": self.peer_rows(),
+                "connections": self.connection_rows(),
+                "targets": self.target_rows(),
+                "routes": {
+                    format_peer_name(dst): format_peer_name(hop)
+                    for dst, hop in sorted(self.topology.routes().unicast_table().items())
+                },
+                "gossip": self.gossip.stats.as_dict(),
+            }
+        }
+
+    def status_summary(self) -> dict[str, Any]:
+        """The short summary behind ``meshrouter status``."""
+        established_links = sum(
+            1 for record in self.topology.records() for c in record.connections if c.established
+        )
+        rows = self.connection_rows()
+        by_state: dict[str, int] = {}
+        for row in rows:
+            by_state[row["state"]] = by_state.get(row["state"], 0) + 1
+        return {
+            "version": __version__,
+            "name": format_peer_name(self.name),
+            "nickname": self.config.nickname,
+            "listen": self.listen_address,
+            "encryption": self.config.password is not None,
+            "discovery": self.config.discovery,
+            "cluster_id": self.config.cluster_id,
+            "conn_limit": self.config.conn_limit,
+            "peers": len(self.topology.records()),
+            "established_links": established_links,
+            "connections": len(self.connections),
+            "connection_states": by_state,
+            "targets": len(self.targets.direct_addresses()),
+            "uptime": trio.current_time() - (self.started_at or trio.current_time()),
+        }

@@ -1,0 +1,61 @@
+"""Theory of operation: the ``topology`` channel's adapter to the gossip core.
+
+The gossip core moves bytes and knows nothing about peer records; this adapter
+decodes payloads into ``PeerMap``s and feeds them to ``Topology.apply``, whose
+delta is what the core relays.  Gossip and broadcast are handled alike because
+topology merges are idempotent: whichever way a record arrives, only what is
+new to us goes on.  The topology channel sends no unicasts, so one arriving is
+a protocol violation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meshrouter.errors import MalformedMessageError
+from meshrouter.names import PeerName
+from meshrouter.topology.peer_map import PeerMap
+from meshrouter.topology.topology import Topology
+
+if TYPE_CHECKING:
+    import random
+
+CHANNEL = "topology"
+
+
+class TopologyGossiper:
+    """Plugs a ``Topology`` into the gossip core as the ``topology`` channel."""
+
+    channel = CHANNEL
+
+    def __init__(self, topology: Topology, rng: random.Random) -> None:
+        self.topology = topology
+        self._rng = rng
+
+    def decode(self, payload: bytes) -> PeerMap:
+        """Untrusted payload -> PeerMap; raises only MalformedMessageError."""
+        return PeerMap.decode(payload)
+
+    def on_gossip(self, src: PeerName, data: PeerMap) -> PeerMap | None:
+        """Merge gossip from neighbour ``src``; return the delta to relay."""
+        return self.topology.apply(data, self._rng)
+
+    def on_broadcast(self, src: PeerName, data: PeerMap) -> PeerMap | None:
+        """Merge a broadcast originated by ``src``; return the delta to relay."""
+        return self.topology.apply(data, self._rng)
+
+    def on_unicast(self, src: PeerName, payload: bytes) -> None:
+        raise MalformedMessageError(f"topology channel got a unicast from {src:012x}; it has none")
+
+    def full_state(self) -> PeerMap | None:
+        """Every record we know, ours included (never empty)."""
+        return self.topology.peer_map
+
+    def digest(self) -> bytes:
+        return self.topology.digest()
+
+    def newer_than(self, digest: bytes) -> PeerMap | None:
+        return self.topology.newer_than(digest)
+
+    def lacks_from(self, digest: bytes) -> bool:
+        return self.topology.lacks_from(digest)

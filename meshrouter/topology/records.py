@@ -1,0 +1,212 @@
+"""Theory of operation: the peer record, the unit of the topology CRDT.
+
+Every router owns exactly one record: its name, nickname, per-process UID, a
+version it bumps on every change, its 12-bit short ID, the TCP port it listens
+on, and the connections it currently has.  Only the owner edits its record; all
+other routers hold copies and replace a copy only by one that *wins*.
+
+Who wins is a total order (``PeerRecord.precedence``): higher version, then
+higher UID (a restarted process), then having a short ID, and finally the
+encoded bytes themselves.  The last component matters only for records that
+should never exist (same name, version and UID, different content, e.g. after a
+bug or a name clash), but it makes the merge a plain "maximum", hence
+commutative, associative and idempotent whatever arrives.
+
+The wire form is a msgpack list per record and a list per connection.  Decoding
+validates every field, caps every size and raises only ``MalformedMessageError``
+so one bad peer closes one connection and nothing else.  Connections are kept
+sorted by peer with at most one per peer: a canonical form, so that equal
+records encode to equal bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from meshrouter.codec import expect, pack
+from meshrouter.errors import MalformedMessageError
+from meshrouter.names import SHORT_ID_COUNT, PeerName, check_peer_name
+
+MAX_CONNECTIONS_PER_RECORD = 10_000
+MAX_NICKNAME_LEN = 255
+MAX_ADDRESS_LEN = 128
+MAX_UINT64 = (1 << 64) - 1
+MAX_PORT = 65_535
+
+_RECORD_FIELDS = 7
+_CONNECTION_FIELDS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """One connection as its owner sees it.
+
+    ``address`` is the remote end's "ip:port" as the owner saw it: the address
+    it dialled if ``outbound``, else the remote's source address.  Discovery
+    uses only the IP part of inbound addresses (the port is ephemeral).
+    ``established`` means the owner considers the link usable for data; routes
+    only use links that both ends list as established.
+    """
+
+    peer: PeerName
+    address: str
+    outbound: bool
+    established: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRecord:
+    """A router's self-description, replicated to every router in the mesh."""
+
+    name: PeerName
+    nickname: str
+    uid: int
+    version: int
+    short_id: int | None
+    listen_port: int
+    connections: tuple[ConnectionRecord, ...]
+
+    def precedence(self) -> tuple[int, int, bool, bytes]:
+        """The total order merges use: the greater record wins.
+
+        The encoded bytes as the last component break ties between records that
+        agree on version, UID and short-ID presence but differ in content, so
+        every replica picks the same one whatever order copies arrive in.
+        """
+        return (self.version, self.uid, self.short_id is not None, encode_record_bytes(self))
+
+    def connected_peers(self) -> frozenset[PeerName]:
+        """Names of all peers this record lists, in any state."""
+        return frozenset(c.peer for c in self.connections)
+
+
+def record_beats(candidate: PeerRecord, current: PeerRecord) -> bool:
+    """True if ``candidate`` should replace ``current`` (same name) in a merge.
+
+    Equivalent to ``candidate.precedence() > current.precedence()`` but only
+    encodes the records when the cheap components tie and the records differ.
+    """
+    if candidate is current:
+        return False
+    new_key = (candidate.version, candidate.uid, candidate.short_id is not None)
+    old_key = (current.version, current.uid, current.short_id is not None)
+    if new_key != old_key:
+        return new_key > old_key
+    if candidate == current:
+        return False
+    return encode_record_bytes(candidate) > encode_record_bytes(current)
+
+
+def normalize_connections(connections: Iterable[ConnectionRecord],
+                          owner: PeerName) -> tuple[ConnectionRecord, ...]:
+    """Canonical connection tuple: sorted by peer, one per peer, none to ``owner``.
+
+    Two connections to the same peer can coexist briefly (before the duplicate
+    tie-break closes one); the record keeps the most useful one: established
+    first, then outbound (its address is a dialable listen address), then the
+    greater address so the choice is deterministic.
+    """
+    best: dict[PeerName, ConnectionRecord] = {}
+    for conn in connections:
+        if conn.peer == owner:
+            continue
+        held = best.get(conn.peer)
+        if held is None or _connection_rank(conn) > _connection_rank(held):
+            best[conn.peer] = conn
+    return tuple(best[peer] for peer in sorted(best))
+
+
+def _connection_rank(conn: ConnectionRecord) -> tuple[bool, bool, str]:
+    return (conn.established, conn.outbound, conn.address)
+
+
+def connection_to_wire(conn: ConnectionRecord) -> list[Any]:
+    """The msgpack-able list form of one connection."""
+    return [conn.peer, conn.address, conn.outbound, conn.established]
+
+
+def record_to_wire(record: PeerRecord) -> list[Any]:
+    """The msgpack-able list form of one record."""
+    return [
+        record.name,
+        record.nickname,
+        record.uid,
+        record.version,
+        record.short_id,
+        record.listen_port,
+        [connection_to_wire(c) for c in record.connections],
+    ]
+
+
+def encode_record_bytes(record: PeerRecord) -> bytes:
+    """Canonical bytes of one record (also the last tiebreak of precedence)."""
+    return pack(record_to_wire(record))
+
+
+def _bounded_int(value: Any, upper: int, what: str) -> int:
+    number: int = expect(value, int, what)
+    if not 0 <= number <= upper:
+        raise MalformedMessageError(f"{what} {number} is outside 0..{upper}")
+    return number
+
+
+def _bounded_str(value: Any, max_len: int, what: str) -> str:
+    text: str = expect(value, str, what)
+    if len(text) > max_len:
+        raise MalformedMessageError(f"{what} of length {len(text)} exceeds {max_len}")
+    return text
+
+
+def connection_from_wire(value: Any) -> ConnectionRecord:
+    """Validate and build one connection from its list form."""
+    fields = expect(value, list, "connection")
+    if len(fields) != _CONNECTION_FIELDS:
+        raise MalformedMessageError(
+            f"connection has {len(fields)} fields, expected {_CONNECTION_FIELDS}")
+    return ConnectionRecord(
+        peer=check_peer_name(fields[0]),
+        address=_bounded_str(fields[1], MAX_ADDRESS_LEN, "connection address"),
+        outbound=expect(fields[2], bool, "connection outbound flag"),
+        established=expect(fields[3], bool, "connection established flag"),
+    )
+
+
+def record_from_wire(value: Any) -> PeerRecord:
+    """Validate and build one record from its list form.
+
+    Connections must already be canonical (strictly increasing peers, none to
+    the owner): our encoder always produces that, so anything else is a bug or
+    an attack, and accepting it would let two encodings mean one record.
+    """
+    fields = expect(value, list, "peer record")
+    if len(fields) != _RECORD_FIELDS:
+        raise MalformedMessageError(
+            f"peer record has {len(fields)} fields, expected {_RECORD_FIELDS}")
+    name = check_peer_name(fields[0])
+    short_id_value = fields[4]
+    short_id = (None if short_id_value is None
+                else _bounded_int(short_id_value, SHORT_ID_COUNT - 1, "short ID"))
+    raw_connections = expect(fields[6], list, "connections")
+    if len(raw_connections) > MAX_CONNECTIONS_PER_RECORD:
+        raise MalformedMessageError(
+            f"peer record lists {len(raw_connections)} connections, "
+            f"more than {MAX_CONNECTIONS_PER_RECORD}")
+    connections = tuple(connection_from_wire(c) for c in raw_connections)
+    previous = -1
+    for conn in connections:
+        if conn.peer <= previous:
+            raise MalformedMessageError("connections are not sorted by peer or repeat a peer")
+        if conn.peer == name:
+            raise MalformedMessageError("peer record lists a connection to itself")
+        previous = conn.peer
+    return PeerRecord(
+        name=name,
+        nickname=_bounded_str(fields[1], MAX_NICKNAME_LEN, "nickname"),
+        uid=_bounded_int(fields[2], MAX_UINT64, "UID"),
+        version=_bounded_int(fields[3], MAX_UINT64, "version"),
+        short_id=short_id,
+        listen_port=_bounded_int(fields[5], MAX_PORT, "listen port"),
+        connections=connections,
+    )

@@ -1,0 +1,414 @@
+"""Theory of operation: the local router's view of the mesh.
+
+``Topology`` holds every peer record we know (our own included) and is the only
+writer of our own record.  It changes in three ways:
+
+* ``set_local_connections``: the shell reports our connections; if they differ
+  we bump our record's version and hand back the delta to broadcast.
+* ``apply``: records arrive by gossip.  They are merged per name (the greatest
+  precedence wins, see ``records``) with two exceptions that keep our record
+  ours.  A copy of *our* name that would compete with our record (an older
+  incarnation of this router with a higher version, or a same-version record
+  with other content) is never adopted: we re-issue our record above it, so
+  ours wins everywhere.  A lower-named peer using our short ID makes us pick a
+  free one (the lowest name keeps the ID, as in Weave).
+* garbage collection: records that cannot be reached from us by following the
+  connections records list are dropped, so dead peers and the far side of a
+  partition vanish.  GC runs after every change, but cheaply: if a change only
+  added links and no records, nothing can have become unreachable, and when
+  some names are at risk the search from us stops as soon as it has found them.
+
+Dropped or unreachable-on-arrival records are parked in a small bounded
+"limbo" instead of being forgotten.  Gossip has no ordering across peers: a new
+peer's record can arrive before the record of the neighbour that lists it.  When
+a later record lists a parked name, the parked record is restored at once
+instead of waiting for the periodic anti-entropy round.  Limbo records are never
+relayed, listed in digests or used for routes; records we drop are not relayed
+either, so an unreachable record cannot ping-pong between two routers.
+
+``version`` counts changes to the set of records; routes and discovery
+candidates are cached per version, so route computation happens at most once
+per topology change however many messages are forwarded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from meshrouter.errors import ConfigError
+from meshrouter.names import SHORT_ID_COUNT, PeerName
+from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
+from meshrouter.topology.records import (
+    MAX_NICKNAME_LEN,
+    MAX_PORT,
+    MAX_UINT64,
+    ConnectionRecord,
+    PeerRecord,
+    normalize_connections,
+    record_beats,
+)
+from meshrouter.topology.routes import Routes, compute_routes
+
+if TYPE_CHECKING:
+    import random
+
+MAX_LIMBO = 4096
+INITIAL_RECORD_VERSION = 1
+
+
+class Topology:
+    """Peer records known to one router, our own included; routes derived from them."""
+
+    def __init__(self, *, local_name: PeerName, nickname: str, uid: int, listen_port: int,
+                 rng: random.Random, short_id: int | None = None) -> None:
+        """Create our record at version 1 with no connections.
+
+        ``short_id=None`` picks a random one with ``rng`` (collisions are
+        resolved later by ``apply``); pass a persisted one to keep it across
+        restarts.
+        """
+        if len(nickname) > MAX_NICKNAME_LEN:
+            raise ConfigError(f"nickname is longer than {MAX_NICKNAME_LEN} characters")
+        if not 0 <= uid <= MAX_UINT64:
+            raise ConfigError(f"UID {uid} is not a 64-bit unsigned integer")
+        if not 0 <= listen_port <= MAX_PORT:
+            raise ConfigError(f"listen port {listen_port} is outside 0..{MAX_PORT}")
+        if short_id is None:
+            short_id = rng.randrange(SHORT_ID_COUNT)
+        elif not 0 <= short_id < SHORT_ID_COUNT:
+            raise ConfigError(f"short ID {short_id} is outside 0..{SHORT_ID_COUNT - 1}")
+        self._local = local_name
+        self._rng = rng
+        self._records: dict[PeerName, PeerRecord] = {
+            local_name: PeerRecord(
+                name=local_name,
+                nickname=nickname,
+                uid=uid,
+                version=INITIAL_RECORD_VERSION,
+                short_id=short_id,
+                listen_port=listen_port,
+                connections=(),
+            )
+        }
+        self._limbo: dict[PeerName, PeerRecord] = {}
+        self._removed: dict[PeerName, None] = {}
+        self.version = 0
+        self.routes_computed = 0
+        self._routes: Routes | None = None
+        self._routes_version = -1
+        self._candidates: list[tuple[PeerName, str]] | None = None
+        self._candidates_version = -1
+        self._digest: bytes | None = None
+        self._digest_version = -1
+
+    # -- read access ---------------------------------------------------------------
+
+    @property
+    def local_name(self) -> PeerName:
+        return self._local
+
+    @property
+    def local_record(self) -> PeerRecord:
+        return self._records[self._local]
+
+    @property
+    def peer_map(self) -> PeerMap:
+        """A copy of every known record, ours included (the full gossip state)."""
+        return PeerMap(self._records)
+
+    def records(self) -> list[PeerRecord]:
+        """All known records sorted by name."""
+        return [self._records[name] for name in sorted(self._records)]
+
+    def record(self, name: PeerName) -> PeerRecord | None:
+        return self._records.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def take_removed(self) -> list[PeerName]:
+        """Names garbage-collected since the last call, for the shell's cleanup hooks
+        (DNS entries, MAC cache, IPAM status).  A name may since have come back."""
+        removed = list(self._removed)
+        self._removed.clear()
+        return removed
+
+    # -- local changes ---------------------------------------------------------------
+
+    def set_local_connections(self, connections: Iterable[ConnectionRecord]) -> PeerMap | None:
+        """Replace our connection list; return the delta to broadcast, or None if unchanged.
+
+        Connections are normalised (sorted, one per peer, none to ourselves).
+        Dropped links may make peers unreachable; those are garbage-collected.
+        """
+        ours = self._records[self._local]
+        normalized = normalize_connections(connections, self._local)
+        if normalized == ours.connections:
+            return None
+        lost = _lost_peers(ours, normalized)
+        updated = replace(ours, version=ours.version + 1, connections=normalized)
+        self._records[self._local] = updated
+        changed: dict[PeerName, PeerRecord] = {self._local: updated}
+        new_names: set[PeerName] = set()
+        self._promote_from_limbo(changed, new_names)
+        self._settle(changed, new_names, lost)
+        if len(changed) > 1:  # parked records came back; one may hold our short ID
+            self._update_local(changed, None, self._rng)
+        self._touch()
+        return PeerMap(changed)
+
+    # -- received gossip ---------------------------------------------------------------
+
+    def apply(self, received: PeerMap, rng: random.Random) -> PeerMap | None:
+        """Merge received records; return the records that changed (to relay), or None."""
+        local = self._local
+        records = self._records
+        limbo = self._limbo
+        ours = records[local]
+        changed: dict[PeerName, PeerRecord] = {}
+        new_names: set[PeerName] = set()
+        at_risk: set[PeerName] = set()
+        reassert_above: int | None = None
+        for name, record in received.records.items():
+            if name == local:
+                if record != ours and record.version >= ours.version:
+                    reassert_above = max(record.version, reassert_above or 0)
+                continue
+            current = records.get(name)
+            if current is None:
+                parked = limbo.pop(name, None)
+                if parked is not None and not record_beats(record, parked):
+                    record = parked
+                records[name] = record
+                changed[name] = record
+                new_names.add(name)
+            elif record_beats(record, current):
+                records[name] = record
+                changed[name] = record
+                if record.connections != current.connections:
+                    at_risk |= _lost_peers(current, record.connections)
+        if limbo and changed:
+            self._promote_from_limbo(changed, new_names)
+        removed = self._settle(changed, new_names, at_risk)
+        self._update_local(changed, reassert_above, rng)
+        if changed or removed:
+            self._touch()
+        return PeerMap(changed) if changed else None
+
+    def garbage_collect(self) -> list[PeerName]:
+        """Drop every record not reachable from us over listed connections; return their names."""
+        removed = self._collect(None)
+        for name in removed:
+            self._park(self._records.pop(name))
+            self._removed[name] = None
+        if removed:
+            self._touch()
+        return removed
+
+    # -- routes and discovery ------------------------------------------------------------
+
+    def routes(self) -> Routes:
+        """Routes for the current records; computed at most once per ``version``."""
+        if self._routes is None or self._routes_version != self.version:
+            self._routes = compute_routes(self._records, self._local)
+            self._routes_version = self.version
+            self.routes_computed += 1
+        return self._routes
+
+    def discovery_candidates(self) -> list[tuple[PeerName, str]]:
+        """(peer, "ip:port") pairs to dial so that the mesh becomes full.
+
+        For each known peer we have no connection to: every IP that another
+        record lists for it, with the peer's advertised listen port; plus the
+        exact address another peer dialled it at (outbound), which is a listen
+        address even behind a port mapping.  Sorted by peer, then address.
+        """
+        if self._candidates is not None and self._candidates_version == self.version:
+            return list(self._candidates)
+        local = self._local
+        records = self._records
+        connected = records[local].connected_peers()
+        wanted = {name for name in records if name != local and name not in connected}
+        found: set[tuple[PeerName, str]] = set()
+        if wanted:
+            for owner, record in records.items():
+                for conn in record.connections:
+                    peer = conn.peer
+                    if peer not in wanted or peer == owner:
+                        continue
+                    parsed = _parse_host_port(conn.address)
+                    if parsed is None:
+                        continue
+                    host, port = parsed
+                    listen_port = records[peer].listen_port
+                    if listen_port:
+                        found.add((peer, _format_host_port(host, listen_port)))
+                    if conn.outbound and port:
+                        found.add((peer, _format_host_port(host, port)))
+        self._candidates = sorted(found)
+        self._candidates_version = self.version
+        return list(self._candidates)
+
+    # -- anti-entropy ----------------------------------------------------------------------
+
+    def digest(self) -> bytes:
+        """msgpack ``{name: [version, uid]}`` of all records (cached per version)."""
+        if self._digest is None or self._digest_version != self.version:
+            self._digest = encode_digest(PeerMap(self._records))
+            self._digest_version = self.version
+        return self._digest
+
+    def newer_than(self, digest: bytes) -> PeerMap | None:
+        """Our records that the digest's owner lacks or holds at a lower (version, uid)."""
+        return PeerMap(self._records).newer_than(decode_digest(digest))
+
+    def lacks_from(self, digest: bytes) -> bool:
+        """True if the digest shows a record we lack or hold at a lower (version, uid)."""
+        return PeerMap(self._records).lacks_from(decode_digest(digest))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self.version += 1
+
+    def _update_local(self, changed: dict[PeerName, PeerRecord], reassert_above: int | None,
+                      rng: random.Random) -> None:
+        """Re-issue our record above a competing copy of it (``reassert_above``) and
+        leave our short ID if a lower-named peer among ``changed`` holds it."""
+        local = self._local
+        ours = self._records[local]
+        new_short_id = ours.short_id
+        if ours.short_id is not None and any(
+            record.short_id == ours.short_id and name < local
+            for name, record in changed.items()
+        ):
+            new_short_id = self._free_short_id(rng)
+        if reassert_above is None and new_short_id == ours.short_id:
+            return
+        floor = max(ours.version, reassert_above or 0)
+        updated = replace(ours, version=floor + 1, short_id=new_short_id)
+        self._records[local] = updated
+        changed[local] = updated
+
+    def _settle(self, changed: dict[PeerName, PeerRecord], new_names: set[PeerName],
+                at_risk: set[PeerName]) -> list[PeerName]:
+        """GC after a change; drop removed names from ``changed``; return reported removals.
+
+        Only names that arrived in this change or lost an incoming link can
+        have become unreachable, so only those are searched for.  Records that
+        arrive unreachable are parked silently: from the outside they were
+        never there.
+        """
+        targets = new_names | at_risk
+        targets.discard(self._local)
+        if not targets:
+            return []
+        removed = self._collect(targets)
+        reported = []
+        for name in removed:
+            self._park(self._records.pop(name))
+            changed.pop(name, None)
+            if name not in new_names:
+                self._removed[name] = None
+                reported.append(name)
+        return reported
+
+    def _collect(self, targets: set[PeerName] | None) -> list[PeerName]:
+        """Names not reachable from us (sorted); with ``targets``, stop early once all
+        of them are found reachable (then nothing else can be unreachable)."""
+        records = self._records
+        remaining = None if targets is None else {t for t in targets if t in records}
+        if remaining is not None and not remaining:
+            return []
+        seen = {self._local}
+        queue = deque([self._local])
+        while queue:
+            record = records.get(queue.popleft())
+            if record is None:
+                continue
+            for conn in record.connections:
+                peer = conn.peer
+                if peer in seen or peer not in records:
+                    continue
+                seen.add(peer)
+                queue.append(peer)
+                if remaining is not None:
+                    remaining.discard(peer)
+                    if not remaining:
+                        return []
+        return sorted(name for name in records if name not in seen)
+
+    def _promote_from_limbo(self, changed: dict[PeerName, PeerRecord],
+                            new_names: set[PeerName]) -> None:
+        """Restore parked records that a changed record now lists (GC decides if they stay)."""
+        limbo = self._limbo
+        if not limbo:
+            return
+        records = self._records
+        pending = list(changed.values())
+        while pending:
+            record = pending.pop()
+            for conn in record.connections:
+                peer = conn.peer
+                if peer in records:
+                    continue
+                parked = limbo.pop(peer, None)
+                if parked is None:
+                    continue
+                records[peer] = parked
+                changed[peer] = parked
+                new_names.add(peer)
+                pending.append(parked)
+
+    def _park(self, record: PeerRecord) -> None:
+        """Keep a dropped record in the bounded limbo, evicting the oldest."""
+        limbo = self._limbo
+        held = limbo.pop(record.name, None)
+        if held is not None and record_beats(held, record):
+            record = held
+        limbo[record.name] = record
+        while len(limbo) > MAX_LIMBO:
+            del limbo[next(iter(limbo))]
+
+    def _free_short_id(self, rng: random.Random) -> int | None:
+        """A random short ID no known record uses; None if all 4096 are taken."""
+        used = {r.short_id for name, r in self._records.items() if name != self._local}
+        free = [i for i in range(SHORT_ID_COUNT) if i not in used]
+        return rng.choice(free) if free else None
+
+
+def _lost_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]) -> set[PeerName]:
+    """Peers ``old`` listed that ``new_connections`` no longer lists."""
+    kept = {c.peer for c in new_connections}
+    return {c.peer for c in old.connections if c.peer not in kept}
+
+
+def _parse_host_port(address: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]\
+        | None:
+    """Parse "ip:port" or "[ipv6]:port"; None if it is not a usable literal address."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit():
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None  # a bare IPv6 address is ambiguous with its port
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    port = int(port_text)
+    if ip.is_unspecified or port > MAX_PORT:
+        return None
+    return ip, port
+
+
+def _format_host_port(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

@@ -1,0 +1,1 @@
+"""Sans-IO wire protocol: framing, handshake, encryption and message codec."""

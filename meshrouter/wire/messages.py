@@ -1,0 +1,119 @@
+"""Theory of operation: the messages exchanged after the handshake.
+
+Every frame body (after decryption) is one msgpack array whose first element is
+a small integer tag, as in Weave (0 heartbeat, 4 gossip, 5 unicast, 6 broadcast);
+tag 7 is our anti-entropy digest, which Weave lacks and which keeps periodic
+gossip O(N) instead of O(N^2).  Decoding validates every field's type and size
+and raises only ``MalformedMessageError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from meshrouter.codec import DEFAULT_MAX_SIZE, expect, pack, unpack
+from meshrouter.errors import MalformedMessageError
+from meshrouter.names import PeerName, check_peer_name
+
+TAG_HEARTBEAT = 0
+TAG_GOSSIP = 4
+TAG_UNICAST = 5
+TAG_BROADCAST = 6
+TAG_DIGEST = 7
+
+MAX_CHANNEL_NAME = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Keeps the connection's dead timer from firing; carries nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class GossipMsg:
+    """Gossip to a neighbour: payload is channel data (full state or a delta)."""
+
+    channel: str
+    src: PeerName
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnicastMsg:
+    """Point-to-point message routed hop by hop along unicast next hops."""
+
+    channel: str
+    src: PeerName
+    dst: PeerName
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastMsg:
+    """Message relayed along the broadcast tree rooted at ``src``."""
+
+    channel: str
+    src: PeerName
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DigestMsg:
+    """Anti-entropy summary of a channel; ``reply`` stops ping-pong."""
+
+    channel: str
+    src: PeerName
+    digest: bytes
+    reply: bool
+
+
+Message = Heartbeat | GossipMsg | UnicastMsg | BroadcastMsg | DigestMsg
+
+
+def encode_message(msg: Message) -> bytes:
+    """Encode one message to its msgpack frame body."""
+    fields: list[Any]
+    match msg:
+        case Heartbeat():
+            fields = [TAG_HEARTBEAT]
+        case GossipMsg(channel, src, payload):
+            fields = [TAG_GOSSIP, channel, src, payload]
+        case UnicastMsg(channel, src, dst, payload):
+            fields = [TAG_UNICAST, channel, src, dst, payload]
+        case BroadcastMsg(channel, src, payload):
+            fields = [TAG_BROADCAST, channel, src, payload]
+        case DigestMsg(channel, src, digest, reply):
+            fields = [TAG_DIGEST, channel, src, digest, reply]
+    return pack(fields)
+
+
+def _channel(value: Any) -> str:
+    name: str = expect(value, str, "channel")
+    if not name or len(name) > MAX_CHANNEL_NAME:
+        raise MalformedMessageError(f"channel name of length {len(name)} is out of range")
+    return name
+
+
+def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
+    """Decode one frame body; raises MalformedMessageError on anything invalid."""
+    fields = unpack(body, max_size=max_size)
+    if not isinstance(fields, list) or not fields:
+        raise MalformedMessageError("message is not a non-empty array")
+    tag = fields[0]
+    arity = {TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5}
+    if not isinstance(tag, int) or isinstance(tag, bool) or tag not in arity:
+        raise MalformedMessageError(f"unknown message tag {tag!r}")
+    if len(fields) != arity[tag]:
+        raise MalformedMessageError(f"message tag {tag} has {len(fields)} fields, expected {arity[tag]}")
+    if tag == TAG_HEARTBEAT:
+        return Heartbeat()
+    channel = _channel(fields[1])
+    src = check_peer_name(fields[2])
+    if tag == TAG_GOSSIP:
+        return GossipMsg(channel, src, expect(fields[3], bytes, "payload"))
+    if tag == TAG_UNICAST:
+        return UnicastMsg(channel, src, check_peer_name(fields[3]), expect(fields[4], bytes, "payload"))
+    if tag == TAG_BROADCAST:
+        return BroadcastMsg(channel, src, expect(fields[3], bytes, "payload"))
+    return DigestMsg(channel, src, expect(fields[3], bytes, "digest"), expect(fields[4], bool, "reply"))

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import random
+
+from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.dialing.targets import TargetState, TargetTable
+from meshrouter.names import PeerName
+
+A = "10.0.0.1:6783"
+B = "10.0.0.2:6783"
+P = PeerName(0x0200000000AA)
+
+
+def test_direct_targets_are_due_immediately() -> None:
+    table = TargetTable()
+    table.add_direct([B, A], now=5.0)
+    assert table.due(5.0) == [A, B]
+    assert table.direct_addresses() == [A, B]
+
+
+def test_failure_schedules_jittered_backoff_and_says_why() -> None:
+    table = TargetTable(BackoffPolicy())
+    table.add_direct([A], now=0.0)
+    table.dial_started(A)
+    assert table.due(0.0) == []
+    table.dial_failed(A, 0.0, "dial failed: Connection refused", random.Random(1))
+    target = table.get(A)
+    assert target is not None and target.state is TargetState.RETRYING
+    assert 1.0 <= target.next_attempt < 3.0
+    assert target.info.startswith("dial failed: Connection refused; retry in")
+    assert table.next_wakeup() == target.next_attempt
+    assert table.due(target.next_attempt) == [A]
+
+
+def test_successive_failures_grow_the_delay() -> None:
+    table = TargetTable(BackoffPolicy())
+    table.add_direct([A], now=0.0)
+    rng = random.Random(3)
+    now = 0.0
+    delays = []
+    for _ in range(6):
+        table.dial_started(A)
+        table.dial_failed(A, now, "refused", rng)
+        target = table.get(A)
+        assert target is not None
+        delays.append(target.next_attempt - now)
+        now = target.next_attempt
+    bases = [BackoffPolicy().base_interval(n) for n in range(1, 7)]
+    assert all(b / 2 <= d < 1.5 * b for d, b in zip(delays, bases, strict=True))
+
+
+def test_permanent_errors_are_not_retried() -> None:
+    table = TargetTable()
+    table.add_direct([A], now=0.0)
+    table.dial_started(A)
+    table.dial_failed(A, 0.0, "connection to self", random.Random(0), retryable=False)
+    target = table.get(A)
+    assert target is not None and target.state is TargetState.FAILED
+    assert table.due(1e9) == []
+    assert "will not retry" in target.info
+
+
+def test_long_lived_connection_resets_backoff() -> None:
+    policy = BackoffPolicy()
+    table = TargetTable(policy)
+    table.add_direct([A], now=0.0)
+    rng = random.Random(0)
+    for _ in range(5):
+        table.dial_started(A)
+        table.dial_failed(A, 0.0, "refused", rng)
+    table.dial_started(A)
+    table.established(A, P, now=100.0)
+    table.peer_disconnected(P, now=100.0 + policy.reset_after + 1, reason="EOF", rng=rng)
+    target = table.get(A)
+    assert target is not None and target.failures == 1
+    assert target.next_attempt - (100.0 + policy.reset_after + 1) < 3.0
+
+
+def test_forget_keeps_live_connection_but_drops_idle_target() -> None:
+    table = TargetTable()
+    table.add_direct([A, B], now=0.0)
+    table.dial_started(A)
+    table.established(A, P, now=1.0)
+    assert table.forget([A, B, "10.9.9.9:6783"]) == ["10.9.9.9:6783"]
+    assert A in table and B not in table
+    assert table.direct_addresses() == []
+
+
+def test_discovered_targets_are_replaced() -> None:
+    table = TargetTable()
+    table.set_discovered({A, B}, now=0.0)
+    assert set(table.due(0.0)) == {A, B}
+    table.set_discovered({B}, now=1.0)
+    assert A not in table and B in table
+
+
+def test_targets_of_connected_peers_are_skipped() -> None:
+    table = TargetTable()
+    table.add_direct([A], now=0.0)
+    table.dial_started(A)
+    table.established(A, P, now=1.0)
+    table.peer_disconnected(P, now=2.0, reason="EOF", rng=random.Random(0))
+    table.skip_connected({P}, now=2.5)
+    target = table.get(A)
+    assert target is not None and target.state is TargetState.ESTABLISHED
+    assert table.due(1e9) == []
+
+
+def test_statuses_report_next_attempt() -> None:
+    table = TargetTable()
+    table.add_direct([A], now=0.0)
+    table.dial_started(A)
+    table.dial_failed(A, 0.0, "refused", random.Random(0))
+    (status,) = table.statuses(now=0.5)
+    assert status.state == "retrying" and status.next_attempt_in is not None
+    assert status.attempts == 1

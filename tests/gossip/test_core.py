@@ -1,0 +1,367 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from meshrouter.codec import pack
+from meshrouter.errors import ConfigError, MalformedMessageError
+from meshrouter.gossip.core import GossipCore, fanout_size, payload_hash
+from meshrouter.gossip.counter_set import CounterSet, CounterSetChannel
+from meshrouter.gossip.send_slots import GossipFamilyMsg
+from meshrouter.names import PeerName
+from meshrouter.wire.messages import BroadcastMsg, DigestMsg, GossipMsg, Heartbeat, UnicastMsg
+
+LOCAL = PeerName(1)
+A, B, C, D, X = (PeerName(n) for n in (10, 11, 12, 13, 99))
+ORIGIN = PeerName(50)
+
+
+class FixedRoutes:
+    """A RouteView whose answers the test chooses."""
+
+    def __init__(
+        self,
+        hops: dict[PeerName, PeerName] | None = None,
+        trees: dict[PeerName, list[PeerName]] | None = None,
+    ) -> None:
+        self.hops = hops or {}
+        self.trees = trees or {}
+
+    def next_hop_any(self, dst: PeerName) -> PeerName | None:
+        return self.hops.get(dst)
+
+    def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
+        return list(self.trees.get(origin, []))
+
+
+def make_core(
+    *peers: PeerName, local: PeerName = LOCAL, initial: dict[str, int] | None = None, **options: int
+) -> tuple[GossipCore, CounterSetChannel]:
+    core = GossipCore(local, **options)
+    channel = CounterSetChannel(initial)
+    core.add_channel("c", channel)
+    for peer in peers:
+        core.neighbour_up(peer)
+        drain(core, peer)
+    return core, channel
+
+
+def drain(core: GossipCore, peer: PeerName) -> list[GossipFamilyMsg]:
+    out = []
+    while (msg := core.pop_outgoing(peer)) is not None:
+        out.append(msg)
+    return out
+
+
+def rng() -> random.Random:
+    return random.Random(7)
+
+
+# --------------------------------------------------------------- broadcast
+
+
+def test_broadcast_is_merged_and_forwarded_down_the_tree_only() -> None:
+    core, channel = make_core(A, B, C)
+    # The tree names the sender A, the origin, a non-neighbour X, a duplicate
+    # and us; only B and C may get it.
+    core.set_routes(FixedRoutes(trees={ORIGIN: [A, B, ORIGIN, X, C, B, LOCAL]}))
+    payload = CounterSet({"k": 4}).encode()
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload), rng())
+    assert channel.state == CounterSet({"k": 4})
+    assert drain(core, A) == []
+    assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload)]
+    assert drain(core, C) == [BroadcastMsg("c", ORIGIN, payload)]
+    stats = core.stats.channels["c"]
+    assert stats.dropped == {"not_neighbour": 1}
+    assert stats.relayed == {"broadcast": 2}
+    assert stats.deltas == 1
+
+
+def test_broadcast_already_known_is_still_forwarded_but_makes_no_delta() -> None:
+    core, _ = make_core(A, B, initial={"k": 9})
+    core.set_routes(FixedRoutes(trees={ORIGIN: [B]}))
+    payload = CounterSet({"k": 4}).encode()
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload), rng())
+    assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload)]
+    assert core.stats.channels["c"].deltas == 0
+
+
+def test_our_own_broadcast_coming_back_is_dropped() -> None:
+    core, channel = make_core(A, B)
+    core.set_routes(FixedRoutes(trees={LOCAL: [A, B]}))
+    core.handle(A, BroadcastMsg("c", LOCAL, CounterSet({"k": 1}).encode()), rng())
+    assert not core.has_outgoing(A) and not core.has_outgoing(B)
+    assert len(channel.state) == 0
+    assert core.stats.channels["c"].dropped == {"own_broadcast": 1}
+
+
+def test_originate_broadcast_follows_our_tree() -> None:
+    core, _ = make_core(A, B, C)
+    core.set_routes(FixedRoutes(trees={LOCAL: [B, X]}))
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    assert drain(core, A) == [] and drain(core, C) == []
+    assert drain(core, B) == [BroadcastMsg("c", LOCAL, CounterSet({"k": 1}).encode())]
+
+
+def test_without_routes_only_direct_links_are_used() -> None:
+    core, _ = make_core(A, B)
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    assert [type(m) for m in drain(core, A) + drain(core, B)] == [BroadcastMsg, BroadcastMsg]
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"j": 1}).encode()), rng())
+    assert not core.has_outgoing(B)  # no tree known: nothing forwarded
+    assert core.send_unicast("c", B, b"x") is True
+    assert core.send_unicast("c", X, b"x") is False
+
+
+# ------------------------------------------------------------------ gossip
+
+
+def test_gossip_delta_is_relayed_as_our_broadcast_and_only_the_delta() -> None:
+    core, channel = make_core(A, B, C, initial={"old": 1})
+    core.set_routes(FixedRoutes(trees={LOCAL: [A, B, C]}))
+    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()), rng())
+    assert channel.state == CounterSet({"old": 1, "new": 2})
+    delta = BroadcastMsg("c", LOCAL, CounterSet({"new": 2}).encode())
+    # Our tree includes A: A's subtree may depend on us even though A has it.
+    assert drain(core, A) == [delta]
+    assert drain(core, B) == [delta]
+    assert drain(core, C) == [delta]
+
+
+def test_gossip_without_delta_is_not_relayed() -> None:
+    core, _ = make_core(A, B, initial={"k": 5})
+    core.set_routes(FixedRoutes(trees={LOCAL: [A, B]}))
+    core.handle(A, GossipMsg("c", A, CounterSet({"k": 5}).encode()), rng())
+    assert not core.has_outgoing(A) and not core.has_outgoing(B)
+
+
+def test_originate_gossip_goes_to_a_seeded_random_subset() -> None:
+    peers = [PeerName(n) for n in range(100, 108)]
+    core, _ = make_core(*reversed(peers))  # insertion order must not matter
+    core.originate_gossip("c", CounterSet({"k": 1}), random.Random(3))
+    chosen = sorted(p for p in peers if core.has_outgoing(p))
+    assert len(chosen) == fanout_size(8, None) == 4
+    assert chosen == sorted(random.Random(3).sample(peers, 4))
+
+
+def test_fanout_size() -> None:
+    assert [fanout_size(n, None) for n in (0, 1, 2, 3, 4, 7, 8, 100)] == [0, 1, 2, 2, 3, 3, 4, 7]
+    assert fanout_size(10, 3) == 3
+    assert fanout_size(2, 5) == 2
+
+
+# ----------------------------------------------------------------- unicast
+
+
+def test_unicast_for_us_is_delivered() -> None:
+    core, channel = make_core(A)
+    core.handle(A, UnicastMsg("c", ORIGIN, LOCAL, b"hi"), rng())
+    assert list(channel.unicasts) == [(ORIGIN, b"hi")]
+
+
+def test_unicast_in_transit_follows_the_next_hop() -> None:
+    core, _ = make_core(A, B)
+    core.set_routes(FixedRoutes(hops={D: B, X: A, ORIGIN: X}))
+    msg = UnicastMsg("c", ORIGIN, D, b"hi")
+    core.handle(A, msg, rng())
+    assert drain(core, B) == [msg]
+    core.handle(A, UnicastMsg("c", ORIGIN, X, b"loop"), rng())  # would bounce back to A
+    core.handle(A, UnicastMsg("c", ORIGIN, C, b"lost"), rng())  # no route
+    core.handle(A, UnicastMsg("c", A, ORIGIN, b"stale"), rng())  # hop is no neighbour
+    assert not core.has_outgoing(A) and not core.has_outgoing(B)
+    stats = core.stats.channels["c"]
+    assert stats.dropped == {"route_loop": 1, "no_route": 2}
+    assert stats.relayed == {"unicast": 1}
+
+
+def test_send_unicast() -> None:
+    core, channel = make_core(A)
+    core.set_routes(FixedRoutes(hops={D: A}))
+    assert core.send_unicast("c", D, b"x") is True
+    assert drain(core, A) == [UnicastMsg("c", LOCAL, D, b"x")]
+    assert core.send_unicast("c", X, b"x") is False
+    assert core.send_unicast("c", LOCAL, b"self") is True
+    assert list(channel.unicasts) == [(LOCAL, b"self")]
+    assert core.stats.channels["c"].dropped == {"no_route": 1}
+
+
+# ---------------------------------------------------------- unknown channel
+
+
+def test_unknown_channel_gossip_is_relayed_once_to_others() -> None:
+    core, _ = make_core(A, B, C, D, fanout=10)
+    msg = GossipMsg("other", A, b"opaque")
+    core.handle(A, msg, rng())
+    relayed = GossipMsg("other", LOCAL, b"opaque")
+    assert drain(core, A) == []
+    assert drain(core, B) == drain(core, C) == drain(core, D) == [relayed]
+    core.handle(B, GossipMsg("other", B, b"opaque"), rng())  # came back around
+    assert not any(core.has_outgoing(p) for p in (A, B, C, D))
+    core.handle(B, GossipMsg("else", B, b"opaque"), rng())  # same bytes, other channel
+    assert core.has_outgoing(A)
+    assert core.stats.channels["other"].dropped == {"duplicate": 1}
+
+
+def test_unknown_channel_dedupe_set_is_bounded() -> None:
+    core, _ = make_core(A, B, unknown_channel_limit=2)
+    for payload in (b"1", b"2", b"3"):
+        core.handle(A, GossipMsg("other", A, payload), rng())
+    assert len(core._recent_unknown) == 2
+    assert payload_hash("other", b"1") not in core._recent_unknown
+    core.handle(A, GossipMsg("other", A, b"1"), rng())  # forgotten, so relayed again
+    assert len(drain(core, B)) == 2  # bounded queue kept the two newest of four
+
+
+def test_unknown_channel_broadcast_unicast_and_digest() -> None:
+    core, _ = make_core(A, B)
+    core.set_routes(FixedRoutes(hops={D: B}, trees={ORIGIN: [A, B]}))
+    broadcast = BroadcastMsg("other", ORIGIN, b"\xff not decodable")
+    core.handle(A, broadcast, rng())
+    assert drain(core, B) == [broadcast]
+    transit = UnicastMsg("other", ORIGIN, D, b"x")
+    core.handle(A, transit, rng())
+    assert drain(core, B) == [transit]
+    core.handle(A, UnicastMsg("other", ORIGIN, LOCAL, b"x"), rng())
+    core.handle(A, DigestMsg("other", A, b"d", False), rng())
+    assert not core.has_outgoing(A) and not core.has_outgoing(B)
+    assert core.stats.channels["other"].dropped == {
+        "unknown_channel_unicast": 1,
+        "unknown_channel_digest": 1,
+    }
+
+
+# ------------------------------------------------------------------ digest
+
+
+def test_digest_exchange_sends_exactly_what_is_missing_and_replies_once() -> None:
+    one, one_ch = make_core(B, local=A, initial={"a": 1, "both": 5, "new_at_a": 7})
+    two, two_ch = make_core(A, local=B, initial={"b": 2, "both": 5, "new_at_a": 3})
+    one.periodic(rng())
+    [digest] = drain(one, B)
+    assert digest == DigestMsg("c", A, one_ch.digest(), False)
+
+    two.handle(A, digest, rng())
+    answer = drain(two, A)
+    assert answer == [
+        GossipMsg("c", B, CounterSet({"b": 2}).encode()),
+        DigestMsg("c", B, two_ch.digest(), True),
+    ]
+
+    for msg in answer:
+        assert not isinstance(msg, UnicastMsg | BroadcastMsg)
+        one.handle(B, msg, rng())
+    # The reply digest is answered with data only, never with another digest.
+    assert drain(one, B) == [
+        BroadcastMsg("c", A, CounterSet({"b": 2}).encode()),  # the delta, relayed
+        GossipMsg("c", A, CounterSet({"a": 1, "new_at_a": 7}).encode()),
+    ]
+
+
+def test_digest_between_equal_states_sends_nothing() -> None:
+    core, channel = make_core(A, initial={"k": 1})
+    core.handle(A, DigestMsg("c", A, channel.digest(), False), rng())
+    assert not core.has_outgoing(A)
+
+
+def test_bad_digest_raises_and_is_counted() -> None:
+    core, _ = make_core(A)
+    with pytest.raises(MalformedMessageError):
+        core.handle(A, DigestMsg("c", A, b"\xc1", False), rng())
+    with pytest.raises(MalformedMessageError):
+        core.handle(A, GossipMsg("c", A, pack(["not", "a", "map"])), rng())
+    assert core.stats.channels["c"].dropped == {"malformed": 2}
+
+
+# --------------------------------------------------------------- lifecycle
+
+
+def test_neighbour_up_queues_one_digest_per_channel() -> None:
+    core = GossipCore(LOCAL)
+    first, second = CounterSetChannel({"x": 1}), CounterSetChannel()
+    core.add_channel("first", first)
+    core.add_channel("second", second)
+    core.neighbour_up(A)
+    assert drain(core, A) == [
+        DigestMsg("first", LOCAL, first.digest(), False),
+        DigestMsg("second", LOCAL, second.digest(), False),
+    ]
+    assert core.neighbours() == frozenset({A})
+
+
+def test_neighbour_down_discards_its_slots_and_counts_them() -> None:
+    core, _ = make_core(A, B)
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    core.send_unicast("c", A, b"x")
+    core.neighbour_down(A)
+    assert core.neighbours() == frozenset({B})
+    assert core.pop_outgoing(A) is None and not core.has_outgoing(A)
+    assert core.stats.channels["c"].dropped == {"neighbour_down": 2}
+    core.originate_broadcast("c", CounterSet({"k": 2}))
+    assert not core.has_outgoing(A) and core.has_outgoing(B)
+
+
+def test_on_outgoing_fires_only_when_a_neighbour_becomes_busy() -> None:
+    core, _ = make_core(A, B)
+    woken: list[PeerName] = []
+    core.on_outgoing = woken.append
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    core.originate_broadcast("c", CounterSet({"k": 2}))
+    core.send_unicast("c", A, b"x")
+    assert woken == [A, B]
+    drain(core, A)
+    core.send_unicast("c", A, b"y")
+    assert woken == [A, B, A]
+
+
+def test_periodic_sends_one_digest_per_channel_to_one_neighbour() -> None:
+    core, channel = make_core(A, B, C)
+    core.periodic(random.Random(1))
+    sent = [(p, m) for p in (A, B, C) for m in drain(core, p)]
+    assert len(sent) == 1
+    assert sent[0][1] == DigestMsg("c", LOCAL, channel.digest(), False)
+    lonely, _ = make_core()
+    lonely.periodic(rng())  # no neighbours: nothing, no error
+
+
+def test_invalid_configuration_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        GossipCore(LOCAL, unicast_queue_limit=0)
+    with pytest.raises(ConfigError):
+        GossipCore(LOCAL, fanout=0)
+    core, _ = make_core()
+    with pytest.raises(ValueError):
+        core.add_channel("c", CounterSetChannel())
+    with pytest.raises(ValueError):
+        core.add_channel("x" * 65, CounterSetChannel())
+
+
+def test_stats_as_dict_reports_messages_and_bytes_by_kind() -> None:
+    core, _ = make_core(A)
+    core.handle(A, GossipMsg("c", A, CounterSet({"k": 1}).encode()), rng())
+    drain(core, A)
+    report = core.stats.as_dict()
+    channel = report["channels"]["c"]
+    payload_len = len(CounterSet({"k": 1}).encode())
+    assert channel["received_messages"] == {"gossip": 1}
+    assert channel["received_bytes"] == {"gossip": payload_len}
+    assert channel["sent_messages"] == {"digest": 1, "broadcast": 1}
+    assert channel["sent_bytes"]["broadcast"] == payload_len
+    assert channel["deltas"] == 1
+    assert report["totals"]["sent_messages"] == {"digest": 1, "broadcast": 1}
+    assert core.stats.total("sent_messages", "broadcast") == 1
+
+
+def test_stats_table_is_bounded_against_invented_channel_names() -> None:
+    core, _ = make_core(A)
+    for i in range(200):
+        core.handle(A, DigestMsg(f"junk{i}", A, b"", False), rng())
+    assert len(core.stats.channels) == 1 + 64 + 1
+    assert core.stats.channels["(other)"].dropped == {"unknown_channel_digest": 200 - 64}
+
+
+def test_heartbeat_is_ignored() -> None:
+    core, _ = make_core(A)
+    core.handle(A, Heartbeat(), rng())
+    assert not core.has_outgoing(A)
+    assert core.stats.channels["c"].received_messages == {}

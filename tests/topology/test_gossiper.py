@@ -1,0 +1,56 @@
+"""TopologyGossiper: the adapter between the gossip core and Topology."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from meshrouter.errors import MalformedMessageError
+from meshrouter.names import PeerName
+from meshrouter.topology.gossiper import TopologyGossiper
+from meshrouter.topology.peer_map import PeerMap
+from meshrouter.topology.topology import Topology
+
+from .builders import conn, record
+
+
+def make_gossiper() -> TopologyGossiper:
+    topo = Topology(local_name=PeerName(1), nickname="one", uid=1, listen_port=6783,
+                    rng=random.Random(0), short_id=1)
+    topo.set_local_connections([conn(2)])
+    return TopologyGossiper(topo, random.Random(1))
+
+
+def test_gossip_and_broadcast_apply_and_return_the_delta() -> None:
+    gossiper = make_gossiper()
+    two = record(2, connections=[conn(1)])
+    payload = PeerMap.of(two).encode()
+    data = gossiper.decode(payload)
+    assert gossiper.on_gossip(PeerName(2), data) == PeerMap.of(two)
+    assert gossiper.on_gossip(PeerName(2), data) is None
+    newer = record(2, version=2, connections=[conn(1)])
+    assert gossiper.on_broadcast(PeerName(2), PeerMap.of(newer)) == PeerMap.of(newer)
+    full = gossiper.full_state()
+    assert full is not None and sorted(full.records) == [1, 2]
+
+
+def test_unicast_and_garbage_are_protocol_errors() -> None:
+    gossiper = make_gossiper()
+    with pytest.raises(MalformedMessageError):
+        gossiper.on_unicast(PeerName(2), b"anything")
+    with pytest.raises(MalformedMessageError):
+        gossiper.decode(b"\x93\x01")
+    with pytest.raises(MalformedMessageError):
+        gossiper.lacks_from(b"\x01")
+
+
+def test_anti_entropy_passthrough() -> None:
+    left, right = make_gossiper(), make_gossiper()
+    right.topology.apply(PeerMap.of(record(2, connections=[conn(1)])), random.Random(0))
+    assert left.lacks_from(right.digest())
+    missing = right.newer_than(left.digest())
+    assert missing == PeerMap.of(record(2, connections=[conn(1)]))
+    assert left.on_gossip(PeerName(2), missing) is not None
+    assert left.digest() == right.digest()
+    assert left.newer_than(right.digest()) is None

@@ -1,0 +1,256 @@
+"""PeerRecord / PeerMap: the merge is a CRDT and the codec is strict."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshrouter.codec import pack
+from meshrouter.errors import MalformedMessageError, ProtocolError
+from meshrouter.names import PeerName
+from meshrouter.topology.peer_map import PeerMap, decode_digest
+from meshrouter.topology.records import (
+    MAX_CONNECTIONS_PER_RECORD,
+    ConnectionRecord,
+    PeerRecord,
+    normalize_connections,
+    record_beats,
+    record_to_wire,
+)
+
+from .builders import conn, record
+
+PROPERTY = settings(deadline=None, max_examples=200)
+NAMES = [1, 2, 3, 4]
+
+
+@st.composite
+def peer_records(draw: st.DrawFn, name: int | None = None) -> PeerRecord:
+    owner = draw(st.sampled_from(NAMES)) if name is None else name
+    peers = draw(st.sets(st.sampled_from([n for n in [*NAMES, 2**48 - 1] if n != owner])))
+    connections = tuple(
+        ConnectionRecord(
+            peer=PeerName(p),
+            address=draw(st.sampled_from(["10.0.0.1:6783", "[fd00::1]:6783", "x"])),
+            outbound=draw(st.booleans()),
+            established=draw(st.booleans()),
+        )
+        for p in sorted(peers)
+    )
+    return PeerRecord(
+        name=PeerName(owner),
+        nickname=draw(st.sampled_from(["a", "b", "é"])),
+        uid=draw(st.integers(0, 2)),
+        version=draw(st.integers(0, 2)),
+        short_id=draw(st.none() | st.integers(0, 2)),
+        listen_port=draw(st.sampled_from([0, 6783])),
+        connections=connections,
+    )
+
+
+peer_maps = st.lists(peer_records(), max_size=6).map(lambda rs: PeerMap.of(*rs))
+
+
+def merged(*maps: PeerMap) -> dict[PeerName, PeerRecord]:
+    result = PeerMap()
+    for m in maps:
+        result.merge(m)
+    return result.records
+
+
+@PROPERTY
+@given(peer_maps, peer_maps)
+def test_merge_is_commutative(a: PeerMap, b: PeerMap) -> None:
+    assert merged(a, b) == merged(b, a)
+
+
+@PROPERTY
+@given(peer_maps, peer_maps, peer_maps)
+def test_merge_is_associative(a: PeerMap, b: PeerMap, c: PeerMap) -> None:
+    left = a.copy()
+    left.merge(b)
+    left.merge(c)
+    right_inner = b.copy()
+    right_inner.merge(c)
+    right = a.copy()
+    right.merge(right_inner)
+    assert left == right
+
+
+@PROPERTY
+@given(peer_maps, peer_maps)
+def test_merge_is_idempotent(a: PeerMap, b: PeerMap) -> None:
+    same = a.copy()
+    assert same.merge(a) is None
+    assert same == a
+    once = a.copy()
+    once.merge(b)
+    twice = once.copy()
+    assert twice.merge(b) is None
+    assert twice == once
+
+
+@PROPERTY
+@given(peer_maps, peer_maps)
+def test_merge_keeps_the_greatest_precedence(a: PeerMap, b: PeerMap) -> None:
+    result = merged(a, b)
+    for name, winner in result.items():
+        candidates = [m.records[name] for m in (a, b) if name in m.records]
+        assert winner.precedence() == max(r.precedence() for r in candidates)
+
+
+@PROPERTY
+@given(peer_maps, peer_maps)
+def test_delta_is_exactly_what_changed(a: PeerMap, b: PeerMap) -> None:
+    before = a.copy()
+    delta = a.merge(b)
+    expected = {n: r for n, r in a.records.items() if before.records.get(n) != r}
+    assert (delta.records if delta is not None else {}) == expected
+    assert delta is None or len(delta) > 0
+    for name, rec in expected.items():
+        assert b.records[name] is rec
+
+
+@PROPERTY
+@given(peer_maps)
+def test_decode_encode_roundtrip(a: PeerMap) -> None:
+    assert PeerMap.decode(a.encode()) == a
+    assert PeerMap.decode(a.encode()).encode() == a.encode()
+
+
+@PROPERTY
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    try:
+        PeerMap.decode(data)
+    except ProtocolError:
+        pass
+    try:
+        decode_digest(data)
+    except ProtocolError:
+        pass
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5)
+    | st.binary(max_size=5) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(
+        st.integers(0, 5) | st.text(max_size=2), inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@PROPERTY
+@given(msgpack_values)
+def test_arbitrary_msgpack_raises_only_protocol_errors(value: Any) -> None:
+    data = pack(value)
+    for decoder in (PeerMap.decode, decode_digest):
+        try:
+            decoder(data)
+        except ProtocolError:
+            pass
+
+
+@PROPERTY
+@given(peer_records(), st.data())
+def test_mutated_record_fields_are_rejected_or_valid(rec: PeerRecord, data: st.DataObject) -> None:
+    wire: list[Any] = record_to_wire(rec)
+    index = data.draw(st.integers(0, len(wire) - 1))
+    wire[index] = data.draw(msgpack_values)
+    try:
+        decoded = PeerMap.decode(pack([wire]))
+    except ProtocolError:
+        return
+    assert PeerMap.decode(decoded.encode()) == decoded
+
+
+def _encode_one(wire: list[Any]) -> bytes:
+    return pack([wire])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda w: w.__setitem__(0, -1), "invalid peer name"),
+        (lambda w: w.__setitem__(0, 2**48), "invalid peer name"),
+        (lambda w: w.__setitem__(1, "x" * 256), "nickname"),
+        (lambda w: w.__setitem__(2, True), "UID"),
+        (lambda w: w.__setitem__(3, -1), "version"),
+        (lambda w: w.__setitem__(3, 1.5), "version"),
+        (lambda w: w.__setitem__(4, 4096), "short ID"),
+        (lambda w: w.__setitem__(5, 65536), "listen port"),
+        (lambda w: w.__setitem__(6, [[3, "a", True, True], [2, "a", True, True]]), "sorted"),
+        (lambda w: w.__setitem__(6, [[2, "a", True, True], [2, "b", True, True]]), "sorted"),
+        (lambda w: w.__setitem__(6, [[1, "a", True, True]]), "itself"),
+        (lambda w: w.__setitem__(6, [[2, "a" * 129, True, True]]), "address"),
+        (lambda w: w.__setitem__(6, [[2, "a", 1, True]]), "outbound"),
+        (lambda w: w.__setitem__(6, [[2, "a", True]]), "fields"),
+        (lambda w: w.append(0), "fields"),
+    ],
+)
+def test_invalid_records_are_refused_with_a_reason(mutate: Any, reason: str) -> None:
+    wire = record_to_wire(record(1, connections=[conn(2)]))
+    mutate(wire)
+    with pytest.raises(MalformedMessageError, match=reason):
+        PeerMap.decode(_encode_one(wire))
+
+
+def test_too_many_connections_are_refused() -> None:
+    wire = record_to_wire(record(1))
+    wire[6] = [[p, "a", True, True] for p in range(2, MAX_CONNECTIONS_PER_RECORD + 3)]
+    with pytest.raises(MalformedMessageError, match="more than"):
+        PeerMap.decode(pack([wire]))
+
+
+def test_repeated_peer_in_map_is_refused() -> None:
+    wire = record_to_wire(record(1))
+    with pytest.raises(MalformedMessageError, match="repeats"):
+        PeerMap.decode(pack([wire, wire]))
+
+
+def test_size_cap_is_enforced() -> None:
+    data = PeerMap.of(record(1), record(2)).encode()
+    with pytest.raises(MalformedMessageError):
+        PeerMap.decode(data, max_size=len(data) - 1)
+
+
+def test_encoding_is_exact_and_sorted_by_name() -> None:
+    a = record(2, version=3, uid=9, short_id=5, connections=[conn(1, address="1.2.3.4:5")])
+    b = replace(record(1, version=1, uid=7, nickname="n", listen_port=0), short_id=None)
+    assert PeerMap.of(a, b).encode() == pack([
+        [1, "n", 7, 1, None, 0, []],
+        [2, "host2", 9, 3, 5, 6783, [[1, "1.2.3.4:5", True, True]]],
+    ])
+
+
+def test_precedence_order() -> None:
+    base = record(1, version=2, uid=5, short_id=3)
+    assert record_beats(record(1, version=3, uid=0), base)
+    assert not record_beats(record(1, version=1, uid=9), base)
+    assert record_beats(record(1, version=2, uid=6), base)
+    with_id = record(1, version=2, uid=5, short_id=3)
+    without_id = replace(with_id, short_id=None)
+    assert record_beats(with_id, without_id)
+    assert not record_beats(without_id, with_id)
+    assert not record_beats(base, base)
+    other = record(1, version=2, uid=5, short_id=3, nickname="zzz")
+    assert record_beats(other, base) != record_beats(base, other)
+    assert (other.precedence() > base.precedence()) == record_beats(other, base)
+
+
+def test_normalize_connections() -> None:
+    conns = [
+        conn(3, established=False, address="a:1"),
+        conn(3, established=True, outbound=False, address="b:1"),
+        conn(1),
+        conn(2, outbound=False, address="c:1"),
+        conn(2, outbound=True, address="c:2"),
+    ]
+    normalized = normalize_connections(conns, PeerName(1))
+    assert [c.peer for c in normalized] == [2, 3]
+    assert normalized[0].address == "c:2"
+    assert normalized[1].address == "b:1"
