@@ -92,7 +92,9 @@ def read_password(password_file: Path | None) -> bytes | None:
         try:
             raw = password_file.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read --password-file {password_file}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read --password-file {password_file}: {exc.strerror}"
+            ) from None
         password = raw.rstrip(b"\r\n")
         if not password:
             raise ConfigError(f"--password-file {password_file} is empty")
@@ -149,19 +151,37 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.argument("peers", nargs=-1)
 @click.option("--name", help="Peer name as 6 hex octets (default: derived, stable via --data-dir).")
 @click.option("--nickname", default=socket.gethostname(), show_default=True)
-@click.option("--listen", default=f"0.0.0.0:{DEFAULT_PORT}", show_default=True, help="HOST:PORT for peers.")
-@click.option("--api", "api_listen", default=DEFAULT_API, show_default=True, help="HOST:PORT of the HTTP API.")
-@click.option("--password-file", type=click.Path(path_type=Path), help="File holding the mesh password.")
+@click.option(
+    "--listen", default=f"0.0.0.0:{DEFAULT_PORT}", show_default=True, help="HOST:PORT for peers."
+)
+@click.option(
+    "--api", "api_listen", default=DEFAULT_API, show_default=True, help="HOST:PORT of the HTTP API."
+)
+@click.option(
+    "--password-file", type=click.Path(path_type=Path), help="File holding the mesh password."
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
 @click.option("--conn-limit", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--datapath", type=click.Choice(["none"]), default="none", show_default=True)
 @click.option("--no-discovery", is_flag=True, help="Do not dial peers learned from the topology.")
-@click.option("--heartbeat-interval", type=float, default=30.0, show_default=True, callback=_positive)
-@click.option("--heartbeat-timeout", type=float, default=60.0, show_default=True, callback=_positive,
-              help="Seconds of silence after which a connection is dead.")
+@click.option(
+    "--heartbeat-interval", type=float, default=30.0, show_default=True, callback=_positive
+)
+@click.option(
+    "--heartbeat-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    callback=_positive,
+    help="Seconds of silence after which a connection is dead.",
+)
 @click.option("--gossip-interval", type=float, default=30.0, show_default=True, callback=_positive)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 def launch_peer(
     peers: tuple[str, ...],
     name: str | None,
@@ -239,7 +259,10 @@ async def _run_peer(config: RouterConfig, storage: Storage, api_host: str, api_p
         api = await nursery.start(ApiServer(router, api_host, api_port).run)
         log.info(
             "meshrouter %s peer %s ready: mesh on %s, API on %s",
-            __version__, router.label, listen, api,
+            __version__,
+            router.label,
+            listen,
+            api,
         )
 
 
@@ -337,16 +360,20 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _link_text(link: dict[str, Any]) -> str:
+    arrow = "->" if link["outbound"] else "<-"
+    return arrow + link["peer"] + ("" if link["established"] else " (pending)")
+
+
 def _print_peers(console: Console, peers: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(peers)} peers")
     for column in ("name", "nickname", "short id", "version", "connections"):
         table.add_column(column)
     for peer in peers:
-        conns = ", ".join(
-            f"{'->' if c['outbound'] else '<-'}{c['peer']}{'' if c['established'] else ' (pending)'}"
-            for c in peer["connections"]
+        conns = ", ".join(_link_text(c) for c in peer["connections"])
+        table.add_row(
+            peer["name"], peer["nickname"], str(peer["short_id"]), str(peer["version"]), conns
         )
-        table.add_row(peer["name"], peer["nickname"], str(peer["short_id"]), str(peer["version"]), conns)
     console.print(table)
 
 
@@ -356,7 +383,9 @@ def _print_connections(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         peer = f"{row['peer']} ({row['nickname']})" if row.get("nickname") else row["peer"]
-        table.add_row("->" if row["outbound"] else "<-", row["address"], peer, row["state"], row["info"])
+        table.add_row(
+            "->" if row["outbound"] else "<-", row["address"], peer, row["state"], row["info"]
+        )
     console.print(table)
 
 

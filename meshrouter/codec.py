@@ -39,8 +39,14 @@ def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Any:
             max_map_len=min(max_size, MAX_CONTAINER_LEN),
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, RecursionError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        RecursionError,
+    ) as exc:
         raise MalformedMessageError(f"undecodable msgpack: {exc}") from None
 
 

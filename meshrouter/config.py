@@ -15,7 +15,9 @@ from meshrouter.dialing.backoff import BackoffPolicy
 from meshrouter.errors import ConfigError
 from meshrouter.names import PeerName
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$"
+)
 
 DEFAULT_PORT = 6783
 DEFAULT_API_PORT = 6784
@@ -92,7 +94,9 @@ def parse_host_port(text: str, default_port: int, *, what: str = "address") -> t
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ConfigError(f"{what} {text!r}: {host!r} is not a host name or IP address") from None
+            raise ConfigError(
+                f"{what} {text!r}: {host!r} is not a host name or IP address"
+            ) from None
     port = default_port
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) <= 65535:

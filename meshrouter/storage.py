@@ -91,4 +91,6 @@ class FileStorage:
         try:
             atomic_write(self.directory / key, data)
         except OSError as exc:
-            raise StateFileError(f"cannot write state file {self.directory / key}: {exc.strerror}") from None
+            raise StateFileError(
+                f"cannot write state file {self.directory / key}: {exc.strerror}"
+            ) from None

@@ -49,8 +49,21 @@ CORE_PREFIXES = (
     "meshrouter.config",
 )
 CORE_EXCLUDED = ("meshrouter.dns.server",)
-FORBIDDEN_IN_CORES = {"trio", "socket", "time", "asyncio", "selectors", "threading", "anyio",
-                      "subprocess", "secrets", "pyroute2", "httpx", "starlette", "hypercorn"}
+FORBIDDEN_IN_CORES = {
+    "trio",
+    "socket",
+    "time",
+    "asyncio",
+    "selectors",
+    "threading",
+    "anyio",
+    "subprocess",
+    "secrets",
+    "pyroute2",
+    "httpx",
+    "starlette",
+    "hypercorn",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -117,13 +130,18 @@ def test_imports_only_flow_down(path: Path) -> None:
         if top == "meshrouter":
             layer = _layer(name)
             if layer is not None and name != "meshrouter.__version__":
-                assert layer <= own_layer, f"{module} (L{own_layer}):{line} imports {name} (L{layer})"
+                assert layer <= own_layer, (
+                    f"{module} (L{own_layer}):{line} imports {name} (L{layer})"
+                )
         if _is_core(module):
             assert top not in FORBIDDEN_IN_CORES, f"sans-IO core {module}:{line} imports {name}"
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if _is_core(_module_name(p))],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _is_core(_module_name(p))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_cores_use_random_only_as_a_type(path: Path) -> None:
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):

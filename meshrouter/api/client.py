@@ -33,7 +33,9 @@ class ApiClient:
                 503,
             ) from None
         except httpx.HTTPError as exc:
-            raise ApiError(f"request to the meshrouter API at {self.address} failed: {exc}", 503) from None
+            raise ApiError(
+                f"request to the meshrouter API at {self.address} failed: {exc}", 503
+            ) from None
         try:
             payload = response.json()
         except ValueError:

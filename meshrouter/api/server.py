@@ -9,9 +9,9 @@ and must not be exposed beyond the host.
 from __future__ import annotations
 
 import json
-from functools import partial
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio

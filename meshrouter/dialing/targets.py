@@ -85,9 +85,9 @@ class TargetTable:
     def add_direct(self, addresses: list[str], now: float, *, replace: bool = False) -> None:
         """Add user-given targets and try them now; ``replace`` forgets the others first."""
         if replace:
-            for target in list(self._targets.values()):
-                if target.address not in addresses:
-                    self._drop_direct(target)
+            for stale in list(self._targets.values()):
+                if stale.address not in addresses:
+                    self._drop_direct(stale)
         for address in addresses:
             target = self._targets.get(address)
             if target is None:
@@ -186,7 +186,9 @@ class TargetTable:
                 target.connected_since = now
                 target.info = "peer already connected by another connection"
 
-    def peer_disconnected(self, peer: PeerName, now: float, reason: str, rng: random.Random) -> None:
+    def peer_disconnected(
+        self, peer: PeerName, now: float, reason: str, rng: random.Random
+    ) -> None:
         """The connection to ``peer`` ended: redial its targets after backoff.
 
         A connection that lived longer than ``policy.reset_after`` resets the

@@ -120,7 +120,7 @@ class PeerConnection:
             if not data:
                 raise ConnectionClosedError("connection closed by the peer")
             self.bytes_in += len(data)
-            for message in self.session.receive_data(data):
+            for message in self.session.receive_data(bytes(data)):
                 self.messages_in += 1
                 if not isinstance(message, Heartbeat):
                     self.deliver(self, message)

@@ -72,6 +72,19 @@ class Handshaking:
     outbound: bool
 
 
+def _describe_dial_error(exc: BaseException) -> str:
+    """The most specific text for a failed dial (trio wraps the errno in a cause)."""
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    candidates: list[BaseException | None] = [exc.__cause__, exc]
+    if isinstance(exc.__cause__, BaseExceptionGroup):
+        candidates[:0] = list(exc.__cause__.exceptions)
+    for candidate in candidates:
+        if isinstance(candidate, OSError) and candidate.strerror:
+            return candidate.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _default_key_factory() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
@@ -219,9 +232,10 @@ class Router:
                 stream = await self.transport.dial(address)
         except (OSError, trio.TooSlowError) as exc:
             self.handshaking.discard(pending)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            reason = reason or type(exc).__name__
-            self.targets.dial_failed(address, trio.current_time(), f"dial failed: {reason}", self.rng)
+            reason = _describe_dial_error(exc)
+            self.targets.dial_failed(
+                address, trio.current_time(), f"dial failed: {reason}", self.rng
+            )
             self._dial_wakeup.set()
             return
         await self._run_stream(stream, address, outbound=True, target=address, pending=pending)
@@ -264,8 +278,14 @@ class Router:
             while not handshake.done:
                 data = await stream.receive_some(65536)
                 if not data:
-                    raise ConnectionClosedError("connection closed by the peer during the handshake")
-                reply = handshake.receive_data(data)
+                    raise ConnectionClosedError(
+                        "connection closed by the peer during the handshake"
+                    )
+                try:
+                    reply = handshake.receive_data(bytes(data))
+                except ProtocolError:
+                    await self._finish_refused_handshake(stream, handshake.unsent)
+                    raise
                 if reply:
                     await stream.send_all(reply)
         if timer.cancelled_caught:
@@ -273,6 +293,24 @@ class Router:
                 f"handshake not completed within {self.config.handshake_timeout:g}s"
             )
         return handshake.result
+
+    async def _finish_refused_handshake(self, stream: trio.abc.Stream, unsent: bytes) -> None:
+        """Let the remote see our identity frame, so it can tell its user why, too.
+
+        Both ends run the same checks; our frame may still be unsent when we
+        refuse theirs.  Send it, half-close, and drain briefly: closing with
+        unread data would reset the connection and lose the frame in flight.
+        """
+        with trio.move_on_after(1.0):
+            try:
+                if unsent:
+                    await stream.send_all(unsent)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                    while await stream.receive_some(65536):
+                        pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     async def _run_stream(
         self,
@@ -292,7 +330,12 @@ class Router:
                 conn = self._make_connection(stream, local, result, outbound, address, target)
                 self.handshaking.discard(pending)
                 self._register(conn)
-            except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            except (
+                ProtocolError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                OSError,
+            ) as exc:
                 self.handshaking.discard(pending)
                 self._connection_failed(exc, address, outbound, target, conn)
                 return

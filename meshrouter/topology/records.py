@@ -16,18 +16,21 @@ The wire form is a msgpack list per record and a list per connection.  Decoding
 validates every field, caps every size and raises only ``MalformedMessageError``
 so one bad peer closes one connection and nothing else.  Connections are kept
 sorted by peer with at most one per peer: a canonical form, so that equal
-records encode to equal bytes.
+records encode to equal bytes.  Decoded records are shared process-wide (a
+weak intern table), because a thousand simulated routers otherwise each hold
+their own copy of every record.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from meshrouter.codec import expect, pack
 from meshrouter.errors import MalformedMessageError
-from meshrouter.names import SHORT_ID_COUNT, PeerName, check_peer_name
+from meshrouter.names import PEER_NAME_MAX, SHORT_ID_COUNT, PeerName, check_peer_name
 
 MAX_CONNECTIONS_PER_RECORD = 10_000
 MAX_NICKNAME_LEN = 255
@@ -56,7 +59,7 @@ class ConnectionRecord:
     established: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class PeerRecord:
     """A router's self-description, replicated to every router in the mesh."""
 
@@ -159,18 +162,14 @@ def _bounded_str(value: Any, max_len: int, what: str) -> str:
     return text
 
 
-def connection_from_wire(value: Any) -> ConnectionRecord:
-    """Validate and build one connection from its list form."""
-    fields = expect(value, list, "connection")
-    if len(fields) != _CONNECTION_FIELDS:
-        raise MalformedMessageError(
-            f"connection has {len(fields)} fields, expected {_CONNECTION_FIELDS}")
-    return ConnectionRecord(
-        peer=check_peer_name(fields[0]),
-        address=_bounded_str(fields[1], MAX_ADDRESS_LEN, "connection address"),
-        outbound=expect(fields[2], bool, "connection outbound flag"),
-        established=expect(fields[3], bool, "connection established flag"),
-    )
+# Decoded records, shared process-wide by (name, version, uid).  A thousand
+# simulated routers decode the same records over and over; sharing one object
+# per distinct record turns O(routers x records x links) objects into
+# O(records x links), and a record already known is checked field by field
+# against the wire instead of being rebuilt.  Weak values: a record lives only
+# as long as some router holds it.
+_INTERNED: weakref.WeakValueDictionary[tuple[int, int, int], PeerRecord] = (
+    weakref.WeakValueDictionary())
 
 
 def record_from_wire(value: Any) -> PeerRecord:
@@ -180,33 +179,92 @@ def record_from_wire(value: Any) -> PeerRecord:
     the owner): our encoder always produces that, so anything else is a bug or
     an attack, and accepting it would let two encodings mean one record.
     """
+    if type(value) is list and len(value) == _RECORD_FIELDS:
+        key = (value[0], value[3], value[2])
+        if type(key[0]) is int and type(key[1]) is int and type(key[2]) is int:
+            known = _INTERNED.get(key)
+            if known is not None and _wire_matches(value, known):
+                return known
+    record = _record_from_wire_checked(value)
+    _INTERNED[(record.name, record.version, record.uid)] = record
+    return record
+
+
+def _wire_matches(value: list[Any], record: PeerRecord) -> bool:
+    """True if ``value`` is exactly the wire form of ``record`` (types included:
+    ``1 == True`` in Python, but a 1 is not a valid flag on the wire)."""
+    nickname, short_id, port, raw_connections = value[1], value[4], value[5], value[6]
+    if type(nickname) is not str or nickname != record.nickname:
+        return False
+    if record.short_id is None:
+        if short_id is not None:
+            return False
+    elif type(short_id) is not int or short_id != record.short_id:
+        return False
+    if type(port) is not int or port != record.listen_port:
+        return False
+    connections = record.connections
+    if type(raw_connections) is not list or len(raw_connections) != len(connections):
+        return False
+    for raw, conn in zip(raw_connections, connections, strict=True):
+        if type(raw) is not list or len(raw) != _CONNECTION_FIELDS:
+            return False
+        peer, address, outbound, established = raw
+        if (type(peer) is not int or peer != conn.peer
+                or type(address) is not str or address != conn.address
+                or outbound is not conn.outbound or established is not conn.established):
+            return False
+    return True
+
+
+def _record_from_wire_checked(value: Any) -> PeerRecord:
     fields = expect(value, list, "peer record")
     if len(fields) != _RECORD_FIELDS:
         raise MalformedMessageError(
             f"peer record has {len(fields)} fields, expected {_RECORD_FIELDS}")
     name = check_peer_name(fields[0])
+    nickname = _bounded_str(fields[1], MAX_NICKNAME_LEN, "nickname")
+    uid = _bounded_int(fields[2], MAX_UINT64, "UID")
+    version = _bounded_int(fields[3], MAX_UINT64, "version")
     short_id_value = fields[4]
     short_id = (None if short_id_value is None
                 else _bounded_int(short_id_value, SHORT_ID_COUNT - 1, "short ID"))
+    listen_port = _bounded_int(fields[5], MAX_PORT, "listen port")
     raw_connections = expect(fields[6], list, "connections")
     if len(raw_connections) > MAX_CONNECTIONS_PER_RECORD:
         raise MalformedMessageError(
             f"peer record lists {len(raw_connections)} connections, "
             f"more than {MAX_CONNECTIONS_PER_RECORD}")
-    connections = tuple(connection_from_wire(c) for c in raw_connections)
+    connections = []
     previous = -1
-    for conn in connections:
-        if conn.peer <= previous:
+    for raw in raw_connections:
+        # Inline checks: this loop runs once per link of every record decoded.
+        if type(raw) is not list or len(raw) != _CONNECTION_FIELDS:
+            raise MalformedMessageError(
+                f"connection has {len(raw) if type(raw) is list else 'no'} fields, "
+                f"expected {_CONNECTION_FIELDS}")
+        peer, address, outbound, established = raw
+        if type(peer) is not int or not 0 <= peer <= PEER_NAME_MAX:
+            raise MalformedMessageError(f"invalid peer name {peer!r} in connection")
+        if type(address) is not str or len(address) > MAX_ADDRESS_LEN:
+            raise MalformedMessageError(
+                f"connection address must be a string of at most {MAX_ADDRESS_LEN} characters")
+        if type(outbound) is not bool:
+            raise MalformedMessageError("connection outbound flag must be a boolean")
+        if type(established) is not bool:
+            raise MalformedMessageError("connection established flag must be a boolean")
+        if peer <= previous:
             raise MalformedMessageError("connections are not sorted by peer or repeat a peer")
-        if conn.peer == name:
+        if peer == name:
             raise MalformedMessageError("peer record lists a connection to itself")
-        previous = conn.peer
+        previous = peer
+        connections.append(ConnectionRecord(PeerName(peer), address, outbound, established))
     return PeerRecord(
         name=name,
-        nickname=_bounded_str(fields[1], MAX_NICKNAME_LEN, "nickname"),
-        uid=_bounded_int(fields[2], MAX_UINT64, "UID"),
-        version=_bounded_int(fields[3], MAX_UINT64, "version"),
+        nickname=nickname,
+        uid=uid,
+        version=version,
         short_id=short_id,
-        listen_port=_bounded_int(fields[5], MAX_PORT, "listen port"),
-        connections=connections,
+        listen_port=listen_port,
+        connections=tuple(connections),
     )

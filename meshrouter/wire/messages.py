@@ -105,7 +105,9 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     if not isinstance(tag, int) or isinstance(tag, bool) or tag not in arity:
         raise MalformedMessageError(f"unknown message tag {tag!r}")
     if len(fields) != arity[tag]:
-        raise MalformedMessageError(f"message tag {tag} has {len(fields)} fields, expected {arity[tag]}")
+        raise MalformedMessageError(
+            f"message tag {tag} has {len(fields)} fields, expected {arity[tag]}"
+        )
     if tag == TAG_HEARTBEAT:
         return Heartbeat()
     channel = _channel(fields[1])
@@ -113,7 +115,9 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     if tag == TAG_GOSSIP:
         return GossipMsg(channel, src, expect(fields[3], bytes, "payload"))
     if tag == TAG_UNICAST:
-        return UnicastMsg(channel, src, check_peer_name(fields[3]), expect(fields[4], bytes, "payload"))
+        dst = check_peer_name(fields[3])
+        return UnicastMsg(channel, src, dst, expect(fields[4], bytes, "payload"))
     if tag == TAG_BROADCAST:
         return BroadcastMsg(channel, src, expect(fields[3], bytes, "payload"))
-    return DigestMsg(channel, src, expect(fields[3], bytes, "digest"), expect(fields[4], bool, "reply"))
+    digest = expect(fields[3], bytes, "digest")
+    return DigestMsg(channel, src, digest, expect(fields[4], bool, "reply"))

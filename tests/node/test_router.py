@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import trio
 
 from meshrouter.node.router import Router
@@ -52,7 +54,7 @@ def test_heartbeat_timeout_drops_a_silent_connection() -> None:
         assert established(a) == {b.name}
         net.partition([["10.0.0.1"], ["10.0.0.2"]])
         start = trio.current_time()
-        while a.connections:
+        while a.connections:  # noqa: ASYNC110 - polling simulated state is the point
             await trio.sleep(0.1)
         waited = trio.current_time() - start
         # Dead after heartbeat_timeout (3 s) of silence, not before.
@@ -88,7 +90,7 @@ def test_backoff_schedule_between_failed_dials() -> None:
         assert "Connection refused" in row["info"] and "retry in" in row["info"]
 
     run_sim(body)
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     bases = [2.0 * 1.5**n for n in range(len(gaps))]
     assert len(gaps) >= 4
     for gap, base in zip(gaps, bases, strict=False):
@@ -124,7 +126,8 @@ def test_connection_limit_refuses_extra_connections_and_says_why() -> None:
         refused = [r for r in hub.connection_rows() if r["state"] == "failed"]
         assert refused and "connection limit of 1 reached" in refused[0]["info"]
         row = next(r for r in b.connection_rows() if r["address"] == "10.0.0.1:6783")
-        assert row["state"] == "retrying" and "closed by the peer" in row["info"]
+        assert row["state"] == "retrying", row
+        assert "closed by the peer" in row["info"] or "reset by peer" in row["info"], row
 
     run_sim(body)
 

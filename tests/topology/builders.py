@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import ConnectionRecord, PeerRecord
+
+K = TypeVar("K", bound=int)
 
 # A directed "link": owner lists peer, with the established flag.
 DirectedLinks = Mapping[tuple[int, int], bool]
@@ -67,7 +70,7 @@ def symmetric_adjacency(records: Mapping[PeerName, PeerRecord]) -> dict[int, set
     return {n: {p for p in peers if p in est and n in est[p]} for n, peers in est.items()}
 
 
-def distances(adjacency: Mapping[int, set[int]], source: int) -> dict[int, int]:
+def distances(adjacency: Mapping[K, set[K]], source: K) -> dict[K, int]:
     dist = {source: 0}
     queue = deque([source])
     while queue:

@@ -254,3 +254,25 @@ def test_normalize_connections() -> None:
     assert [c.peer for c in normalized] == [2, 3]
     assert normalized[0].address == "c:2"
     assert normalized[1].address == "b:1"
+
+
+def test_decoded_records_are_shared_and_type_confusion_is_still_refused() -> None:
+    rec = record(11, version=4, uid=3, connections=[conn(12), conn(13, established=False)])
+    data = PeerMap.of(rec).encode()
+    first = PeerMap.decode(data).records[PeerName(11)]
+    second = PeerMap.decode(data).records[PeerName(11)]
+    assert first is second and first == rec
+    for index, bad in [(2, 1), (3, 1), (0, 12.0), (1, None)]:
+        conn_wire = record_to_wire(rec)
+        conn_wire[6][0][index] = bad
+        with pytest.raises(MalformedMessageError):
+            PeerMap.decode(pack([conn_wire]))
+    for index, bad in [(0, True), (3, 4.0), (5, 6783.0), (4, True)]:
+        wire = record_to_wire(rec)
+        wire[index] = bad
+        with pytest.raises(MalformedMessageError):
+            PeerMap.decode(pack([wire]))
+    wire = record_to_wire(rec)
+    wire[1] = "other nickname"  # same key, other content: decoded on its own merits
+    other = PeerMap.decode(pack([wire])).records[PeerName(11)]
+    assert other.nickname == "other nickname" and other is not first

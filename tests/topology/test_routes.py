@@ -235,7 +235,7 @@ def test_next_hop_any_reaches_destinations_over_listed_links(
     local = data.draw(st.sampled_from(sorted(records)))
     routes = compute_routes(records, local)
     listed = {n: {c.peer for c in r.connections} for n, r in records.items()}
-    undirected = {n: set() for n in records}  # type: dict[PeerName, set[PeerName]]
+    undirected: dict[int, set[int]] = {n: set() for n in records}
     for n, peers in listed.items():
         for p in peers:
             if n != local and p == local:

@@ -33,7 +33,7 @@ def rng() -> random.Random:
     return random.Random(7)
 
 
-# -- construction and our own record ----------------------------------------------------
+# -- construction and our own record -----------------------------------------------------
 
 
 def test_initial_state() -> None:
@@ -81,7 +81,7 @@ def test_set_local_connections_bumps_our_version_and_returns_our_record() -> Non
     assert delta is not None and topo.local_record.version == 3 and topo.version == 2
 
 
-# -- applying gossip ----------------------------------------------------------------------
+# -- applying gossip ---------------------------------------------------------------------
 
 
 def connected_pair() -> Topology:
@@ -196,7 +196,7 @@ def test_lowest_name_keeps_a_shared_short_id_across_a_mesh() -> None:
     assert all(r.reachable() == frozenset(names) for r in routes)
 
 
-# -- garbage collection ------------------------------------------------------------------------
+# -- garbage collection ------------------------------------------------------------------
 
 
 def chain_topology() -> Topology:
@@ -296,7 +296,7 @@ def test_records_are_always_exactly_the_reachable_set(
         assert topo.records() == before
 
 
-# -- routes caching ------------------------------------------------------------------------------
+# -- routes caching ----------------------------------------------------------------------
 
 
 def test_routes_are_cached_per_version() -> None:
@@ -317,7 +317,7 @@ def test_routes_follow_the_records() -> None:
     assert topo.routes().unicast_table() == {2: 2, 3: 2, 4: 2}
 
 
-# -- discovery ---------------------------------------------------------------------------------------
+# -- discovery ---------------------------------------------------------------------------
 
 
 def test_discovery_candidates() -> None:
@@ -357,7 +357,7 @@ def test_no_candidates_when_fully_connected() -> None:
     assert address_of(2) == "10.0.0.2:6783"
 
 
-# -- anti-entropy ------------------------------------------------------------------------------------------
+# -- anti-entropy ------------------------------------------------------------------------
 
 
 def test_digest_newer_than_and_lacks_from() -> None:

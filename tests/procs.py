@@ -1,0 +1,138 @@
+"""Start and stop real ``meshrouter launch peer`` processes on 127.0.0.1 for tests.
+
+Only processes started here are ever signalled, by PID; every one is killed in
+``stop_all`` even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RouterProcess:
+    nickname: str
+    listen: str
+    api: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def get(self, path: str) -> Any:
+        return httpx.get(f"http://{self.api}{path}", timeout=5).json()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        return httpx.post(f"http://{self.api}{path}", json=body, timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            self.process.wait(timeout=10)
+
+
+@dataclass
+class RouterFleet:
+    tmp: Path
+    routers: list[RouterProcess] = field(default_factory=list)
+
+    def launch(
+        self,
+        nickname: str,
+        peers: list[str] = [],  # noqa: B006 - read only
+        *,
+        password: str | None = None,
+        extra: list[str] = [],  # noqa: B006 - read only
+    ) -> RouterProcess:
+        listen = f"127.0.0.1:{free_port()}"
+        api = f"127.0.0.1:{free_port()}"
+        data_dir = self.tmp / nickname
+        log_path = self.tmp / f"{nickname}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "meshrouter.cli",
+            "launch",
+            "peer",
+            "--listen",
+            listen,
+            "--api",
+            api,
+            "--data-dir",
+            str(data_dir),
+            "--nickname",
+            nickname,
+            "--heartbeat-interval",
+            "0.5",
+            "--heartbeat-timeout",
+            "2",
+            "--gossip-interval",
+            "5",
+            *extra,
+            *peers,
+        ]
+        if password is not None:
+            pw_file = self.tmp / f"{nickname}.pw"
+            pw_file.write_text(password + "\n")
+            args[5:5] = ["--password-file", str(pw_file)]
+        env = dict(os.environ)
+        env.pop("MESHROUTER_PASSWORD", None)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        router = RouterProcess(nickname, listen, api, data_dir, process, log_path)
+        self.routers.append(router)
+        wait_until(lambda: _api_up(router), 20, f"{nickname} API up", router)
+        return router
+
+    def stop_all(self) -> None:
+        for router in self.routers:
+            if router.process.poll() is None:
+                os.kill(router.process.pid, signal.SIGTERM)
+        for router in self.routers:
+            try:
+                router.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(router.process.pid, signal.SIGKILL)
+                router.process.wait(timeout=10)
+
+
+def _api_up(router: RouterProcess) -> bool:
+    if router.process.poll() is not None:
+        raise AssertionError(f"{router.nickname} exited:\n{router.log()}")
+    try:
+        router.get("/status")
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, *routers: RouterProcess
+) -> float:
+    """Poll ``predicate``; return the seconds it took, or fail with the routers' logs."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    logs = "\n".join(f"--- {r.nickname}\n{r.log()}" for r in routers)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
