@@ -201,8 +201,10 @@ def launch_peer(
     """Run a peer router in the foreground; PEER is HOST[:PORT] of another router."""
     configure_logging(log_level)
     try:
-        listen_host, listen_port = parse_host_port(listen, DEFAULT_PORT, what="--listen")
-        api_host, api_port = parse_host_port(api_listen, DEFAULT_API_PORT, what="--api")
+        listen_host, listen_port = parse_host_port(listen, DEFAULT_PORT, what="--listen", allow_zero=True)
+        api_host, api_port = parse_host_port(
+            api_listen, DEFAULT_API_PORT, what="--api", allow_zero=True
+        )
         initial = tuple(normalise_peer_address(p) for p in peers)
         directory = data_dir or default_data_dir()
         storage = FileStorage(directory)
@@ -362,7 +364,7 @@ def _print_summary(console: Console, data: dict[str, Any]) -> None:
 
 def _link_text(link: dict[str, Any]) -> str:
     arrow = "->" if link["outbound"] else "<-"
-    return arrow + link["peer"] + ("" if link["established"] else " (pending)")
+    return f"{arrow}{link['peer']}{'' if link['established'] else ' (pending)'}"
 
 
 def _print_peers(console: Console, peers: list[dict[str, Any]]) -> None:

@@ -60,7 +60,9 @@ class RouterConfig:
             raise ConfigError("nickname is longer than 255 characters")
 
 
-def parse_host_port(text: str, default_port: int, *, what: str = "address") -> tuple[str, int]:
+def parse_host_port(
+    text: str, default_port: int, *, what: str = "address", allow_zero: bool = False
+) -> tuple[str, int]:
     """Parse ``HOST[:PORT]`` or ``[V6]:PORT``; raise ConfigError with the reason."""
     text = text.strip()
     if not text:
@@ -99,8 +101,9 @@ def parse_host_port(text: str, default_port: int, *, what: str = "address") -> t
             ) from None
     port = default_port
     if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-            raise ConfigError(f"{what} {text!r}: port must be a number from 1 to 65535")
+        lowest = 0 if allow_zero else 1
+        if not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
+            raise ConfigError(f"{what} {text!r}: port must be a number from {lowest} to 65535")
         port = int(port_text)
     return host, port
 

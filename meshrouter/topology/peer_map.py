@@ -21,9 +21,9 @@ from meshrouter.names import PeerName, check_peer_name
 from meshrouter.topology.records import (
     MAX_UINT64,
     PeerRecord,
+    encode_record_bytes,
     record_beats,
     record_from_wire,
-    record_to_wire,
 )
 
 MAX_RECORDS = 100_000
@@ -43,8 +43,15 @@ class PeerMap:
         return cls({r.name: r for r in records})
 
     def encode(self) -> bytes:
-        """msgpack list of records, sorted by name so equal maps give equal bytes."""
-        return pack([record_to_wire(self.records[name]) for name in sorted(self.records)])
+        """msgpack list of records, sorted by name so equal maps give equal bytes.
+
+        Built from each record's cached encoding: a msgpack array is its header
+        followed by its elements' encodings, byte for byte.
+        """
+        records = self.records
+        parts = [_array_header(len(records))]
+        parts.extend(encode_record_bytes(records[name]) for name in sorted(records))
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> PeerMap:
@@ -123,6 +130,15 @@ class PeerMap:
     def __repr__(self) -> str:
         shown = ", ".join(f"{r.name:012x}@v{r.version}" for r in self)
         return f"PeerMap({shown})"
+
+
+def _array_header(length: int) -> bytes:
+    """msgpack array header (fixarray, array 16 or array 32)."""
+    if length <= 15:
+        return bytes([0x90 | length])
+    if length <= 0xFFFF:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def encode_digest(peer_map: PeerMap) -> bytes:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshrouter.codec import expect, pack
@@ -70,6 +70,11 @@ class PeerRecord:
     short_id: int | None
     listen_port: int
     connections: tuple[ConnectionRecord, ...]
+    # Cache of the canonical encoding (not part of the value): records are
+    # immutable, and full-state gossip re-encodes the same records constantly.
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _established: frozenset[PeerName] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def precedence(self) -> tuple[int, int, bool, bytes]:
         """The total order merges use: the greater record wins.
@@ -79,6 +84,15 @@ class PeerRecord:
         every replica picks the same one whatever order copies arrive in.
         """
         return (self.version, self.uid, self.short_id is not None, encode_record_bytes(self))
+
+    def established_peers(self) -> frozenset[PeerName]:
+        """Names of peers this record lists as established (cached: routes use it
+        for every record at every recomputation)."""
+        peers = self._established
+        if peers is None:
+            peers = frozenset(c.peer for c in self.connections if c.established)
+            object.__setattr__(self, "_established", peers)
+        return peers
 
     def connected_peers(self) -> frozenset[PeerName]:
         """Names of all peers this record lists, in any state."""
@@ -144,8 +158,15 @@ def record_to_wire(record: PeerRecord) -> list[Any]:
 
 
 def encode_record_bytes(record: PeerRecord) -> bytes:
-    """Canonical bytes of one record (also the last tiebreak of precedence)."""
-    return pack(record_to_wire(record))
+    """Canonical msgpack bytes of one record (also the last tiebreak of precedence).
+
+    Computed once per record object and cached on it.
+    """
+    encoded = record._encoded
+    if encoded is None:
+        encoded = pack(record_to_wire(record))
+        object.__setattr__(record, "_encoded", encoded)
+    return encoded
 
 
 def _bounded_int(value: Any, upper: int, what: str) -> int:
@@ -183,38 +204,13 @@ def record_from_wire(value: Any) -> PeerRecord:
         key = (value[0], value[3], value[2])
         if type(key[0]) is int and type(key[1]) is int and type(key[2]) is int:
             known = _INTERNED.get(key)
-            if known is not None and _wire_matches(value, known):
+            # Re-packing is type-exact (True, 1 and 1.0 pack differently) and runs
+            # in C, so equal bytes mean exactly this valid record.
+            if known is not None and pack(value) == encode_record_bytes(known):
                 return known
     record = _record_from_wire_checked(value)
     _INTERNED[(record.name, record.version, record.uid)] = record
     return record
-
-
-def _wire_matches(value: list[Any], record: PeerRecord) -> bool:
-    """True if ``value`` is exactly the wire form of ``record`` (types included:
-    ``1 == True`` in Python, but a 1 is not a valid flag on the wire)."""
-    nickname, short_id, port, raw_connections = value[1], value[4], value[5], value[6]
-    if type(nickname) is not str or nickname != record.nickname:
-        return False
-    if record.short_id is None:
-        if short_id is not None:
-            return False
-    elif type(short_id) is not int or short_id != record.short_id:
-        return False
-    if type(port) is not int or port != record.listen_port:
-        return False
-    connections = record.connections
-    if type(raw_connections) is not list or len(raw_connections) != len(connections):
-        return False
-    for raw, conn in zip(raw_connections, connections, strict=True):
-        if type(raw) is not list or len(raw) != _CONNECTION_FIELDS:
-            return False
-        peer, address, outbound, established = raw
-        if (type(peer) is not int or peer != conn.peer
-                or type(address) is not str or address != conn.address
-                or outbound is not conn.outbound or established is not conn.established):
-            return False
-    return True
 
 
 def _record_from_wire_checked(value: Any) -> PeerRecord:

@@ -176,17 +176,12 @@ def compute_routes(records: Mapping[PeerName, PeerRecord], local: PeerName) -> R
 def _symmetric_adjacency(records: Mapping[PeerName, PeerRecord], index: Mapping[PeerName, int],
                          size: int) -> list[tuple[int, ...]]:
     """Sorted neighbour indices over links both ends list as established."""
-    established: dict[PeerName, set[PeerName]] = {
-        name: {c.peer for c in record.connections if c.established}
-        for name, record in records.items()
-    }
+    established = {name: record.established_peers() for name, record in records.items()}
     adjacency: list[tuple[int, ...]] = [()] * size
-    empty: set[PeerName] = set()
+    empty: frozenset[PeerName] = frozenset()
+    get = established.get
     for name, peers in established.items():
-        neighbours = [
-            index[peer] for peer in peers
-            if peer != name and name in established.get(peer, empty)
-        ]
+        neighbours = [index[peer] for peer in peers if name in get(peer, empty)]
         neighbours.sort()
         adjacency[index[name]] = tuple(neighbours)
     return adjacency

@@ -33,6 +33,7 @@ per topology change however many messages are forwarded.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Iterable
@@ -164,6 +165,18 @@ class Topology:
         self._touch()
         return PeerMap(changed)
 
+    def set_listen_port(self, port: int) -> PeerMap | None:
+        """Advertise the port we actually listen on (known only after binding port 0)."""
+        if not 0 <= port <= MAX_PORT:
+            raise ConfigError(f"listen port {port} is outside 0..{MAX_PORT}")
+        ours = self._records[self._local]
+        if ours.listen_port == port:
+            return None
+        updated = replace(ours, version=ours.version + 1, listen_port=port)
+        self._records[self._local] = updated
+        self._touch()
+        return PeerMap({self._local: updated})
+
     # -- received gossip ---------------------------------------------------------------
 
     def apply(self, received: PeerMap, rng: random.Random) -> PeerMap | None:
@@ -249,9 +262,9 @@ class Topology:
                     host, port = parsed
                     listen_port = records[peer].listen_port
                     if listen_port:
-                        found.add((peer, _format_host_port(host, listen_port)))
+                        found.add((peer, f"{host}:{listen_port}"))
                     if conn.outbound and port:
-                        found.add((peer, _format_host_port(host, port)))
+                        found.add((peer, f"{host}:{port}"))
         self._candidates = sorted(found)
         self._candidates_version = self.version
         return list(self._candidates)
@@ -390,12 +403,23 @@ def _lost_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]) 
     return {c.peer for c in old.connections if c.peer not in kept}
 
 
-def _parse_host_port(address: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]\
-        | None:
-    """Parse "ip:port" or "[ipv6]:port"; None if it is not a usable literal address."""
+def _parse_host_port(address: str) -> tuple[str, int] | None:
+    """Split "ip:port" or "[ipv6]:port" into (canonical host text, port); None if it is
+    not a usable literal address.  The host text is ready to append ":port" to."""
     host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not port_text.isdigit() or len(port_text) > 5:
         return None
+    port = int(port_text)
+    if port > MAX_PORT:
+        return None
+    canonical = _canonical_host(host)
+    return None if canonical is None else (canonical, port)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _canonical_host(host: str) -> str | None:
+    """Canonical IP literal (IPv6 in brackets), or None; cached because every peer's
+    IP appears in the records of all its neighbours."""
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
@@ -404,11 +428,6 @@ def _parse_host_port(address: str) -> tuple[ipaddress.IPv4Address | ipaddress.IP
         ip = ipaddress.ip_address(host)
     except ValueError:
         return None
-    port = int(port_text)
-    if ip.is_unspecified or port > MAX_PORT:
+    if ip.is_unspecified:
         return None
-    return ip, port
-
-
-def _format_host_port(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return f"[{ip}]" if ip.version == 6 else str(ip)

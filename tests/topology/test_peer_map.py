@@ -276,3 +276,26 @@ def test_decoded_records_are_shared_and_type_confusion_is_still_refused() -> Non
     wire[1] = "other nickname"  # same key, other content: decoded on its own merits
     other = PeerMap.decode(pack([wire])).records[PeerName(11)]
     assert other.nickname == "other nickname" and other is not first
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 300])
+def test_encode_matches_plain_msgpack_of_the_list_form(count: int) -> None:
+    records = [record(n, connections=[conn(n + 1)]) for n in range(1, count + 1)]
+    assert PeerMap.of(*records).encode() == pack([record_to_wire(r) for r in records])
+
+
+@pytest.mark.parametrize("length", [0, 15, 16, 65535, 65536])
+def test_array_header_matches_msgpack(length: int) -> None:
+    from meshrouter.topology.peer_map import _array_header
+
+    packed = pack([None] * length)
+    assert _array_header(length) == packed[: len(packed) - length]
+
+
+@PROPERTY
+@given(peer_records(name=1), peer_records(name=1))
+def test_record_beats_agrees_with_precedence(a: PeerRecord, b: PeerRecord) -> None:
+    assert record_beats(a, b) == (a.precedence() > b.precedence())
+    assert not (record_beats(a, b) and record_beats(b, a))
+    if a != b:
+        assert record_beats(a, b) or record_beats(b, a)

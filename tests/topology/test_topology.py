@@ -397,3 +397,18 @@ def test_malformed_digests_are_refused(bad: bytes) -> None:
 def test_connection_record_fields() -> None:
     c = ConnectionRecord(P(2), "10.0.0.2:6783", outbound=True, established=False)
     assert (c.peer, c.address, c.outbound, c.established) == (2, "10.0.0.2:6783", True, False)
+
+
+def test_set_listen_port_bumps_version_and_returns_delta() -> None:
+    import random as _random
+
+    from meshrouter.names import PeerName as _PeerName
+    from meshrouter.topology.topology import Topology as _Topology
+
+    topo = _Topology(local_name=_PeerName(5), nickname="n", uid=1, listen_port=0,
+                     rng=_random.Random(0))
+    before = topo.local_record.version
+    delta = topo.set_listen_port(7001)
+    assert delta is not None and delta.records[_PeerName(5)].listen_port == 7001
+    assert topo.local_record.version == before + 1
+    assert topo.set_listen_port(7001) is None
