@@ -201,7 +201,9 @@ def launch_peer(
     """Run a peer router in the foreground; PEER is HOST[:PORT] of another router."""
     configure_logging(log_level)
     try:
-        listen_host, listen_port = parse_host_port(listen, DEFAULT_PORT, what="--listen", allow_zero=True)
+        listen_host, listen_port = parse_host_port(
+            listen, DEFAULT_PORT, what="--listen", allow_zero=True
+        )
         api_host, api_port = parse_host_port(
             api_listen, DEFAULT_API_PORT, what="--api", allow_zero=True
         )
