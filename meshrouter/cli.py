@@ -418,5 +418,28 @@ def stop(ctx: click.Context) -> None:
     click.echo("router stopping")
 
 
+def _load_plugin_commands() -> None:
+    """Add commands that installed packages register under ``meshrouter.commands``.
+
+    This is how ``meshrouter sim`` exists without meshrouter importing the
+    simulator: the ``sim`` package registers itself in pyproject.toml.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="meshrouter.commands"):
+        if entry.name in main.commands:
+            continue
+        try:
+            command = entry.load()
+        except ImportError as exc:  # a broken plugin must not break the CLI
+            log.debug("plugin command %s unavailable: %s", entry.name, exc)
+            continue
+        if isinstance(command, click.Command):
+            main.add_command(command, entry.name)
+
+
+_load_plugin_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

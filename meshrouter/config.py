@@ -41,6 +41,10 @@ class RouterConfig:
     handshake_timeout: float = 10.0
     dial_timeout: float = 10.0
     gossip_interval: float = 30.0
+    route_coalesce: float = 0.1
+    topology_batch: float = 1.0
+    discovery_defer: float = 1.0
+    limit_grace: float = 2.0
     max_frame: int = 10 * 1024 * 1024
     accept_burst: int = 20
     accept_refill_interval: float = 0.05

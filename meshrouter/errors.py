@@ -94,3 +94,11 @@ class ApiError(MeshError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ConnectionLimitError(ConnectionRefusedByPolicyError):
+    """We are at the connection limit; the peer gets our topology, then a goodbye."""
+
+
+class PeerGoodbyeError(ProtocolError):
+    """The peer closed the connection and told us why."""

@@ -18,6 +18,7 @@ real host:
 from __future__ import annotations
 
 import errno
+import heapq
 import math
 import random
 from collections import deque
@@ -91,10 +92,10 @@ class SimStream(trio.abc.Stream):
         pipe = self._in
         network = pipe.network
         while True:
-            now = trio.current_time()
             if not network.connected(pipe.src_host, pipe.dst_host):
                 await network.faults_changed.wait()
                 continue
+            now = trio.current_time()
             if pipe.queue and pipe.queue[0][0] <= now:
                 _, chunk = pipe.queue.popleft()
                 if max_bytes is not None and len(chunk) > max_bytes:
@@ -105,9 +106,9 @@ class SimStream(trio.abc.Stream):
                 return chunk
             if not pipe.queue and pipe.closed:
                 return b""
-            wake = pipe.queue[0][0] if pipe.queue else math.inf
-            with trio.move_on_at(wake):
-                await pipe.changed.wait()
+            # The network's timer task notifies the pipe when its head is due,
+            # so no per-call timeout scope is needed here.
+            await pipe.changed.wait()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -160,6 +161,9 @@ class SimNetwork:
         self._group_of: dict[str, int] = {}
         self._ephemeral = 40000
         self.faults_changed = trio.Event()
+        self._timers: list[tuple[float, int, _Pipe]] = []
+        self._timer_seq = 0
+        self._timers_changed = trio.Event()
         self.bytes_sent = 0
         self.chunks_sent = 0
 
@@ -176,6 +180,9 @@ class SimNetwork:
     def _faults_changed(self) -> None:
         self.faults_changed.set()
         self.faults_changed = trio.Event()
+
+    def group_of(self, host: str) -> int:
+        return self._group_of.get(host, -1)
 
     def connected(self, a: str, b: str) -> bool:
         return self._group_of.get(a, -1) == self._group_of.get(b, -1)
@@ -210,6 +217,26 @@ class SimNetwork:
         nursery.start_soon(handler, server, f"{src_host}:{self._ephemeral}")
         return client
 
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Timer task: wake each pipe when the chunk at its head becomes due."""
+        task_status.started()
+        while True:
+            now = trio.current_time()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, pipe = heapq.heappop(self._timers)
+                pipe.notify()
+            self._timers_changed = trio.Event()
+            wake = self._timers[0][0] if self._timers else math.inf
+            with trio.move_on_at(wake):
+                await self._timers_changed.wait()
+
+    def _schedule(self, when: float, pipe: _Pipe) -> None:
+        self._timer_seq += 1
+        earliest = self._timers[0][0] if self._timers else math.inf
+        heapq.heappush(self._timers, (when, self._timer_seq, pipe))
+        if when < earliest:
+            self._timers_changed.set()
+
     def deliver(self, pipe: _Pipe, data: bytes) -> None:
         """Queue ``data`` on ``pipe`` with latency, bandwidth, loss and corruption faults."""
         now = trio.current_time()
@@ -234,4 +261,7 @@ class SimNetwork:
             else:
                 pipe.queue.append((arrival, chunk))
             pipe.buffered += len(chunk)
-        pipe.notify()
+        if arrival <= now:
+            pipe.notify()
+        else:
+            self._schedule(arrival, pipe)

@@ -50,6 +50,7 @@ class Target:
     info: str = "not tried yet"
     peer: PeerName | None = None
     connected_since: float | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +116,28 @@ class TargetTable:
         if target.state in (TargetState.RETRYING, TargetState.FAILED):
             del self._targets[target.address]
 
-    def set_discovered(self, addresses: set[str], now: float) -> None:
-        """Replace the discovered set: add new ones (tried now), drop stale idle ones."""
-        for address in addresses:
-            if address not in self._targets:
+    def set_discovered(
+        self, candidates: dict[str, tuple[PeerName, float, int]], now: float
+    ) -> None:
+        """Replace the discovered set: ``address -> (peer, delay, priority)``.
+
+        New targets are first tried after their delay, lower priority first
+        among targets due together; targets the topology no longer suggests are
+        dropped unless a connection is up or being made.
+        """
+        for address, (peer, delay, priority) in candidates.items():
+            target = self._targets.get(address)
+            if target is None:
                 self._targets[address] = Target(
-                    address, direct=False, next_attempt=now, info="discovered from topology"
+                    address, direct=False, next_attempt=now + delay, peer=peer,
+                    info="discovered from topology", priority=priority,
                 )
+            else:
+                target.priority = priority
         for target in list(self._targets.values()):
             if (
                 not target.direct
-                and target.address not in addresses
+                and target.address not in candidates
                 and target.state in (TargetState.RETRYING, TargetState.FAILED)
             ):
                 del self._targets[target.address]
@@ -137,7 +149,7 @@ class TargetTable:
             for t in self._targets.values()
             if t.state is TargetState.RETRYING and t.next_attempt <= now
         ]
-        ready.sort(key=lambda t: (t.next_attempt, t.address))
+        ready.sort(key=lambda t: (t.next_attempt, t.priority, t.address))
         return [t.address for t in ready]
 
     def next_wakeup(self) -> float | None:

@@ -15,8 +15,12 @@ How a change travels (O(N) messages mesh-wide, not O(N^2)):
   in that tree, never back to the neighbour it came from nor to the origin.  On
   a stable topology each peer receives it exactly once: N-1 messages.
 * *Gossip* (to a random neighbour subset, or the answer to a digest) is merged
-  by the receiver, and only the resulting delta is relayed -- as a broadcast
-  originated by the receiver.  Data nobody lacks stops at once.
+  by the receiver, and only the resulting delta is relayed -- as gossip from
+  the receiver to a few random neighbours (``fanout_size``), never back to the
+  neighbour it came from, whatever the broadcast trees say (Weave's gossip).
+  Each peer relays a piece of data at most once, when it was new to it, so it
+  costs at most fanout messages per peer and stops once nobody lacks it;
+  anyone the random relay misses gets it from the digests.
 * *Digests* are the anti-entropy backstop and the heal path: a new connection
   and ``periodic`` send a digest (``reply=False``); the receiver answers with
   gossip carrying exactly what the digest's owner lacks and, if the digest
@@ -235,10 +239,13 @@ class GossipCore:
             data = gossiper.decode(msg.payload)
             delta = gossiper.on_gossip(msg.src, data)
         if delta:
-            # Only what was new travels on, and as our own broadcast, so the
-            # whole mesh hears it once instead of gossip echoing around.
+            # Only what was new travels on, to a few random neighbours (Weave's
+            # gossip): each peer relays only what was new to it, so the relay
+            # dies out as soon as everyone has it, whatever the routes say.
             self.stats.record_delta(channel)
-            self._broadcast(channel, self.local, Snapshot(data=delta), came_from=None)
+            update = Snapshot(data=delta)
+            for peer in self._random_neighbours(rng, exclude=neighbour):
+                self._queue_gossip(peer, channel, update)
 
     def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
         channel, origin = msg.channel, msg.src
@@ -459,7 +466,8 @@ class GossipCore:
             if result == "full":
                 # Too many origins pending for this neighbour: merge the data
                 # into its gossip slot instead of dropping it; the neighbour
-                # relays whatever is new to it as its own broadcast.
+                # relays whatever is new to it as gossip to a few random
+                # neighbours, and digests repair what that misses.
                 self.stats.record_coalesced(channel, COALESCED_BROADCAST_INTO_GOSSIP)
                 result = slots.queue_gossip(channel, update)
                 self._count_queue_result(channel, KIND_GOSSIP, result)

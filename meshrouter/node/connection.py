@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 
 import trio
 
-from meshrouter.errors import ConnectionClosedError, HeartbeatTimeoutError, ProtocolError
+from meshrouter.errors import (
+    ConnectionClosedError,
+    HeartbeatTimeoutError,
+    PeerGoodbyeError,
+    ProtocolError,
+)
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.wire.identity import Identity
-from meshrouter.wire.messages import Heartbeat, Message
+from meshrouter.wire.messages import Goodbye, Heartbeat, Message
 from meshrouter.wire.session import Session
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,12 @@ class PeerConnection:
     bytes_out: int = 0
     _cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _wakeup: trio.Event = field(default_factory=trio.Event)
+    _last_sent: float = 0.0
+    _heartbeat_due: bool = False
+    _goodbye: str | None = None
+    _confirmed: bool = False
+    remote_goodbye: str | None = None
+    on_confirmed: Callable[[PeerConnection], None] | None = None  # also on Goodbye
 
     @property
     def peer(self) -> PeerName:
@@ -71,6 +82,19 @@ class PeerConnection:
         """Called by the gossip core when this neighbour has something to send."""
         self._wakeup.set()
 
+    def announce_goodbye(self, reason: str) -> None:
+        """Send Goodbye(reason) as the very first message: this connection is
+        temporary (we refused it) and must never enter the peer's topology.
+        Other messages may follow until we close it."""
+        self._goodbye = reason
+
+    @property
+    def confirmed(self) -> bool:
+        """A link counts in the topology once the peer has sent a real message
+        (it always sends a digest first); a peer that refuses sends Goodbye
+        first instead, so a refused connection never shows up as a link."""
+        return self._confirmed and self.remote_goodbye is None
+
     def close(self, reason: str) -> None:
         """Ask the connection's tasks to end (used by tie-break and shutdown)."""
         if self.close_reason is None:
@@ -86,7 +110,9 @@ class PeerConnection:
         ExceptionGroup) and cancels the other; Cancelled is never caught.
         """
         with self._cancel_scope:
+            self._last_sent = trio.current_time()
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeat_timer)
                 nursery.start_soon(self._guarded, self._send_loop, nursery.cancel_scope)
                 await self._guarded(self._receive_loop, nursery.cancel_scope)
         return self.close_reason or "closed"
@@ -108,40 +134,66 @@ class PeerConnection:
     async def _receive_loop(self) -> None:
         early, self.early_messages = self.early_messages, []
         for message in early:
-            if not isinstance(message, Heartbeat):
-                self.deliver(self, message)
-        while True:
-            with trio.move_on_after(self.heartbeat_timeout) as timer:
+            self._dispatch(message)
+        # One cancel scope whose deadline moves forward on every receive: cheaper
+        # than a new timeout scope per chunk, which matters with 1,000 routers.
+        with trio.CancelScope() as timer:
+            while True:
+                timer.deadline = trio.current_time() + self.heartbeat_timeout
                 data = await self.stream.receive_some(RECEIVE_CHUNK)
-            if timer.cancelled_caught:
-                raise HeartbeatTimeoutError(
-                    f"no message from the peer for {self.heartbeat_timeout:g}s (heartbeat timeout)"
-                )
-            if not data:
-                raise ConnectionClosedError("connection closed by the peer")
-            self.bytes_in += len(data)
-            for message in self.session.receive_data(bytes(data)):
-                self.messages_in += 1
-                if not isinstance(message, Heartbeat):
-                    self.deliver(self, message)
+                if not data:
+                    if self.remote_goodbye is not None:
+                        raise PeerGoodbyeError(
+                            f"the peer closed the connection: {self.remote_goodbye}"
+                        )
+                    raise ConnectionClosedError("connection closed by the peer")
+                self.bytes_in += len(data)
+                for message in self.session.receive_data(bytes(data)):
+                    self.messages_in += 1
+                    self._dispatch(message)
+        raise HeartbeatTimeoutError(
+            f"no message from the peer for {self.heartbeat_timeout:g}s (heartbeat timeout)"
+        )
+
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Heartbeat):
+            return
+        if isinstance(message, Goodbye):
+            self.remote_goodbye = message.reason
+            if self.on_confirmed is not None:
+                self.on_confirmed(self)
+            return
+        if not self._confirmed and self.remote_goodbye is None:
+            self._confirmed = True
+            if self.on_confirmed is not None:
+                self.on_confirmed(self)
+        self.deliver(self, message)
 
     async def _send(self, message: Message) -> None:
         data = self.session.encode(message)
         await self.stream.send_all(data)
         self.messages_out += 1
         self.bytes_out += len(data)
+        self._last_sent = trio.current_time()
+
+    async def _heartbeat_timer(self) -> None:
+        """Wake the sender when the connection has been quiet for an interval."""
+        while True:
+            await trio.sleep_until(self._last_sent + self.heartbeat_interval)
+            if trio.current_time() >= self._last_sent + self.heartbeat_interval:
+                self._heartbeat_due = True
+                self.wake()
 
     async def _send_loop(self) -> None:
-        last_sent = trio.current_time()
         while True:
             self._wakeup = trio.Event()
+            if self._goodbye is not None and self.messages_out == 0:
+                await self._send(Goodbye(self._goodbye))
             while (message := self.next_outgoing(self.peer)) is not None:
                 await self._send(message)
-                last_sent = trio.current_time()
-            if self._wakeup.is_set():
-                continue
-            with trio.move_on_at(last_sent + self.heartbeat_interval) as timer:
-                await self._wakeup.wait()
-            if timer.cancelled_caught:
+            if self._heartbeat_due:
+                self._heartbeat_due = False
                 await self._send(Heartbeat())
-                last_sent = trio.current_time()
+                continue
+            if not self._wakeup.is_set():
+                await self._wakeup.wait()

@@ -28,6 +28,7 @@ from meshrouter.dialing.targets import TargetState, TargetTable
 from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
     ConnectionClosedError,
+    ConnectionLimitError,
     ConnectionRefusedByPolicyError,
     HandshakeTimeoutError,
     MeshError,
@@ -40,6 +41,7 @@ from meshrouter.node.connection import PeerConnection
 from meshrouter.node.transport import Transport
 from meshrouter.storage import MemoryStorage, Storage
 from meshrouter.topology.gossiper import TopologyGossiper
+from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import ConnectionRecord
 from meshrouter.topology.topology import Topology
 from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
@@ -89,6 +91,23 @@ def _default_key_factory() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
 
+class _NewPeerRelayGossiper(TopologyGossiper):
+    """Relay, from gossip, only records of peers that were unknown to us.
+
+    Version bumps of known peers travel on their origin's broadcast tree and are
+    repaired by digests; relaying them again epidemically as well multiplied
+    every change by the fanout while a mesh was forming.
+    """
+
+    def on_gossip(self, src: PeerName, data: PeerMap) -> PeerMap | None:
+        unknown = [name for name in data.records if name not in self.topology]
+        delta = super().on_gossip(src, data)
+        if delta is None or not unknown:
+            return None
+        fresh = {name: delta.records[name] for name in unknown if name in delta.records}
+        return PeerMap(fresh) if fresh else None
+
+
 class Router:
     """A meshrouter peer: owns the mesh connections and the gossip channels."""
 
@@ -100,6 +119,7 @@ class Router:
         rng: random.Random,
         storage: Storage | None = None,
         key_factory: Callable[[], X25519PrivateKey] = _default_key_factory,
+        observer: Callable[[Router, str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.transport = transport
@@ -115,11 +135,12 @@ class Router:
             rng=rng,
         )
         self.gossip = GossipCore(config.name)
-        self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
+        self.gossip.add_channel(TOPOLOGY_CHANNEL, _NewPeerRelayGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
         self.targets = TargetTable(config.backoff)
         self.throttle = TokenBucket(config.accept_burst, config.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
+        self.transient: dict[PeerName, PeerConnection] = {}
         self.handshaking: set[Handshaking] = set()
         self.refusals: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
         self.listen_address: str | None = None
@@ -129,6 +150,11 @@ class Router:
         self._dial_wakeup = trio.Event()
         self._stopped = trio.Event()
         self._routes_version = -1
+        self._broadcast_version = self.topology.local_record.version
+        self._next_broadcast_at = -math.inf
+        self._broadcast_timer_pending = False
+        self._maintenance_due = trio.Event()
+        self.observer = observer
 
     # ------------------------------------------------------------------ life cycle
 
@@ -156,7 +182,8 @@ class Router:
             port = int(self.listen_address.rsplit(":", 1)[1])
             if port != self.topology.local_record.listen_port:
                 self.topology.set_listen_port(port)
-            self._topology_changed()
+            self._refresh_routes()
+            nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._dial_loop)
             nursery.start_soon(self._gossip_loop)
             log.info("router %s listening on %s", self.label, self.listen_address)
@@ -214,13 +241,23 @@ class Router:
             self._dial_wakeup = trio.Event()
             now = trio.current_time()
             self.targets.skip_connected(set(self.connections), now)
+            at_limit = False
+            # Discovered targets leave a reserve of slots for newcomers and for
+            # the user's direct peers, so a mesh under a limit stays joinable.
+            discovery_room = self.config.conn_limit - max(1, self.config.conn_limit // 8)
             for address in self.targets.due(now):
-                if self._outstanding() >= self.config.conn_limit:
+                outstanding = self._outstanding()
+                if outstanding >= self.config.conn_limit:
+                    at_limit = True  # wait until a connection ends (it sets the event)
                     break
+                target = self.targets.get(address)
+                if target is not None and not target.direct and outstanding >= discovery_room:
+                    at_limit = True
+                    continue
                 self.targets.dial_started(address)
                 assert self._nursery is not None
                 self._nursery.start_soon(self._dial, address)
-            wake_at = self.targets.next_wakeup()
+            wake_at = None if at_limit else self.targets.next_wakeup()
             with trio.move_on_at(wake_at if wake_at is not None else math.inf):
                 await self._dial_wakeup.wait()
 
@@ -233,6 +270,7 @@ class Router:
         except (OSError, trio.TooSlowError) as exc:
             self.handshaking.discard(pending)
             reason = _describe_dial_error(exc)
+            self._emit("dial-failed", f"{address} {reason}")
             self.targets.dial_failed(
                 address, trio.current_time(), f"dial failed: {reason}", self.rng
             )
@@ -330,6 +368,11 @@ class Router:
                 conn = self._make_connection(stream, local, result, outbound, address, target)
                 self.handshaking.discard(pending)
                 self._register(conn)
+            except ConnectionLimitError as exc:
+                assert conn is not None
+                await self._share_topology_then_close(conn, str(exc))
+                self._connection_failed(exc, address, outbound, target, conn)
+                return
             except (
                 ProtocolError,
                 trio.BrokenResourceError,
@@ -340,14 +383,33 @@ class Router:
                 self._connection_failed(exc, address, outbound, target, conn)
                 return
             log.info("connection %s established", conn.label)
+            self._emit("up", f"{format_peer_name(conn.peer)} {'out' if outbound else 'in'}")
             reason = await conn.run()
             log.info("connection %s closed: %s", conn.label, reason)
+            self._emit("down", f"{format_peer_name(conn.peer)} {reason}")
             self._unregister(conn, reason)
         finally:
             self.handshaking.discard(pending)
             if conn is not None and self.connections.get(conn.peer) is conn:
                 self._unregister(conn, "router shutting down")
+            self._dial_wakeup.set()  # a connection slot may have been freed
             await trio.aclose_forcefully(stream)
+
+    async def _share_topology_then_close(self, conn: PeerConnection, reason: str) -> None:
+        """At the connection limit, still answer: exchange digests for a moment so
+        the newcomer learns the topology (and can dial peers with room), then say
+        goodbye with the reason.  Such a connection is never in our topology."""
+        if conn.peer in self.connections or conn.peer in self.transient:
+            return
+        self.transient[conn.peer] = conn
+        conn.announce_goodbye(f"{reason}; dial another peer")
+        self.gossip.neighbour_up(conn.peer)
+        try:
+            with trio.move_on_after(self.config.limit_grace):
+                await conn.run()
+        finally:
+            del self.transient[conn.peer]
+            self.gossip.neighbour_down(conn.peer)
 
     def _make_connection(
         self,
@@ -373,6 +435,7 @@ class Router:
             deliver=self._deliver,
             next_outgoing=self.gossip.pop_outgoing,
         )
+        conn.on_confirmed = self._connection_confirmed
         if result.leftover:
             conn.early_messages = result.session.receive_data(result.leftover)
         return conn
@@ -399,6 +462,7 @@ class Router:
                 self._dial_wakeup.set()
         else:
             self.refusals.append(Refusal(address, peer, reason, now))
+        self._emit("refused", f"{'out' if outbound else 'in'} {address} {reason}")
         log.warning(
             "connection %s %s %s refused: %s",
             "to" if outbound else "from",
@@ -423,9 +487,7 @@ class Router:
             existing.close("superseded by a duplicate connection that wins the tie-break")
             self._unregister(existing, existing.close_reason or "superseded")
         elif len(self.connections) >= self.config.conn_limit:
-            raise ConnectionRefusedByPolicyError(
-                f"connection limit of {self.config.conn_limit} reached"
-            )
+            raise ConnectionLimitError(f"connection limit of {self.config.conn_limit} reached")
         self.connections[conn.peer] = conn
         if conn.target is not None:
             self.targets.established(conn.target, conn.peer, trio.current_time())
@@ -446,7 +508,7 @@ class Router:
     # ------------------------------------------------------------------ gossip glue
 
     def _wake_sender(self, peer: PeerName) -> None:
-        conn = self.connections.get(peer)
+        conn = self.connections.get(peer) or self.transient.get(peer)
         if conn is not None:
             conn.wake()
 
@@ -457,29 +519,108 @@ class Router:
         if self.topology.version != before:
             self._topology_changed()
 
+    def _connection_confirmed(self, conn: PeerConnection) -> None:
+        if self.connections.get(conn.peer) is conn:
+            self._local_connections_changed()
+
     def _local_connections_changed(self) -> None:
         records = [
             ConnectionRecord(
                 peer=conn.peer, address=conn.address, outbound=conn.outbound, established=True
             )
             for conn in self.connections.values()
+            if conn.confirmed
         ]
-        delta = self.topology.set_local_connections(records)
+        if not records:
+            # Isolated, and only refused connections (peers at their limit, which
+            # still share their topology for a moment): list them as not
+            # established so that the topology they sent is kept (reachable for
+            # GC, no routes) and discovery can find a peer with room.
+            records = [
+                ConnectionRecord(
+                    peer=conn.peer, address=conn.address, outbound=conn.outbound,
+                    established=False,
+                )
+                for conn in self.connections.values()
+                if conn.remote_goodbye is not None
+            ]
+        self.topology.set_local_connections(records)
         self.topology.garbage_collect()
-        self._topology_changed()
-        if delta is not None:
-            self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, delta)
+        self._topology_changed()  # our new record is broadcast by the maintenance step
 
     def _topology_changed(self) -> None:
+        """Note a topology change; routes and discovery follow after ``route_coalesce``.
+
+        Forwarding keeps using the previous routes meanwhile (as Weave does), so a
+        burst of updates costs one route computation, not one per message.
+        """
+        if self.topology.version != self._routes_version:
+            self._maintenance_due.set()
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await self._maintenance_due.wait()
+            await trio.sleep(self.config.route_coalesce)
+            self._maintenance_due = trio.Event()
+            self._refresh_routes()
+
+    def _refresh_routes(self) -> None:
         """Recompute routes (once per topology version) and refresh discovery."""
         if self.topology.version == self._routes_version:
             return
         self._routes_version = self.topology.version
         self.gossip.set_routes(self.topology.routes())
+        # Our own record goes out once per maintenance step, however many times
+        # it changed in between (Weave batches these for 1 s): a burst of
+        # connection changes costs one broadcast, not one per change.
+        self._broadcast_own_record()
+        for name in self.topology.take_removed():
+            self._emit("peer-gone", format_peer_name(name))
         if self.config.discovery:
-            candidates = {address for _, address in self.topology.discovery_candidates()}
+            candidates: dict[str, tuple[PeerName, float, int]] = {}
+            if len(self.connections) < self.config.conn_limit:
+                # Both ends of a missing link discover it at about the same time;
+                # the higher name waits, so that usually only one of them dials
+                # and no duplicate connection has to be torn down.
+                # The least-connected peers are dialled first: newcomers and
+                # sparse corners get links before well-connected hubs.
+                for peer, address in self.topology.discovery_candidates():
+                    delay = 0.0 if self.name < peer else self.config.discovery_defer
+                    record = self.topology.record(peer)
+                    degree = len(record.connections) if record is not None else 0
+                    if degree >= self.config.conn_limit:
+                        continue  # full (limits are uniform in a mesh): don't knock
+                    candidates.setdefault(address, (peer, delay, degree))
             self.targets.set_discovered(candidates, trio.current_time())
             self._dial_wakeup.set()
+
+    def _broadcast_own_record(self) -> None:
+        """Broadcast our record if it changed: at once after a quiet spell, then at
+        most once per ``topology_batch`` while changes keep coming (leading and
+        trailing edge), so a lone change travels immediately and a burst of
+        connection changes costs one broadcast per batch, not one per change."""
+        ours = self.topology.local_record
+        if ours.version == self._broadcast_version:
+            return
+        now = trio.current_time()
+        if now < self._next_broadcast_at:
+            if not self._broadcast_timer_pending:
+                self._broadcast_timer_pending = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self._broadcast_later, self._next_broadcast_at)
+            return
+        self._broadcast_version = ours.version
+        self._next_broadcast_at = now + self.config.topology_batch
+        self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, PeerMap({ours.name: ours}))
+
+    async def _broadcast_later(self, when: float) -> None:
+        await trio.sleep_until(when)
+        self._broadcast_timer_pending = False
+        self._broadcast_own_record()
+
+    def _emit(self, kind: str, detail: str) -> None:
+        if self.observer is not None:
+            self.observer(self, kind, detail)
 
     async def _gossip_loop(self) -> None:
         while True:

@@ -19,10 +19,17 @@ sorted by peer with at most one per peer: a canonical form, so that equal
 records encode to equal bytes.  Decoded records are shared process-wide (a
 weak intern table), because a thousand simulated routers otherwise each hold
 their own copy of every record.
+
+Each record also has a 128-bit fingerprint (blake2b of its canonical bytes,
+cached on the record).  The XOR of the fingerprints of a set of records is an
+order-independent fingerprint of the set that can be updated in O(1) when one
+record is added, replaced or removed; ``Topology`` keeps one so that routers
+holding identical record sets can share the routes derived from them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -75,6 +82,7 @@ class PeerRecord:
     _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _established: frozenset[PeerName] | None = field(
         default=None, init=False, repr=False, compare=False)
+    _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def precedence(self) -> tuple[int, int, bool, bytes]:
         """The total order merges use: the greater record wins.
@@ -86,11 +94,12 @@ class PeerRecord:
         return (self.version, self.uid, self.short_id is not None, encode_record_bytes(self))
 
     def established_peers(self) -> frozenset[PeerName]:
-        """Names of peers this record lists as established (cached: routes use it
-        for every record at every recomputation)."""
+        """Names of peers this record lists as established, never its own (cached:
+        routes use it for every record at every recomputation)."""
         peers = self._established
         if peers is None:
-            peers = frozenset(c.peer for c in self.connections if c.established)
+            peers = frozenset(
+                c.peer for c in self.connections if c.established and c.peer != self.name)
             object.__setattr__(self, "_established", peers)
         return peers
 
@@ -167,6 +176,36 @@ def encode_record_bytes(record: PeerRecord) -> bytes:
         encoded = pack(record_to_wire(record))
         object.__setattr__(record, "_encoded", encoded)
     return encoded
+
+
+FINGERPRINT_BYTES = 16
+
+
+def record_fingerprint(record: PeerRecord) -> int:
+    """128-bit hash of the record's canonical bytes (cached on the record).
+
+    Equal records have equal fingerprints whatever object holds them, so sets
+    of records can be compared by XOR-ing these (see ``records_fingerprint``).
+    """
+    fingerprint = record._fingerprint
+    if fingerprint is None:
+        digest = hashlib.blake2b(encode_record_bytes(record), digest_size=FINGERPRINT_BYTES)
+        fingerprint = int.from_bytes(digest.digest(), "big")
+        object.__setattr__(record, "_fingerprint", fingerprint)
+    return fingerprint
+
+
+def records_fingerprint(records: Iterable[PeerRecord]) -> int:
+    """Order-independent fingerprint of a set of records: XOR of their fingerprints.
+
+    XOR makes adding and removing a record the same O(1) update, which is what
+    lets ``Topology`` maintain it incrementally.  Two different sets collide
+    with probability about 2**-128.
+    """
+    combined = 0
+    for record in records:
+        combined ^= record_fingerprint(record)
+    return combined
 
 
 def _bounded_int(value: Any, upper: int, what: str) -> int:

@@ -1,4 +1,4 @@
-"""Theory of operation: routes as pure functions of one records snapshot.
+"""Theory of operation: one router's routes, a thin view of a shared ``RouteGraph``.
 
 Data follows links that *both* ends list as established ("symmetric" links):
 a link one side still believes in but the other has dropped must not carry
@@ -11,63 +11,51 @@ traffic.  On that graph:
   loops on a stable topology.  The next hop to a destination is the first hop
   of its tree path.
 * **Broadcast** from origin X uses X's tree built by the same rule from X.
-  Every router computes X's tree itself and forwards to its own children in it.
-  As each node has exactly one parent, every node reachable from X receives a
-  broadcast exactly once.  Because a node's parent is simply its
-  smallest-named neighbour one level closer to X, we need not build the whole
-  tree: a BFS from X up to our own level tells us which of our neighbours are
-  one level further and have us as that smallest neighbour.  Trees are
-  computed lazily per origin and cached for the lifetime of this object (one
-  topology version).
+  Every router forwards to its own children in X's tree.  As each node has
+  exactly one parent, every node reachable from X receives a broadcast exactly
+  once.  The tree does not depend on who asks, so it lives in the graph and is
+  computed once for all routers sharing that graph (see ``route_graph``).
 * **Control-plane unicast** (``next_hop_any``) uses every listed link in either
   direction, established or not, because gossip can flow on any handshaken
   connection; our own first hop is restricted to links *our* record lists,
   since those are the only connections we can actually send on.
 
-Peers are mapped to dense indices in name order once, so BFS uses lists, not
-dicts, and adjacency lists are sorted once; that keeps a thousand simulated
-routers affordable in one process.
+A ``Routes`` is just (graph, local): creating one is O(1).  The two searches
+from us (unicast and control-plane) run on first use and are cached here, so
+a router that only forwards broadcasts never pays for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import PeerRecord
-
-_UNSEEN = -1
+from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, UNSEEN, RouteGraph
 
 
 class Routes:
     """Route tables of one router for one records snapshot (immutable)."""
 
     __slots__ = (
-        "_any_adjacency",
         "_any_hops",
-        "_broadcast_cache",
         "_hops",
-        "_index",
         "_local_index",
-        "_names",
         "_reachable",
-        "_records",
-        "_symmetric",
         "_unicast_table",
+        "graph",
         "local",
     )
 
-    def __init__(self, records: Mapping[PeerName, PeerRecord], local: PeerName) -> None:
+    def __init__(self, graph: RouteGraph, local: PeerName) -> None:
+        """O(1): everything is either in the shared ``graph`` or computed on first use.
+
+        ``local`` need not have a record in the graph; it is then isolated.
+        """
+        self.graph = graph
         self.local = local
-        self._records = dict(records)
-        names = sorted(self._records.keys() | {local})
-        self._names: list[PeerName] = names
-        self._index: dict[PeerName, int] = {name: i for i, name in enumerate(names)}
-        self._local_index = self._index[local]
-        self._symmetric = _symmetric_adjacency(self._records, self._index, len(names))
-        self._hops = _first_hops(self._symmetric, self._local_index)
-        self._broadcast_cache: dict[PeerName, tuple[PeerName, ...]] = {}
-        self._any_adjacency: list[tuple[int, ...]] | None = None
+        self._local_index = graph.index.get(local)
+        self._hops: list[int] | None = None
         self._any_hops: list[int] | None = None
         self._reachable: frozenset[PeerName] | None = None
         self._unicast_table: dict[PeerName, PeerName] | None = None
@@ -76,156 +64,86 @@ class Routes:
 
     def next_hop(self, dst: PeerName) -> PeerName | None:
         """Neighbour to send data for ``dst`` to; None if unreachable or ``dst`` is us."""
-        index = self._index.get(dst)
-        if index is None or index == self._local_index:
+        hops = self._unicast_hops()
+        index = self.graph.index.get(dst)
+        if hops is None or index is None or index == self._local_index:
             return None
-        hop = self._hops[index]
-        return None if hop == _UNSEEN else self._names[hop]
+        hop = hops[index]
+        return None if hop == UNSEEN else self.graph.names[hop]
 
     def reachable(self) -> frozenset[PeerName]:
         """Peers reachable over symmetric links, including ourselves."""
         if self._reachable is None:
-            names = self._names
-            self._reachable = frozenset(
-                names[i] for i, hop in enumerate(self._hops) if hop != _UNSEEN
-            ) | {self.local}
+            hops = self._unicast_hops()
+            names = self.graph.names
+            reached = frozenset() if hops is None else frozenset(
+                names[i] for i, hop in enumerate(hops) if hop != UNSEEN)
+            self._reachable = reached | {self.local}
         return self._reachable
 
     def unicast_table(self) -> dict[PeerName, PeerName]:
         """Destination -> next hop for every reachable peer other than us (a copy)."""
         if self._unicast_table is None:
-            names = self._names
-            self._unicast_table = {
+            hops = self._unicast_hops()
+            names = self.graph.names
+            me = self._local_index
+            self._unicast_table = {} if hops is None else {
                 names[i]: names[hop]
-                for i, hop in enumerate(self._hops)
-                if hop != _UNSEEN and i != self._local_index
+                for i, hop in enumerate(hops)
+                if hop != UNSEEN and i != me
             }
         return dict(self._unicast_table)
 
     def neighbours(self) -> list[PeerName]:
         """Our symmetric (data-capable) neighbours, in name order."""
-        return [self._names[i] for i in self._symmetric[self._local_index]]
+        me = self._local_index
+        if me is None:
+            return []
+        names = self.graph.names
+        return [names[i] for i in self.graph.symmetric[me]]
+
+    def _unicast_hops(self) -> list[int] | None:
+        hops = self._hops
+        if hops is None and self._local_index is not None:
+            hops = self._hops = self.graph.first_hops(self._local_index)
+        return hops
 
     # -- control-plane unicast over all links ---------------------------------------
 
     def next_hop_any(self, dst: PeerName) -> PeerName | None:
         """Next hop for gossip unicast, over every listed link in either direction."""
-        index = self._index.get(dst)
-        if index is None or index == self._local_index:
+        me = self._local_index
+        index = self.graph.index.get(dst)
+        if me is None or index is None or index == me:
             return None
-        if self._any_hops is None:
-            self._any_adjacency = _any_adjacency(self._records, self._index, self.local)
-            self._any_hops = _first_hops(self._any_adjacency, self._local_index)
-        hop = self._any_hops[index]
-        return None if hop == _UNSEEN else self._names[hop]
+        hops = self._any_hops
+        if hops is None:
+            hops = self._any_hops = self.graph.first_hops_any(me)
+        hop = hops[index]
+        return None if hop == UNSEEN else self.graph.names[hop]
 
     # -- broadcast trees --------------------------------------------------------------
 
     def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
-        """Our children in ``origin``'s broadcast tree (empty if none or unreachable)."""
-        cached = self._broadcast_cache.get(origin)
-        if cached is None:
-            cached = self._broadcast_children(origin)
-            self._broadcast_cache[origin] = cached
-        return list(cached)
+        """Our children in ``origin``'s broadcast tree (empty if none or unreachable).
 
-    def _broadcast_children(self, origin: PeerName) -> tuple[PeerName, ...]:
-        origin_index = self._index.get(origin)
-        if origin_index is None:
-            return ()
-        adjacency = self._symmetric
+        A new list each call (callers may modify it); the tree itself is shared.
+        """
         me = self._local_index
-        names = self._names
-        if origin_index == me:
-            return tuple(names[i] for i in adjacency[me])
-        # BFS from the origin until our level is fully discovered.
-        dist = [_UNSEEN] * len(names)
-        dist[origin_index] = 0
-        frontier = [origin_index]
-        level = 0
-        while frontier and dist[me] == _UNSEEN:
-            following: list[int] = []
-            level += 1
-            for node in frontier:
-                for neighbour in adjacency[node]:
-                    if dist[neighbour] == _UNSEEN:
-                        dist[neighbour] = level
-                        following.append(neighbour)
-            frontier = following
-        if dist[me] == _UNSEEN:
-            return ()
-        my_level = dist[me]
-        children = []
-        for neighbour in adjacency[me]:
-            if dist[neighbour] != _UNSEEN:
-                continue  # at our level or closer to the origin: not our child
-            # Its parent is its smallest-named neighbour on our level.
-            for candidate in adjacency[neighbour]:
-                if dist[candidate] == my_level:
-                    if candidate == me:
-                        children.append(names[neighbour])
-                    break
-        return tuple(children)
+        if me is None:
+            return []
+        if origin == self.local:
+            return self.neighbours()  # the root's children are all its neighbours: no BFS
+        tree = self.graph.broadcast_tree(origin)
+        return [] if tree is None else list(tree[me])
 
 
 def compute_routes(records: Mapping[PeerName, PeerRecord], local: PeerName) -> Routes:
-    """Route tables for ``local`` over a snapshot of ``records`` (copied)."""
-    return Routes(records, local)
+    """Route tables for ``local`` over a snapshot of ``records``.
 
-
-def _symmetric_adjacency(records: Mapping[PeerName, PeerRecord], index: Mapping[PeerName, int],
-                         size: int) -> list[tuple[int, ...]]:
-    """Sorted neighbour indices over links both ends list as established."""
-    established = {name: record.established_peers() for name, record in records.items()}
-    adjacency: list[tuple[int, ...]] = [()] * size
-    empty: frozenset[PeerName] = frozenset()
-    get = established.get
-    for name, peers in established.items():
-        neighbours = [index[peer] for peer in peers if name in get(peer, empty)]
-        neighbours.sort()
-        adjacency[index[name]] = tuple(neighbours)
-    return adjacency
-
-
-def _any_adjacency(records: Mapping[PeerName, PeerRecord], index: Mapping[PeerName, int],
-                   local: PeerName) -> list[tuple[int, ...]]:
-    """Sorted neighbour indices over every listed link, either direction.
-
-    Links touching ``local`` count only if our own record lists them.
+    The graph comes from the process-wide cache when another caller already
+    built it for the same record set (hashing the records is the only O(N) step
+    then).
     """
-    neighbour_sets: list[set[int]] = [set() for _ in index]
-    local_index = index[local]
-    for name, record in records.items():
-        a = index[name]
-        for conn in record.connections:
-            b = index.get(conn.peer)
-            if b is None or b == a or b == local_index:
-                continue  # unknown peer, self-loop, or a link to us that we do not list
-            neighbour_sets[a].add(b)
-            neighbour_sets[b].add(a)
-    return [tuple(sorted(s)) for s in neighbour_sets]
-
-
-def _first_hops(adjacency: Sequence[Sequence[int]], source: int) -> list[int]:
-    """BFS from ``source``; per node the index of the first hop on its tree path.
-
-    Levels are processed in index (= name) order and the first discoverer is
-    the parent, so every router derives the same tree.  The source itself gets
-    itself as "first hop" so that reachability is ``hop != _UNSEEN``.
-    """
-    hops = [_UNSEEN] * len(adjacency)
-    hops[source] = source
-    frontier = [source]
-    first = True
-    while frontier:
-        following: list[int] = []
-        for node in frontier:
-            via = hops[node]
-            for neighbour in adjacency[node]:
-                if hops[neighbour] == _UNSEEN:
-                    hops[neighbour] = neighbour if first else via
-                    following.append(neighbour)
-        following.sort()
-        frontier = following
-        first = False
-    return hops
+    graph, _ = SHARED_ROUTE_GRAPHS.get_or_build(records)
+    return Routes(graph, local)

@@ -26,15 +26,20 @@ instead of waiting for the periodic anti-entropy round.  Limbo records are never
 relayed, listed in digests or used for routes; records we drop are not relayed
 either, so an unreachable record cannot ping-pong between two routers.
 
-``version`` counts changes to the set of records; routes and discovery
-candidates are cached per version, so route computation happens at most once
-per topology change however many messages are forwarded.
+``version`` counts changes to the set of records; the digest is cached per
+version.  ``fingerprint`` identifies the record set itself: the XOR of every
+record's 128-bit hash, updated in O(1) whenever a record is stored or dropped
+(all writes go through ``_store``/``_drop``).  Routes are keyed by it:
+``routes()`` takes the ``RouteGraph`` of the current fingerprint from a small
+process-wide cache and only builds one when no router in the process holds
+the same records (deriving it from our previous graph when only some records
+changed), so a thousand simulated routers that agree on the topology share one
+graph and one broadcast tree per origin.  Discovery's address book is shared
+the same way (see ``discovery``).
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError
 from meshrouter.names import SHORT_ID_COUNT, PeerName
+from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
 from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
 from meshrouter.topology.records import (
     MAX_NICKNAME_LEN,
@@ -51,8 +57,10 @@ from meshrouter.topology.records import (
     PeerRecord,
     normalize_connections,
     record_beats,
+    record_fingerprint,
 )
-from meshrouter.topology.routes import Routes, compute_routes
+from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, RouteGraph
+from meshrouter.topology.routes import Routes
 
 if TYPE_CHECKING:
     import random
@@ -84,25 +92,25 @@ class Topology:
             raise ConfigError(f"short ID {short_id} is outside 0..{SHORT_ID_COUNT - 1}")
         self._local = local_name
         self._rng = rng
-        self._records: dict[PeerName, PeerRecord] = {
-            local_name: PeerRecord(
-                name=local_name,
-                nickname=nickname,
-                uid=uid,
-                version=INITIAL_RECORD_VERSION,
-                short_id=short_id,
-                listen_port=listen_port,
-                connections=(),
-            )
-        }
+        self._records: dict[PeerName, PeerRecord] = {}
+        self._fingerprint = 0
+        self._store(local_name, PeerRecord(
+            name=local_name,
+            nickname=nickname,
+            uid=uid,
+            version=INITIAL_RECORD_VERSION,
+            short_id=short_id,
+            listen_port=listen_port,
+            connections=(),
+        ))
         self._limbo: dict[PeerName, PeerRecord] = {}
         self._removed: dict[PeerName, None] = {}
         self.version = 0
-        self.routes_computed = 0
+        self.routes_computed = 0  # route graphs this topology had to build
+        self.routes_shared = 0    # route graphs found already built (same records elsewhere)
         self._routes: Routes | None = None
-        self._routes_version = -1
         self._candidates: list[tuple[PeerName, str]] | None = None
-        self._candidates_version = -1
+        self._candidates_fingerprint = 0
         self._digest: bytes | None = None
         self._digest_version = -1
 
@@ -115,6 +123,15 @@ class Topology:
     @property
     def local_record(self) -> PeerRecord:
         return self._records[self._local]
+
+    @property
+    def fingerprint(self) -> int:
+        """128-bit order-independent fingerprint of the current record set.
+
+        Equal record sets have equal fingerprints (whatever the order in which
+        records arrived); different sets collide with probability ~2**-128.
+        """
+        return self._fingerprint
 
     @property
     def peer_map(self) -> PeerMap:
@@ -155,7 +172,7 @@ class Topology:
             return None
         lost = _lost_peers(ours, normalized)
         updated = replace(ours, version=ours.version + 1, connections=normalized)
-        self._records[self._local] = updated
+        self._store(self._local, updated)
         changed: dict[PeerName, PeerRecord] = {self._local: updated}
         new_names: set[PeerName] = set()
         self._promote_from_limbo(changed, new_names)
@@ -173,7 +190,7 @@ class Topology:
         if ours.listen_port == port:
             return None
         updated = replace(ours, version=ours.version + 1, listen_port=port)
-        self._records[self._local] = updated
+        self._store(self._local, updated)
         self._touch()
         return PeerMap({self._local: updated})
 
@@ -199,11 +216,11 @@ class Topology:
                 parked = limbo.pop(name, None)
                 if parked is not None and not record_beats(record, parked):
                     record = parked
-                records[name] = record
+                self._store(name, record)
                 changed[name] = record
                 new_names.add(name)
             elif record_beats(record, current):
-                records[name] = record
+                self._store(name, record)
                 changed[name] = record
                 if record.connections != current.connections:
                     at_risk |= _lost_peers(current, record.connections)
@@ -219,7 +236,7 @@ class Topology:
         """Drop every record not reachable from us over listed connections; return their names."""
         removed = self._collect(None)
         for name in removed:
-            self._park(self._records.pop(name))
+            self._park(self._drop(name))
             self._removed[name] = None
         if removed:
             self._touch()
@@ -228,12 +245,26 @@ class Topology:
     # -- routes and discovery ------------------------------------------------------------
 
     def routes(self) -> Routes:
-        """Routes for the current records; computed at most once per ``version``."""
-        if self._routes is None or self._routes_version != self.version:
-            self._routes = compute_routes(self._records, self._local)
-            self._routes_version = self.version
+        """Routes for the current records.
+
+        O(1) unless no router in the process has the current record set's
+        graph yet; then it is built (counted in ``routes_computed``, else in
+        ``routes_shared``) and cached for every other holder of these records.
+        """
+        routes = self._routes
+        fingerprint = self._fingerprint
+        if routes is not None and routes.graph.fingerprint == fingerprint:
+            return routes
+        graph = SHARED_ROUTE_GRAPHS.get(fingerprint)
+        if graph is None:
+            parent = None if routes is None else routes.graph
+            graph = RouteGraph(self._records, fingerprint, parent=parent)
+            SHARED_ROUTE_GRAPHS.add(fingerprint, graph)
             self.routes_computed += 1
-        return self._routes
+        else:
+            self.routes_shared += 1
+        routes = self._routes = Routes(graph, self._local)
+        return routes
 
     def discovery_candidates(self) -> list[tuple[PeerName, str]]:
         """(peer, "ip:port") pairs to dial so that the mesh becomes full.
@@ -242,31 +273,18 @@ class Topology:
         record lists for it, with the peer's advertised listen port; plus the
         exact address another peer dialled it at (outbound), which is a listen
         address even behind a port mapping.  Sorted by peer, then address.
+        The address book is shared by every router holding the same records
+        (see ``discovery``); our own list is cached until the records change.
         """
-        if self._candidates is not None and self._candidates_version == self.version:
-            return list(self._candidates)
-        local = self._local
-        records = self._records
-        connected = records[local].connected_peers()
-        wanted = {name for name in records if name != local and name not in connected}
-        found: set[tuple[PeerName, str]] = set()
-        if wanted:
-            for owner, record in records.items():
-                for conn in record.connections:
-                    peer = conn.peer
-                    if peer not in wanted or peer == owner:
-                        continue
-                    parsed = _parse_host_port(conn.address)
-                    if parsed is None:
-                        continue
-                    host, port = parsed
-                    listen_port = records[peer].listen_port
-                    if listen_port:
-                        found.add((peer, f"{host}:{listen_port}"))
-                    if conn.outbound and port:
-                        found.add((peer, f"{host}:{port}"))
-        self._candidates = sorted(found)
-        self._candidates_version = self.version
+        fingerprint = self._fingerprint
+        if self._candidates is None or self._candidates_fingerprint != fingerprint:
+            book = SHARED_DIAL_ADDRESSES.get(fingerprint)
+            if book is None:
+                book = DialAddresses(self._records, fingerprint)
+                SHARED_DIAL_ADDRESSES.add(fingerprint, book)
+            ours = self._records[self._local]
+            self._candidates = book.candidates(self._local, ours.connected_peers())
+            self._candidates_fingerprint = fingerprint
         return list(self._candidates)
 
     # -- anti-entropy ----------------------------------------------------------------------
@@ -291,6 +309,22 @@ class Topology:
     def _touch(self) -> None:
         self.version += 1
 
+    def _store(self, name: PeerName, record: PeerRecord) -> None:
+        """Add or replace the record held for ``name``, keeping the fingerprint current."""
+        records = self._records
+        previous = records.get(name)
+        fingerprint = self._fingerprint ^ record_fingerprint(record)
+        if previous is not None:
+            fingerprint ^= record_fingerprint(previous)
+        records[name] = record
+        self._fingerprint = fingerprint
+
+    def _drop(self, name: PeerName) -> PeerRecord:
+        """Remove and return the record held for ``name``, keeping the fingerprint current."""
+        record = self._records.pop(name)
+        self._fingerprint ^= record_fingerprint(record)
+        return record
+
     def _update_local(self, changed: dict[PeerName, PeerRecord], reassert_above: int | None,
                       rng: random.Random) -> None:
         """Re-issue our record above a competing copy of it (``reassert_above``) and
@@ -307,7 +341,7 @@ class Topology:
             return
         floor = max(ours.version, reassert_above or 0)
         updated = replace(ours, version=floor + 1, short_id=new_short_id)
-        self._records[local] = updated
+        self._store(local, updated)
         changed[local] = updated
 
     def _settle(self, changed: dict[PeerName, PeerRecord], new_names: set[PeerName],
@@ -326,7 +360,7 @@ class Topology:
         removed = self._collect(targets)
         reported = []
         for name in removed:
-            self._park(self._records.pop(name))
+            self._park(self._drop(name))
             changed.pop(name, None)
             if name not in new_names:
                 self._removed[name] = None
@@ -375,7 +409,7 @@ class Topology:
                 parked = limbo.pop(peer, None)
                 if parked is None:
                     continue
-                records[peer] = parked
+                self._store(peer, parked)
                 changed[peer] = parked
                 new_names.add(peer)
                 pending.append(parked)
@@ -402,32 +436,3 @@ def _lost_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]) 
     kept = {c.peer for c in new_connections}
     return {c.peer for c in old.connections if c.peer not in kept}
 
-
-def _parse_host_port(address: str) -> tuple[str, int] | None:
-    """Split "ip:port" or "[ipv6]:port" into (canonical host text, port); None if it is
-    not a usable literal address.  The host text is ready to append ":port" to."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or len(port_text) > 5:
-        return None
-    port = int(port_text)
-    if port > MAX_PORT:
-        return None
-    canonical = _canonical_host(host)
-    return None if canonical is None else (canonical, port)
-
-
-@functools.lru_cache(maxsize=16_384)
-def _canonical_host(host: str) -> str | None:
-    """Canonical IP literal (IPv6 in brackets), or None; cached because every peer's
-    IP appears in the records of all its neighbours."""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        return None  # a bare IPv6 address is ambiguous with its port
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.is_unspecified:
-        return None
-    return f"[{ip}]" if ip.version == 6 else str(ip)

@@ -21,6 +21,9 @@ TAG_GOSSIP = 4
 TAG_UNICAST = 5
 TAG_BROADCAST = 6
 TAG_DIGEST = 7
+TAG_GOODBYE = 8
+
+MAX_GOODBYE_REASON = 512
 
 MAX_CHANNEL_NAME = 64
 
@@ -68,7 +71,14 @@ class DigestMsg:
     reply: bool
 
 
-Message = Heartbeat | GossipMsg | UnicastMsg | BroadcastMsg | DigestMsg
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """Sent before closing on purpose, so the peer can show the user why."""
+
+    reason: str
+
+
+Message = Heartbeat | GossipMsg | UnicastMsg | BroadcastMsg | DigestMsg | Goodbye
 
 
 def encode_message(msg: Message) -> bytes:
@@ -85,6 +95,8 @@ def encode_message(msg: Message) -> bytes:
             fields = [TAG_BROADCAST, channel, src, payload]
         case DigestMsg(channel, src, digest, reply):
             fields = [TAG_DIGEST, channel, src, digest, reply]
+        case Goodbye(reason):
+            fields = [TAG_GOODBYE, reason[:MAX_GOODBYE_REASON]]
     return pack(fields)
 
 
@@ -101,7 +113,10 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     if not isinstance(fields, list) or not fields:
         raise MalformedMessageError("message is not a non-empty array")
     tag = fields[0]
-    arity = {TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5}
+    arity = {
+        TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5,
+        TAG_GOODBYE: 2,
+    }
     if not isinstance(tag, int) or isinstance(tag, bool) or tag not in arity:
         raise MalformedMessageError(f"unknown message tag {tag!r}")
     if len(fields) != arity[tag]:
@@ -110,6 +125,11 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
         )
     if tag == TAG_HEARTBEAT:
         return Heartbeat()
+    if tag == TAG_GOODBYE:
+        reason: str = expect(fields[1], str, "goodbye reason")
+        if len(reason) > MAX_GOODBYE_REASON:
+            raise MalformedMessageError("goodbye reason is too long")
+        return Goodbye(reason)
     channel = _channel(fields[1])
     src = check_peer_name(fields[2])
     if tag == TAG_GOSSIP:

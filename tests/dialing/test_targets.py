@@ -88,9 +88,10 @@ def test_forget_keeps_live_connection_but_drops_idle_target() -> None:
 
 def test_discovered_targets_are_replaced() -> None:
     table = TargetTable()
-    table.set_discovered({A, B}, now=0.0)
-    assert set(table.due(0.0)) == {A, B}
-    table.set_discovered({B}, now=1.0)
+    table.set_discovered({A: (P, 0.0, 3), B: (PeerName(2), 0.5, 0)}, now=0.0)
+    assert table.due(0.0) == [A]
+    assert set(table.due(0.5)) == {A, B}
+    table.set_discovered({B: (PeerName(2), 0.0, 0)}, now=1.0)
     assert A not in table and B in table
 
 
@@ -114,3 +115,9 @@ def test_statuses_report_next_attempt() -> None:
     (status,) = table.statuses(now=0.5)
     assert status.state == "retrying" and status.next_attempt_in is not None
     assert status.attempts == 1
+
+
+def test_lower_priority_is_dialled_first_among_equally_due() -> None:
+    table = TargetTable()
+    table.set_discovered({A: (P, 0.0, 5), B: (PeerName(2), 0.0, 1)}, now=0.0)
+    assert table.due(0.0) == [B, A]

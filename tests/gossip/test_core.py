@@ -117,16 +117,30 @@ def test_without_routes_only_direct_links_are_used() -> None:
 # ------------------------------------------------------------------ gossip
 
 
-def test_gossip_delta_is_relayed_as_our_broadcast_and_only_the_delta() -> None:
-    core, channel = make_core(A, B, C, initial={"old": 1})
-    core.set_routes(FixedRoutes(trees={LOCAL: [A, B, C]}))
+def test_gossip_delta_is_relayed_as_our_gossip_to_random_neighbours_but_not_the_sender() -> None:
+    core, channel = make_core(A, B, C, D, initial={"old": 1}, fanout=2)
+    # Our tree names every neighbour: gossip relay must ignore it.
+    core.set_routes(FixedRoutes(trees={LOCAL: [A, B, C, D]}))
     core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()), rng())
     assert channel.state == CounterSet({"old": 1, "new": 2})
-    delta = BroadcastMsg("c", LOCAL, CounterSet({"new": 2}).encode())
-    # Our tree includes A: A's subtree may depend on us even though A has it.
-    assert drain(core, A) == [delta]
-    assert drain(core, B) == [delta]
-    assert drain(core, C) == [delta]
+    delta = GossipMsg("c", LOCAL, CounterSet({"new": 2}).encode())
+    # Sorted candidates minus the sender, sampled with the rng handed in.
+    chosen = set(rng().sample([B, C, D], 2))
+    assert len(chosen) == 2
+    assert drain(core, A) == []  # never back to the sender
+    for peer in (B, C, D):
+        assert drain(core, peer) == ([delta] if peer in chosen else [])
+    stats = core.stats.channels["c"]
+    assert stats.deltas == 1
+    assert stats.sent_messages == {"digest": 4, "gossip": 2}  # 4 greetings, 2 relays
+
+
+def test_gossip_delta_reaches_every_other_neighbour_within_the_fanout() -> None:
+    core, _ = make_core(A, B, C, initial={"old": 1})  # fanout_size(3) == 2: both B and C
+    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()), rng())
+    delta = GossipMsg("c", LOCAL, CounterSet({"new": 2}).encode())
+    assert drain(core, A) == []
+    assert drain(core, B) == drain(core, C) == [delta]
 
 
 def test_gossip_without_delta_is_not_relayed() -> None:
@@ -248,14 +262,17 @@ def test_digest_exchange_sends_exactly_what_is_missing_and_replies_once() -> Non
         DigestMsg("c", B, two_ch.digest(), True),
     ]
 
+    one.neighbour_up(C)
+    drain(one, C)
     for msg in answer:
         assert not isinstance(msg, UnicastMsg | BroadcastMsg)
         one.handle(B, msg, rng())
-    # The reply digest is answered with data only, never with another digest.
-    assert drain(one, B) == [
-        BroadcastMsg("c", A, CounterSet({"b": 2}).encode()),  # the delta, relayed
-        GossipMsg("c", A, CounterSet({"a": 1, "new_at_a": 7}).encode()),
-    ]
+    # The reply digest is answered with data only, never with another digest;
+    # the delta learned from B is relayed as gossip to C, never back to B.
+    assert drain(one, B) == [GossipMsg("c", A, CounterSet({"a": 1, "new_at_a": 7}).encode())]
+    assert drain(one, C) == [GossipMsg("c", A, CounterSet({"b": 2}).encode())]
+    # Digests: two greetings (B, C) and the periodic one; gossip: answer and relay.
+    assert one.stats.channels["c"].sent_messages == {"digest": 3, "gossip": 2}
 
 
 def test_digest_between_equal_states_sends_nothing() -> None:
@@ -337,19 +354,26 @@ def test_invalid_configuration_is_refused() -> None:
 
 
 def test_stats_as_dict_reports_messages_and_bytes_by_kind() -> None:
-    core, _ = make_core(A)
+    core, _ = make_core(A, B)
     core.handle(A, GossipMsg("c", A, CounterSet({"k": 1}).encode()), rng())
+    assert drain(core, A) == []
+    drain(core, B)  # the delta, relayed as gossip to B only
+    core.originate_broadcast("c", CounterSet({"own": 2}))
     drain(core, A)
+    drain(core, B)
     report = core.stats.as_dict()
     channel = report["channels"]["c"]
     payload_len = len(CounterSet({"k": 1}).encode())
+    broadcast_len = len(CounterSet({"own": 2}).encode())
     assert channel["received_messages"] == {"gossip": 1}
     assert channel["received_bytes"] == {"gossip": payload_len}
-    assert channel["sent_messages"] == {"digest": 1, "broadcast": 1}
-    assert channel["sent_bytes"]["broadcast"] == payload_len
+    assert channel["sent_messages"] == {"digest": 2, "gossip": 1, "broadcast": 2}
+    assert channel["sent_bytes"]["gossip"] == payload_len
+    assert channel["sent_bytes"]["broadcast"] == 2 * broadcast_len
     assert channel["deltas"] == 1
-    assert report["totals"]["sent_messages"] == {"digest": 1, "broadcast": 1}
-    assert core.stats.total("sent_messages", "broadcast") == 1
+    assert report["totals"]["sent_messages"] == {"digest": 2, "gossip": 1, "broadcast": 2}
+    assert core.stats.total("sent_messages", "gossip") == 1
+    assert core.stats.total("sent_messages", "broadcast") == 2
 
 
 def test_stats_table_is_bounded_against_invented_channel_names() -> None:

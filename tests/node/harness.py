@@ -63,6 +63,7 @@ def run_sim(
     async def main() -> None:
         net = SimNetwork(random.Random(seed), profile)
         async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
             await body(net, nursery)
             nursery.cancel_scope.cancel()
 

@@ -6,6 +6,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from hypothesis import strategies as st
+
 from meshrouter.names import PeerName
 from meshrouter.topology.records import ConnectionRecord, PeerRecord
 
@@ -80,6 +82,24 @@ def distances(adjacency: Mapping[K, set[K]], source: K) -> dict[K, int]:
                 dist[nxt] = dist[node] + 1
                 queue.append(nxt)
     return dist
+
+
+@st.composite
+def random_graphs(draw: st.DrawFn) -> dict[PeerName, PeerRecord]:
+    names = sorted(draw(st.sets(st.integers(1, 2**48 - 1), min_size=1, max_size=12)))
+    links: dict[tuple[int, int], bool] = {}
+    kinds = st.sampled_from(["none", "none", "sym", "sym", "sym", "one_way", "unestablished"])
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            kind = draw(kinds)
+            if kind == "sym":
+                links[(a, b)] = links[(b, a)] = True
+            elif kind == "one_way":
+                links[(a, b) if draw(st.booleans()) else (b, a)] = True
+            elif kind == "unestablished":
+                links[(a, b)] = True
+                links[(b, a)] = False
+    return records_from_links(names, links)
 
 
 LINE = (list(range(1, 7)), [(i, i + 1) for i in range(1, 6)])

@@ -75,6 +75,7 @@ def assert_converged(mesh: Mesh, adjacency: dict[int, set[int]], *,
         assert set(topo.peer_map.records) == component
         reference = mesh.topologies[min(component)].peer_map
         assert topo.peer_map == reference
+        assert topo.fingerprint == mesh.topologies[min(component)].fingerprint
         assert topo.routes().reachable() == frozenset(component)
         short_ids = [r.short_id for r in topo.records()]
         assert len(set(short_ids)) == len(short_ids)

@@ -18,6 +18,7 @@ from .builders import (
     conn,
     distances,
     graph_records,
+    random_graphs,
     record,
     records_from_links,
     symmetric_adjacency,
@@ -196,24 +197,6 @@ def assert_unicast_consistent(records: Mapping[PeerName, PeerRecord]) -> None:
 @pytest.mark.parametrize("graph", sorted(NAMED_GRAPHS))
 def test_unicast_forwarding_follows_shortest_paths(graph: str) -> None:
     assert_unicast_consistent(graph_records(*NAMED_GRAPHS[graph]))
-
-
-@st.composite
-def random_graphs(draw: st.DrawFn) -> dict[PeerName, PeerRecord]:
-    names = sorted(draw(st.sets(st.integers(1, 2**48 - 1), min_size=1, max_size=12)))
-    links: dict[tuple[int, int], bool] = {}
-    kinds = st.sampled_from(["none", "none", "sym", "sym", "sym", "one_way", "unestablished"])
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            kind = draw(kinds)
-            if kind == "sym":
-                links[(a, b)] = links[(b, a)] = True
-            elif kind == "one_way":
-                links[(a, b) if draw(st.booleans()) else (b, a)] = True
-            elif kind == "unestablished":
-                links[(a, b)] = True
-                links[(b, a)] = False
-    return records_from_links(names, links)
 
 
 @PROPERTY

@@ -14,6 +14,7 @@ from meshrouter.errors import ConfigError, MalformedMessageError
 from meshrouter.names import SHORT_ID_COUNT, PeerName
 from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import ConnectionRecord, PeerRecord
+from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS
 from meshrouter.topology.topology import MAX_LIMBO, Topology
 
 from .builders import address_of, conn, record
@@ -194,6 +195,9 @@ def test_lowest_name_keeps_a_shared_short_id_across_a_mesh() -> None:
     assert len(set(short_ids.values())) == len(names)
     routes = [topologies[n].routes() for n in names]
     assert all(r.reachable() == frozenset(names) for r in routes)
+    # Same records everywhere: one fingerprint, one shared graph.
+    assert len({t.fingerprint for t in topologies.values()}) == 1
+    assert all(r.graph is routes[0].graph for r in routes)
 
 
 # -- garbage collection ------------------------------------------------------------------
@@ -299,7 +303,8 @@ def test_records_are_always_exactly_the_reachable_set(
 # -- routes caching ----------------------------------------------------------------------
 
 
-def test_routes_are_cached_per_version() -> None:
+def test_routes_are_cached_until_the_records_change() -> None:
+    SHARED_ROUTE_GRAPHS.clear()  # no other topology in this process holds these records
     topo = chain_topology()
     first = topo.routes()
     assert topo.routes() is first
@@ -310,6 +315,7 @@ def test_routes_are_cached_per_version() -> None:
     second = topo.routes()
     assert second is not first and topo.routes_computed == computed + 1
     assert topo.routes() is second
+    assert topo.routes_shared == 0
 
 
 def test_routes_follow_the_records() -> None:

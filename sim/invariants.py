@@ -1,0 +1,167 @@
+"""Invariants checked at quiescence, in a registry that later features extend.
+
+Each invariant is a function of the cluster returning violations; a violation
+names the peers involved, and ``check_all`` stamps every one with the seed so a
+failure can be replayed exactly.  For large clusters the pairwise checks look at
+a deterministic sample of sources/origins (``sample``) to stay affordable.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meshrouter.names import PeerName
+from meshrouter.node.router import Router
+from sim.cluster import SimCluster
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    peers: tuple[str, ...]
+    message: str
+    seed: int | None = None
+
+    def __str__(self) -> str:
+        seed = f" (seed {self.seed})" if self.seed is not None else ""
+        return f"[{self.invariant}] {self.message}; peers: {', '.join(self.peers)}{seed}"
+
+
+Check = Callable[[SimCluster, int], list[Violation]]
+INVARIANTS: dict[str, Check] = {}
+
+
+def invariant(name: str) -> Callable[[Check], Check]:
+    """Register a check under ``name`` (later features add their own)."""
+
+    def register(check: Check) -> Check:
+        INVARIANTS[name] = check
+        return check
+
+    return register
+
+
+def _component_routers(cluster: SimCluster) -> list[dict[PeerName, Router]]:
+    result = []
+    for component in cluster.components():
+        result.append({h.name: h.router for h in component if h.router is not None})
+    return result
+
+
+def _sample(names: list[PeerName], sample: int, seed: int) -> list[PeerName]:
+    if len(names) <= sample:
+        return names
+    return sorted(random.Random(seed).sample(names, sample))
+
+
+@invariant("topology-agreement")
+def topology_agreement(cluster: SimCluster, sample: int) -> list[Violation]:
+    """All live peers in a connected component hold the same records: exactly
+    the component's live peers."""
+    violations = []
+    for routers in _component_routers(cluster):
+        expected = set(routers)
+        views: dict[int, list[PeerName]] = {}
+        for name, router in sorted(routers.items()):
+            views.setdefault(router.topology.fingerprint, []).append(name)
+        if len(views) > 1:
+            groups = sorted(views.values(), key=len)
+            odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
+            violations.append(
+                Violation("topology-agreement", tuple(odd),
+                          f"{len(views)} different topology views in a component of {len(routers)}")
+            )
+        for name, router in sorted(routers.items()):
+            known = {record.name for record in router.topology.records()}
+            if known != expected:
+                missing = sorted(expected - known)[:5]
+                extra = sorted(known - expected)[:5]
+                violations.append(
+                    Violation("topology-agreement", (cluster.describe(name),),
+                              f"view differs from the live component: missing "
+                              f"{[cluster.describe(n) for n in missing]}, stale "
+                              f"{[format(n, 'x') for n in extra]}")
+                )
+                break
+    return violations
+
+
+@invariant("unicast-routes")
+def unicast_routes(cluster: SimCluster, sample: int) -> list[Violation]:
+    """Following each router's own next hops reaches every peer of the
+    component, without loops."""
+    violations = []
+    for routers in _component_routers(cluster):
+        names = sorted(routers)
+        for src in _sample(names, sample, cluster.seed):
+            for dst in names:
+                if dst == src:
+                    continue
+                path = [src]
+                current = src
+                while current != dst:
+                    hop = routers[current].topology.routes().next_hop(dst)
+                    if hop is None or hop not in routers:
+                        violations.append(Violation(
+                            "unicast-routes",
+                            tuple(cluster.describe(n) for n in (*path, dst)),
+                            f"no route from {cluster.describe(current)} to {cluster.describe(dst)}",
+                        ))
+                        break
+                    if hop in path:
+                        violations.append(Violation(
+                            "unicast-routes",
+                            tuple(cluster.describe(n) for n in (*path, hop)),
+                            f"routing loop toward {cluster.describe(dst)}",
+                        ))
+                        break
+                    path.append(hop)
+                    current = hop
+                if len(violations) >= 10:
+                    return violations
+    return violations
+
+
+@invariant("broadcast-exactly-once")
+def broadcast_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
+    """A broadcast from any origin, relayed by each router along its own
+    broadcast tree, reaches every peer of the component exactly once."""
+    violations = []
+    for routers in _component_routers(cluster):
+        names = sorted(routers)
+        for origin in _sample(names, sample, cluster.seed + 1):
+            received = dict.fromkeys(names, 0)
+            received[origin] = 1
+            frontier = [origin]
+            while frontier:
+                nxt = []
+                for node in frontier:
+                    for child in routers[node].topology.routes().broadcast_next_hops(origin):
+                        if child in received:
+                            received[child] += 1
+                            if received[child] == 1:
+                                nxt.append(child)
+                frontier = nxt
+            bad = [n for n, count in received.items() if count != 1]
+            if bad:
+                violations.append(Violation(
+                    "broadcast-exactly-once",
+                    tuple(cluster.describe(n) for n in bad[:10]),
+                    f"broadcast from {cluster.describe(origin)} reached "
+                    f"{sum(1 for n in bad if received[n] == 0)} peers never and "
+                    f"{sum(1 for n in bad if received[n] > 1)} more than once",
+                ))
+                if len(violations) >= 10:
+                    return violations
+    return violations
+
+
+def check_all(cluster: SimCluster, *, sample: int = 64) -> list[Violation]:
+    """Run every registered invariant; each violation carries the seed."""
+    found: list[Violation] = []
+    for name in sorted(INVARIANTS):
+        for violation in INVARIANTS[name](cluster, sample):
+            found.append(Violation(violation.invariant, violation.peers, violation.message, cluster.seed))
+    return found

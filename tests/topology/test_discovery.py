@@ -1,0 +1,114 @@
+"""Dial candidates from a shared per-record-set address book equal the per-router scan."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Mapping
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshrouter.names import PeerName
+from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
+from meshrouter.topology.peer_map import PeerMap
+from meshrouter.topology.records import PeerRecord, records_fingerprint
+from meshrouter.topology.topology import Topology
+
+from .builders import conn, record
+
+PROPERTY = settings(deadline=None, max_examples=200)
+
+
+def P(n: int) -> PeerName:
+    return PeerName(n)
+
+
+def reference_candidates(records: Mapping[PeerName, PeerRecord],
+                         local: PeerName) -> list[tuple[PeerName, str]]:
+    """The per-router scan as it was before the address book was shared."""
+    connected = records[local].connected_peers()
+    wanted = {name for name in records if name != local and name not in connected}
+    found: set[tuple[PeerName, str]] = set()
+    for owner, rec in records.items():
+        for c in rec.connections:
+            if c.peer not in wanted or c.peer == owner:
+                continue
+            host, sep, port_text = c.address.rpartition(":")
+            if not sep or not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+                continue
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                continue
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            if ip.is_unspecified:
+                continue
+            text = f"[{ip}]" if ip.version == 6 else str(ip)
+            if records[c.peer].listen_port:
+                found.add((c.peer, f"{text}:{records[c.peer].listen_port}"))
+            if c.outbound and int(port_text):
+                found.add((c.peer, f"{text}:{int(port_text)}"))
+    return sorted(found)
+
+
+addresses = st.one_of(
+    st.builds(lambda a, b, port: f"10.0.{a}.{b}:{port}",
+              st.integers(0, 3), st.integers(0, 3), st.sampled_from([0, 1, 6783, 40000, 65535])),
+    st.sampled_from(["[fd00::1]:6783", "[fd00:0::1]:5", "fd00::1:6783", "0.0.0.0:6783",
+                     "[::]:1", "bogus", "10.0.0.1:99999", "10.0.0.1:", "10.0.0.01:1",
+                     "10.0.0.2:7000"]),
+)
+
+
+@st.composite
+def address_records(draw: st.DrawFn) -> dict[PeerName, PeerRecord]:
+    names = sorted(draw(st.sets(st.integers(1, 12), min_size=1, max_size=8)))
+    records = {}
+    for name in names:
+        peers = draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names)))
+        connections = [conn(p, outbound=draw(st.booleans()), established=draw(st.booleans()),
+                            address=draw(addresses)) for p in peers if p != name]
+        records[P(name)] = record(name, connections=connections,
+                                  listen_port=draw(st.sampled_from([0, 6783, 7777])))
+    return records
+
+
+@PROPERTY
+@given(address_records())
+def test_address_book_candidates_equal_the_per_router_scan(
+        records: dict[PeerName, PeerRecord]) -> None:
+    book = DialAddresses(records, records_fingerprint(records.values()))
+    for local in records:
+        connected = records[local].connected_peers()
+        assert book.candidates(local, connected) == reference_candidates(records, local)
+
+
+def make(name: int) -> Topology:
+    return Topology(local_name=P(name), nickname=f"host{name}", uid=100, listen_port=6783,
+                    rng=random.Random(0), short_id=name)
+
+
+def test_routers_with_the_same_records_share_one_address_book() -> None:
+    SHARED_DIAL_ADDRESSES.clear()
+    others = [record(2, connections=[conn(1), conn(3), conn(4, outbound=False,
+                                                            address="10.9.9.4:40000")]),
+              record(3, connections=[conn(2)]), record(4, connections=[conn(2)])]
+    a, b = make(1), make(1)
+    for topo in (a, b):
+        topo.set_local_connections([conn(2)])
+        topo.apply(PeerMap.of(*others), random.Random(0))
+    expected = [(3, "10.0.0.3:6783"), (4, "10.9.9.4:6783")]
+    assert a.discovery_candidates() == expected
+    assert len(SHARED_DIAL_ADDRESSES) == 1
+    assert b.discovery_candidates() == expected
+    assert len(SHARED_DIAL_ADDRESSES) == 1
+    listed = b.discovery_candidates()
+    listed.clear()  # callers get a copy
+    assert b.discovery_candidates() == expected
+    a.set_local_connections([conn(2), conn(3)])
+    assert a.discovery_candidates() == [(4, "10.9.9.4:6783")]
+    assert len(SHARED_DIAL_ADDRESSES) == 2
