@@ -27,9 +27,11 @@ def _print_summary(console: Console, result: SimResult) -> None:
     for phase in result.phases:
         took = phase.convergence_time
         phases.add_row(
-            phase.name, f"{phase.started:.2f}",
+            phase.name,
+            f"{phase.started:.2f}",
             f"{took:.3f}" if took is not None else "[red]did not converge[/red]",
-            f"{phase.messages:,}", f"{phase.bytes:,}",
+            f"{phase.messages:,}",
+            f"{phase.bytes:,}",
         )
     console.print(phases)
     channels = Table(title="gossip per channel (sent)")
@@ -37,8 +39,11 @@ def _print_summary(console: Console, result: SimResult) -> None:
         channels.add_column(column, justify="right")
     for name, counts in sorted(result.channels.items()):
         channels.add_row(
-            name, f"{counts['messages']:,}", f"{counts['bytes']:,}",
-            f"{counts['messages'] / opts.peers:,.1f}", f"{counts['bytes'] / opts.peers:,.0f}",
+            name,
+            f"{counts['messages']:,}",
+            f"{counts['bytes']:,}",
+            f"{counts['messages'] / opts.peers:,.1f}",
+            f"{counts['bytes'] / opts.peers:,.0f}",
         )
     console.print(channels)
     facts = Table.grid(padding=(0, 2))
@@ -46,11 +51,15 @@ def _print_summary(console: Console, result: SimResult) -> None:
     facts.add_column()
     facts.add_row("simulated time", f"{result.simulated_seconds:.2f} s")
     facts.add_row("wall time", f"{result.wall_seconds:.2f} s")
-    facts.add_row("routes computed", f"{result.routes_computed:,} (shared hits {result.routes_shared:,})")
+    facts.add_row(
+        "routes computed", f"{result.routes_computed:,} (shared hits {result.routes_shared:,})"
+    )
     facts.add_row("peak RSS", f"{result.peak_rss_mib:.1f} MiB")
     facts.add_row("RSS per peer", f"{result.rss_per_peer_kib:.0f} KiB")
     facts.add_row("events", f"{result.events:,}, digest {result.event_digest[:16]}")
-    invariants = "all hold" if not result.violations else f"[red]{len(result.violations)} violated[/red]"
+    invariants = (
+        "all hold" if not result.violations else f"[red]{len(result.violations)} violated[/red]"
+    )
     facts.add_row("invariants", invariants)
     console.print(facts)
     for violation in result.violations:
@@ -61,40 +70,91 @@ def _print_summary(console: Console, result: SimResult) -> None:
 @click.option("--peers", type=click.IntRange(min=1, max=4000), default=20, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="join", show_default=True)
-@click.option("--latency", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="One-way link latency in seconds.")
+@click.option(
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="One-way link latency in seconds.",
+)
 @click.option("--jitter", type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option("--loss", type=click.FloatRange(0, 0.99), default=0.0, show_default=True,
-              help="Probability a chunk needs a TCP retransmission.")
-@click.option("--conn-limit", type=click.IntRange(min=1), default=None,
-              help="Connections per router (default 200; 8 for --scenario conn-limit).")
-@click.option("--duration", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Simulated seconds of churn (churn scenario).")
+@click.option(
+    "--loss",
+    type=click.FloatRange(0, 0.99),
+    default=0.0,
+    show_default=True,
+    help="Probability a chunk needs a TCP retransmission.",
+)
+@click.option(
+    "--conn-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Connections per router (default 200; 8 for --scenario conn-limit).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Simulated seconds of churn (churn scenario).",
+)
 @click.option("--join-interval", type=click.FloatRange(min=0), default=0.1, show_default=True)
-@click.option("--heartbeat-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="error", show_default=True, help="Log level of the simulated routers.")
+@click.option(
+    "--heartbeat-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="error",
+    show_default=True,
+    help="Log level of the simulated routers.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a convergence plot (PNG).")
-def main(peers: int, seed: int, scenario: str, latency: float, jitter: float, loss: float,
-         conn_limit: int | None, duration: float, join_interval: float, heartbeat_timeout: float,
-         log_level: str, as_json: bool, plot: Path | None) -> None:
+def main(
+    peers: int,
+    seed: int,
+    scenario: str,
+    latency: float,
+    jitter: float,
+    loss: float,
+    conn_limit: int | None,
+    duration: float,
+    join_interval: float,
+    heartbeat_timeout: float,
+    log_level: str,
+    as_json: bool,
+    plot: Path | None,
+) -> None:
     """Run N real routers in one process on a simulated clock and network."""
-    logging.basicConfig(level=getattr(logging, log_level.upper()),
-                        format="%(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()), format="%(levelname)-7s %(name)s: %(message)s"
+    )
     if conn_limit is None:
         conn_limit = 8 if scenario == "conn-limit" else 200
     options = SimOptions(
-        peers=peers, seed=seed, scenario=scenario, latency=latency, jitter=jitter, loss=loss,
-        conn_limit=conn_limit, duration=duration, join_interval=join_interval,
+        peers=peers,
+        seed=seed,
+        scenario=scenario,
+        latency=latency,
+        jitter=jitter,
+        loss=loss,
+        conn_limit=conn_limit,
+        duration=duration,
+        join_interval=join_interval,
         heartbeat_timeout=heartbeat_timeout,
         heartbeat_interval=min(30.0, heartbeat_timeout / 2),
     )
     console = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]{task.fields[phase]}"), BarColumn(), TextColumn("{task.percentage:>5.1f}% agree"),
-        TextColumn("sim {task.fields[simtime]:.1f}s"), TimeElapsedColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
+        TextColumn("[bold]{task.fields[phase]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}% agree"),
+        TextColumn("sim {task.fields[simtime]:.1f}s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("sim", total=1.0, phase="start", simtime=0.0)
 

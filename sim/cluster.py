@@ -152,7 +152,7 @@ class SimCluster:
         host.scope = scope
         host.incarnation += 1
 
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async def run(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
             with scope:
                 await router.run(task_status=task_status)
 
@@ -195,7 +195,9 @@ class SimCluster:
                 counts[fp] = counts.get(fp, 0) + 1
             best_fp = max(sorted(counts), key=lambda f: counts[f])
             example = next(
-                h for h in component if h.router is not None and h.router.topology.fingerprint == best_fp
+                h
+                for h in component
+                if h.router is not None and h.router.topology.fingerprint == best_fp
             )
             assert example.router is not None
             if len(example.router.topology) == len(component):

@@ -70,8 +70,11 @@ def topology_agreement(cluster: SimCluster, sample: int) -> list[Violation]:
             groups = sorted(views.values(), key=len)
             odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
             violations.append(
-                Violation("topology-agreement", tuple(odd),
-                          f"{len(views)} different topology views in a component of {len(routers)}")
+                Violation(
+                    "topology-agreement",
+                    tuple(odd),
+                    f"{len(views)} different topology views in a component of {len(routers)}",
+                )
             )
         for name, router in sorted(routers.items()):
             known = {record.name for record in router.topology.records()}
@@ -79,10 +82,13 @@ def topology_agreement(cluster: SimCluster, sample: int) -> list[Violation]:
                 missing = sorted(expected - known)[:5]
                 extra = sorted(known - expected)[:5]
                 violations.append(
-                    Violation("topology-agreement", (cluster.describe(name),),
-                              f"view differs from the live component: missing "
-                              f"{[cluster.describe(n) for n in missing]}, stale "
-                              f"{[format(n, 'x') for n in extra]}")
+                    Violation(
+                        "topology-agreement",
+                        (cluster.describe(name),),
+                        f"view differs from the live component: missing "
+                        f"{[cluster.describe(n) for n in missing]}, stale "
+                        f"{[format(n, 'x') for n in extra]}",
+                    )
                 )
                 break
     return violations
@@ -104,18 +110,23 @@ def unicast_routes(cluster: SimCluster, sample: int) -> list[Violation]:
                 while current != dst:
                     hop = routers[current].topology.routes().next_hop(dst)
                     if hop is None or hop not in routers:
-                        violations.append(Violation(
-                            "unicast-routes",
-                            tuple(cluster.describe(n) for n in (*path, dst)),
-                            f"no route from {cluster.describe(current)} to {cluster.describe(dst)}",
-                        ))
+                        violations.append(
+                            Violation(
+                                "unicast-routes",
+                                tuple(cluster.describe(n) for n in (*path, dst)),
+                                f"no route from {cluster.describe(current)} "
+                                f"to {cluster.describe(dst)}",
+                            )
+                        )
                         break
                     if hop in path:
-                        violations.append(Violation(
-                            "unicast-routes",
-                            tuple(cluster.describe(n) for n in (*path, hop)),
-                            f"routing loop toward {cluster.describe(dst)}",
-                        ))
+                        violations.append(
+                            Violation(
+                                "unicast-routes",
+                                tuple(cluster.describe(n) for n in (*path, hop)),
+                                f"routing loop toward {cluster.describe(dst)}",
+                            )
+                        )
                         break
                     path.append(hop)
                     current = hop
@@ -146,13 +157,15 @@ def broadcast_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
                 frontier = nxt
             bad = [n for n, count in received.items() if count != 1]
             if bad:
-                violations.append(Violation(
-                    "broadcast-exactly-once",
-                    tuple(cluster.describe(n) for n in bad[:10]),
-                    f"broadcast from {cluster.describe(origin)} reached "
-                    f"{sum(1 for n in bad if received[n] == 0)} peers never and "
-                    f"{sum(1 for n in bad if received[n] > 1)} more than once",
-                ))
+                violations.append(
+                    Violation(
+                        "broadcast-exactly-once",
+                        tuple(cluster.describe(n) for n in bad[:10]),
+                        f"broadcast from {cluster.describe(origin)} reached "
+                        f"{sum(1 for n in bad if received[n] == 0)} peers never and "
+                        f"{sum(1 for n in bad if received[n] > 1)} more than once",
+                    )
+                )
                 if len(violations) >= 10:
                     return violations
     return violations
@@ -163,5 +176,7 @@ def check_all(cluster: SimCluster, *, sample: int = 64) -> list[Violation]:
     found: list[Violation] = []
     for name in sorted(INVARIANTS):
         for violation in INVARIANTS[name](cluster, sample):
-            found.append(Violation(violation.invariant, violation.peers, violation.message, cluster.seed))
+            found.append(
+                Violation(violation.invariant, violation.peers, violation.message, cluster.seed)
+            )
     return found

@@ -31,7 +31,8 @@ def plot_convergence(result: SimResult, path: Path) -> None:
             ax.axvline(phase.action_done, color="grey", linestyle="--", linewidth=0.8)
     opts = result.options
     ax.set_title(
-        f"{opts.scenario}: {opts.peers} peers, seed {opts.seed}, latency {opts.latency * 1000:g} ms, "
+        f"{opts.scenario}: {opts.peers} peers, seed {opts.seed}, "
+        f"latency {opts.latency * 1000:g} ms, "
         f"loss {opts.loss:g}, conn limit {opts.conn_limit}"
     )
     ax.set_xlabel("simulated time (s)")

@@ -67,8 +67,12 @@ class SimOptions:
 
     def profile(self) -> LinkProfile:
         return LinkProfile(
-            latency=self.latency, jitter=self.jitter, loss=self.loss,
-            duplicate=self.duplicate, reorder=self.reorder, bandwidth=self.bandwidth,
+            latency=self.latency,
+            jitter=self.jitter,
+            loss=self.loss,
+            duplicate=self.duplicate,
+            reorder=self.reorder,
+            bandwidth=self.bandwidth,
         )
 
 
@@ -112,7 +116,9 @@ class SimResult:
     def to_json(self) -> dict[str, Any]:
         peers = max(1, self.options.peers)
         return {
-            "options": {k: (v if v != float("inf") else None) for k, v in asdict(self.options).items()},
+            "options": {
+                k: (v if v != float("inf") else None) for k, v in asdict(self.options).items()
+            },
             "converged": self.converged,
             "phases": [
                 {
@@ -127,8 +133,11 @@ class SimResult:
                 for p in self.phases
             ],
             "gossip": {
-                channel: {**counts, "messages_per_peer": counts["messages"] / peers,
-                          "bytes_per_peer": counts["bytes"] / peers}
+                channel: {
+                    **counts,
+                    "messages_per_peer": counts["messages"] / peers,
+                    "bytes_per_peer": counts["bytes"] / peers,
+                }
                 for channel, counts in self.channels.items()
             },
             "routes_computed": self.routes_computed,
@@ -155,8 +164,12 @@ def current_rss_kib() -> float:
 class Simulation:
     """One run: the cluster, the phases so far, and the helpers scenarios use."""
 
-    def __init__(self, options: SimOptions, cluster: SimCluster,
-                 progress: Callable[[str, float, float], None] | None) -> None:
+    def __init__(
+        self,
+        options: SimOptions,
+        cluster: SimCluster,
+        progress: Callable[[str, float, float], None] | None,
+    ) -> None:
         self.options = options
         self.cluster = cluster
         self.rng = cluster.rng
@@ -177,7 +190,10 @@ class Simulation:
 
     def _sent(self) -> tuple[int, int]:
         totals = self.gossip_totals()
-        return (sum(t["messages"] for t in totals.values()), sum(t["bytes"] for t in totals.values()))
+        return (
+            sum(t["messages"] for t in totals.values()),
+            sum(t["bytes"] for t in totals.values()),
+        )
 
     # -- actions
     async def start_host(self, host: SimHost, contacts: list[SimHost]) -> Router:
@@ -185,7 +201,9 @@ class Simulation:
         self.all_routers.append(router)
         return router
 
-    def random_contacts(self, among: list[SimHost], exclude: SimHost | None = None) -> list[SimHost]:
+    def random_contacts(
+        self, among: list[SimHost], exclude: SimHost | None = None
+    ) -> list[SimHost]:
         pool = [h for h in among if h is not exclude]
         count = min(len(pool), max(1, self.options.contacts))
         return sorted(self.rng.sample(pool, count), key=lambda h: h.index)
@@ -199,7 +217,9 @@ class Simulation:
             await trio.sleep(self.options.join_interval)
 
     # -- phases
-    async def phase(self, name: str, action: Callable[[], Awaitable[None]] | None = None) -> PhaseResult:
+    async def phase(
+        self, name: str, action: Callable[[], Awaitable[None]] | None = None
+    ) -> PhaseResult:
         result = PhaseResult(name, trio.current_time())
         self.phases.append(result)
         messages0, bytes0 = self._sent()
@@ -241,8 +261,12 @@ class Simulation:
             await trio.sleep(self.options.sample_interval)
 
 
-def scenario(name: str) -> Callable[[Callable[[Simulation], Awaitable[None]]], Callable[[Simulation], Awaitable[None]]]:
-    def register(fn: Callable[[Simulation], Awaitable[None]]) -> Callable[[Simulation], Awaitable[None]]:
+def scenario(
+    name: str,
+) -> Callable[[Callable[[Simulation], Awaitable[None]]], Callable[[Simulation], Awaitable[None]]]:
+    def register(
+        fn: Callable[[Simulation], Awaitable[None]],
+    ) -> Callable[[Simulation], Awaitable[None]]:
         SCENARIOS[name] = fn
         return fn
 
@@ -367,7 +391,9 @@ def run_simulation(
             start = trio.current_time()
             await fn(sim)
             holder["simulated"] = trio.current_time() - start
-            holder["violations"] = check_all(cluster, sample=options.check_sample) if check_invariants else []
+            holder["violations"] = (
+                check_all(cluster, sample=options.check_sample) if check_invariants else []
+            )
             if inspect is not None:
                 inspect(sim)
             nursery.cancel_scope.cancel()

@@ -199,7 +199,13 @@ class TargetTable:
                 target.info = "peer already connected by another connection"
 
     def peer_disconnected(
-        self, peer: PeerName, now: float, reason: str, rng: random.Random
+        self,
+        peer: PeerName,
+        now: float,
+        reason: str,
+        rng: random.Random,
+        *,
+        min_delay: float = 0.0,
     ) -> None:
         """The connection to ``peer`` ended: redial its targets after backoff.
 
@@ -215,7 +221,7 @@ class TargetTable:
                 target.failures = 0
             target.connected_since = None
             target.failures += 1
-            delay = self.policy.delay(target.failures, rng)
+            delay = max(min_delay, self.policy.delay(target.failures, rng))
             target.state = TargetState.RETRYING
             target.next_attempt = now + delay
             target.info = f"connection lost: {reason}; retry in {delay:.1f}s"

@@ -487,12 +487,36 @@ class Router:
             existing.close("superseded by a duplicate connection that wins the tie-break")
             self._unregister(existing, existing.close_reason or "superseded")
         elif len(self.connections) >= self.config.conn_limit:
-            raise ConnectionLimitError(f"connection limit of {self.config.conn_limit} reached")
+            victim = self._eviction_candidate(conn.peer)
+            if victim is None:
+                raise ConnectionLimitError(f"connection limit of {self.config.conn_limit} reached")
+            # A peer from outside our part of the mesh: admitting it is what joins
+            # two parts that would otherwise stay apart, so make room by dropping
+            # our best-connected neighbour, which stays reachable through others.
+            victim.close("dropped to make room for a peer from another part of the mesh")
+            self._unregister(victim, victim.close_reason or "dropped")
         self.connections[conn.peer] = conn
         if conn.target is not None:
             self.targets.established(conn.target, conn.peer, trio.current_time())
         self.gossip.neighbour_up(conn.peer)
         self._local_connections_changed()
+
+    def _eviction_candidate(self, newcomer: PeerName) -> PeerConnection | None:
+        """At the limit: the connection to drop for ``newcomer``, or None to refuse.
+
+        Only a newcomer we cannot reach (another component of the mesh, or a
+        brand-new peer) justifies an eviction; the victim is the neighbour with
+        the most links (ties: highest name), if it has links besides ours.
+        """
+        if newcomer in self.topology.routes().reachable():
+            return None
+        best: tuple[int, PeerName] | None = None
+        for peer in self.connections:
+            record = self.topology.record(peer)
+            degree = len(record.connections) if record is not None else 0
+            if degree > 1 and (best is None or (degree, peer) > best):
+                best = (degree, peer)
+        return self.connections[best[1]] if best is not None else None
 
     def _unregister(self, conn: PeerConnection, reason: str) -> None:
         if self.connections.get(conn.peer) is not conn:
@@ -501,7 +525,15 @@ class Router:
         self.connection_terminations += 1
         now = trio.current_time()
         self.gossip.neighbour_down(conn.peer)
-        self.targets.peer_disconnected(conn.peer, now, reason, self.rng)
+        # A peer that refused us for its limit but is reachable through the mesh
+        # needs no direct link: retry slowly instead of knocking every few seconds.
+        full_but_reachable = (
+            conn.remote_goodbye is not None and conn.peer in self.topology.routes().reachable()
+        )
+        self.targets.peer_disconnected(
+            conn.peer, now, reason, self.rng,
+            min_delay=self.config.gossip_interval * 2 if full_but_reachable else 0.0,
+        )
         self._local_connections_changed()
         self._dial_wakeup.set()
 

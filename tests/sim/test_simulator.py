@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 from dataclasses import replace
 
 import pytest
@@ -44,8 +45,14 @@ def test_digest_does_not_depend_on_hash_seed() -> None:
     digests = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1, digests
 
@@ -81,26 +88,34 @@ def test_churn_with_loss_converges() -> None:
     _assert_ok(replace(BASE, scenario="churn", peers=15, duration=10.0, loss=0.05))
 
 
+class _LoopyRoutes:
+    """Real routes, except that ``dst`` is sent to ``via`` (to make a loop)."""
+
+    def __init__(self, real: Any, dst: PeerName, via: PeerName) -> None:
+        self._real, self._dst, self._via = real, dst, via
+
+    def next_hop(self, dst: PeerName) -> PeerName | None:
+        return self._via if dst == self._dst else self._real.next_hop(dst)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 def test_broken_route_is_caught_and_reported_with_the_seed() -> None:
+    found: list[object] = []
+
     def break_a_route(sim: Simulation) -> None:
         hosts = sim.cluster.live()
         a, b, c = hosts[0].router, hosts[1].router, hosts[2].router
         assert a is not None and b is not None and c is not None
-        # Make a and b point at each other for c: a routing loop.
+        # a and b send traffic for c to each other: a routing loop.
         for here, there in ((a, b), (b, a)):
-            routes = here.topology.routes()
-            original = routes.next_hop
-
-            def looping(dst: PeerName, _there: PeerName = there.name,
-                        _original=original) -> PeerName | None:  # type: ignore[no-untyped-def]
-                return _there if dst == c.name else _original(dst)
-
-            routes.next_hop = looping  # type: ignore[method-assign]
+            loopy = _LoopyRoutes(here.topology.routes(), c.name, there.name)
+            here.topology.routes = lambda loopy=loopy: loopy  # type: ignore[method-assign]
         found.extend(check_all(sim.cluster))
 
-    found: list[object] = []
     result = run_simulation(replace(BASE, peers=6), inspect=break_a_route)
-    assert not result.violations  # the run itself was healthy before the injection
+    assert not result.violations  # the run was healthy before the injection
     assert found, "the injected loop was not detected"
     text = str(found[0])
     assert "unicast-routes" in text and "loop" in text
@@ -112,7 +127,9 @@ def test_cli_json_and_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
     plot = tmp_path / "conv.png"
     out = subprocess.run(
         [sys.executable, "-m", "sim", "--peers", "6", "--seed", "4", "--json", "--plot", str(plot)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

@@ -1,0 +1,58 @@
+"""Cost of one change: mesh-wide gossip messages and bytes for ONE peer joining a
+converged mesh of N peers (connection limit 16), for several N, and the fitted
+exponent of bytes against N.  O(N) per change is the goal (Weave's topology
+gossip was O(N^2) per change).
+
+    python bench/change_cost.py [N ...]        # default: 100 300 1000
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from _common import fit_exponent, quiet, wait_converged
+from sim.runner import SimOptions, Simulation, run_simulation
+
+
+def measure(n: int, seed: int = 1, conn_limit: int = 16) -> dict[str, float]:
+    figures: dict[str, float] = {}
+
+    async def scenario(sim: Simulation) -> None:
+        hosts = sim.cluster.add_hosts(n + 1)
+        await sim.join_all(hosts[:n])
+        await wait_converged(sim)
+        msgs0, bytes0 = sim._sent()
+        contacts = sim.random_contacts(sim.cluster.live())
+        await sim.start_host(hosts[n], contacts)
+        figures["converge_s"] = await wait_converged(sim)
+        msgs1, bytes1 = sim._sent()
+        figures["messages"] = msgs1 - msgs0
+        figures["bytes"] = bytes1 - bytes0
+
+    start = time.perf_counter()
+    options = SimOptions(peers=n + 1, seed=seed, conn_limit=conn_limit, latency=0.01)
+    result = run_simulation(options, scenario_fn=scenario, check_invariants=False)
+    figures["wall_s"] = time.perf_counter() - start
+    figures["rss_per_peer_kib"] = result.rss_per_peer_kib
+    return figures
+
+
+def main() -> None:
+    quiet()
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 300, 1000]
+    rows = []
+    print(f"{'N':>6} {'messages':>10} {'bytes':>12} {'msgs/N':>8} {'bytes/N':>9} {'converge s':>10} {'wall s':>8}")
+    for n in sizes:
+        f = measure(n)
+        rows.append((n, f))
+        print(f"{n:>6} {f['messages']:>10.0f} {f['bytes']:>12.0f} {f['messages'] / n:>8.1f} "
+              f"{f['bytes'] / n:>9.0f} {f['converge_s']:>10.2f} {f['wall_s']:>8.1f}", flush=True)
+    if len(rows) >= 2:
+        xs = [float(n) for n, _ in rows]
+        print(f"fitted exponent: messages ~ N^{fit_exponent(xs, [f['messages'] for _, f in rows]):.2f}, "
+              f"bytes ~ N^{fit_exponent(xs, [f['bytes'] for _, f in rows]):.2f}")
+
+
+if __name__ == "__main__":
+    main()
