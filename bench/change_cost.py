@@ -12,6 +12,7 @@ import sys
 import time
 
 from _common import fit_exponent, quiet, wait_converged
+
 from sim.runner import SimOptions, Simulation, run_simulation
 
 

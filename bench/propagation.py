@@ -12,8 +12,8 @@ import sys
 import time
 
 import trio
-
 from _common import quiet, wait_converged
+
 from sim.runner import SimOptions, Simulation, run_simulation
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from _common import quiet
+
 from sim.runner import SimOptions, run_simulation
 
 

@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
