@@ -14,11 +14,11 @@ def quiet() -> None:
     logging.basicConfig(level=logging.CRITICAL)
 
 
-async def wait_converged(sim: Simulation, *, settle: float = 3.0, timeout: float = 1800.0) -> float:
+async def wait_converged(sim: Simulation, *, settle: float = 3.0, limit: float = 1800.0) -> float:
     """Sim seconds until every live peer agrees (held for ``settle``)."""
     start = trio.current_time()
     since: float | None = None
-    while trio.current_time() - start < timeout:
+    while trio.current_time() - start < limit:
         now = trio.current_time()
         if sim.cluster.converged():
             since = now if since is None else since
@@ -27,7 +27,7 @@ async def wait_converged(sim: Simulation, *, settle: float = 3.0, timeout: float
         else:
             since = None
         await trio.sleep(0.05)
-    raise RuntimeError(f"no convergence within {timeout}s (seed {sim.options.seed})")
+    raise RuntimeError(f"no convergence within {limit}s (seed {sim.options.seed})")
 
 
 def fit_exponent(xs: list[float], ys: list[float]) -> float:

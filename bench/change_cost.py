@@ -43,16 +43,18 @@ def main() -> None:
     quiet()
     sizes = [int(a) for a in sys.argv[1:]] or [100, 300, 1000]
     rows = []
-    print(f"{'N':>6} {'messages':>10} {'bytes':>12} {'msgs/N':>8} {'bytes/N':>9} {'converge s':>10} {'wall s':>8}")
+    header = ("N", "messages", "bytes", "msgs/N", "bytes/N", "converge s", "wall s")
+    print(" ".join(f"{h:>10}" for h in header))
     for n in sizes:
         f = measure(n)
         rows.append((n, f))
-        print(f"{n:>6} {f['messages']:>10.0f} {f['bytes']:>12.0f} {f['messages'] / n:>8.1f} "
-              f"{f['bytes'] / n:>9.0f} {f['converge_s']:>10.2f} {f['wall_s']:>8.1f}", flush=True)
+        print(f"{n:>10} {f['messages']:>10.0f} {f['bytes']:>10.0f} {f['messages'] / n:>10.1f} "
+              f"{f['bytes'] / n:>10.0f} {f['converge_s']:>10.2f} {f['wall_s']:>10.1f}", flush=True)
     if len(rows) >= 2:
         xs = [float(n) for n, _ in rows]
-        print(f"fitted exponent: messages ~ N^{fit_exponent(xs, [f['messages'] for _, f in rows]):.2f}, "
-              f"bytes ~ N^{fit_exponent(xs, [f['bytes'] for _, f in rows]):.2f}")
+        msg_exp = fit_exponent(xs, [f["messages"] for _, f in rows])
+        byte_exp = fit_exponent(xs, [f["bytes"] for _, f in rows])
+        print(f"fitted exponent: messages ~ N^{msg_exp:.2f}, bytes ~ N^{byte_exp:.2f}")
 
 
 if __name__ == "__main__":
