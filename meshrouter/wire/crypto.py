@@ -7,8 +7,10 @@ compute the X25519 shared secret and feed it to HKDF-SHA256:
 - ``salt = SHA256(b"meshrouter password v1" + password)``: without the password
   the derived keys are unrelated, so the first sealed frame fails to open
   (that is how a wrong password is detected; the password never crosses the wire);
-- ``info = b"meshrouter session v1" + lower_public + higher_public``: binds the
-  keys to this connection's two public keys, in an order both ends agree on;
+- ``info = b"meshrouter session v1" + lower_public + higher_public +
+  SHA256(transcript)``: binds the keys to this connection's two public keys, in an
+  order both ends agree on, and to both handshake headers (so a rewritten version
+  range in transit yields different keys at the two ends);
 - 64 bytes of output: the side whose public key sorts lower sends with bytes
   0..31 and receives with bytes 32..63, the other side the reverse, so the two
   directions never share a key (a frame cannot be reflected back to its sender).
@@ -97,9 +99,14 @@ class SessionCipher:
 
 
 def derive_session_cipher(
-    private_key: X25519PrivateKey, remote_public: bytes, password: bytes
+    private_key: X25519PrivateKey, remote_public: bytes, password: bytes, transcript: bytes = b""
 ) -> SessionCipher:
-    """Derive this end's SessionCipher from our key pair, theirs and the password."""
+    """Derive this end's SessionCipher from our key pair, theirs and the password.
+
+    ``transcript`` (both handshake headers, in a canonical order) is hashed into
+    the HKDF info, so a man in the middle who rewrites a header -- to force a
+    lower protocol version, say -- leaves the two ends with different keys.
+    """
     if not isinstance(remote_public, bytes) or len(remote_public) != PUBLIC_KEY_SIZE:
         raise MalformedMessageError(
             f"the remote's X25519 public key must be {PUBLIC_KEY_SIZE} bytes"
@@ -122,7 +129,7 @@ def derive_session_cipher(
         algorithm=hashes.SHA256(),
         length=2 * KEY_SIZE,
         salt=hashlib.sha256(PASSWORD_SALT_LABEL + password).digest(),
-        info=SESSION_INFO_LABEL + lower + higher,
+        info=SESSION_INFO_LABEL + lower + higher + hashlib.sha256(transcript).digest(),
     ).derive(shared)
     first, second = keys[:KEY_SIZE], keys[KEY_SIZE:]
     if local_public == lower:

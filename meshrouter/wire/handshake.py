@@ -146,6 +146,7 @@ class Handshake:
     def __init__(self, config: HandshakeConfig) -> None:
         self._config = config
         self._public_key: bytes | None = None
+        self._our_header = b""
         if config.private_key is not None:
             self._public_key = public_key_bytes(config.private_key)
         self._state = _State.NEW
@@ -196,6 +197,7 @@ class Handshake:
         header = MAGIC + bytes([config.min_version, config.max_version, flag])
         if self._public_key is not None:
             header += self._public_key
+        self._our_header = header
         return header
 
     def receive_data(self, data: bytes) -> bytes:
@@ -244,10 +246,12 @@ class Handshake:
                     return pos
                 assert self._config.private_key is not None
                 assert self._config.password is not None
+                remote_header = bytes(self._buffer)
                 self._cipher = derive_session_cipher(
                     self._config.private_key,
                     bytes(self._buffer[FIXED_HEADER_SIZE:]),
                     self._config.password,
+                    b"".join(sorted((self._our_header, remote_header))),
                 )
             self._session = Session(self._cipher, self._config.max_frame)
             out += self._identity_frame()

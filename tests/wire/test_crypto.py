@@ -52,7 +52,7 @@ def test_derivation_follows_the_documented_design() -> None:
         algorithm=hashes.SHA256(),
         length=64,
         salt=hashlib.sha256(b"meshrouter password v1" + PASSWORD).digest(),
-        info=b"meshrouter session v1" + lower + higher,
+        info=b"meshrouter session v1" + lower + higher + hashlib.sha256(b"").digest(),
     ).derive(key_a.exchange(key_b.public_key()))
     a, b = pair()
     lower_side, higher_side = (a, b) if pub_a == lower else (b, a)

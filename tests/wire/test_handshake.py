@@ -409,9 +409,12 @@ def test_malformed_identity_inside_a_valid_seal_is_refused() -> None:
     from meshrouter.wire.crypto import derive_session_cipher
 
     key_a, key_b = private_key(1), private_key(2)
-    handshake = started(config(identity(), PASSWORD, key_seed=1))
-    handshake.receive_data(b"meshrtr\x01\x01\x01" + public_key_bytes(key_b))
-    remote_cipher = derive_session_cipher(key_b, public_key_bytes(key_a), PASSWORD)
+    handshake = Handshake(config(identity(), PASSWORD, key_seed=1))
+    our_header = handshake.start()
+    remote_header = b"meshrtr\x01\x01\x01" + public_key_bytes(key_b)
+    handshake.receive_data(remote_header)
+    transcript = b"".join(sorted((our_header, remote_header)))
+    remote_cipher = derive_session_cipher(key_b, public_key_bytes(key_a), PASSWORD, transcript)
     with pytest.raises(MalformedMessageError, match="short ID"):
         handshake.receive_data(encode_frame(remote_cipher.seal(pack({**VALID_IDENTITY, "s": -1}))))
 
@@ -540,3 +543,32 @@ def test_arbitrary_identity_maps_raise_only_protocol_errors(
     if handshake.done:
         assert handshake.result.leftover == tail
         assert isinstance(handshake.result, HandshakeResult)
+
+
+def test_rewritten_header_in_transit_breaks_the_keys() -> None:
+    """A man in the middle who changes a header byte (e.g. the version range)
+    leaves the two ends with different session keys, so the identity frame fails."""
+    import pytest as _pytest
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as _Key
+
+    from meshrouter.errors import WrongPasswordError as _Wrong
+    from meshrouter.wire.handshake import Handshake as _Handshake
+    from meshrouter.wire.handshake import HandshakeConfig as _Config
+    from meshrouter.wire.identity import Identity as _Identity
+
+    def make(name: int, max_version: int) -> _Handshake:
+        identity = _Identity(name=name, nickname="n", uid=name, conn_id=name, short_id=1,
+                             cluster_id="")  # type: ignore[arg-type]
+        return _Handshake(_Config(identity=identity, password=b"pw", private_key=_Key.generate(),
+                                  max_version=max_version))
+
+    a, b = make(1, 2), make(2, 2)
+    a_header, b_header = a.start(), b.start()
+    forged = bytearray(a_header)
+    forged[8] = 1  # the max-version byte of a's header, rewritten in transit
+    b_reply = b.receive_data(bytes(forged))
+    a_reply = a.receive_data(b_header)
+    with _pytest.raises(_Wrong):
+        b.receive_data(a_reply)
+    with _pytest.raises(_Wrong):
+        a.receive_data(b_reply)
