@@ -107,6 +107,13 @@ def read_password(password_file: Path | None) -> bytes | None:
     return None
 
 
+def _leaf_exception(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups, as trio nurseries wrap it."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -228,10 +235,13 @@ def launch_peer(
         _fail(str(exc))
     try:
         trio.run(_run_peer, config, storage, api_host, api_port)
-    except MeshError as exc:
-        _fail(str(exc))
-    except OSError as exc:
-        _fail(f"cannot listen: {exc.strerror or exc}")
+    except BaseException as exc:
+        leaf = _leaf_exception(exc)
+        if isinstance(leaf, MeshError):
+            _fail(str(leaf))
+        if isinstance(leaf, OSError):
+            _fail(f"cannot listen: {leaf.strerror or leaf}")
+        raise
 
 
 async def _run_peer(config: RouterConfig, storage: Storage, api_host: str, api_port: int) -> None:
@@ -431,7 +441,7 @@ def _load_plugin_commands() -> None:
             continue
         try:
             command = entry.load()
-        except ImportError as exc:  # a broken plugin must not break the CLI
+        except Exception as exc:  # a broken plugin must not break the CLI
             log.debug("plugin command %s unavailable: %s", entry.name, exc)
             continue
         if isinstance(command, click.Command):

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meshrouter.config import format_host_port
-from meshrouter.errors import ApiError, ConfigError
+from meshrouter.errors import ApiError, ConfigError, MeshError
 from meshrouter.node.router import Router
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,22 @@ def error_response(message: str, status: int) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise ApiError(f"request body larger than {MAX_BODY} bytes", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(f"request body larger than {MAX_BODY} bytes", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if not body:
         return {}
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(f"request body is not valid JSON: {exc}", 400) from None
     if not isinstance(value, dict):
         raise ApiError("request body must be a JSON object", 400)
@@ -70,6 +78,8 @@ def build_app(router: Router) -> Starlette:
                 return error_response(str(exc), exc.status)
             except ConfigError as exc:
                 return error_response(str(exc), 400)
+            except MeshError as exc:
+                return error_response(str(exc), 500)
 
         return wrapper
 
@@ -132,15 +142,21 @@ class ApiServer:
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()
-        config.bind = [format_host_port(self.host, self.port)]
+        where = format_host_port(self.host, self.port)
+        config.bind = [where]
         config.accesslog = None
         config.errorlog = logging.getLogger("meshrouter.api.http")
         config.graceful_timeout = 0.5
         app = build_app(self.router)
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
-            )
+            try:
+                binds = await nursery.start(
+                    partial(serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve the API on {where}: {exc.strerror or exc}"
+                ) from None
             bound = str(binds[0]).removeprefix("http://")
             log.info("API listening on http://%s", bound)
             task_status.started(bound)

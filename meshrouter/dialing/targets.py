@@ -152,9 +152,13 @@ class TargetTable:
         ready.sort(key=lambda t: (t.next_attempt, t.priority, t.address))
         return [t.address for t in ready]
 
-    def next_wakeup(self) -> float | None:
-        """Earliest time at which some target becomes due."""
-        times = [t.next_attempt for t in self._targets.values() if t.state is TargetState.RETRYING]
+    def next_wakeup(self, *, direct_only: bool = False) -> float | None:
+        """Earliest time at which some (direct) target becomes due."""
+        times = [
+            t.next_attempt
+            for t in self._targets.values()
+            if t.state is TargetState.RETRYING and (t.direct or not direct_only)
+        ]
         return min(times) if times else None
 
     def dial_started(self, address: str) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+_EPSILON = 1e-9
+_MIN_WAIT = 1e-6
+
 
 @dataclass(slots=True)
 class TokenBucket:
@@ -33,14 +36,16 @@ class TokenBucket:
     def try_take(self, now: float) -> bool:
         """Spend one token if available; return whether it was."""
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return True
         return False
 
     def wait_time(self, now: float) -> float:
         """Seconds until one token is available (0 if one is now)."""
         self._refill(now)
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - _EPSILON:
             return 0.0
-        return (1.0 - self._tokens) * self.refill_interval
+        # Never shorter than a microsecond: a wait that rounds away against a
+        # large clock value would let a caller spin without time advancing.
+        return max(_MIN_WAIT, (1.0 - self._tokens) * self.refill_interval)

@@ -19,8 +19,8 @@ import trio
 from meshrouter.errors import (
     ConnectionClosedError,
     HeartbeatTimeoutError,
+    MeshError,
     PeerGoodbyeError,
-    ProtocolError,
 )
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.wire.identity import Identity
@@ -120,7 +120,7 @@ class PeerConnection:
     async def _guarded(self, loop: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
         try:
             await loop()
-        except ProtocolError as exc:
+        except MeshError as exc:  # ProtocolError and any other refusal by a core
             self._note_end(str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._note_end(f"connection broken: {exc or type(exc).__name__}")

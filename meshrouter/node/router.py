@@ -27,6 +27,7 @@ from meshrouter.config import RouterConfig, normalise_peer_address
 from meshrouter.dialing.targets import TargetState, TargetTable
 from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
+    ApiError,
     ConnectionClosedError,
     ConnectionLimitError,
     ConnectionRefusedByPolicyError,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 TOPOLOGY_CHANNEL = "topology"
 DIRECT_PEERS_KEY = "direct-peers"
+MAX_DIRECT_PEERS = 1024
 REFUSALS_KEPT = 32
 REFUSAL_SHOWN_FOR = 600.0
 
@@ -199,19 +201,27 @@ class Router:
     # ------------------------------------------------------------------ user verbs
 
     def connect(self, peers: list[str], *, replace: bool = False) -> list[str]:
-        """Add direct peers (``HOST[:PORT]``); return their normalised addresses."""
+        """Add direct peers (``HOST[:PORT]``); return their normalised addresses.
+
+        The new list is persisted first, so a failing disk leaves both the file
+        and the running state as they were.
+        """
         addresses = [normalise_peer_address(p) for p in peers]
+        current = [] if replace else self.targets.direct_addresses()
+        wanted = sorted(set(current) | set(addresses))
+        if len(wanted) > MAX_DIRECT_PEERS:
+            raise ApiError(f"at most {MAX_DIRECT_PEERS} direct peers are allowed", 400)
+        self.storage.save(DIRECT_PEERS_KEY, pack(wanted))
         self.targets.add_direct(addresses, trio.current_time(), replace=replace)
-        self._save_direct_peers()
         self._dial_wakeup.set()
         return addresses
 
     def forget(self, peers: list[str]) -> list[str]:
         """Stop redialling these direct peers; return the ones that were unknown."""
         addresses = [normalise_peer_address(p) for p in peers]
-        unknown = self.targets.forget(addresses)
-        self._save_direct_peers()
-        return unknown
+        wanted = sorted(set(self.targets.direct_addresses()) - set(addresses))
+        self.storage.save(DIRECT_PEERS_KEY, pack(wanted))
+        return self.targets.forget(addresses)
 
     def _load_direct_peers(self) -> None:
         stored = self.storage.load(DIRECT_PEERS_KEY)
@@ -242,13 +252,14 @@ class Router:
             now = trio.current_time()
             self.targets.skip_connected(set(self.connections), now)
             at_limit = False
+            hard_limit = False
             # Discovered targets leave a reserve of slots for newcomers and for
             # the user's direct peers, so a mesh under a limit stays joinable.
             discovery_room = self.config.conn_limit - max(1, self.config.conn_limit // 8)
             for address in self.targets.due(now):
                 outstanding = self._outstanding()
                 if outstanding >= self.config.conn_limit:
-                    at_limit = True  # wait until a connection ends (it sets the event)
+                    hard_limit = True  # wait until a connection ends (it sets the event)
                     break
                 target = self.targets.get(address)
                 if target is not None and not target.direct and outstanding >= discovery_room:
@@ -257,7 +268,12 @@ class Router:
                 self.targets.dial_started(address)
                 assert self._nursery is not None
                 self._nursery.start_soon(self._dial, address)
-            wake_at = None if at_limit else self.targets.next_wakeup()
+            if hard_limit:
+                wake_at = None  # a connection ending sets the event
+            elif at_limit:
+                wake_at = self.targets.next_wakeup(direct_only=True)
+            else:
+                wake_at = self.targets.next_wakeup()
             with trio.move_on_at(wake_at if wake_at is not None else math.inf):
                 await self._dial_wakeup.wait()
 
@@ -281,10 +297,24 @@ class Router:
     # ------------------------------------------------------------------ accepting
 
     async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
-        wait = self.throttle.wait_time(trio.current_time())
-        if wait > 0:
-            await trio.sleep(wait)
-        self.throttle.try_take(trio.current_time())
+        inbound_pending = sum(1 for p in self.handshaking if not p.outbound) + len(self.transient)
+        if inbound_pending >= self.config.conn_limit:
+            self.refusals.append(
+                Refusal(
+                    remote_address,
+                    None,
+                    "too many inbound handshakes in progress",
+                    trio.current_time(),
+                )
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            while not self.throttle.try_take(trio.current_time()):  # noqa: ASYNC110
+                await trio.sleep(self.throttle.wait_time(trio.current_time()))
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
         pending = Handshaking(remote_address, outbound=False)
         self.handshaking.add(pending)
         await self._run_stream(stream, remote_address, outbound=False, target=None, pending=pending)
@@ -409,7 +439,8 @@ class Router:
                 await conn.run()
         finally:
             del self.transient[conn.peer]
-            self.gossip.neighbour_down(conn.peer)
+            if conn.peer not in self.connections:  # a real link may have come up meanwhile
+                self.gossip.neighbour_down(conn.peer)
 
     def _make_connection(
         self,
@@ -474,6 +505,14 @@ class Router:
     def _register(self, conn: PeerConnection) -> None:
         """Admit an established connection: tie-break duplicates, enforce the limit."""
         existing = self.connections.get(conn.peer)
+        if existing is not None and (
+            existing.remote.uid != conn.remote.uid or existing.close_reason is not None
+        ):
+            # The peer restarted (the old connection is half-open) or the old one
+            # is already closing: the new connection simply replaces it.
+            existing.close("replaced by a new connection from a restarted peer")
+            self._unregister(existing, existing.close_reason or "replaced")
+            existing = None
         if existing is not None:
             if existing.conn_uid < conn.conn_uid:
                 raise ConnectionRefusedByPolicyError(
@@ -524,14 +563,18 @@ class Router:
         del self.connections[conn.peer]
         self.connection_terminations += 1
         now = trio.current_time()
-        self.gossip.neighbour_down(conn.peer)
+        if conn.peer not in self.transient:
+            self.gossip.neighbour_down(conn.peer)
         # A peer that refused us for its limit but is reachable through the mesh
         # needs no direct link: retry slowly instead of knocking every few seconds.
         full_but_reachable = (
             conn.remote_goodbye is not None and conn.peer in self.topology.routes().reachable()
         )
         self.targets.peer_disconnected(
-            conn.peer, now, reason, self.rng,
+            conn.peer,
+            now,
+            reason,
+            self.rng,
             min_delay=self.config.gossip_interval * 2 if full_but_reachable else 0.0,
         )
         self._local_connections_changed()
@@ -570,7 +613,9 @@ class Router:
             # GC, no routes) and discovery can find a peer with room.
             records = [
                 ConnectionRecord(
-                    peer=conn.peer, address=conn.address, outbound=conn.outbound,
+                    peer=conn.peer,
+                    address=conn.address,
+                    outbound=conn.outbound,
                     established=False,
                 )
                 for conn in self.connections.values()
@@ -608,8 +653,8 @@ class Router:
         self._broadcast_own_record()
         for name in self.topology.take_removed():
             self._emit("peer-gone", format_peer_name(name))
+        candidates: dict[str, tuple[PeerName, float, int]] = {}
         if self.config.discovery:
-            candidates: dict[str, tuple[PeerName, float, int]] = {}
             if len(self.connections) < self.config.conn_limit:
                 # Both ends of a missing link discover it at about the same time;
                 # the higher name waits, so that usually only one of them dials
@@ -623,8 +668,9 @@ class Router:
                     if degree >= self.config.conn_limit:
                         continue  # full (limits are uniform in a mesh): don't knock
                     candidates.setdefault(address, (peer, delay, degree))
-            self.targets.set_discovered(candidates, trio.current_time())
-            self._dial_wakeup.set()
+        # Also drops forgotten targets once their connection has ended.
+        self.targets.set_discovered(candidates, trio.current_time())
+        self._dial_wakeup.set()
 
     def _broadcast_own_record(self) -> None:
         """Broadcast our record if it changed: at once after a quiet spell, then at

@@ -13,6 +13,7 @@ from typing import Protocol
 import trio
 
 from meshrouter.config import format_host_port, parse_host_port
+from meshrouter.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,11 @@ class TcpTransport:
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         host = None if self.listen_host in ("", "0.0.0.0", "::") else self.listen_host
-        listeners = await trio.open_tcp_listeners(self.listen_port, host=host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.listen_port, host=host)
+        except OSError as exc:
+            where = format_host_port(self.listen_host or "0.0.0.0", self.listen_port)
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         bound = listeners[0].socket.getsockname()
         bound_host = self.listen_host or "0.0.0.0"
         task_status.started(format_host_port(bound_host, int(bound[1])))

@@ -25,3 +25,18 @@ def test_clock_going_backwards_does_not_mint_tokens() -> None:
     assert not bucket.try_take(5.0)
     assert not bucket.try_take(10.5)
     assert bucket.try_take(11.0)
+
+
+def test_float_residue_cannot_make_a_caller_spin() -> None:
+    """A fractional token just under 1 must not yield waits that round to nothing."""
+    bucket = TokenBucket(capacity=1, refill_interval=0.05)
+    now = 1000.0
+    assert bucket.try_take(now)
+    for _ in range(1000):
+        wait = bucket.wait_time(now)
+        if bucket.try_take(now):
+            break
+        assert wait >= 1e-6
+        now += wait
+    else:
+        raise AssertionError("the bucket never refilled")
