@@ -302,13 +302,25 @@ class GossipCore:
         if neighbour not in self._slots:
             self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
             return
+        # A gossiper may send a *summary* digest first (e.g. a fingerprint of its
+        # whole state): equal summaries end the exchange at a few bytes; a
+        # different one is answered with our full digest, not as a reply, so
+        # the exchange then runs as usual (full digest, reply, data): at most
+        # three digests, never ping-pong.
+        wants_full = getattr(gossiper, "wants_full_digest", None)
+        full_digest = getattr(gossiper, "full_digest", gossiper.digest)
         with self._counting_malformed(channel):
             missing = gossiper.newer_than(msg.digest)
-            wants_ours = not msg.reply and gossiper.lacks_from(msg.digest)
+            summary_differs = bool(
+                not msg.reply and wants_full is not None and wants_full(msg.digest)
+            )
+            wants_ours = not msg.reply and not summary_differs and gossiper.lacks_from(msg.digest)
         if missing:
             self._queue_gossip(neighbour, channel, Snapshot(data=missing))
-        if wants_ours:
-            self._queue_digest(neighbour, channel, gossiper.digest(), reply=True)
+        if summary_differs:
+            self._queue_digest(neighbour, channel, full_digest(), reply=False)
+        elif wants_ours:
+            self._queue_digest(neighbour, channel, full_digest(), reply=True)
 
     def _relay_unknown_gossip(
         self, neighbour: PeerName, msg: GossipMsg, rng: random.Random

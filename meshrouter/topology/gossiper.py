@@ -54,6 +54,12 @@ class TopologyGossiper:
     def digest(self) -> bytes:
         return self.topology.digest()
 
+    def full_digest(self) -> bytes:
+        return self.topology.full_digest()
+
+    def wants_full_digest(self, digest: bytes) -> bool:
+        return self.topology.wants_full_digest(digest)
+
     def newer_than(self, digest: bytes) -> PeerMap | None:
         return self.topology.newer_than(digest)
 

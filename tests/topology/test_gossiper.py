@@ -48,9 +48,17 @@ def test_unicast_and_garbage_are_protocol_errors() -> None:
 def test_anti_entropy_passthrough() -> None:
     left, right = make_gossiper(), make_gossiper()
     right.topology.apply(PeerMap.of(record(2, connections=[conn(1)])), random.Random(0))
-    assert left.lacks_from(right.digest())
-    missing = right.newer_than(left.digest())
+    assert left.lacks_from(right.full_digest())
+    missing = right.newer_than(left.full_digest())
     assert missing == PeerMap.of(record(2, connections=[conn(1)]))
     assert left.on_gossip(PeerName(2), missing) is not None
-    assert left.digest() == right.digest()
-    assert left.newer_than(right.digest()) is None
+    assert left.full_digest() == right.full_digest()
+    assert left.newer_than(right.full_digest()) is None
+
+    # The summary digest (fingerprint) says "equal" in 17 bytes...
+    assert left.digest() == right.digest() and len(left.digest()) == 17
+    assert not left.wants_full_digest(right.digest())
+    right.topology.apply(PeerMap.of(record(2, version=9, connections=[conn(1)])), random.Random(0))
+    # ...and "different" (ask for the full digest) otherwise; it never claims data.
+    assert left.wants_full_digest(right.digest())
+    assert left.newer_than(right.digest()) is None and not left.lacks_from(right.digest())

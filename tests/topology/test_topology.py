@@ -371,22 +371,32 @@ def test_digest_newer_than_and_lacks_from() -> None:
     b = make(2)
     b.set_local_connections([conn(1), conn(3)])
     b.apply(PeerMap.of(record(3, version=5, connections=[conn(2), conn(4)])), rng())
-    assert a.digest() == pack({
+    assert a.full_digest() == pack({
         1: [a.local_record.version, 100], 2: [1, 1], 3: [1, 1], 4: [1, 1]})
     # b's view: its own record (v2, uid 100) beats a's copy of 2 (v1 uid 1); 3 v5.
-    assert a.lacks_from(b.digest())
-    newer_for_a = b.newer_than(a.digest())
+    assert a.lacks_from(b.full_digest())
+    newer_for_a = b.newer_than(a.full_digest())
     assert newer_for_a is not None
     assert sorted(newer_for_a.records) == [2, 3]
-    newer_for_b = a.newer_than(b.digest())
+    newer_for_b = a.newer_than(b.full_digest())
     assert newer_for_b is not None and sorted(newer_for_b.records) == [1, 4]
-    assert b.lacks_from(a.digest())
+    assert b.lacks_from(a.full_digest())
     a.apply(newer_for_a, rng())
     b.apply(newer_for_b, rng())
     assert a.peer_map == b.peer_map
-    assert not a.lacks_from(b.digest()) and not b.lacks_from(a.digest())
-    assert a.newer_than(b.digest()) is None
-    assert a.digest() == b.digest()
+    assert not a.lacks_from(b.full_digest()) and not b.lacks_from(a.full_digest())
+    assert a.newer_than(b.full_digest()) is None
+    assert a.full_digest() == b.full_digest()
+    assert a.digest() == b.digest() and len(a.digest()) == 17
+
+
+def test_malformed_summary_digest_is_a_protocol_error() -> None:
+    import pytest as _pytest
+
+    from meshrouter.errors import MalformedMessageError as _Malformed
+
+    with _pytest.raises(_Malformed):
+        make(2).wants_full_digest(b"\x01short")
 
 
 @pytest.mark.parametrize("bad", [b"", b"\xc1", pack([1, 2]), pack({1: [1]}),
