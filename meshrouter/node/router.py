@@ -369,7 +369,9 @@ class Router:
         refuse theirs.  Send it, half-close, and drain briefly: closing with
         unread data would reset the connection and lose the frame in flight.
         """
-        with trio.move_on_after(1.0):
+        # Shielded (with its own short deadline) so that the handshake timer
+        # cannot turn the real refusal into a "handshake timeout".
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             try:
                 if unsent:
                     await stream.send_all(unsent)
