@@ -47,7 +47,7 @@ from meshrouter.topology.records import ConnectionRecord
 from meshrouter.topology.topology import Topology
 from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
 from meshrouter.wire.identity import Identity
-from meshrouter.wire.messages import Message
+from meshrouter.wire.messages import Goodbye, Message
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,11 @@ class Router:
                 self._register(conn)
             except ConnectionLimitError as exc:
                 assert conn is not None
-                await self._share_topology_then_close(conn, str(exc))
+                if conn.peer in self.topology.routes().reachable():
+                    # Already part of our mesh: it needs no topology from us.
+                    await self._say_goodbye_now(conn, f"{exc}; reachable through the mesh")
+                else:
+                    await self._share_topology_then_close(conn, str(exc))
                 self._connection_failed(exc, address, outbound, target, conn)
                 return
             except (
@@ -426,6 +430,14 @@ class Router:
                 self._unregister(conn, "router shutting down")
             self._dial_wakeup.set()  # a connection slot may have been freed
             await trio.aclose_forcefully(stream)
+
+    async def _say_goodbye_now(self, conn: PeerConnection, reason: str) -> None:
+        """Refuse an established handshake at once, telling the peer why."""
+        with trio.move_on_after(1.0):
+            try:
+                await conn.stream.send_all(conn.session.encode(Goodbye(reason)))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     async def _share_topology_then_close(self, conn: PeerConnection, reason: str) -> None:
         """At the connection limit, still answer: exchange digests for a moment so
