@@ -110,6 +110,25 @@ class _NewPeerRelayGossiper(TopologyGossiper):
         return PeerMap(fresh) if fresh else None
 
 
+class _CurrentRoutes:
+    """The gossip core's view of routes, always for the topology as it is now.
+
+    A broadcast is forwarded right after its delta was applied, so every peer
+    forwards on the same (new) tree as the origin computed: a change that alters
+    the tree itself -- a link going down -- still reaches the whole mesh.  Routes
+    are cached per record set and shared between routers, so this is cheap.
+    """
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+
+    def next_hop_any(self, dst: PeerName) -> PeerName | None:
+        return self._topology.routes().next_hop_any(dst)
+
+    def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
+        return self._topology.routes().broadcast_next_hops(origin)
+
+
 class Router:
     """A meshrouter peer: owns the mesh connections and the gossip channels."""
 
@@ -139,6 +158,7 @@ class Router:
         self.gossip = GossipCore(config.name)
         self.gossip.add_channel(TOPOLOGY_CHANNEL, _NewPeerRelayGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
+        self.gossip.set_routes(_CurrentRoutes(self.topology))
         self.targets = TargetTable(config.backoff)
         self.throttle = TokenBucket(config.accept_burst, config.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
@@ -660,7 +680,6 @@ class Router:
         if self.topology.version == self._routes_version:
             return
         self._routes_version = self.topology.version
-        self.gossip.set_routes(self.topology.routes())
         # Our own record goes out once per maintenance step, however many times
         # it changed in between (Weave batches these for 1 s): a burst of
         # connection changes costs one broadcast, not one per change.
