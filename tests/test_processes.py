@@ -33,13 +33,14 @@ def fleet(tmp_path: Path) -> Iterator[RouterFleet]:
         routers.stop_all()
 
 
-def cli(api: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "meshrouter.cli", "--api", api, *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
+        [sys.executable, "-m", "meshrouter.cli", *args], capture_output=True, text=True, timeout=30
     )
+
+
+def cli(api: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("--api", api, *args)
 
 
 def test_three_processes_form_a_full_mesh_and_lose_a_killed_peer(fleet: RouterFleet) -> None:
@@ -150,43 +151,30 @@ def test_api_and_cli_verbs(fleet: RouterFleet, tmp_path: Path) -> None:
 
 
 def test_bad_launch_arguments_fail_with_one_clear_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meshrouter.cli",
-            "launch",
-            "peer",
-            "--listen",
-            "127.0.0.1:99999",
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli("launch", "peer", "--listen", "127.0.0.1:99999", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "port must be a number" in result.stderr
     empty = tmp_path / "empty.pw"
     empty.write_text("\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meshrouter.cli",
-            "launch",
-            "peer",
-            "--password-file",
-            str(empty),
-            "--data-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli("launch", "peer", "--password-file", str(empty), "--data-dir", str(tmp_path))
     assert result.returncode == 1 and "is empty" in result.stderr
+
+
+def test_port_in_use_fails_with_one_clear_line(fleet: RouterFleet, tmp_path: Path) -> None:
+    running = fleet.launch("holder")
+    result = run_cli(
+        "launch",
+        "peer",
+        "--listen",
+        running.listen,
+        "--api",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path / "second"),
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on {running.listen}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_name_is_stable_across_restarts(fleet: RouterFleet) -> None:
