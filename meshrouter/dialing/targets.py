@@ -230,12 +230,6 @@ class TargetTable:
             target.next_attempt = now + delay
             target.info = f"connection lost: {reason}; retry in {delay:.1f}s"
 
-    def remove_undirected(self, address: str) -> None:
-        """Drop a discovered target once its attempt ends (used after ``forget``)."""
-        target = self._targets.get(address)
-        if target is not None and not target.direct:
-            del self._targets[address]
-
     def statuses(self, now: float) -> list[TargetStatus]:
         """Sorted status views for the API."""
         result = []

@@ -883,5 +883,6 @@ class Router:
             "connections": len(self.connections),
             "connection_states": by_state,
             "targets": len(self.targets.direct_addresses()),
+            "connection_terminations": self.connection_terminations,
             "uptime": trio.current_time() - (self.started_at or trio.current_time()),
         }
