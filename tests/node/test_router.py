@@ -186,6 +186,7 @@ def test_killed_peer_is_garbage_collected_everywhere() -> None:
         c.stop()
         await trio.sleep(2)
         assert peer_names(a) == peer_names(b) == {a.name, b.name}
+        assert a.status_summary()["connection_terminations"] >= 1
 
     run_sim(body)
 
