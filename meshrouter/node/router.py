@@ -93,23 +93,6 @@ def _default_key_factory() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
 
-class _NewPeerRelayGossiper(TopologyGossiper):
-    """Relay, from gossip, only records of peers that were unknown to us.
-
-    Version bumps of known peers travel on their origin's broadcast tree and are
-    repaired by digests; relaying them again epidemically as well multiplied
-    every change by the fanout while a mesh was forming.
-    """
-
-    def on_gossip(self, src: PeerName, data: PeerMap) -> PeerMap | None:
-        unknown = [name for name in data.records if name not in self.topology]
-        delta = super().on_gossip(src, data)
-        if delta is None or not unknown:
-            return None
-        fresh = {name: delta.records[name] for name in unknown if name in delta.records}
-        return PeerMap(fresh) if fresh else None
-
-
 class _CurrentRoutes:
     """The gossip core's view of routes, always for the topology as it is now.
 
@@ -156,7 +139,7 @@ class Router:
             rng=rng,
         )
         self.gossip = GossipCore(config.name)
-        self.gossip.add_channel(TOPOLOGY_CHANNEL, _NewPeerRelayGossiper(self.topology, rng))
+        self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
         self.gossip.set_routes(_CurrentRoutes(self.topology))
         self.targets = TargetTable(config.backoff)

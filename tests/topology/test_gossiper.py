@@ -62,3 +62,13 @@ def test_anti_entropy_passthrough() -> None:
     # ...and "different" (ask for the full digest) otherwise; it never claims data.
     assert left.wants_full_digest(right.digest())
     assert left.newer_than(right.digest()) is None and not left.lacks_from(right.digest())
+
+
+def test_gossip_relays_only_records_of_previously_unknown_peers() -> None:
+    gossiper = make_gossiper()
+    first = PeerMap.of(record(2, connections=[conn(1)]))
+    assert gossiper.on_gossip(PeerName(2), first) == first
+    # A newer version of a peer we already know is merged but not relayed.
+    newer = PeerMap.of(record(2, version=7, connections=[conn(1)]))
+    assert gossiper.on_gossip(PeerName(2), newer) is None
+    assert gossiper.topology.record(PeerName(2)).version == 7  # type: ignore[union-attr]
