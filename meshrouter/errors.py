@@ -102,3 +102,14 @@ class ConnectionLimitError(ConnectionRefusedByPolicyError):
 
 class PeerGoodbyeError(ProtocolError):
     """The peer closed the connection and told us why."""
+
+
+class IpamError(MeshError):
+    """An address request cannot be met as asked (taken, outside the range, ...).
+
+    ``status`` is the HTTP status the API answers with.
+    """
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,1 @@
+"""IP address management: the ring CRDT, consensus founding, allocation."""
