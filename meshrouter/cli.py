@@ -107,6 +107,41 @@ def read_password(password_file: Path | None) -> bytes | None:
     return None
 
 
+def host_routes() -> list[str]:
+    """Destinations of the host's IPv4 routes (main table, and local networks)."""
+    from pyroute2 import IPRoute
+
+    found: list[str] = []
+    with IPRoute() as ipr:
+        for table in (254, 255):
+            for route in ipr.get_routes(family=socket.AF_INET, table=table):
+                dst, length = route.get_attr("RTA_DST"), route["dst_len"]
+                if dst and 0 < length < 32:
+                    found.append(f"{dst}/{length}")
+    return found
+
+
+def check_ipalloc_range(text: str, init: str | None, initial_peers: int) -> None:
+    """Refuse a range that is not a CIDR or that overlaps a route of this host."""
+    from meshrouter.ipam.address_range import AddressRange, overlapping_route
+    from meshrouter.ipam.founding import parse_founding
+
+    address_range = AddressRange.parse(text)
+    parse_founding(init, initial_peers)
+    try:
+        routes = host_routes()
+    except OSError as exc:
+        log.warning("cannot read the host's routes to check --ipalloc-range: %s", exc)
+        return
+    clash = overlapping_route(address_range.network, routes)
+    if clash is not None:
+        raise ConfigError(
+            f"--ipalloc-range {address_range} overlaps the host's route to {clash}; "
+            "containers would shadow (or be shadowed by) that network. Choose another range "
+            "with --ipalloc-range"
+        )
+
+
 def _leaf_exception(exc: BaseException) -> BaseException:
     """The single error inside (nested) exception groups, as trio nurseries wrap it."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -184,6 +219,19 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 )
 @click.option("--gossip-interval", type=float, default=30.0, show_default=True, callback=_positive)
 @click.option(
+    "--ipalloc-range", default="10.32.0.0/12", show_default=True,
+    help="CIDR from which container addresses are allocated.",
+)
+@click.option(
+    "--ipalloc-init", default=None,
+    help="consensus[=N] (default: N = 1 + initial peers), seed=NAME[,NAME...] or observer.",
+)
+@click.option(
+    "--ipalloc-reclaim-after", type=float, default=600.0, show_default=True, callback=_positive,
+    help="Seconds a peer must be unreachable before its free space is reclaimed.",
+)
+@click.option("--no-ipam", is_flag=True, help="Run without IP address management.")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -203,6 +251,10 @@ def launch_peer(
     heartbeat_interval: float,
     heartbeat_timeout: float,
     gossip_interval: float,
+    ipalloc_range: str,
+    ipalloc_init: str | None,
+    ipalloc_reclaim_after: float,
+    no_ipam: bool,
     log_level: str,
 ) -> None:
     """Run a peer router in the foreground; PEER is HOST[:PORT] of another router."""
@@ -230,7 +282,13 @@ def launch_peer(
             heartbeat_timeout=heartbeat_timeout,
             gossip_interval=gossip_interval,
             backoff=BackoffPolicy(),
+            ipam=not no_ipam,
+            ipalloc_range=ipalloc_range,
+            ipalloc_init=ipalloc_init,
+            ipalloc_reclaim_after=ipalloc_reclaim_after,
         )
+        if not no_ipam:
+            check_ipalloc_range(ipalloc_range, ipalloc_init, len(initial))
     except MeshError as exc:
         _fail(str(exc))
     try:
@@ -330,7 +388,9 @@ def forget(ctx: click.Context, peers: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("what", required=False, type=click.Choice(["peers", "connections", "targets"]))
+@click.argument(
+    "what", required=False, type=click.Choice(["peers", "connections", "targets", "ipam"])
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status(ctx: click.Context, what: str | None, as_json: bool) -> None:
@@ -347,6 +407,8 @@ def status(ctx: click.Context, what: str | None, as_json: bool) -> None:
         _print_peers(console, data)
     elif what == "connections":
         _print_connections(console, data)
+    elif what == "ipam":
+        _print_ipam(console, data)
     else:
         _print_targets(console, data)
 
@@ -411,6 +473,123 @@ def _print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
         kind = "direct" if row["direct"] else "discovered"
         table.add_row(row["address"], kind, row["state"], row["peer"], row["info"])
     console.print(table)
+
+
+def _print_ipam(console: Console, data: dict[str, Any]) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(justify="right", style="bold")
+    head.add_column()
+    head.add_row("Range:", data["range"])
+    head.add_row("Cluster:", data["cluster_id"] or "(none yet)")
+    head.add_row("Founding:", data["mode"])
+    head.add_row("State:", data["state"])
+    allocated = f"{data['allocated']} addresses, {data['containers']} containers"
+    head.add_row("Allocated here:", allocated)
+    head.add_row("Unreachable:", f"{data['unreachable_ratio'] * 100:.1f}% of the range")
+    console.print(head)
+    table = Table(title="ranges per peer")
+    for column in ("peer", "reachable", "size", "free", "reserved", "ranges"):
+        table.add_column(column, overflow="fold")
+    for peer in data["peers"]:
+        ranges = ", ".join(peer["ranges"][:4]) + (" ..." if len(peer["ranges"]) > 4 else "")
+        table.add_row(
+            peer["peer"], "yes" if peer["reachable"] else "NO", str(peer["size"]),
+            "?" if peer["free"] is None else str(peer["free"]), str(peer["reserved"]), ranges,
+        )
+    console.print(table)
+    if data["pending"]:
+        pending = Table(title="pending requests")
+        for column in ("container", "request", "waiting", "why"):
+            pending.add_column(column, overflow="fold")
+        for row in data["pending"]:
+            pending.add_row(row["container"], row["request"], f"{row['waiting_s']:.0f}s",
+                            row["reason"])
+        console.print(pending)
+
+
+@main.group()
+def ipam() -> None:
+    """Allocate, claim, release and look up container addresses."""
+
+
+def _ipam_call(ctx: click.Context, method: str, path: str, wait: float = 0.0) -> Any:
+    client = _client(ctx)
+    client.timeout = max(client.timeout, wait + 10.0)
+    try:
+        return client._request(method, path)
+    except ApiError as exc:
+        _fail(str(exc))
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+@ipam.command("allocate")
+@click.argument("container")
+@click.option("--subnet", help="Allocate inside this CIDR (part of the range).")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=30.0, show_default=True)
+@click.pass_context
+def ipam_allocate(ctx: click.Context, container: str, subnet: str | None, wait: float) -> None:
+    """Give CONTAINER an address (the one it has, if any)."""
+    path = f"/ip/{_quote(container)}" + (f"/{subnet}" if subnet else "") + f"?wait={wait:g}"
+    click.echo(_ipam_call(ctx, "POST", path, wait)["address"])
+
+
+@ipam.command("claim")
+@click.argument("container")
+@click.argument("address")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=30.0, show_default=True)
+@click.pass_context
+def ipam_claim(ctx: click.Context, container: str, address: str, wait: float) -> None:
+    """Give CONTAINER this very ADDRESS."""
+    path = f"/ip/{_quote(container)}/{_quote(address.split('/')[0])}?wait={wait:g}"
+    click.echo(_ipam_call(ctx, "PUT", path, wait)["address"])
+
+
+@ipam.command("release")
+@click.argument("container")
+@click.argument("address", required=False)
+@click.pass_context
+def ipam_release(ctx: click.Context, container: str, address: str | None) -> None:
+    """Free CONTAINER's addresses (or just ADDRESS)."""
+    path = f"/ip/{_quote(container)}" + (f"/{_quote(address.split('/')[0])}" if address else "")
+    for freed in _ipam_call(ctx, "DELETE", path)["released"]:
+        click.echo(f"released {freed}")
+
+
+@ipam.command("lookup")
+@click.argument("container")
+@click.pass_context
+def ipam_lookup(ctx: click.Context, container: str) -> None:
+    """Print CONTAINER's addresses."""
+    for address in _ipam_call(ctx, "GET", f"/ip/{_quote(container)}")["addresses"]:
+        click.echo(address)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def rmpeer(ctx: click.Context, name: str) -> None:
+    """Take over the address space of peer NAME, which is gone for good."""
+    try:
+        parse_peer_name(name)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    result = _ipam_call(ctx, "DELETE", f"/peer/{_quote(name)}")
+    click.echo(f"took over {result['addresses_taken']} addresses of {name}")
+
+
+@main.command()
+@click.pass_context
+def reset(ctx: click.Context) -> None:
+    """Hand this router's address space to a live peer, then stop the router."""
+    result = _ipam_call(ctx, "DELETE", "/peer")
+    heir = result["handed_to"]
+    click.echo(f"address space handed to {heir}" if heir else "no address space to hand over")
+    click.echo("router stopping")
 
 
 @main.command()

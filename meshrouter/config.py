@@ -49,6 +49,11 @@ class RouterConfig:
     accept_burst: int = 20
     accept_refill_interval: float = 0.05
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    ipam: bool = True
+    ipalloc_range: str = "10.32.0.0/12"
+    ipalloc_init: str | None = None
+    ipalloc_reclaim_after: float = 600.0
+    ipam_tick: float = 1.0
 
     def __post_init__(self) -> None:
         if self.conn_limit < 1:
@@ -60,6 +65,8 @@ class RouterConfig:
                 f"heartbeat timeout ({self.heartbeat_timeout}s) must exceed the heartbeat "
                 f"interval ({self.heartbeat_interval}s)"
             )
+        if self.ipalloc_reclaim_after <= 0:
+            raise ConfigError("--ipalloc-reclaim-after must be greater than 0")
         if len(self.nickname) > 255:
             raise ConfigError("nickname is longer than 255 characters")
 

@@ -23,9 +23,14 @@ class ApiClient:
         self.base = f"http://{address}"
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         try:
-            response = httpx.request(method, self.base + path, json=body, timeout=self.timeout)
+            response = httpx.request(
+                method, self.base + path, json=body, timeout=timeout or self.timeout
+            )
         except httpx.ConnectError as exc:
             raise ApiError(
                 f"cannot reach the meshrouter API at {self.address} ({exc}); "
@@ -53,3 +58,9 @@ class ApiClient:
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._request("POST", path, body or {})
+
+    def put(self, path: str) -> Any:
+        return self._request("PUT", path)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)

@@ -24,12 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meshrouter.config import format_host_port
-from meshrouter.errors import ApiError, ConfigError, MeshError
+from meshrouter.errors import ApiError, ConfigError, IpamError, MeshError
+from meshrouter.names import format_peer_name, parse_peer_name
+from meshrouter.node.ipam_service import IpamService
 from meshrouter.node.router import Router
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+DEFAULT_WAIT = 30.0
+MAX_WAIT = 3600.0
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -76,6 +80,8 @@ def build_app(router: Router) -> Starlette:
                 return await handler(request)
             except ApiError as exc:
                 return error_response(str(exc), exc.status)
+            except IpamError as exc:
+                return error_response(str(exc), exc.status)
             except ConfigError as exc:
                 return error_response(str(exc), 400)
             except MeshError as exc:
@@ -115,6 +121,66 @@ def build_app(router: Router) -> Starlette:
         router.stop()
         return JSONResponse({"stopping": True})
 
+    def ipam() -> IpamService:
+        if router.ipam is None:
+            raise ApiError("IPAM is disabled on this router (--no-ipam)", 404)
+        return router.ipam
+
+    def wait_seconds(request: Request) -> float:
+        text = request.query_params.get("wait", str(DEFAULT_WAIT))
+        try:
+            wait = float(text)
+        except ValueError:
+            raise ApiError(f"wait={text!r} is not a number of seconds", 400) from None
+        if not 0 <= wait <= MAX_WAIT:
+            raise ApiError(f"wait must be 0..{MAX_WAIT:g} seconds", 400)
+        return wait
+
+    async def ip_allocate(request: Request) -> Response:
+        container = request.path_params["container"]
+        subnet = None
+        if "net" in request.path_params:
+            subnet = f"{request.path_params['net']}/{request.path_params['prefix']}"
+        address = await ipam().allocate(container, subnet, wait_seconds(request))
+        return JSONResponse({"container": container, "address": address})
+
+    async def ip_claim(request: Request) -> Response:
+        container = request.path_params["container"]
+        address = await ipam().claim(container, request.path_params["address"],
+                                     wait_seconds(request))
+        return JSONResponse({"container": container, "address": address})
+
+    async def ip_lookup(request: Request) -> Response:
+        container = request.path_params["container"]
+        addresses = ipam().lookup(container)
+        if not addresses:
+            raise ApiError(f"container {container} has no address", 404)
+        return JSONResponse({"container": container, "addresses": addresses})
+
+    async def ip_release(request: Request) -> Response:
+        container = request.path_params["container"]
+        freed = ipam().release(container, request.path_params.get("address"))
+        if not freed:
+            raise ApiError(f"container {container} has no such address", 404)
+        return JSONResponse({"container": container, "released": freed})
+
+    async def status_ipam(request: Request) -> Response:
+        return JSONResponse(ipam().status())
+
+    async def rmpeer(request: Request) -> Response:
+        try:
+            name = parse_peer_name(request.path_params["name"])
+        except ConfigError as exc:
+            raise ApiError(str(exc), 400) from None
+        taken = ipam().rmpeer(name)
+        return JSONResponse({"peer": request.path_params["name"], "addresses_taken": taken})
+
+    async def reset(request: Request) -> Response:
+        heir = ipam().reset()
+        router.stop()
+        return JSONResponse({"handed_to": format_peer_name(heir) if heir is not None else None,
+                             "stopping": True})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return error_response(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
@@ -128,6 +194,15 @@ def build_app(router: Router) -> Starlette:
         Route("/connect", guarded(connect), methods=["POST"]),
         Route("/forget", guarded(forget), methods=["POST"]),
         Route("/stop", guarded(stop), methods=["POST"]),
+        Route("/status/ipam", guarded(status_ipam), methods=["GET"]),
+        Route("/ip/{container}", guarded(ip_allocate), methods=["POST"]),
+        Route("/ip/{container}/{net}/{prefix:int}", guarded(ip_allocate), methods=["POST"]),
+        Route("/ip/{container}", guarded(ip_lookup), methods=["GET"]),
+        Route("/ip/{container}", guarded(ip_release), methods=["DELETE"]),
+        Route("/ip/{container}/{address}", guarded(ip_claim), methods=["PUT"]),
+        Route("/ip/{container}/{address}", guarded(ip_release), methods=["DELETE"]),
+        Route("/peer/{name}", guarded(rmpeer), methods=["DELETE"]),
+        Route("/peer", guarded(reset), methods=["DELETE"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
 

@@ -109,6 +109,7 @@ class IpamCore:
         self._hint: dict[int, int] = {}
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
+        self.primed = False  # set by `prime`: found now, without waiting for a request
 
     # ------------------------------------------------------------------ identity
 
@@ -127,8 +128,6 @@ class IpamCore:
             self.paxos = Paxos((self.me, self.uid), self.mode.quorum)
             knowledge = self.paxos.knowledge
             knowledge.claims.setdefault((self.me, self.uid), Claims(None, None, None))
-            if self.mode.electors == 1:
-                self._advance_founding(now, random.Random(0))
             self._broadcast = True
 
     # ------------------------------------------------------------------ gossip
@@ -456,6 +455,12 @@ class IpamCore:
             ))
             return
         electors = {name for name, _uid in paxos.knowledge.claims}
+        if not self.pending and not self.primed:
+            # Founding is lazy, as in Weave: a router started alone and later
+            # connected to a cluster must not have founded one of its own.
+            if changed:
+                self._broadcast = True
+            return
         retry_due = self._proposed_at is None or (
             rng is not None and now - self._proposed_at >= PROPOSE_RETRY * (1 + rng.random())
         )
@@ -758,9 +763,14 @@ class IpamCore:
                     unreachable_space += end - entry.token
             if self.me in peers:
                 peers[self.me]["free"] = self.free_count()
-        state = "ready" if ring is not None else (
-            "awaiting consensus" if self.mode.kind == CONSENSUS else "waiting for a ring"
-        )
+        if ring is not None:
+            state = "ready"
+        elif self.mode.kind == CONSENSUS and (self.pending or self.primed):
+            state = "awaiting consensus"
+        elif self.mode.kind == CONSENSUS:
+            state = "idle (the ring is founded at the first allocation)"
+        else:
+            state = "waiting to learn the ring from a peer"
         return {
             "range": str(self.range),
             "cluster_id": self.cluster_id,

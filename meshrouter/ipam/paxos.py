@@ -367,7 +367,7 @@ class Paxos:
                 best, best_value = accepted, claims.value
             elif accepted == best:
                 best_value = _larger_value(best_value, claims.value)
-        return self._candidate
+        return best_value if best_value is not None else self._candidate
 
     def consensus(self) -> tuple[Proposal, tuple[int, ...]] | None:
         """The chosen (proposal, value) as far as we know, or None.

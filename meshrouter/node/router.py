@@ -37,8 +37,11 @@ from meshrouter.errors import (
     StateFileError,
 )
 from meshrouter.gossip.core import GossipCore
+from meshrouter.ipam.address_range import AddressRange
+from meshrouter.ipam.founding import parse_founding
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.node.connection import PeerConnection
+from meshrouter.node.ipam_service import IpamService
 from meshrouter.node.transport import Transport
 from meshrouter.storage import MemoryStorage, Storage
 from meshrouter.topology.gossiper import TopologyGossiper
@@ -160,6 +163,21 @@ class Router:
         self._broadcast_timer_pending = False
         self._maintenance_due = trio.Event()
         self.observer = observer
+        self.ipam: IpamService | None = None
+        if config.ipam:
+            self.ipam = IpamService(
+                name=config.name,
+                uid=self.uid,
+                address_range=AddressRange.parse(config.ipalloc_range),
+                mode=parse_founding(config.ipalloc_init, len(config.initial_peers)),
+                reclaim_after=config.ipalloc_reclaim_after,
+                tick=config.ipam_tick,
+                gossip=self.gossip,
+                storage=self.storage,
+                rng=rng,
+                reachable=self.reachable_peers,
+                label=self.label,
+            )
 
     # ------------------------------------------------------------------ life cycle
 
@@ -178,6 +196,8 @@ class Router:
         tests, simulator) can start the router with ``await nursery.start(...)``.
         """
         self._load_direct_peers()
+        if self.ipam is not None:
+            self.ipam.load()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.started_at = trio.current_time()
@@ -191,6 +211,8 @@ class Router:
             nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._dial_loop)
             nursery.start_soon(self._gossip_loop)
+            if self.ipam is not None:
+                await nursery.start(self.ipam.run)
             log.info("router %s listening on %s", self.label, self.listen_address)
             task_status.started(self.listen_address)
             await self._stopped.wait()
@@ -200,6 +222,17 @@ class Router:
     def stop(self) -> None:
         """Shut the router down cleanly (its run() returns)."""
         self._stopped.set()
+
+    def reachable_peers(self) -> set[PeerName]:
+        """Peers we have a route to, ourselves included."""
+        return set(self.topology.routes().reachable()) | {self.name}
+
+    @property
+    def cluster_id(self) -> str:
+        """The cluster we belong to: the IPAM ring's, else the configured one."""
+        if self.ipam is not None and self.ipam.cluster_id:
+            return self.ipam.cluster_id
+        return self.config.cluster_id
 
     # ------------------------------------------------------------------ user verbs
 
@@ -332,7 +365,7 @@ class Router:
             uid=self.uid,
             conn_id=self.rng.getrandbits(64),
             short_id=short_id if short_id is not None else 0,
-            cluster_id=self.config.cluster_id,
+            cluster_id=self.cluster_id,
         )
 
     async def _handshake(self, stream: trio.abc.Stream, local: Identity) -> HandshakeResult:
@@ -687,6 +720,8 @@ class Router:
         # Also drops forgotten targets once their connection has ended.
         self.targets.set_discovered(candidates, trio.current_time())
         self._dial_wakeup.set()
+        if self.ipam is not None:
+            self.ipam.wake()  # reachability may have changed
 
     def _broadcast_own_record(self) -> None:
         """Broadcast our record if it changed: at once after a quiet spell, then at
@@ -829,7 +864,7 @@ class Router:
                 "protocol": "meshrouter",
                 "listen": self.listen_address,
                 "encryption": self.config.password is not None,
-                "cluster_id": self.config.cluster_id,
+                "cluster_id": self.cluster_id,
                 "conn_limit": self.config.conn_limit,
                 "discovery": self.config.discovery,
                 "peers": self.peer_rows(),
@@ -840,6 +875,7 @@ class Router:
                     for dst, hop in sorted(self.topology.routes().unicast_table().items())
                 },
                 "gossip": self.gossip.stats.as_dict(),
+                "ipam": self.ipam.status() if self.ipam is not None else None,
             }
         }
 
@@ -859,7 +895,7 @@ class Router:
             "listen": self.listen_address,
             "encryption": self.config.password is not None,
             "discovery": self.config.discovery,
-            "cluster_id": self.config.cluster_id,
+            "cluster_id": self.cluster_id,
             "conn_limit": self.config.conn_limit,
             "peers": len(self.topology.records()),
             "established_links": established_links,
