@@ -60,6 +60,17 @@ def _print_summary(console: Console, result: SimResult) -> None:
     invariants = (
         "all hold" if not result.violations else f"[red]{len(result.violations)} violated[/red]"
     )
+    if result.ipam is not None:
+        ipam = result.ipam
+        p50, p99 = ipam["latency_p50_s"], ipam["latency_p99_s"]
+        facts.add_row(
+            "IPAM",
+            f"{ipam['allocations_met']} allocations met, {ipam['allocations_unmet']} timed out; "
+            f"latency p50 {p50 if p50 is None else f'{p50 * 1000:.0f} ms'}, "
+            f"p99 {p99 if p99 is None else f'{p99 * 1000:.0f} ms'}; "
+            f"{ipam['reclaims']} reclaims, {ipam['donations']} donations; "
+            f"duplicates seen {ipam['duplicates_seen']}",
+        )
     facts.add_row("invariants", invariants)
     console.print(facts)
     for violation in result.violations:
@@ -109,6 +120,15 @@ def _print_summary(console: Console, result: SimResult) -> None:
     show_default=True,
     help="Log level of the simulated routers.",
 )
+@click.option(
+    "--reclaim-after", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+    help="IPAM: seconds before an unreachable peer's free space is reclaimed.",
+)
+@click.option(
+    "--allocations", type=click.IntRange(min=0), default=0,
+    help="IPAM scenarios: allocations per phase (default 2 per peer).",
+)
+@click.option("--no-ipam", is_flag=True, help="Run the routers without IPAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a convergence plot (PNG).")
 def main(
@@ -123,6 +143,9 @@ def main(
     join_interval: float,
     heartbeat_timeout: float,
     log_level: str,
+    reclaim_after: float,
+    allocations: int,
+    no_ipam: bool,
     as_json: bool,
     plot: Path | None,
 ) -> None:
@@ -144,6 +167,9 @@ def main(
         join_interval=join_interval,
         heartbeat_timeout=heartbeat_timeout,
         heartbeat_interval=min(30.0, heartbeat_timeout / 2),
+        reclaim_after=reclaim_after,
+        allocations=allocations,
+        ipam=not no_ipam,
     )
     console = Console(stderr=True)
     with Progress(

@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from meshrouter.ipam.address_range import format_address
 from meshrouter.names import PeerName
 from meshrouter.node.router import Router
 from sim.cluster import SimCluster
@@ -168,6 +169,55 @@ def broadcast_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
                 )
                 if len(violations) >= 10:
                     return violations
+    return violations
+
+
+@invariant("ipam-no-duplicates")
+def ipam_no_duplicates(cluster: SimCluster, sample: int) -> list[Violation]:
+    """No address is allocated on two live peers (whatever the partitions)."""
+    holders: dict[int, list[PeerName]] = {}
+    for host in cluster.live():
+        router = host.router
+        if router is None or router.ipam is None:
+            continue
+        for address in router.ipam.core.user_of:
+            holders.setdefault(address, []).append(host.name)
+    violations = []
+    for address, names in sorted(holders.items()):
+        if len(names) > 1:
+            violations.append(
+                Violation(
+                    "ipam-no-duplicates",
+                    tuple(cluster.describe(n) for n in names),
+                    f"address {format_address(address)} is allocated on {len(names)} peers",
+                )
+            )
+            if len(violations) >= 10:
+                break
+    return violations
+
+
+@invariant("ipam-rings-agree")
+def ipam_rings_agree(cluster: SimCluster, sample: int) -> list[Violation]:
+    """Within a component, every peer holds the same ring (or none has one)."""
+    violations = []
+    for routers in _component_routers(cluster):
+        views: dict[bytes, list[PeerName]] = {}
+        for name, router in sorted(routers.items()):
+            if router.ipam is None:
+                continue
+            ring = router.ipam.core.ring
+            views.setdefault(ring.fingerprint() if ring is not None else b"", []).append(name)
+        if len(views) > 1:
+            groups = sorted(views.values(), key=len)
+            odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
+            violations.append(
+                Violation(
+                    "ipam-rings-agree",
+                    tuple(odd),
+                    f"{len(views)} different rings in a component of {len(routers)}",
+                )
+            )
     return violations
 
 

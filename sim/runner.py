@@ -23,8 +23,9 @@ from typing import Any
 import trio
 import trio.testing
 
+from meshrouter.names import format_peer_name
 from meshrouter.node.router import Router
-from sim.cluster import SimCluster, SimHost
+from sim.cluster import SimCluster, SimHost, host_name
 from sim.invariants import Violation, check_all
 from sim.network import LinkProfile
 
@@ -56,6 +57,10 @@ class SimOptions:
     heartbeat_timeout: float = 60.0
     gossip_interval: float = 30.0
     record_events: bool = False
+    ipam: bool = True
+    ipalloc_range: str = "10.32.0.0/16"
+    reclaim_after: float = 60.0
+    allocations: int = 0
 
     def router_settings(self) -> dict[str, Any]:
         return {
@@ -63,6 +68,12 @@ class SimOptions:
             "heartbeat_interval": self.heartbeat_interval,
             "heartbeat_timeout": self.heartbeat_timeout,
             "gossip_interval": self.gossip_interval,
+            "ipam": self.ipam,
+            "ipalloc_range": self.ipalloc_range,
+            # The first host founds the ring; every other one learns it and
+            # gets space by donation -- deterministic whatever the join order.
+            "ipalloc_init": f"seed={format_peer_name(host_name(0))}",
+            "ipalloc_reclaim_after": self.reclaim_after,
         }
 
     def profile(self) -> LinkProfile:
@@ -108,6 +119,7 @@ class SimResult:
     event_digest: str
     events: int
     violations: list[Violation]
+    ipam: dict[str, Any] | None = None
 
     @property
     def converged(self) -> bool:
@@ -148,6 +160,7 @@ class SimResult:
             "rss_per_peer_kib": self.rss_per_peer_kib,
             "event_digest": self.event_digest,
             "events": self.events,
+            "ipam": self.ipam,
             "violations": [str(v) for v in self.violations],
         }
 
@@ -177,6 +190,7 @@ class Simulation:
         self.all_routers: list[Router] = []
         self.progress = progress
         self.rss_after_join: float | None = None
+        self.ipam_workload: Any = None  # set by the IPAM scenarios (sim.ipam_workload)
 
     # -- gossip accounting
     def gossip_totals(self) -> dict[str, dict[str, int]]:
@@ -394,6 +408,8 @@ def run_simulation(
             holder["violations"] = (
                 check_all(cluster, sample=options.check_sample) if check_invariants else []
             )
+            if sim.ipam_workload is not None:
+                holder["violations"] += sim.ipam_workload.violations
             if inspect is not None:
                 inspect(sim)
             nursery.cancel_scope.cancel()
@@ -415,4 +431,32 @@ def run_simulation(
         event_digest=sim.cluster.event_digest(),
         events=sim.cluster.event_count,
         violations=holder["violations"],
+        ipam=_ipam_figures(sim),
     )
+
+
+def _ipam_figures(sim: Simulation) -> dict[str, Any] | None:
+    work = sim.ipam_workload
+    if work is None:
+        return None
+    latencies = sorted(work.latencies)
+
+    def percentile(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    routers = [h.router for h in sim.cluster.live() if h.router is not None]
+    return {
+        "allocations_met": work.met,
+        "allocations_unmet": work.unmet,
+        "released": work.released,
+        "latency_p50_s": percentile(0.5),
+        "latency_p99_s": percentile(0.99),
+        "latency_max_s": latencies[-1] if latencies else None,
+        "reclaims": sum(r.ipam.core.counters.reclaims for r in routers if r.ipam),
+        "donations": sum(r.ipam.core.counters.donations_given for r in routers if r.ipam),
+        "duplicates_seen": sum(1 for v in work.violations if v.invariant == "ipam-no-duplicates"),
+    }
+
+
+# IPAM scenarios register themselves here (they use Simulation, defined above).
+import sim.ipam_workload  # noqa: E402, F401

@@ -88,9 +88,9 @@ def format_address(address: int) -> str:
 def overlapping_route(network: ipaddress.IPv4Network, routes: list[str]) -> str | None:
     """The first of the host's route destinations that overlaps ``network``.
 
-    A default route (0.0.0.0/0) overlaps everything and is ignored, as is any
-    route to a network that contains the whole range from the outside being the
-    default; what matters is a LAN or VPN route that would shadow containers.
+    A default route (0.0.0.0/0) overlaps everything and is ignored; any other
+    overlap (a LAN, a VPN, a larger private network) would shadow containers
+    or be shadowed by them, so it is reported.
     """
     for text in routes:
         try:

@@ -110,6 +110,7 @@ class IpamCore:
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
         self.primed = False  # set by `prime`: found now, without waiting for a request
+        self._written: dict[int, int] = {}  # token -> highest reservation this incarnation wrote
 
     # ------------------------------------------------------------------ identity
 
@@ -151,12 +152,14 @@ class IpamCore:
         if state.ring is not None:
             if self.ring is None:
                 if (state.ring.start, state.ring.end) != (self.range.start, self.range.end):
-                    state.ring.same_cluster(Ring.found(self.range.start, self.range.end, [self.me]))
+                    ours = Ring.found(self.range.start, self.range.end, [self.me])
+                    ours.same_cluster(state.ring)
                 self._adopt(state.ring.copy())
                 changed = True
             else:
                 changed = self.ring.merge(state.ring)
                 if changed:
+                    self._raise_floors()
                     self._check_own_entries()
         elif state.paxos is not None and self.ring is None:
             if self.paxos is None:
@@ -190,15 +193,24 @@ class IpamCore:
         self.paxos = None
         self.dirty = True
         self._broadcast = True
-        if not self._loaded:
-            # We start without a state file, but the ring says we own space: a
-            # previous incarnation may have handed out anything it reserved,
-            # so none of that is ours to hand out again.
-            for entry, _end in ring.owned_by(self.me):
-                floor = ring.reclaim_floor(entry.token)
-                if floor > entry.token:
-                    self.floor[entry.token] = floor
-        self._loaded = True
+        self._raise_floors()
+
+    def _raise_floors(self) -> None:
+        # A reservation of our own entry that this incarnation did not write
+        # (nor loaded from its state file) was made by an earlier incarnation,
+        # which may have handed out anything in it.
+        assert self.ring is not None
+        for entry, _end in self.ring.owned_by(self.me):
+            floor = self.ring.reclaim_floor(entry.token)
+            known = max(self._written.get(entry.token, entry.token),
+                        self.floor.get(entry.token, entry.token))
+            if floor > known:
+                self.floor[entry.token] = floor
+
+    def _note_written(self, token: int) -> None:
+        assert self.ring is not None
+        written = self.ring.entries[token].reserved
+        self._written[token] = max(self._written.get(token, token), written)
 
     def _check_own_entries(self) -> None:
         """Count allocations that a merge put under another owner (never expected)."""
@@ -307,6 +319,7 @@ class IpamCore:
                 "was unreachable", 409
             )
         self.ring.extend(entry.token, address + 1, self.me)
+        self._note_written(entry.token)
         self._broadcast = True
         self.dirty = True
         self._wait(key, container, "claim", (address, address + 1), address, now,
@@ -599,6 +612,7 @@ class IpamCore:
                 return entry.token  # already asked; waiting for the ack
             target = max(entry.reserved, start, self.floor.get(entry.token, entry.token))
             self.ring.extend(entry.token, min(target + self.pool, entry_end), self.me)
+            self._note_written(entry.token)
             self.dirty = True
             self._broadcast = True
             return entry.token
@@ -679,7 +693,7 @@ class IpamCore:
             known = len({name for name, _ in self.paxos.knowledge.claims})
             return (
                 f"awaiting consensus to found the address ring: {max(votes, 1)} of {quorum} "
-                f"votes needed ({known} electors heard from)"
+                f"votes needed ({known} elector{'s' if known != 1 else ''} heard from)"
             )
         if self.mode.kind == SEED:
             return "waiting to learn the address ring from a seed peer"
@@ -829,14 +843,26 @@ class IpamCore:
                     "`meshrouter reset` to leave the old cluster"
                 )
             ring = Ring.from_wire(value["ring"]) if value.get("ring") is not None else None
+            if ring is not None and (ring.start, ring.end) != (self.range.start, self.range.end):
+                raise StateFileError(
+                    f"IPAM state file is corrupt: its ring does not cover {self.range}"
+                )
             allocations = expect(value.get("allocations", {}), dict, "allocations")
             floor = expect(value.get("floor", []), list, "floor")
             restored: dict[str, list[int]] = {}
+            seen: set[int] = set()
             for container, addresses in allocations.items():
                 _check_container(expect(container, str, "container"))
-                restored[container] = [
-                    expect(a, int, "address") for a in expect(addresses, list, "addresses")
-                ]
+                restored[container] = []
+                for a in expect(addresses, list, "addresses"):
+                    address = expect(a, int, "address")
+                    if not self.range.usable(address) or address in seen:
+                        raise StateFileError(
+                            f"IPAM state file is corrupt: address {address} of {container} is "
+                            "outside the range or given twice"
+                        )
+                    seen.add(address)
+                    restored[container].append(address)
             floors = {expect(t, int, "token"): expect(f, int, "floor") for t, f in floor}
         except StateFileError:
             raise
@@ -848,6 +874,8 @@ class IpamCore:
         self.user_of = {a: c for c, addresses in restored.items() for a in addresses}
         self.floor = floors
         self._loaded = True
+        if ring is not None:
+            self._written = {e.token: e.reserved for e, _ in ring.owned_by(self.me)}
 
 
 def _check_container(container: str) -> None:

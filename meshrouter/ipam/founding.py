@@ -12,6 +12,7 @@ mode: founding only matters for the very first routers of a cluster.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from meshrouter.errors import ConfigError
@@ -49,10 +50,9 @@ def parse_founding(text: str | None, initial_peer_count: int) -> FoundingMode:
     if kind == CONSENSUS:
         if not arg:
             return FoundingMode(CONSENSUS, electors=initial_peer_count + 1)
-        try:
-            electors = int(arg)
-        except ValueError:
-            raise ConfigError(f"--ipalloc-init consensus={arg!r}: N must be a number") from None
+        if not re.fullmatch(r"-?[0-9]+", arg):
+            raise ConfigError(f"--ipalloc-init consensus={arg!r}: N must be a number")
+        electors = int(arg)
         if not 1 <= electors <= 4096:
             raise ConfigError(f"--ipalloc-init consensus={electors}: N must be 1..4096")
         return FoundingMode(CONSENSUS, electors=electors)

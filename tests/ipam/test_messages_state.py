@@ -1,0 +1,372 @@
+"""The ``ipam`` unicasts (``SpaceMessage``) and gossip data (``IpamState``): codecs and merge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshrouter.codec import pack, unpack
+from meshrouter.errors import ClusterMismatchError, MalformedMessageError
+from meshrouter.ipam.address_range import AddressRange
+from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
+from meshrouter.ipam.paxos import Claims, Knowledge, Proposal
+from meshrouter.ipam.ring import Ack, Ring
+from meshrouter.ipam.state import IpamState
+from meshrouter.names import PeerName
+
+PROPERTY = settings(deadline=None, max_examples=80)
+FUZZ = settings(deadline=None, max_examples=200)
+STRUCTURED_FUZZ = settings(deadline=None, max_examples=100)
+
+RANGE = AddressRange.parse("10.32.0.0/24")
+NAMES = [PeerName(0x5A0000000001 + i) for i in range(4)]
+A, B, C, D = NAMES
+
+
+# --- strategies --------------------------------------------------------------------------
+
+
+def _edit(draw: st.DrawFn, ring: Ring) -> None:
+    """One edit a correct peer could make: extend, donate, reclaim, or its note."""
+    entries = sorted(ring.entries.values(), key=lambda e: e.token)
+    entry = draw(st.sampled_from(entries))
+    end = ring.range_end(entry.token)
+    op = draw(st.sampled_from(["extend", "donate", "reclaim", "note"]))
+    if op == "extend" and not entry.frozen:
+        ring.extend(entry.token, draw(st.integers(entry.token, end)), entry.owner)
+    elif op == "donate" and not entry.frozen and max(entry.reserved, entry.token + 1) < end:
+        split_at = draw(st.integers(max(entry.reserved, entry.token + 1), end - 1))
+        ring.donate(entry.token, split_at, draw(st.sampled_from(NAMES)), entry.owner)
+    elif op == "reclaim" and not entry.frozen:
+        heir = ring.heir(entry.token)
+        if heir is not None:
+            ring.reclaim(entry.token, heir)
+    elif op == "note":
+        me = draw(st.sampled_from(NAMES))
+        acks = {
+            e.token: Ack(e.owner, e.version, e.reserved)
+            for e in entries
+            if e.owner != me and draw(st.booleans())
+        }
+        ring.set_note(me, free=draw(st.integers(0, 300)), acks=acks)
+
+
+@st.composite
+def ring_replicas(draw: st.DrawFn, count: int = 2) -> list[Ring]:
+    """``count`` diverged copies of one cluster's ring (a shared history, then their own)."""
+    seeds = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+    base = Ring.found(RANGE.start, RANGE.end, seeds)
+    for _ in range(draw(st.integers(0, 4))):
+        _edit(draw, base)
+    replicas = []
+    for _ in range(count):
+        ring = base.copy()
+        for _ in range(draw(st.integers(0, 4))):
+            _edit(draw, ring)
+        replicas.append(ring)
+    return replicas
+
+
+NODES = [(int(NAMES[0]), 1), (int(NAMES[1]), 1), (int(NAMES[1]), 2), (int(NAMES[2]), 7)]
+proposals = st.builds(Proposal, st.integers(0, 3), st.sampled_from(NODES))
+
+
+@st.composite
+def claims(draw: st.DrawFn) -> Claims:
+    promise = draw(st.none() | proposals)
+    accepted = draw(st.none() | proposals)
+    if accepted is not None and (promise is None or promise < accepted):
+        promise, accepted = accepted, promise
+    value = None if accepted is None else draw(st.sampled_from([(int(A),), (int(A), int(B))]))
+    return Claims(promise, accepted, value)
+
+
+knowledges = st.dictionaries(st.sampled_from(NODES), claims(), max_size=4).map(Knowledge)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> IpamState:
+    kind = draw(st.sampled_from(["empty", "paxos", "ring"]))
+    if kind == "ring":
+        return IpamState(draw(ring_replicas(1))[0])
+    if kind == "paxos":
+        return IpamState(None, draw(knowledges))
+    return IpamState()
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 64) - 1) | st.text(max_size=8)
+    | st.binary(max_size=8) | st.floats(allow_nan=False),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=30,
+)
+
+
+def _replace_leaf(draw: Callable[[st.SearchStrategy[Any]], Any], value: Any) -> Any:
+    """``value`` (a wire structure) with one randomly chosen leaf swapped for junk."""
+    if isinstance(value, list) and value and draw(st.integers(0, 4)) > 0:
+        i = draw(st.integers(0, len(value) - 1))
+        out = list(value)
+        out[i] = _replace_leaf(draw, value[i])
+        return out
+    return draw(msgpack_values)
+
+
+# --- SpaceMessage ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [SPACE_REQUEST, SPACE_DENIED])
+def test_space_message_round_trip_exact_bytes(kind: str) -> None:
+    message = SpaceMessage(kind, RANGE.start, RANGE.end)
+    data = message.encode()
+    assert data == pack([kind, RANGE.start, RANGE.end])
+    assert SpaceMessage.decode(data) == message
+
+
+@PROPERTY
+@given(st.sampled_from([SPACE_REQUEST, SPACE_DENIED]), st.integers(0, (1 << 32) - 1),
+       st.integers(1, 1 << 32))
+def test_space_message_round_trip(kind: str, start: int, size: int) -> None:
+    end = min(start + size, 1 << 32)
+    message = SpaceMessage(kind, start, end)
+    assert SpaceMessage.decode(message.encode()) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"kind": "space?"}, "ipam message: expected"),
+        (["space?", 1], "ipam message: expected 3 fields"),
+        (["space?", 1, 2, 3], "ipam message: expected 3 fields"),
+        (["gimme", 1, 2], "unknown ipam message 'gimme'"),
+        ([b"space?", 1, 2], "ipam message kind: expected"),
+        (["space?", "1", 2], "start: expected"),
+        (["space?", 1, True], "end: expected"),
+        (["space?", 5, 5], "ipam message: bad address range"),
+        (["space?", 6, 5], "ipam message: bad address range"),
+        (["space?", -1, 5], "ipam message: bad address range"),
+        (["denied", 0, (1 << 32) + 1], "ipam message: bad address range"),
+    ],
+)
+def test_space_message_refuses_malformed(value: Any, message: str) -> None:
+    with pytest.raises(MalformedMessageError) as caught:
+        SpaceMessage.decode(pack(value))
+    assert str(caught.value).startswith(message)
+
+
+def test_space_message_refuses_oversized() -> None:
+    with pytest.raises(MalformedMessageError, match="exceeds 256"):
+        SpaceMessage.decode(pack(["space?", 1, 2, "x" * 300]))
+
+
+@FUZZ
+@given(st.binary(max_size=64))
+def test_space_message_random_bytes_only_malformed(data: bytes) -> None:
+    try:
+        SpaceMessage.decode(data)
+    except MalformedMessageError:
+        pass
+
+
+@STRUCTURED_FUZZ
+@given(msgpack_values)
+def test_space_message_random_structures_only_malformed(value: Any) -> None:
+    try:
+        SpaceMessage.decode(pack(value))
+    except MalformedMessageError:
+        pass
+
+
+# --- IpamState codec ---------------------------------------------------------------------
+
+
+def test_empty_state_encodes_exactly() -> None:
+    assert IpamState().encode() == pack([None, None])
+    decoded = IpamState.decode(pack([None, None]))
+    assert (decoded.ring, decoded.paxos) == (None, None)
+
+
+def test_ring_state_encodes_exactly_and_round_trips() -> None:
+    ring = Ring.found(RANGE.start, RANGE.end, [B, A])
+    state = IpamState(ring)
+    assert state.encode() == pack([ring.to_wire(), None])
+    decoded = IpamState.decode(state.encode())
+    assert decoded.ring == ring
+    assert decoded.paxos is None
+    assert decoded == state
+
+
+def test_a_ring_drops_the_vote() -> None:
+    knowledge = Knowledge({(int(A), 1): Claims()})
+    ring = Ring.found(RANGE.start, RANGE.end, [A])
+    assert IpamState(ring, knowledge).paxos is None
+    assert IpamState(None, knowledge).paxos is knowledge
+
+
+@PROPERTY
+@given(states())
+def test_state_round_trip(state: IpamState) -> None:
+    data = state.encode()
+    decoded = IpamState.decode(data)
+    assert decoded == state
+    assert decoded.encode() == data
+    assert decoded.ring == state.ring
+    assert (decoded.paxos is None) == (state.paxos is None)
+    if state.paxos is not None:
+        assert decoded.paxos == state.paxos
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"ring": None}, "ipam state: expected"),
+        ([None], "ipam state: expected 2 fields"),
+        ([None, None, None], "ipam state: expected 2 fields"),
+        ([None, "knowledge"], "paxos: expected"),
+        (["ring", None], "ring: expected"),
+        ([[0, 1, "x", [], [], []], None], "ring: no entry at the start of the range"),
+        ([None, pack([[1, 1, None, [1, 1, 1], [1]]])],
+         "paxos claims: accepted proposal above the promise"),
+    ],
+)
+def test_state_refuses_malformed(value: Any, message: str) -> None:
+    with pytest.raises(MalformedMessageError) as caught:
+        IpamState.decode(pack(value))
+    assert str(caught.value).startswith(message)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_state_random_bytes_only_malformed(data: bytes) -> None:
+    try:
+        IpamState.decode(data)
+    except MalformedMessageError:
+        pass
+
+
+@STRUCTURED_FUZZ
+@given(st.data())
+def test_state_with_one_corrupted_field_only_malformed(data: st.DataObject) -> None:
+    state = data.draw(states())
+    wire = unpack(state.encode())
+    if wire[1] is not None:
+        wire[1] = pack(_replace_leaf(data.draw, unpack(wire[1])))
+    else:
+        wire = _replace_leaf(data.draw, wire)
+    try:
+        IpamState.decode(pack(wire))
+    except MalformedMessageError:
+        pass
+
+
+# --- IpamState merge ---------------------------------------------------------------------
+
+
+def test_merge_returns_the_whole_state_when_changed_and_none_when_not() -> None:
+    ring = Ring.found(RANGE.start, RANGE.end, [A, B])
+    mine = IpamState(ring.copy())
+    theirs = ring.copy()
+    theirs.extend(RANGE.start, RANGE.start + 8, A)
+    delta = mine.merge(IpamState(theirs))
+    assert delta is not None
+    assert delta.ring == theirs
+    assert delta.ring is not mine.ring
+    assert mine.ring == theirs
+    assert mine.merge(IpamState(theirs)) is None
+    assert mine.merge(IpamState(ring)) is None, "an older state changes nothing"
+    assert mine.ring == theirs
+
+
+def test_merge_of_the_vote() -> None:
+    mine = IpamState()
+    knowledge = Knowledge({(int(A), 1): Claims(Proposal(1, (int(A), 1)))})
+    delta = mine.merge(IpamState(None, knowledge))
+    assert delta is not None and delta.paxos == knowledge
+    assert mine.paxos == knowledge and mine.paxos is not knowledge
+    assert mine.merge(IpamState(None, knowledge)) is None
+    more = Knowledge({(int(B), 1): Claims(Proposal(1, (int(A), 1)))})
+    delta = mine.merge(IpamState(None, more))
+    assert delta is not None
+    assert delta.paxos is not None and set(delta.paxos.claims) == {(int(A), 1), (int(B), 1)}
+
+
+def test_merge_drops_the_vote_once_a_ring_exists() -> None:
+    mine = IpamState(None, Knowledge({(int(A), 1): Claims()}))
+    ring = Ring.found(RANGE.start, RANGE.end, [A])
+    delta = mine.merge(IpamState(ring))
+    assert delta is not None
+    assert delta.ring == ring and delta.paxos is None
+    assert mine.ring == ring and mine.paxos is None
+    # The vote of a ringless peer is ignored from now on.
+    assert mine.merge(IpamState(None, Knowledge({(int(B), 1): Claims()}))) is None
+    assert mine.paxos is None
+
+
+def test_merge_of_another_cluster_raises() -> None:
+    mine = IpamState(Ring.found(RANGE.start, RANGE.end, [A]))
+    with pytest.raises(ClusterMismatchError):
+        mine.merge(IpamState(Ring.found(RANGE.start, RANGE.end, [B])))
+
+
+@PROPERTY
+@given(st.data())
+def test_merge_never_mutates_its_argument(data: st.DataObject) -> None:
+    if data.draw(st.booleans()):
+        first, second = data.draw(ring_replicas(2))
+        mine, theirs = IpamState(first), IpamState(second)
+    else:
+        mine = IpamState(None, data.draw(knowledges))
+        theirs = data.draw(states())
+    before = theirs.encode()
+    mine.merge(theirs)
+    assert theirs.encode() == before
+    # Nor do later edits of the merged state reach back into the argument.
+    if mine.ring is not None:
+        for entry in list(mine.ring.entries.values()):
+            if not entry.frozen:
+                mine.ring.extend(entry.token, mine.ring.range_end(entry.token), entry.owner)
+        mine.ring.set_note(A, free=12345, acks={})
+    if mine.paxos is not None:
+        mine.paxos.claims[(int(D), 99)] = Claims()
+    assert theirs.encode() == before
+
+
+@PROPERTY
+@given(ring_replicas(3))
+def test_ring_state_merge_is_a_crdt(rings: list[Ring]) -> None:
+    a, b, c = (IpamState(r) for r in rings)
+
+    def merged(*parts: IpamState) -> IpamState:
+        out = IpamState()
+        for part in parts:
+            out.merge(part)
+        return out
+
+    assert merged(a, b).encode() == merged(b, a).encode()
+    left = merged(merged(a, b), c)
+    right = merged(a, merged(b, c))
+    assert left.encode() == right.encode()
+    target = merged(a, b)
+    snapshot = target.encode()
+    assert target.merge(b) is None
+    assert target.merge(target.copy()) is None
+    assert target.encode() == snapshot
+
+
+@PROPERTY
+@given(ring_replicas(2))
+def test_merge_reports_change_exactly(rings: list[Ring]) -> None:
+    mine = IpamState(rings[0])
+    before = mine.encode()
+    delta = mine.merge(IpamState(rings[1]))
+    if delta is None:
+        assert mine.encode() == before
+    else:
+        assert mine.encode() != before
+        assert delta.encode() == mine.encode()
+        assert delta.ring is not mine.ring
