@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-
 # Container addresses for test routers: from the benchmarking range, which no
 # test host routes, so the launch-time overlap check never trips on CI.
 TEST_RANGE = "198.18.0.0/20"

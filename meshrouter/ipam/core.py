@@ -110,6 +110,8 @@ class IpamCore:
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
         self.primed = False  # set by `prime`: found now, without waiting for a request
+        self._majority_since: float | None = None
+        self._last_tick: float | None = None
         self._written: dict[int, int] = {}  # token -> highest reservation this incarnation wrote
 
     # ------------------------------------------------------------------ identity
@@ -236,7 +238,9 @@ class IpamCore:
 
     def _donate(self, recipient: PeerName, start: int, end: int) -> bool:
         """Give ``recipient`` up to half of our unreserved space inside [start, end)."""
-        if self.ring is None or recipient == self.me:
+        if self.ring is None or recipient == self.me or not self._in_majority():
+            # A cut-off minority must not add voters (each recipient becomes
+            # an owner), or both sides of a split could count a majority.
             return False
         free = self.free_count()
         best: tuple[int, Entry, int] | None = None
@@ -428,6 +432,7 @@ class IpamCore:
         if self._started_at is None:
             self._started_at = now
         self._track_reachability(now, reachable)
+        self._track_majority(now)
         if self.ring is None:
             self._advance_founding(now, rng)
             self._refresh_reasons(now)
@@ -441,6 +446,20 @@ class IpamCore:
             if request.kind == "allocate":
                 request.reason = self._make_room(request.subnet[0], request.subnet[1], now, rng)
         self._refresh_reasons(now)
+
+    def _track_majority(self, now: float) -> None:
+        """Since when we have been in the majority without a gap.
+
+        A peer back from a partition (or a pause) first has to catch up with
+        what the majority did meanwhile -- heirs may have changed -- so its
+        reclaim clock starts again; so does a long gap between ticks.
+        """
+        gap = self._last_tick is not None and now - self._last_tick > self.reclaim_after / 2
+        self._last_tick = now
+        if self.ring is None or not self._in_majority():
+            self._majority_since = None
+        elif gap or self._majority_since is None:
+            self._majority_since = now
 
     def _track_reachability(self, now: float, reachable: set[PeerName]) -> None:
         owners = self.ring.owners() if self.ring is not None else set()
@@ -539,7 +558,7 @@ class IpamCore:
             since = self.unreachable_since.get(entry.owner)
             if since is None or now - since < self.reclaim_after:
                 continue
-            if self._started_at is not None and now - self._started_at < self.reclaim_after:
+            if self._majority_since is None or now - self._majority_since < self.reclaim_after:
                 continue
             current = ring.entries.get(entry.token)
             if current is None or current != entry or ring.heir(entry.token) != self.me:

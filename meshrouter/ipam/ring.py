@@ -100,7 +100,11 @@ class Note:
     acks: dict[int, Ack] = field(default_factory=dict)
 
     def rank(self) -> tuple[Any, ...]:
-        return (self.version, self.free, sorted(self.acks.items()))
+        return (
+            self.version,
+            self.free,
+            sorted((t, a.owner, a.version, a.reserved) for t, a in self.acks.items()),
+        )
 
 
 class Ring:

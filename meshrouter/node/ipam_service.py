@@ -93,6 +93,10 @@ class IpamService:
         self.core.tick(now, self.reachable(), self.rng)
         self.core.attempt(now)
         self.flush()
+        # Waiting requests retry after each step (never after one another's
+        # attempts, which could wake each other forever at one instant).
+        self._changed.set()
+        self._changed = trio.Event()
 
     def flush(self, *, urgent: bool = False) -> None:
         state = self.core.take_broadcast()
@@ -109,8 +113,6 @@ class IpamService:
         if state is not None:
             # Written before it leaves: a peer never learns of an edit we forget.
             self.gossip.originate_broadcast(CHANNEL, state)
-        self._changed.set()
-        self._changed = trio.Event()
 
     def save(self) -> None:
         self.storage.save(STATE_KEY, self.core.dump())
@@ -122,11 +124,18 @@ class IpamService:
     async def _wait_for(self, attempt: Callable[[], int | None], container: str,
                         wait: float) -> int:
         with trio.move_on_after(wait):
+            first = True
             while True:
                 address = attempt()
                 self.flush(urgent=True)
                 if address is not None:
                     return address
+                if first:
+                    # Let the loop act on the new request (found, extend, ask)
+                    # now; later retries follow its steps, never trigger them,
+                    # or waiters and the loop would wake each other forever.
+                    self.wake()
+                    first = False
                 await self._changed.wait()
         reasons = [p.reason for p in self.core.pending.values() if p.container == container]
         self.core.cancel(container)
