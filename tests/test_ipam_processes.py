@@ -6,6 +6,9 @@ a range that overlaps a host route is refused."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +118,67 @@ def test_range_overlapping_a_host_route_is_refused(tmp_path: Path) -> None:
         "--data-dir", str(tmp_path / "e"), "--ipalloc-init", "sometimes",
     )
     assert bad.returncode == 1 and "expected consensus[=N]" in bad.stderr
+
+
+def _name(router: RouterProcess) -> str:
+    return str(router.get("/status")["name"])
+
+
+def test_waiting_request_says_why_then_reset_and_rmpeer(fleet: RouterFleet) -> None:
+    init = ["--ipalloc-init", "consensus=3"]
+    a = fleet.launch("a", extra=_ipam(*init))
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "meshrouter.cli", "--api", a.api, "ipam", "allocate", "w1",
+         "--wait", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        def says_why() -> bool:
+            pending = a.get("/status/ipam")["pending"]
+            return bool(pending) and "awaiting consensus" in pending[0]["reason"]
+
+        wait_until(says_why, 15, "a pending request with its reason", a)
+        reason = a.get("/status/ipam")["pending"][0]["reason"]
+        assert "of 2 votes" in reason, reason
+        b = fleet.launch("b", [a.listen], extra=_ipam(*init))
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, err
+    assert out.startswith("198.18.47.")
+
+    c = fleet.launch("c", [a.listen], extra=_ipam(*init))
+    allocate(c, "on-c")  # c joined the existing ring and got a donation
+    refused = cli(a.api, "rmpeer", _name(b))
+    assert refused.returncode == 1 and "is reachable" in refused.stderr
+
+    c_name = _name(c)
+    result = cli(c.api, "reset")
+    assert result.returncode == 0 and "address space handed to" in result.stdout, result.stderr
+    c.process.wait(timeout=10)
+    wait_until(
+        lambda: all(p["peer"] != c_name for p in a.get("/status/ipam")["peers"]), 15,
+        "c's ranges handed over", a,
+    )
+
+    b_name = _name(b)
+    b.kill()
+    wait_until(lambda: a.get("/status")["peers"] == 1, 15, "b gone from a's topology", a)
+    took = cli(a.api, "rmpeer", b_name)
+    assert took.returncode == 0 and "took over" in took.stdout, took.stderr
+    assert all(p["peer"] != b_name for p in a.get("/status/ipam")["peers"])
+
+
+def test_corrupt_ipam_state_file_stops_the_router_with_a_clear_error(
+    fleet: RouterFleet, tmp_path: Path
+) -> None:
+    d = fleet.launch("d", extra=_ipam("--ipalloc-init", "consensus=1"))
+    allocate(d, "x")
+    d.kill(signal.SIGTERM)
+    (d.data_dir / "ipam").write_bytes(b"\x93garbage")
+    result = run_cli(
+        "launch", "peer", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+        "--data-dir", str(d.data_dir), *_ipam(),
+    )
+    assert result.returncode == 1
+    assert "IPAM state file is corrupt" in result.stderr, result.stderr
