@@ -9,7 +9,7 @@ is the expensive part (tens of minutes of wall time on two cores):
 
 Each figure is printed (and flushed) as soon as it is known.
 
-    python bench/big_mesh.py [N] [CONN_LIMIT] [SEED]     # default 1000 16 1
+    python bench/big_mesh.py [N] [CONN_LIMIT] [SEED] [JOIN_INTERVAL]   # default 1000 16 1 0.1
 """
 
 from __future__ import annotations
@@ -55,13 +55,17 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     limit = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    join_interval = float(sys.argv[4]) if len(sys.argv) > 4 else 0.1
     wall0 = time.perf_counter()
     rss0 = current_rss_kib()
 
     async def scenario(sim: Simulation) -> None:
         hosts = sim.cluster.add_hosts(n + 1)
         t0 = trio.current_time()
-        await sim.join_all(hosts[:n])
+        for i in range(0, n, 100):
+            await sim.join_all(hosts[i:i + 100])
+            say(f"{min(n, i + 100)} peers started ({trio.current_time() - t0:.1f} s simulated, "
+                f"{time.perf_counter() - wall0:.0f} s wall, RSS {current_rss_kib() / 1024:.0f} MiB)")
         joined = trio.current_time()
         say(f"{n} peers started ({joined - t0:.1f} s simulated, "
             f"{time.perf_counter() - wall0:.0f} s wall)")
@@ -87,7 +91,8 @@ def main() -> None:
             "(simulated, 10 ms links)")
 
     result = run_simulation(
-        SimOptions(peers=n + 1, seed=seed, conn_limit=limit, latency=0.01),
+        SimOptions(peers=n + 1, seed=seed, conn_limit=limit, latency=0.01,
+                   join_interval=join_interval, ipam=False),
         scenario_fn=scenario, check_invariants=False,
     )
     say(f"done: wall {result.wall_seconds:.0f} s, peak RSS {result.peak_rss_mib:.0f} MiB, "
