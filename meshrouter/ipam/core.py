@@ -41,10 +41,12 @@ POOL = 16
 DONATION_RETRY = 2.0
 DENIAL_MEMORY = 10.0
 PROPOSE_RETRY = 5.0
+STARTUP_GRACE = 5.0
 STATE_FORMAT = 1
 MAX_CONTAINER_ID = 256
 MAX_ADDRESSES_PER_CONTAINER = 64
 LOST = "(before a restart without data)"
+UNSYNCED = "learning the current address ring from peers (this router started without state)"
 
 
 @dataclass(slots=True)
@@ -106,6 +108,11 @@ class IpamCore:
         self._denied: dict[PeerName, float] = {}
         self._proposed_at: float | None = None
         self._loaded = False
+        # False after a start without a state file, until we have compared
+        # notes with a neighbour (or STARTUP_GRACE passed with none): a router
+        # that lost its data must not act on a ring it founded or learned
+        # before hearing the cluster's current one.
+        self.synced = False
         self._hint: dict[int, int] = {}
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
@@ -152,6 +159,7 @@ class IpamCore:
         """
         changed = False
         if state.ring is not None:
+            self.synced = True
             if self.ring is None:
                 if (state.ring.start, state.ring.end) != (self.range.start, self.range.end):
                     ours = Ring.found(self.range.start, self.range.end, [self.me])
@@ -177,6 +185,12 @@ class IpamCore:
             self.dirty = True
             return self.state().copy()
         return None
+
+    def neighbour_digest(self, digest: bytes) -> None:
+        """A neighbour showed its digest: without a ring, or with the very ring we
+        hold, it has nothing to teach us (any other ring arrives in ``receive``)."""
+        if not digest.startswith(b"r") or digest == self.digest():
+            self.synced = True
 
     def take_broadcast(self) -> IpamState | None:
         """The state to broadcast if our own edits changed it since the last call."""
@@ -238,7 +252,8 @@ class IpamCore:
 
     def _donate(self, recipient: PeerName, start: int, end: int) -> bool:
         """Give ``recipient`` up to half of our unreserved space inside [start, end)."""
-        if self.ring is None or recipient == self.me or not self._in_majority():
+        if (self.ring is None or recipient == self.me or not self.synced
+                or not self._in_majority()):
             # A cut-off minority must not add voters (each recipient becomes
             # an owner), or both sides of a split could count a majority.
             return False
@@ -276,6 +291,9 @@ class IpamCore:
             if start <= address < end:
                 return address
         key = (container, "allocate", start, end)
+        if self.ring is not None and not self.synced:
+            self._wait(key, container, "allocate", (start, end), None, now, UNSYNCED)
+            return None
         if self.ring is None:
             self._wait(key, container, "allocate", (start, end), None, now, self._no_ring_reason())
             return None
@@ -299,6 +317,9 @@ class IpamCore:
         if user is not None:
             raise IpamError(f"{format_address(address)} is already allocated to {user}", 409)
         key = (container, "claim", address, address + 1)
+        if self.ring is not None and not self.synced:
+            self._wait(key, container, "claim", (address, address + 1), address, now, UNSYNCED)
+            return False
         if self.ring is None:
             self._wait(key, container, "claim", (address, address + 1), address, now,
                        self._no_ring_reason())
@@ -433,8 +454,13 @@ class IpamCore:
             self._started_at = now
         self._track_reachability(now, reachable)
         self._track_majority(now)
+        if not self.synced and now - self._started_at >= STARTUP_GRACE:
+            self.synced = True  # nobody to learn from: we are alone
         if self.ring is None:
             self._advance_founding(now, rng)
+            self._refresh_reasons(now)
+            return
+        if not self.synced:
             self._refresh_reasons(now)
             return
         self._give_acks()
@@ -482,6 +508,7 @@ class IpamCore:
         if decided is not None:
             proposal, members = decided
             salt = pack([proposal.round, list(proposal.proposer)])
+            self.synced = True  # a ring just decided by a quorum is the current one
             self._adopt(Ring.found(
                 self.range.start, self.range.end, [PeerName(m) for m in members], salt
             ))
@@ -505,6 +532,7 @@ class IpamCore:
             if decided is not None:
                 proposal, members = decided
                 salt = pack([proposal.round, list(proposal.proposer)])
+                self.synced = True
                 self._adopt(Ring.found(
                 self.range.start, self.range.end, [PeerName(m) for m in members], salt
             ))
@@ -534,6 +562,10 @@ class IpamCore:
         for entry, _end in ring.ordered():
             if entry.owner == self.me or entry.frozen or ring.heir(entry.token) != self.me:
                 continue
+            if self._holds_addresses_in(entry.token, _end):
+                # Addresses we handed out lie in another owner's entry: it was
+                # made by a peer acting on a stale ring; never let it be used.
+                continue
             want = Ack(entry.owner, entry.version, entry.reserved)
             given = old.get(entry.token)
             if given == want:
@@ -546,6 +578,9 @@ class IpamCore:
         if ring.set_note(self.me, acks=acks):
             self.dirty = True
             self._broadcast = True
+
+    def _holds_addresses_in(self, start: int, end: int) -> bool:
+        return any(start <= address < end for address in self.user_of)
 
     def _reclaim(self, now: float) -> None:
         ring = self.ring
@@ -719,7 +754,10 @@ class IpamCore:
         return "waiting to learn the address ring from a peer (this router observes)"
 
     def _refresh_reasons(self, now: float) -> None:
-        if self.ring is None:
+        if self.ring is not None and not self.synced:
+            for request in self.pending.values():
+                request.reason = UNSYNCED
+        elif self.ring is None:
             reason = self._no_ring_reason()
             for request in self.pending.values():
                 request.reason = reason
@@ -893,6 +931,7 @@ class IpamCore:
         self.user_of = {a: c for c, addresses in restored.items() for a in addresses}
         self.floor = floors
         self._loaded = True
+        self.synced = ring is not None
         if ring is not None:
             self._written = {e.token: e.reserved for e, _ in ring.owned_by(self.me)}
 

@@ -56,9 +56,11 @@ class IpamGossiper:
         return self.core.digest()
 
     def newer_than(self, digest: bytes) -> IpamState | None:
+        self.core.neighbour_digest(digest)
         if digest == self.core.digest():
             return None
         return self.full_state()
 
     def lacks_from(self, digest: bytes) -> bool:
+        self.core.neighbour_digest(digest)
         return bool(digest) and digest != self.core.digest()

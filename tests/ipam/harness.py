@@ -31,6 +31,7 @@ class CoreNet:
             self.groups[PeerName(name)] = 0
         for core in self.cores.values():
             core.start(self.now)
+        self.exchange_digests()
 
     def reachable(self, name: PeerName) -> set[PeerName]:
         if name in self.down:
@@ -56,8 +57,17 @@ class CoreNet:
                     self.cores[dst].on_unicast(name, payload, self.now)
         return moved
 
+    def exchange_digests(self) -> None:
+        """Neighbours show each other their digests (as on every new connection)."""
+        for name, core in self.cores.items():
+            if name in self.down:
+                continue
+            for other in self.reachable(name) - {name}:
+                core.neighbour_digest(self.cores[other].digest())
+
     def step(self, dt: float = 0.1) -> None:
         self.now += dt
+        self.exchange_digests()
         for name, core in self.cores.items():
             if name not in self.down:
                 core.tick(self.now, self.reachable(name), self.rng)
