@@ -156,6 +156,8 @@ def test_waiting_request_says_why_then_reset_and_rmpeer(fleet: RouterFleet) -> N
     result = cli(c.api, "reset")
     assert result.returncode == 0 and "address space handed to" in result.stdout, result.stderr
     c.process.wait(timeout=10)
+    c = fleet.launch("c", extra=_ipam(*init))  # same data dir, alone: it left the cluster
+    assert c.get("/status/ipam")["cluster_id"] == ""
     wait_until(
         lambda: all(p["peer"] != c_name for p in a.get("/status/ipam")["peers"]), 15,
         "c's ranges handed over", a,

@@ -177,7 +177,8 @@ def build_app(router: Router) -> Starlette:
 
     async def reset(request: Request) -> Response:
         heir = ipam().reset()
-        router.stop()
+        await router.drain_gossip(2.0)
+        router.leave()
         return JSONResponse({"handed_to": format_peer_name(heir) if heir is not None else None,
                              "stopping": True})
 

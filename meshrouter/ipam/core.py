@@ -113,6 +113,7 @@ class IpamCore:
         # that lost its data must not act on a ring it founded or learned
         # before hearing the cluster's current one.
         self.synced = False
+        self.left = False  # after reset: ignore gossip until the router stops
         self._hint: dict[int, int] = {}
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
@@ -157,6 +158,8 @@ class IpamCore:
 
         Raises ``ClusterMismatchError`` for a ring of another cluster or range.
         """
+        if self.left:
+            return None
         changed = False
         if state.ring is not None:
             self.synced = True
@@ -286,6 +289,8 @@ class IpamCore:
         Returns None when the request must wait; its reason is in ``pending``.
         """
         _check_container(container)
+        if self.left:
+            raise IpamError("this router has left its cluster (reset) and is stopping", 409)
         start, end = subnet if subnet is not None else (self.range.start, self.range.end)
         for address in self.allocations.get(container, []):
             if start <= address < end:
@@ -446,10 +451,27 @@ class IpamCore:
         self._broadcast = True
         return heir
 
+    def forget(self) -> None:
+        """After ``reset``: drop the ring and everything else, so that this
+        router, restarted, joins whichever cluster it is connected to."""
+        self.ring = None
+        self.paxos = None
+        self.allocations.clear()
+        self.user_of.clear()
+        self.pending.clear()
+        self.floor.clear()
+        self._written.clear()
+        self._loaded = True
+        self.synced = True
+        self.dirty = True
+        self.left = True
+
     # ------------------------------------------------------------------ tick
 
     def tick(self, now: float, reachable: set[PeerName], rng: random.Random) -> None:
         """Periodic and after-change work; see the module docstring."""
+        if self.left:
+            return
         if self._started_at is None:
             self._started_at = now
         self._track_reachability(now, reachable)

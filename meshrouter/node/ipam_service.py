@@ -177,7 +177,9 @@ class IpamService:
     def reset(self) -> PeerName | None:
         """Hand our ranges to a live peer; the caller then stops the router."""
         heir = self.core.reset(self.reachable())
-        self.flush(urgent=True)
+        self.flush(urgent=True)  # the hand-over is broadcast (a copy of the ring)
+        self.core.forget()
+        self.save()
         return heir
 
     def status(self) -> dict[str, object]:

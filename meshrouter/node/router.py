@@ -223,6 +223,20 @@ class Router:
         """Shut the router down cleanly (its run() returns)."""
         self._stopped.set()
 
+    async def drain_gossip(self, limit: float) -> None:
+        """Wait (at most ``limit`` seconds) until every queued gossip message has
+        been handed to its connection, e.g. a hand-over before a reset stops us."""
+        with trio.move_on_after(limit):
+            while any(self.gossip.has_outgoing(peer) for peer in self.connections):  # noqa: ASYNC110 - polled: the gossip core has no event for "all sent"
+                await trio.sleep(0.01)
+            await trio.sleep(0.05)  # let the connections' writers flush
+
+    def leave(self) -> None:
+        """``reset``: forget our direct peers (persisted) and stop, so that a
+        restart joins only the peers it is then given."""
+        self.storage.save(DIRECT_PEERS_KEY, pack([]))
+        self.stop()
+
     def reachable_peers(self) -> set[PeerName]:
         """Peers we have a route to, ourselves included."""
         return set(self.topology.routes().reachable()) | {self.name}
