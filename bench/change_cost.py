@@ -32,7 +32,7 @@ def measure(n: int, seed: int = 1, conn_limit: int = 16) -> dict[str, float]:
         figures["bytes"] = bytes1 - bytes0
 
     start = time.perf_counter()
-    options = SimOptions(peers=n + 1, seed=seed, conn_limit=conn_limit, latency=0.01)
+    options = SimOptions(peers=n + 1, seed=seed, conn_limit=conn_limit, latency=0.01, ipam=False)
     result = run_simulation(options, scenario_fn=scenario, check_invariants=False)
     figures["wall_s"] = time.perf_counter() - start
     figures["rss_per_peer_kib"] = result.rss_per_peer_kib

@@ -48,7 +48,7 @@ def measure(n: int, seed: int = 1) -> dict[str, float]:
         figures["p999_s"] = reached_999 if reached_999 is not None else float("nan")
 
     start = time.perf_counter()
-    run_simulation(SimOptions(peers=n, seed=seed, conn_limit=16, latency=0.01),
+    run_simulation(SimOptions(peers=n, seed=seed, conn_limit=16, latency=0.01, ipam=False),
                    scenario_fn=scenario, check_invariants=False)
     figures["wall_s"] = time.perf_counter() - start
     return figures
