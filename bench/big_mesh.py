@@ -64,8 +64,9 @@ def main() -> None:
         t0 = trio.current_time()
         for i in range(0, n, 100):
             await sim.join_all(hosts[i:min(i + 100, n)])
+            rss_mib = current_rss_kib() / 1024
             say(f"{min(n, i + 100)} peers started ({trio.current_time() - t0:.1f} s simulated, "
-                f"{time.perf_counter() - wall0:.0f} s wall, RSS {current_rss_kib() / 1024:.0f} MiB)")
+                f"{time.perf_counter() - wall0:.0f} s wall, RSS {rss_mib:.0f} MiB)")
         joined = trio.current_time()
         say(f"{n} peers started ({joined - t0:.1f} s simulated, "
             f"{time.perf_counter() - wall0:.0f} s wall)")
