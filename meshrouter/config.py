@@ -45,6 +45,7 @@ class RouterConfig:
     topology_batch: float = 1.0
     discovery_defer: float = 1.0
     limit_grace: float = 2.0
+    repair_delay: float = 1.0
     max_frame: int = 10 * 1024 * 1024
     accept_burst: int = 20
     accept_refill_interval: float = 0.05
