@@ -19,7 +19,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     limit = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     result = run_simulation(SimOptions(peers=n, seed=1, conn_limit=limit, latency=0.01,
-                                       check_sample=16))
+                                       check_sample=16, ipam=False))
     phase = result.phases[0]
     print(f"N={n} conn-limit={limit}: converged {phase.convergence_time} sim-s after the last "
           f"join ({result.simulated_seconds:.1f} sim-s in all), wall {result.wall_seconds:.1f} s, "
