@@ -45,7 +45,6 @@ STARTUP_GRACE = 5.0
 STATE_FORMAT = 1
 MAX_CONTAINER_ID = 256
 MAX_ADDRESSES_PER_CONTAINER = 64
-LOST = "(before a restart without data)"
 UNSYNCED = "learning the current address ring from peers (this router started without state)"
 
 
@@ -884,6 +883,10 @@ class IpamCore:
                     "reason": p.reason,
                 }
                 for p in self.pending.values()
+            ],
+            "recent_reclaims": [
+                {"ago_s": round(now - at, 1), "from": peer}
+                for at, peer in self.counters.reclaim_log[-5:]
             ],
             "counters": {
                 "allocations": self.counters.allocations,

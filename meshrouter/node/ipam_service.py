@@ -61,7 +61,6 @@ class IpamService:
         self._wakeup = trio.Event()
         self._changed = trio.Event()
         self._ring_saved_at = -1e18
-        self.running = False
 
     @property
     def cluster_id(self) -> str:
@@ -75,7 +74,6 @@ class IpamService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.core.start(trio.current_time())
-        self.running = True
         self.step()
         task_status.started()
         while True:
@@ -184,7 +182,3 @@ class IpamService:
 
     def status(self) -> dict[str, object]:
         return self.core.status(trio.current_time(), self.reachable())
-
-
-def parse_range(text: str) -> AddressRange:
-    return AddressRange.parse(text)
