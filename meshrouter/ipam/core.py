@@ -756,11 +756,17 @@ class IpamCore:
         since = self.unreachable_since.get(heir)
         if since is None:
             return f"waiting for peer {format_peer_name(heir)} to acknowledge a reservation"
-        return (
+        waiting = (
             f"waiting for peer {format_peer_name(heir)} to acknowledge a reservation; it has "
-            f"been unreachable for {now - since:.0f}s (its space is reclaimed after "
-            f"{self.reclaim_after:.0f}s)"
+            f"been unreachable for {now - since:.0f}s"
         )
+        if not self._in_majority():
+            return (
+                f"{waiting}; no majority of the peers owning space is reachable, so nobody "
+                "can reclaim it: if it is gone for good, run `meshrouter rmpeer "
+                f"{format_peer_name(heir)}`"
+            )
+        return f"{waiting} (its space is reclaimed after {self.reclaim_after:.0f}s)"
 
     def _no_ring_reason(self) -> str:
         if self.paxos is not None and self.mode.kind == CONSENSUS:

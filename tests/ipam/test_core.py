@@ -787,3 +787,21 @@ def test_status_when_everyone_is_reachable() -> None:
     assert status["pending"] == []
     assert (status["allocated"], status["containers"]) == (1, 1)
     assert status["counters"]["allocations"] == 1
+
+
+def test_two_peers_cut_apart_are_told_to_use_rmpeer() -> None:
+    """With two owners neither side of a split is a majority: nobody can reclaim,
+    and the waiting request says what the operator can do."""
+    net = seeded(A, B)
+    net.settle(1.0)
+    net.groups[B] = 1
+    net.settle(1.0)
+    a = net.cores[A]
+    for i in range(40):  # use up the acknowledged pool
+        if a.allocate(f"c{i}", None, net.now) is None:
+            break
+    net.settle(3.0)
+    (reason,) = reasons(a)
+    assert reason.startswith("waiting for peer 5a:00:00:00:00:02 to acknowledge a reservation")
+    assert "no majority" in reason and "meshrouter rmpeer 5a:00:00:00:00:02" in reason
+    assert a.counters.reclaims == 0
