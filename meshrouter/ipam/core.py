@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,6 @@ class IpamCore:
         self._asked: dict[PeerName, float] = {}
         self._denied: dict[PeerName, float] = {}
         self._proposed_at: float | None = None
-        self._loaded = False
         # False after a start without a state file, until we have compared
         # notes with a neighbour (or STARTUP_GRACE passed with none): a router
         # that lost its data must not act on a ring it founded or learned
@@ -114,6 +114,7 @@ class IpamCore:
         self.synced = False
         self.left = False  # after reset: ignore gossip until the router stops
         self._hint: dict[int, int] = {}
+        self.conflicting: set[int] = set()  # our addresses in another's entry (never expected)
         self._started_at: float | None = None
         self._reachable: set[PeerName] = set()
         self.primed = False  # set by `prime`: found now, without waiting for a request
@@ -234,9 +235,9 @@ class IpamCore:
         """Count allocations that a merge put under another owner (never expected)."""
         assert self.ring is not None
         for address in self.user_of:
-            entry = self.ring.entry_at(address)
-            if entry.owner != self.me:
-                self.counters.conflicts += 1
+            if self.ring.entry_at(address).owner != self.me:
+                self.conflicting.add(address)
+        self.counters.conflicts = len(self.conflicting)
 
     # ------------------------------------------------------------------ unicasts
 
@@ -460,7 +461,6 @@ class IpamCore:
         self.pending.clear()
         self.floor.clear()
         self._written.clear()
-        self._loaded = True
         self.synced = True
         self.dirty = True
         self.left = True
@@ -641,35 +641,40 @@ class IpamCore:
             return min(entry.reserved, self.ring.range_end(entry.token))
         return self.ring.effective_reserved(entry.token)
 
-    def _find_free(self, start: int, end: int) -> int | None:
+    def _free_addresses(self, start: int, end: int) -> Iterator[int]:
+        """Acknowledged, unallocated, usable addresses of ours in [start, end), in order.
+
+        Each entry's scan starts at its hint (everything below it was taken when
+        last looked at; a release lowers it), so allocating is not quadratic.
+        """
         assert self.ring is not None
         for entry, _entry_end in self.ring.owned_by(self.me):
-            low = max(entry.token, start, self.floor.get(entry.token, entry.token),
-                      self._hint.get(entry.token, entry.token))
+            token = entry.token
+            hint = self._hint.get(token, token)
+            low = max(token, start, self.floor.get(token, token), hint)
             high = min(self._usable_end(entry), end)
-            address = low
-            while address < high:
+            for address in range(low, high):
                 if address not in self.user_of and self.range.usable(address):
-                    self._hint[entry.token] = address + 1
-                    return address
-                address += 1
-            if low < high:
-                self._hint[entry.token] = high
-        return None
+                    yield address
+
+    def _find_free(self, start: int, end: int) -> int | None:
+        address = next(self._free_addresses(start, end), None)
+        if address is not None:
+            assert self.ring is not None
+            token = self.ring.entry_at(address).token
+            if start <= self._hint.get(token, token):
+                # Only a scan that began at the hint proves the addresses below
+                # this one taken; a subnet search may have skipped free ones.
+                self._hint[token] = address + 1
+        return address
 
     def _available(self, start: int, end: int) -> int:
         """Acknowledged, unallocated addresses in [start, end) (capped at the pool)."""
-        assert self.ring is not None
         count = 0
-        for entry, _entry_end in self.ring.owned_by(self.me):
-            low = max(entry.token, start, self.floor.get(entry.token, entry.token),
-                      self._hint.get(entry.token, entry.token))
-            high = min(self._usable_end(entry), end)
-            for address in range(low, max(low, high)):
-                if address not in self.user_of and self.range.usable(address):
-                    count += 1
-                    if count >= self.pool:
-                        return count
+        for _address in self._free_addresses(start, end):
+            count += 1
+            if count >= self.pool:
+                break
         return count
 
     def _refill(self, start: int, end: int) -> None:
@@ -698,15 +703,12 @@ class IpamCore:
     ) -> str:
         """Start whatever gets us a free address in [start, end); return the reason."""
         assert self.ring is not None
-        if self._find_free_peek(start, end):
+        if self._available(start, end) > 0:
             return "ready"
         token = self._extend(start, end)
         if token is not None:
             return self._ack_reason(token, now)
         return self._ask_for_space(start, end, now, rng)
-
-    def _find_free_peek(self, start: int, end: int) -> bool:
-        return self._available(start, end) > 0
 
     def _ask_for_space(
         self, start: int, end: int, now: float, rng: random.Random | None
@@ -961,7 +963,6 @@ class IpamCore:
         self.allocations = restored
         self.user_of = {a: c for c, addresses in restored.items() for a in addresses}
         self.floor = floors
-        self._loaded = True
         self.synced = ring is not None
         if ring is not None:
             self._written = {e.token: e.reserved for e, _ in ring.owned_by(self.me)}
