@@ -514,9 +514,8 @@ def ipam() -> None:
 
 def _ipam_call(ctx: click.Context, method: str, path: str, wait: float = 0.0) -> Any:
     client = _client(ctx)
-    client.timeout = max(client.timeout, wait + 10.0)
     try:
-        return client._request(method, path)
+        return client.request(method, path, timeout=max(client.timeout, wait + 10.0))
     except ApiError as exc:
         _fail(str(exc))
 

@@ -23,7 +23,7 @@ class ApiClient:
         self.base = f"http://{address}"
         self.timeout = timeout
 
-    def _request(
+    def request(
         self, method: str, path: str, body: dict[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
@@ -54,13 +54,7 @@ class ApiClient:
         return payload
 
     def get(self, path: str) -> Any:
-        return self._request("GET", path)
+        return self.request("GET", path)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self._request("POST", path, body or {})
-
-    def put(self, path: str) -> Any:
-        return self._request("PUT", path)
-
-    def delete(self, path: str) -> Any:
-        return self._request("DELETE", path)
+        return self.request("POST", path, body or {})
