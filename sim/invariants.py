@@ -9,8 +9,9 @@ a deterministic sample of sources/origins (``sample``) to stay affordable.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from meshrouter.ipam.address_range import format_address
 from meshrouter.names import PeerName
@@ -51,6 +52,20 @@ def _component_routers(cluster: SimCluster) -> list[dict[PeerName, Router]]:
     return result
 
 
+def _disagreement(
+    cluster: SimCluster, invariant: str, what: str, views: Mapping[Any, list[PeerName]],
+    size: int,
+) -> list[Violation]:
+    """One violation when a component holds more than one view, naming the peers
+    outside the largest group."""
+    if len(views) <= 1:
+        return []
+    groups = sorted(views.values(), key=len)
+    odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
+    return [Violation(invariant, tuple(odd),
+                      f"{len(views)} different {what} in a component of {size}")]
+
+
 def _sample(names: list[PeerName], sample: int, seed: int) -> list[PeerName]:
     if len(names) <= sample:
         return names
@@ -67,16 +82,9 @@ def topology_agreement(cluster: SimCluster, sample: int) -> list[Violation]:
         views: dict[int, list[PeerName]] = {}
         for name, router in sorted(routers.items()):
             views.setdefault(router.topology.fingerprint, []).append(name)
-        if len(views) > 1:
-            groups = sorted(views.values(), key=len)
-            odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
-            violations.append(
-                Violation(
-                    "topology-agreement",
-                    tuple(odd),
-                    f"{len(views)} different topology views in a component of {len(routers)}",
-                )
-            )
+        violations += _disagreement(
+            cluster, "topology-agreement", "topology views", views, len(routers)
+        )
         for name, router in sorted(routers.items()):
             known = {record.name for record in router.topology.records()}
             if known != expected:
@@ -208,16 +216,7 @@ def ipam_rings_agree(cluster: SimCluster, sample: int) -> list[Violation]:
                 continue
             ring = router.ipam.core.ring
             views.setdefault(ring.fingerprint() if ring is not None else b"", []).append(name)
-        if len(views) > 1:
-            groups = sorted(views.values(), key=len)
-            odd = [cluster.describe(n) for g in groups[:-1] for n in g][:10]
-            violations.append(
-                Violation(
-                    "ipam-rings-agree",
-                    tuple(odd),
-                    f"{len(views)} different rings in a component of {len(routers)}",
-                )
-            )
+        violations += _disagreement(cluster, "ipam-rings-agree", "rings", views, len(routers))
     return violations
 
 
