@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -478,8 +479,6 @@ def _name(value: Any) -> PeerName:
 
 
 def _cidr(start: int, end: int) -> str:
-    import ipaddress
-
     size = end - start
     prefix = 32 - (size.bit_length() - 1)
     return f"{ipaddress.IPv4Address(start)}/{prefix}"
