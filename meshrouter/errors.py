@@ -88,8 +88,37 @@ class ConnectionRefusedByPolicyError(ProtocolError):
     """We refuse the connection locally: limit reached, duplicate, or shutting down."""
 
 
+class RequestError(MeshError):
+    """A request (API verb, CLI verb) cannot be met; the subclass says what *kind*
+    of failure it is.  Cores and services raise these kinds and never an HTTP
+    status: the API maps kinds to status codes in one table (``api/errors.py``).
+    """
+
+
+class InvalidRequestError(RequestError):
+    """The request itself is wrong: bad syntax, out of range, not allowed."""
+
+
+class NotFoundError(RequestError):
+    """The request names something that does not exist (container, peer, record)."""
+
+
+class ConflictError(RequestError):
+    """The request contradicts current state (address taken, name in use)."""
+
+
+class UnavailableError(RequestError):
+    """The request is valid but cannot be met now (no space yet, no majority,
+    timed out waiting, dependency down); retrying later may succeed."""
+
+
+class TooLargeError(InvalidRequestError):
+    """A request body or value exceeds its cap."""
+
+
 class ApiError(MeshError):
-    """An API request failed; carries the HTTP status to answer with."""
+    """A failure reported by the router's API to a client (``api/client.py``):
+    carries the HTTP status the server answered with."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -105,11 +134,22 @@ class PeerGoodbyeError(ProtocolError):
 
 
 class IpamError(MeshError):
-    """An address request cannot be met as asked (taken, outside the range, ...).
+    """An address request cannot be met as asked.  The subclasses add the kind
+    (conflict, invalid, unavailable, not found); the bare class means a broken
+    invariant inside IPAM (answered as an internal error)."""
 
-    ``status`` is the HTTP status the API answers with.
-    """
 
-    def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.status = status
+class IpamConflictError(IpamError, ConflictError):
+    """An address request contradicts the ring (address taken, space frozen, left)."""
+
+
+class IpamInvalidError(IpamError, InvalidRequestError):
+    """An address request is malformed (outside the range, bad subnet)."""
+
+
+class IpamUnavailableError(IpamError, UnavailableError):
+    """An address request cannot be met now (no space reachable, timed out)."""
+
+
+class IpamNotFoundError(IpamError, NotFoundError):
+    """An address request names an unknown container or peer."""

@@ -26,11 +26,19 @@ LAYERS: dict[str, int] = {
     "meshrouter.dialing": 1,
     "meshrouter.ipam": 1,
     "meshrouter.dns": 1,
-    "meshrouter.dataplane.flows": 1,
+    "meshrouter.endpoints": 1,
+    "meshrouter.dataplane.core": 1,
     "meshrouter.config": 1,
     "meshrouter.storage": 2,
     "meshrouter.node.transport": 2,
+    "meshrouter.node.service": 2,
+    "meshrouter.node.datapath": 2,
     "meshrouter.node": 3,
+    # Each feature package = sans-IO core modules + one trio ``service`` shell.
+    "meshrouter.ipam.service": 3,
+    "meshrouter.endpoints.service": 3,
+    "meshrouter.dns.service": 3,
+    "meshrouter.metrics": 3,
     "meshrouter.api": 3,
     "meshrouter.dns.server": 3,
     "meshrouter.dataplane": 3,
@@ -45,10 +53,16 @@ CORE_PREFIXES = (
     "meshrouter.topology",
     "meshrouter.dialing",
     "meshrouter.ipam",
-    "meshrouter.dataplane.flows",
+    "meshrouter.dataplane.core",
+    "meshrouter.endpoints",
     "meshrouter.config",
 )
-CORE_EXCLUDED = ("meshrouter.dns.server",)
+CORE_EXCLUDED = (
+    "meshrouter.dns.server",
+    "meshrouter.dns.service",
+    "meshrouter.ipam.service",
+    "meshrouter.endpoints.service",
+)
 FORBIDDEN_IN_CORES = {
     "trio",
     "socket",
@@ -86,7 +100,7 @@ def _layer(module: str) -> int | None:
 def _is_core(module: str) -> bool:
     if any(module == p or module.startswith(p + ".") for p in CORE_EXCLUDED):
         return False
-    if module.startswith("meshrouter.dns"):
+    if module == "meshrouter.dns" or module.startswith("meshrouter.dns."):
         return True
     return any(module == p or module.startswith(p + ".") for p in CORE_PREFIXES)
 

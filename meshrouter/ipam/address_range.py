@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from meshrouter.errors import ConfigError, IpamError
+from meshrouter.errors import ConfigError, IpamInvalidError
 
 DEFAULT_RANGE = "10.32.0.0/12"
 MIN_PREFIX_ADDRESSES = 4
@@ -62,12 +62,11 @@ class AddressRange:
         try:
             address = int(ipaddress.IPv4Address(text.strip().split("/", 1)[0]))
         except ValueError:
-            raise IpamError(f"{text!r} is not an IPv4 address", 400) from None
+            raise IpamInvalidError(f"{text!r} is not an IPv4 address") from None
         if not self.usable(address):
-            raise IpamError(
+            raise IpamInvalidError(
                 f"{ipaddress.IPv4Address(address)} is not a usable address of the "
-                f"allocation range {self.network}", 400
-            )
+                f"allocation range {self.network}")
         return address
 
     def parse_subnet(self, text: str) -> tuple[int, int]:
@@ -75,9 +74,11 @@ class AddressRange:
         try:
             subnet = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
-            raise IpamError(f"{text!r} is not a CIDR subnet", 400) from None
+            raise IpamInvalidError(f"{text!r} is not a CIDR subnet") from None
         if not isinstance(subnet, ipaddress.IPv4Network) or not subnet.subnet_of(self.network):
-            raise IpamError(f"subnet {text} is not inside the allocation range {self.network}", 400)
+            raise IpamInvalidError(
+                f"subnet {text} is not inside the allocation range {self.network}"
+            )
         return int(subnet.network_address), int(subnet.broadcast_address) + 1
 
 

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshrouter.codec import expect, pack, unpack
-from meshrouter.errors import IpamError, MeshError, StateFileError
+from meshrouter.errors import (
+    IpamConflictError,
+    IpamError,
+    IpamInvalidError,
+    MeshError,
+    StateFileError,
+)
 from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
@@ -290,7 +296,7 @@ class IpamCore:
         """
         _check_container(container)
         if self.left:
-            raise IpamError("this router has left its cluster (reset) and is stopping", 409)
+            raise IpamConflictError("this router has left its cluster (reset) and is stopping")
         start, end = subnet if subnet is not None else (self.range.start, self.range.end)
         for address in self.allocations.get(container, []):
             if start <= address < end:
@@ -315,12 +321,12 @@ class IpamCore:
         """Give ``container`` this very address; False when it must wait."""
         _check_container(container)
         if not self.range.usable(address):
-            raise IpamError(f"{format_address(address)} is not usable in {self.range}", 400)
+            raise IpamInvalidError(f"{format_address(address)} is not usable in {self.range}")
         user = self.user_of.get(address)
         if user == container:
             return True
         if user is not None:
-            raise IpamError(f"{format_address(address)} is already allocated to {user}", 409)
+            raise IpamConflictError(f"{format_address(address)} is already allocated to {user}")
         key = (container, "claim", address, address + 1)
         if self.ring is not None and not self.synced:
             self._wait(key, container, "claim", (address, address + 1), address, now, UNSYNCED)
@@ -331,23 +337,20 @@ class IpamCore:
             return False
         entry = self.ring.entry_at(address)
         if entry.owner != self.me:
-            raise IpamError(
+            raise IpamConflictError(
                 f"{format_address(address)} belongs to peer {format_peer_name(entry.owner)}; "
-                "claim it there (or release it there first)", 409
-            )
+                "claim it there (or release it there first)")
         if address < self.floor.get(entry.token, entry.token):
-            raise IpamError(
+            raise IpamConflictError(
                 f"{format_address(address)} may still be in use from before this router "
-                "restarted without its data; it cannot be claimed", 409
-            )
+                "restarted without its data; it cannot be claimed")
         if address < self._usable_end(entry):
             self._record(container, address)
             return True
         if entry.frozen:
-            raise IpamError(
+            raise IpamConflictError(
                 f"{format_address(address)} was reclaimed by another peer while this router "
-                "was unreachable", 409
-            )
+                "was unreachable")
         self.ring.extend(entry.token, address + 1, self.me)
         self._note_written(entry.token)
         self._broadcast = True
@@ -406,14 +409,13 @@ class IpamCore:
     def rmpeer(self, name: PeerName, reachable: set[PeerName]) -> int:
         """Take over every range of ``name``, which the operator says is gone."""
         if self.ring is None:
-            raise IpamError("no address ring yet: nothing to take over", 409)
+            raise IpamConflictError("no address ring yet: nothing to take over")
         if name == self.me:
-            raise IpamError("rmpeer names another peer; to leave, use `meshrouter reset`", 400)
+            raise IpamInvalidError("rmpeer names another peer; to leave, use `meshrouter reset`")
         if name in reachable:
-            raise IpamError(
+            raise IpamConflictError(
                 f"peer {format_peer_name(name)} is reachable; stop it (or run "
-                "`meshrouter reset` on it) before removing it", 409
-            )
+                "`meshrouter reset` on it) before removing it")
         taken = self.ring.take_over(name, self.me)
         if taken:
             self.dirty = True
@@ -433,10 +435,9 @@ class IpamCore:
             return None
         live = sorted(p for p in reachable if p != self.me)
         if not live:
-            raise IpamError(
+            raise IpamConflictError(
                 "no reachable peer to hand our address ranges to; connect to the cluster "
-                "first (or stop the router: its space is reclaimed automatically)", 409
-            )
+                "first (or stop the router: its space is reclaimed automatically)")
         owners = self.ring.owners()
         heirs = [self.ring.heir(e.token) for e in ours]
         heir = next((h for h in heirs if h in live), None)
@@ -810,9 +811,8 @@ class IpamCore:
     def _record(self, container: str, address: int) -> None:
         addresses = self.allocations.setdefault(container, [])
         if len(addresses) >= MAX_ADDRESSES_PER_CONTAINER:
-            raise IpamError(
-                f"container {container} already has {len(addresses)} addresses", 409
-            )
+            raise IpamConflictError(
+                f"container {container} already has {len(addresses)} addresses")
         addresses.append(address)
         self.user_of[address] = container
         self.counters.allocations += 1
@@ -970,9 +970,8 @@ class IpamCore:
 
 def _check_container(container: str) -> None:
     if not container or len(container) > MAX_CONTAINER_ID or not container.isprintable():
-        raise IpamError(
-            f"container ID must be 1..{MAX_CONTAINER_ID} printable characters", 400
-        )
+        raise IpamInvalidError(
+            f"container ID must be 1..{MAX_CONTAINER_ID} printable characters")
 
 
 def _hash(data: bytes) -> bytes:

@@ -50,7 +50,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshrouter.codec import expect, pack, unpack
-from meshrouter.errors import ClusterMismatchError, IpamError, MalformedMessageError
+from meshrouter.errors import (
+    ClusterMismatchError,
+    IpamConflictError,
+    IpamError,
+    IpamInvalidError,
+    MalformedMessageError,
+)
 from meshrouter.names import PeerName, check_peer_name, format_peer_name
 
 FREEZE_BUMP = 1 << 32
@@ -140,10 +146,10 @@ class Ring:
         """
         names = tuple(sorted(set(members)))
         if not names:
-            raise IpamError("a ring needs at least one founding member", 400)
+            raise IpamInvalidError("a ring needs at least one founding member")
         size = end - start
         if len(names) > size:
-            raise IpamError(f"{len(names)} founders cannot share {size} addresses", 400)
+            raise IpamInvalidError(f"{len(names)} founders cannot share {size} addresses")
         entries: dict[int, Entry] = {}
         for i, name in enumerate(names):
             token = start + (size * i) // len(names)
@@ -241,9 +247,9 @@ class Ring:
     def _own(self, token: int, me: PeerName) -> Entry:
         entry = self.entries.get(token)
         if entry is None or entry.owner != me:
-            raise IpamError(f"the entry at {token} is not ours", 500)
+            raise IpamError(f"the entry at {token} is not ours")
         if entry.frozen:
-            raise IpamError("the entry was reclaimed while we were unreachable (frozen)", 409)
+            raise IpamConflictError("the entry was reclaimed while we were unreachable (frozen)")
         return entry
 
     def extend(self, token: int, reserved: int, me: PeerName) -> None:
@@ -257,7 +263,7 @@ class Ring:
         """Give [split_at, end of the entry) to ``recipient``; return the new entry."""
         entry = self._own(token, me)
         if not entry.reserved <= split_at < self.range_end(token) or split_at <= token:
-            raise IpamError("cannot donate reserved or foreign space", 500)
+            raise IpamError("cannot donate reserved or foreign space")
         donor = replace(entry, version=entry.version + 1)
         self.entries[token] = donor
         new = Entry(split_at, recipient, 0, split_at, origin=(token, donor.version))
@@ -277,7 +283,7 @@ class Ring:
         """
         entry = self.entries[token]
         if entry.owner == me or entry.frozen or self.heir(token) != me:
-            raise IpamError("only the heir may reclaim an entry", 500)
+            raise IpamError("only the heir may reclaim an entry")
         floor = self.reclaim_floor(token)
         end = self.range_end(token)
         if floor >= end:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import trio
 
-from meshrouter.errors import IpamError
+from meshrouter.errors import IpamUnavailableError
 from meshrouter.gossip.core import GossipCore
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.core import IpamCore
@@ -137,10 +137,9 @@ class IpamService:
                 await self._changed.wait()
         reasons = [p.reason for p in self.core.pending.values() if p.container == container]
         self.core.cancel(container)
-        raise IpamError(
+        raise IpamUnavailableError(
             f"no address for {container} within {wait:g}s: "
-            f"{reasons[0] if reasons else 'still waiting'}", 503
-        )
+            f"{reasons[0] if reasons else 'still waiting'}")
 
     async def allocate(self, container: str, subnet: str | None, wait: float) -> str:
         bounds = self.core.range.parse_subnet(subnet) if subnet else None
