@@ -1,0 +1,183 @@
+"""The integration bridge, the flow-based VXLAN port and (netdev) the underlay bridge.
+
+ovs-lab/NOTES.md section 1: with the userspace datapath, native tunnelling looks
+the tunnel destination up in OVS's own route table and needs the output device to
+be an OVS bridge's LOCAL port.  So the underlay device becomes a port of
+``phy_bridge`` and its IPv4 addresses and gateway routes move onto that bridge's
+LOCAL port (a tap), with the device's MAC pinned as the bridge's (so neighbours'
+ARP caches stay right).  What was moved is saved (atomically) before moving, so a
+crashed router restores it on its next start or stop.
+
+Every step is idempotent (``--may-exist``), so recovery after an OVS restart just
+runs the whole setup again.  A port that already exists is never re-typed:
+changing an AF_XDP port's mode on a live port crashed vswitchd 3.1 (NOTES section 4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from meshrouter.dataplane import netlink
+from meshrouter.dataplane.core.pipeline import TUNNEL_PORT
+from meshrouter.dataplane.ovs.settings import OvsSettings
+from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools
+from meshrouter.errors import UnavailableError
+from meshrouter.storage import atomic_write
+
+log = logging.getLogger(__name__)
+
+TUNNEL_IFNAME = "mr-vxlan"
+AFXDP_TYPE = {"afxdp": "afxdp-nonpmd", "afxdp-pmd": "afxdp"}
+
+
+def parse_json_table(text: str) -> list[dict[str, Any]]:
+    """Rows of ``ovs-vsctl --format=json list``; maps and sets become dict/list."""
+    data = json.loads(text)
+    headings = data["headings"]
+    return [{h: _value(v) for h, v in zip(headings, row, strict=True)} for row in data["data"]]
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, list) and len(v) == 2 and v[0] == "map":
+        return {str(k): _value(x) for k, x in v[1]}
+    if isinstance(v, list) and len(v) == 2 and v[0] == "set":
+        return [_value(x) for x in v[1]]
+    if isinstance(v, list) and len(v) == 2 and v[0] == "uuid":
+        return v[1]
+    return v
+
+
+async def interface(tools: OvsTools, name: str) -> dict[str, Any] | None:
+    try:
+        text = await tools.vsctl(
+            "--format=json", "--columns=name,type,ofport,error,external_ids,options",
+            "find", "Interface", f"name={name}",
+        )
+    except OvsToolError:
+        return None
+    rows = parse_json_table(text)
+    return rows[0] if rows else None
+
+
+async def setup_integration(tools: OvsTools, s: OvsSettings, dp_type: str) -> None:
+    """The integration bridge (secure: no flow, no forwarding) and the tunnel port."""
+    await tools.vsctl(
+        "--may-exist", "add-br", s.bridge,
+        "--", "set", "bridge", s.bridge, f"datapath_type={dp_type}", "fail_mode=secure",
+        "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
+        "other_config:disable-in-band=true",
+        "--", "--may-exist", "add-port", s.bridge, TUNNEL_IFNAME,
+        "--", "set", "interface", TUNNEL_IFNAME, "type=vxlan", f"ofport_request={TUNNEL_PORT}",
+        "options:remote_ip=flow", "options:key=flow", f"options:dst_port={s.vxlan_port}",
+    )
+    row = await interface(tools, TUNNEL_IFNAME)
+    if row is None or row.get("ofport") != TUNNEL_PORT:
+        error = row.get("error") if row else "missing"
+        raise UnavailableError(f"tunnel port {TUNNEL_IFNAME} not at ofport {TUNNEL_PORT}: {error}")
+
+
+async def add_port_with_io(
+    tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str]
+) -> str:
+    """Add ``ifname`` (with ``extra`` interface settings) on AF_XDP when asked and it
+    works, else AF_PACKET; returns which.  The mode is set at creation only."""
+    existing = await interface(tools, ifname)
+    if existing is not None and existing.get("ofport", -1) not in (-1, None, []):
+        return "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
+    if existing is not None:
+        await tools.vsctl("--if-exists", "del-port", ifname)
+    if port_io in AFXDP_TYPE:
+        try:
+            await tools.vsctl(
+                "add-port", bridge, ifname, "--", "set", "interface", ifname,
+                f"type={AFXDP_TYPE[port_io]}", "options:xdp-mode=generic", *extra,
+            )
+            row = await interface(tools, ifname)
+            if row is not None and isinstance(row.get("ofport"), int) and row["ofport"] > 0:
+                return "afxdp"
+            log.warning("AF_XDP port %s failed (%s); using AF_PACKET",
+                        ifname, row.get("error") if row else "gone")
+        except OvsToolError as exc:
+            log.warning("AF_XDP port %s refused (%s); using AF_PACKET", ifname, exc)
+        await tools.vsctl("--if-exists", "del-port", ifname)
+    args = ["--", "set", "interface", ifname, *extra] if extra else []
+    await tools.vsctl("add-port", bridge, ifname, *args)
+    return "afpacket"
+
+
+class UnderlayBridge:
+    """``phy_bridge`` holding the underlay device, with the host's IP on its LOCAL port."""
+
+    def __init__(self, tools: OvsTools, s: OvsSettings, netns_path: str | None) -> None:
+        self.tools = tools
+        self.s = s
+        self.netns_path = netns_path
+        self.state_file = s.ovs_dir / "underlay.json"
+        self.underlay: netlink.Underlay | None = None
+        self.io = "afpacket"
+
+    async def discover(self) -> netlink.Underlay:
+        """What the underlay is: the saved record (we moved it before) or the device now."""
+        if self.state_file.exists():
+            try:
+                saved = netlink.Underlay.from_json(json.loads(self.state_file.read_text()))
+                self.underlay = saved
+                return saved
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("ignoring unreadable %s: %s", self.state_file, exc)
+        s = self.s
+
+        def find() -> netlink.Underlay:
+            dev = s.underlay_dev
+            if dev is None and s.listen_address not in (None, "", "0.0.0.0"):
+                dev = netlink.dev_for_address(str(s.listen_address))
+            if dev is None:
+                dev = netlink.default_route_dev()
+            if dev is None:
+                raise UnavailableError("no underlay device: give --underlay-dev "
+                                       "(there is no default route)")
+            return netlink.read_underlay(dev)
+
+        found = await netlink.in_netns(self.netns_path, find)
+        self.underlay = found
+        return found
+
+    async def setup(self, port_io: str) -> None:
+        underlay = self.underlay or await self.discover()
+        if not underlay.addresses:
+            raise UnavailableError(f"underlay device {underlay.dev} has no IPv4 address")
+        s = self.s
+        await self.tools.vsctl(
+            "--may-exist", "add-br", s.phy_bridge, "--", "set", "bridge", s.phy_bridge,
+            "datapath_type=netdev", f'other_config:hwaddr="{underlay.mac}"',
+        )
+        if not self.state_file.exists():
+            s.ovs_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.state_file, json.dumps(underlay.to_json()).encode())
+        self.io = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [])
+        await netlink.in_netns(
+            self.netns_path, lambda: netlink.move_addresses(underlay, underlay.dev, s.phy_bridge)
+        )
+
+    async def restore(self) -> None:
+        """Give the underlay device its addresses back and take it out of OVS."""
+        underlay = self.underlay
+        if underlay is None and self.state_file.exists():
+            underlay = await self.discover()
+        if underlay is None:
+            return
+        try:
+            await netlink.in_netns(
+                self.netns_path,
+                lambda: netlink.move_addresses(underlay, self.s.phy_bridge, underlay.dev),
+            )
+        except Exception as exc:  # restore what we can; the addresses matter most
+            log.error("cannot move underlay addresses back to %s: %s", underlay.dev, exc)
+            return
+        try:
+            await self.tools.vsctl("--if-exists", "del-port", self.s.phy_bridge, underlay.dev)
+        except OvsToolError as exc:
+            log.warning("cannot take %s out of %s: %s", underlay.dev, self.s.phy_bridge, exc)
+        self.state_file.unlink(missing_ok=True)

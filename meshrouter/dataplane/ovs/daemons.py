@@ -1,0 +1,166 @@
+"""The router's own ovsdb-server and ovs-vswitchd, when no OVS is installed as a service.
+
+Layout (ovs-lab/NOTES.md section 1): ``<data-dir>/ovs/{run,db,log,etc}``, the
+database created from the installed schema, ``OVS_RUNDIR`` pointing the tools at
+``run/``.  The daemons start with ``--detach``: the launching process exits only
+once the daemon is initialised, which is our readiness signal, and a daemon
+survives a router crash, so a restarted router *adopts* it (pidfile + /proc)
+instead of interrupting the data path.  They run in the switch's network
+namespace (``ip netns exec NAME`` or ``nsenter --net=PATH``), because vswitchd's
+netdev ports, taps and routes belong to the namespace it runs in.
+
+We stop (and restart) only the PIDs our pidfiles name, and only after checking
+that the process's command line points at our run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from meshrouter.dataplane.ovs.settings import SCHEMA
+from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools, pid_alive, read_pidfile
+
+log = logging.getLogger(__name__)
+
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+
+
+def netns_prefix(netns: str | None) -> list[str]:
+    """The command prefix that runs a program in ``netns`` (None: ours)."""
+    if netns is None:
+        return []
+    if "/" in netns:
+        return ["nsenter", f"--net={netns}", "--"]
+    return ["ip", "netns", "exec", netns]
+
+
+class OwnDaemons:
+    """Start, adopt, supervise and stop one private OVS instance under ``base``."""
+
+    def __init__(self, base: Path, *, netns: str | None, handler_threads: int | None) -> None:
+        self.base = base
+        self.netns = netns
+        self.handler_threads = handler_threads
+        self.run_dir = base / "run"
+        self.db_dir = base / "db"
+        self.log_dir = base / "log"
+        self.etc_dir = base / "etc"
+        self.db_file = self.db_dir / "conf.db"
+        self.db_socket = str(self.run_dir / "db.sock")
+        self.tools = OvsTools(db_socket=self.db_socket, rundir=str(self.run_dir))
+        self.restarts = 0
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            OVS_RUNDIR=str(self.run_dir),
+            OVS_DBDIR=str(self.db_dir),
+            OVS_LOGDIR=str(self.log_dir),
+            OVS_SYSCONFDIR=str(self.etc_dir),
+        )
+        return env
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.run_dir / f"{daemon}.pid"
+
+    def pid(self, daemon: str) -> int | None:
+        """The PID of our ``daemon`` if it runs (and is really ours), else None."""
+        pid = read_pidfile(self.pidfile(daemon))
+        if pid is None or not pid_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+        if daemon not in cmdline or str(self.run_dir) not in cmdline:
+            return None  # a recycled PID: not ours
+        return pid
+
+    async def _spawn(self, argv: list[str]) -> None:
+        try:
+            with trio.fail_after(30):
+                result = await trio.run_process(
+                    [*netns_prefix(self.netns), *argv],
+                    capture_stdout=True, capture_stderr=True, check=False, env=self.env(),
+                )
+        except trio.TooSlowError:
+            raise OvsToolError(f"{argv[0]} did not start within 30 s") from None
+        except OSError as exc:
+            raise OvsToolError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        if result.returncode != 0:
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise OvsToolError(f"{argv[0]} failed: {err[-1] if err else result.returncode}")
+
+    async def ensure_db(self) -> None:
+        for d in (self.run_dir, self.db_dir, self.log_dir, self.etc_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.db_file.exists():
+            await self._spawn(["ovsdb-tool", "create", str(self.db_file), SCHEMA])
+
+    async def start_ovsdb(self) -> bool:
+        """Start ovsdb-server unless ours already runs; True if we started it."""
+        if self.pid("ovsdb-server") is not None:
+            return False
+        await self.ensure_db()
+        await self._spawn([
+            "ovsdb-server", str(self.db_file),
+            f"--remote=punix:{self.db_socket}",
+            f"--pidfile={self.pidfile('ovsdb-server')}",
+            f"--unixctl={self.run_dir / 'ovsdb-server.ctl'}",
+            f"--log-file={self.log_dir / 'ovsdb-server.log'}",
+            "--detach",
+        ])
+        await self.tools.vsctl_nowait("init")
+        if self.handler_threads is not None:
+            n = str(self.handler_threads)
+            await self.tools.vsctl_nowait(
+                "set", "Open_vSwitch", ".",
+                f"other_config:n-handler-threads={n}", f"other_config:n-revalidator-threads={n}",
+            )
+        return True
+
+    async def start_vswitchd(self) -> bool:
+        """Start ovs-vswitchd unless ours already runs; True if we started it."""
+        if self.pid("ovs-vswitchd") is not None:
+            return False
+        await self._spawn([
+            "ovs-vswitchd", f"unix:{self.db_socket}",
+            f"--pidfile={self.pidfile('ovs-vswitchd')}",
+            f"--log-file={self.log_dir / 'ovs-vswitchd.log'}",
+            "--detach",
+        ])
+        return True
+
+    async def stop(self, *, cleanup: bool = True) -> None:
+        """Ask our daemons to exit (vswitchd first, removing its datapath), then
+        SIGTERM/SIGKILL by PID whatever did not go."""
+        for daemon in DAEMONS[::-1]:
+            pid = self.pid(daemon)
+            if pid is None:
+                continue
+            ctl = (self.run_dir / f"ovs-vswitchd.{pid}.ctl" if daemon == "ovs-vswitchd"
+                   else self.run_dir / "ovsdb-server.ctl")
+            args = ["exit", "--cleanup"] if cleanup and daemon == "ovs-vswitchd" else ["exit"]
+            try:
+                await self.tools.appctl(str(ctl), *args, limit=5)
+            except OvsToolError as exc:
+                log.warning("%s (pid %d) did not take exit: %s", daemon, pid, exc)
+            await self._wait_gone(daemon, pid)
+
+    async def _wait_gone(self, daemon: str, pid: int) -> None:
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None and self.pid(daemon) == pid:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    return
+            for _ in range(50):
+                if not pid_alive(pid):
+                    return
+                await trio.sleep(0.1)
+        log.error("%s (pid %d) would not die", daemon, pid)

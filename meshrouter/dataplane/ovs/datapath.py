@@ -1,0 +1,390 @@
+"""``OvsDatapath``: the ``Datapath`` on Open vSwitch, supervised so it never gives up.
+
+Life cycle.  ``run()`` connects (the system OVS, or our own daemons when none
+answers), sets up the bridges and installs the desired flows, then supervises:
+every ``probe_interval`` it checks the daemons (pidfiles and /proc, no
+subprocess), and every ``verify_interval`` it counts our flows in the switch and
+looks for container ports whose veth vanished (their namespace was deleted).
+Any fault -- vswitchd killed or restarted, ovsdb unreachable, a tool timing out --
+marks the datapath degraded with the reason and makes the next probe run the
+whole (idempotent) recovery: restart our daemons, re-create bridges, re-install
+the full flow table atomically, warm the tunnel ARP cache (NOTES P3).  ``run``
+never raises for a datapath fault; ``apply`` records the desired table even when
+OVS is down and installs it on recovery.
+
+All changes to OVS are serialised by one lock, so an apply never interleaves with
+a recovery's full replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from meshrouter.dataplane import netlink
+from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
+from meshrouter.dataplane.ovs import flowsync, ports
+from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
+from meshrouter.dataplane.ovs.daemons import OwnDaemons
+from meshrouter.dataplane.ovs.settings import (
+    SYSTEM_DB_SOCKET,
+    VXLAN_OVERHEAD,
+    OvsSettings,
+    choose_datapath_type,
+)
+from meshrouter.dataplane.ovs.tools import OvsTools, pid_alive, read_pidfile
+from meshrouter.errors import MeshError, UnavailableError
+from meshrouter.node.datapath import DatapathHealth, LocalPort, PortRequest
+
+log = logging.getLogger(__name__)
+
+COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
+_FLOW_COUNT = re.compile(r"flow_count=(\d+)")
+
+
+class OvsDatapath:
+    """The OVS driver shell (see the module docstring)."""
+
+    def __init__(
+        self, settings: OvsSettings, *, on_port_lost: Callable[[str], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.kind = "ovs" if settings.datapath_type == "auto" else f"ovs-{settings.datapath_type}"
+        self.on_port_lost = on_port_lost
+        self._lock = trio.Lock()
+        self._tools: OvsTools | None = None
+        self._daemons: OwnDaemons | None = None
+        self._dp_type: str | None = None
+        self._netns_path: str | None = None
+        self._underlay: UnderlayBridge | None = None
+        self._vswitchd_pid: int | None = None
+        self._ready = False
+        self._reason = "not started"
+        self._desired: dict[str, str] = {}
+        self._installed: dict[str, str] | None = None
+        self._warmed: set[str] = set()
+        self._ports: dict[str, LocalPort] = {}
+        self._port_io: dict[str, str] = {}
+        self._lost: list[str] = []
+        self.recoveries = 0
+        self.last_apply: dict[str, Any] = {}
+
+    # -- Datapath protocol ----------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with self._lock:
+                await self._recover()
+            task_status.started()
+            next_verify = trio.current_time() + self.settings.verify_interval
+            while True:
+                await trio.sleep(self.settings.probe_interval)
+                verify = trio.current_time() >= next_verify
+                if verify:
+                    next_verify = trio.current_time() + self.settings.verify_interval
+                async with self._lock:
+                    await self._probe(verify)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._shutdown()
+
+    async def apply(self, flows: Sequence[Any]) -> None:
+        desired = flowsync.desired_table(flows)
+        async with self._lock:
+            self._desired = desired
+            if not self._ready:
+                return  # installed by the recovery; health() says why not now
+            try:
+                await self._sync()
+            except MeshError as exc:
+                self._degrade(f"flow apply failed: {exc}")
+
+    async def attach_port(self, request: PortRequest) -> LocalPort:
+        async with self._lock:
+            existing = ports.check_request(request, self._ports)
+            tools = self._need_ready()
+            if existing is not None:
+                alive = await netlink.in_netns(
+                    self._netns_path, lambda: netlink.link_exists(existing.host_ifname))
+                if alive:
+                    return existing
+                await ports.detach(tools, existing.host_ifname, self._netns_path)
+                del self._ports[existing.container_id]
+            ofport = request.extra.get("ofport")
+            if not isinstance(ofport, int):
+                ofport = ports.next_ofport({p.port for p in self._ports.values()})
+            port, io = await ports.attach(
+                tools,
+                bridge=self.settings.bridge,
+                request=request,
+                mtu=request.mtu or self._container_mtu(),
+                ofport=ofport,
+                port_io=self._wanted_io(),
+                switch_netns=self._netns_path,
+            )
+            self._ports[port.container_id] = port
+            self._port_io[port.container_id] = io
+            return port
+
+    async def detach_port(self, container_id: str) -> None:
+        async with self._lock:
+            port = self._ports.get(container_id)
+            if port is None:
+                return
+            tools = self._need_ready()
+            await ports.detach(tools, port.host_ifname, self._netns_path)
+            self._ports.pop(container_id, None)
+            self._port_io.pop(container_id, None)
+
+    def health(self) -> DatapathHealth:
+        return DatapathHealth(ok=self._ready, reason=self._reason)
+
+    def status(self) -> dict[str, Any]:
+        ios = set(self._port_io.values())
+        underlay = self._underlay
+        return {
+            "type": self.kind,
+            "bridge": self.settings.bridge,
+            "flows": len(self._installed) if self._installed is not None else 0,
+            "flows_desired": len(self._desired),
+            "health": "ok" if self._ready else "degraded",
+            "reason": self._reason,
+            "daemons": "own" if self._daemons is not None else "external",
+            "db_socket": self._tools.db_socket if self._tools else None,
+            "ports": len(self._ports),
+            "port_io": {
+                "underlay": underlay.io if underlay else None,
+                "containers": sorted(ios),
+            },
+            "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
+            "container_mtu": self._container_mtu_or_none(),
+            "recoveries": self.recoveries,
+            "lost_ports": list(self._lost[-10:]),
+        }
+
+    # -- extras ----------------------------------------------------------------------
+
+    def ports(self) -> dict[str, LocalPort]:
+        return dict(self._ports)
+
+    @property
+    def tools(self) -> OvsTools | None:
+        return self._tools
+
+    @property
+    def daemons(self) -> OwnDaemons | None:
+        return self._daemons
+
+    # -- internals -------------------------------------------------------------------
+
+    def _need_ready(self) -> OvsTools:
+        if not self._ready or self._tools is None:
+            raise UnavailableError(f"the OVS datapath is degraded: {self._reason}")
+        return self._tools
+
+    def _degrade(self, reason: str) -> None:
+        if self._ready or reason != self._reason:
+            log.warning("OVS datapath degraded: %s", reason)
+        self._ready = False
+        self._reason = reason
+        self._installed = None
+
+    def _wanted_io(self) -> str:
+        if self._dp_type != "netdev" or self.settings.port_io == "afpacket":
+            return "afpacket"
+        return "afxdp" if self.settings.port_io == "auto" else self.settings.port_io
+
+    def _container_mtu_or_none(self) -> int | None:
+        if self.settings.container_mtu is not None:
+            return self.settings.container_mtu
+        if self._underlay is not None and self._underlay.underlay is not None:
+            return self._underlay.underlay.mtu - VXLAN_OVERHEAD
+        return None
+
+    def _container_mtu(self) -> int:
+        return self._container_mtu_or_none() or 1500 - VXLAN_OVERHEAD
+
+    def _current_vswitchd(self) -> int | None:
+        if self._daemons is not None:
+            return self._daemons.pid("ovs-vswitchd")
+        if self._tools is None:
+            return None
+        pid = read_pidfile(Path(self._tools.rundir) / "ovs-vswitchd.pid")
+        return pid if pid is not None and pid_alive(pid) else None
+
+    async def _connect(self) -> OvsTools:
+        s = self.settings
+        if self._netns_path is None and s.netns is not None:
+            self._netns_path = netlink.resolve_netns(s.netns)
+        if self._tools is None:
+            socket_path = s.db_socket or SYSTEM_DB_SOCKET
+            external = OvsTools(db_socket=socket_path, rundir=str(Path(socket_path).parent),
+                                timeout=s.tool_timeout)
+            if s.own_daemons == "never" or (
+                s.own_daemons == "auto" and await external.db_answers()
+            ):
+                self._tools = external
+            else:
+                self._daemons = OwnDaemons(s.ovs_dir, netns=s.netns,
+                                           handler_threads=s.handler_threads)
+                self._tools = self._daemons.tools
+        if self._daemons is not None:
+            await self._daemons.start_ovsdb()
+            if await self._daemons.start_vswitchd():
+                self._daemons.restarts += 1
+        elif not await self._tools.db_answers():
+            raise UnavailableError(f"no ovsdb-server answers on {self._tools.db_socket}")
+        if self._dp_type is None:
+            self._dp_type = choose_datapath_type(s.datapath_type)
+            self.kind = f"ovs-{self._dp_type}"
+            log.info("OVS datapath type %s (%s)", self._dp_type,
+                     "own daemons" if self._daemons else self._tools.db_socket)
+        return self._tools
+
+    async def _recover(self) -> None:
+        """Bring everything to the desired state; never raises for an OVS fault."""
+        try:
+            tools = await self._connect()
+            self._vswitchd_pid = self._current_vswitchd()
+            if self._vswitchd_pid is None:
+                raise UnavailableError("ovs-vswitchd is not running")
+            assert self._dp_type is not None
+            if self._dp_type == "netdev" and self.settings.manage_underlay:
+                if self._underlay is None:
+                    self._underlay = UnderlayBridge(tools, self.settings, self._netns_path)
+                await self._underlay.setup(self._wanted_io())
+            await setup_integration(tools, self.settings, self._dp_type)
+            await self._reload_ports(tools)
+            self._installed = None
+            self._warmed.clear()
+            await self._sync()
+        except MeshError as exc:
+            self._degrade(str(exc))
+            return
+        except OSError as exc:
+            self._degrade(f"{type(exc).__name__}: {exc}")
+            return
+        if not self._ready:
+            self.recoveries += 1
+            log.info("OVS datapath ready (%s, %d flows)", self.kind, len(self._desired))
+        self._ready = True
+        self._reason = ""
+
+    async def _reload_ports(self, tools: OvsTools) -> None:
+        found = await ports.load_ports(tools, self.settings.bridge)
+        self._ports = {cid: port for cid, (port, _) in found.items()}
+        for cid, (_, row) in found.items():
+            self._port_io.setdefault(
+                cid, "afxdp" if str(row.get("type", "")).startswith("afxdp") else "afpacket")
+        await self._drop_lost(tools, {cid: row for cid, (_, row) in found.items()})
+
+    async def _drop_lost(self, tools: OvsTools, rows: dict[str, dict[str, Any]]) -> None:
+        """Ports whose veth is gone (namespace deleted under us): remove and report."""
+        suspects = [cid for cid, row in rows.items() if row.get("ofport") in (-1, None, [])]
+        for cid in suspects:
+            port = self._ports[cid]
+            exists = await netlink.in_netns(
+                self._netns_path, lambda p=port: netlink.link_exists(p.host_ifname))  # type: ignore[misc]
+            if exists:
+                continue
+            await tools.vsctl("--if-exists", "del-port", port.host_ifname)
+            self._ports.pop(cid, None)
+            self._port_io.pop(cid, None)
+            self._lost.append(cid)
+            log.warning("container %s lost its port %s (namespace gone?)", cid, port.host_ifname)
+            if self.on_port_lost is not None:
+                self.on_port_lost(cid)
+
+    async def _sync(self) -> None:
+        tools = self._tools
+        assert tools is not None
+        start = trio.current_time()
+        if self._installed is None:
+            dump = await tools.ofctl("dump-flows", self.settings.bridge, "--no-stats")
+            foreign = flowsync.foreign_lines(dump, COOKIE_PREFIX, COOKIE_MASK)
+            text = flowsync.full_text(self._desired, foreign)
+            await tools.ofctl("--bundle", "replace-flows", self.settings.bridge, "-",
+                              stdin=text.encode())
+            kind, size = "full", len(self._desired)
+        else:
+            change = flowsync.delta(self._installed, self._desired, COOKIE_MATCH)
+            if not change.empty:
+                await tools.ofctl("--bundle", "add-flows", self.settings.bridge, "-",
+                                  stdin=change.text.encode())
+            kind, size = "delta", change.added + change.removed
+        self._installed = dict(self._desired)
+        self.last_apply = {"kind": kind, "flow_mods": size,
+                           "ms": round((trio.current_time() - start) * 1000, 1)}
+        await self._warm(tools)
+
+    async def _warm(self, tools: OvsTools) -> None:
+        if self._dp_type != "netdev":
+            return
+        targets = flowsync.tunnel_destinations(self._desired.values()) - self._warmed
+        if not targets:
+            return
+        self._warmed |= targets
+        wanted = sorted(targets)
+        await netlink.in_netns(self._netns_path, lambda: netlink.send_probe(wanted))
+
+    async def _probe(self, verify: bool) -> None:
+        if self._ready:
+            reason = self._fault()
+            if reason:
+                self._degrade(reason)
+        if not self._ready:
+            await self._recover()
+            return
+        if verify:
+            await self._verify()
+
+    def _fault(self) -> str:
+        if self._daemons is not None and self._daemons.pid("ovsdb-server") is None:
+            return "ovsdb-server died; restarting it"
+        pid = self._current_vswitchd()
+        if pid is None:
+            return (f"ovs-vswitchd (pid {self._vswitchd_pid}) died"
+                    + ("; restarting it" if self._daemons else "; waiting for it"))
+        if pid != self._vswitchd_pid:
+            return f"ovs-vswitchd restarted (pid {self._vswitchd_pid} -> {pid}); reinstalling"
+        return ""
+
+    async def _verify(self) -> None:
+        tools = self._tools
+        assert tools is not None
+        try:
+            out = await tools.ofctl("dump-aggregate", self.settings.bridge, COOKIE_MATCH)
+            found = _FLOW_COUNT.search(out)
+            count = int(found.group(1)) if found else -1
+            if self._installed is not None and count != len(self._installed):
+                log.warning("switch holds %d of our flows, expected %d: reinstalling",
+                            count, len(self._installed))
+                self._installed = None
+                await self._sync()
+            found_ports = await ports.load_ports(tools, self.settings.bridge)
+            await self._drop_lost(tools, {cid: row for cid, (_, row) in found_ports.items()
+                                          if cid in self._ports})
+        except MeshError as exc:
+            self._degrade(f"verification failed: {exc}")
+        except OSError as exc:
+            self._degrade(f"verification failed: {exc}")
+
+    async def _shutdown(self) -> None:
+        """Own daemons: give the underlay its address back, then stop them.  An
+        external OVS keeps its bridges and flows (its owner manages it)."""
+        if self._daemons is None:
+            return
+        try:
+            with trio.move_on_after(20):
+                if self._underlay is not None:
+                    await self._underlay.restore()
+                await self._daemons.stop()
+        except (MeshError, OSError) as exc:
+            log.error("OVS shutdown incomplete: %s", exc)
+        self._ready = False
+        self._reason = "stopped"
