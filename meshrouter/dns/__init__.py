@@ -1,0 +1,1 @@
+"""Built-in DNS: gossiped records CRDT, pure resolver, trio server and service."""
