@@ -1,15 +1,12 @@
 """Sans-IO gossip: channels of mergeable data, send slots, broadcast trees, digests."""
 
 from meshrouter.gossip.core import GossipCore, fanout_size
-from meshrouter.gossip.counter_set import CounterSet, CounterSetChannel
 from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
 from meshrouter.gossip.send_slots import GossipFamilyMsg, SendSlots, Snapshot
 from meshrouter.gossip.stats import ChannelStats, GossipStats
 
 __all__ = [
     "ChannelStats",
-    "CounterSet",
-    "CounterSetChannel",
     "GossipCore",
     "GossipData",
     "GossipFamilyMsg",

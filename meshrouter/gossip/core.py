@@ -126,6 +126,7 @@ class GossipCore:
         self,
         local: PeerName,
         *,
+        rng: random.Random | None = None,
         unicast_queue_limit: int = 1024,
         unknown_channel_limit: int = 256,
         fanout: int | None = None,
@@ -134,7 +135,12 @@ class GossipCore:
         """``unknown_channel_limit`` bounds both the per-neighbour queues of raw
         unknown-channel messages and the set of recent unknown payload hashes;
         ``broadcast_slot_limit`` bounds the (channel, origin) broadcast slots per
-        neighbour (beyond it, broadcasts merge into the gossip slot instead)."""
+        neighbour (beyond it, broadcasts merge into the gossip slot instead).
+
+        ``rng`` picks the random neighbours of gossip and digests; it is given
+        once, here, like every long-lived core's.  (The per-call ``rng`` of
+        ``handle``/``originate_gossip``/``periodic`` is kept only until the
+        router shell passes it here; it is ignored when this one is set.)"""
         for what, value in (
             ("unicast_queue_limit", unicast_queue_limit),
             ("unknown_channel_limit", unknown_channel_limit),
@@ -145,6 +151,7 @@ class GossipCore:
         if fanout is not None and fanout < 1:
             raise ConfigError(f"gossip fanout must be at least 1, got {fanout}")
         self.local = local
+        self._rng = rng
         self.stats = GossipStats()
         self.on_outgoing = None
         self._unicast_limit = unicast_queue_limit
@@ -210,7 +217,7 @@ class GossipCore:
         self,
         neighbour: PeerName,
         msg: Message,
-        rng: random.Random,
+        rng: random.Random | None = None,
     ) -> None:
         """Process one message read from ``neighbour``'s connection.
 
@@ -219,7 +226,7 @@ class GossipCore:
         Heartbeat is accepted and ignored, so the shell may pass any Message.
         """
         if isinstance(msg, GossipMsg):
-            self._handle_gossip(neighbour, msg, rng)
+            self._handle_gossip(neighbour, msg, self._rng_for(rng))
         elif isinstance(msg, BroadcastMsg):
             self._handle_broadcast(neighbour, msg)
         elif isinstance(msg, UnicastMsg):
@@ -274,12 +281,7 @@ class GossipCore:
         channel = msg.channel
         self.stats.record_received(channel, KIND_UNICAST, len(msg.payload))
         if msg.dst == self.local:
-            gossiper = self._channels.get(channel)
-            if gossiper is None:
-                self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_UNICAST)
-                return
-            with self._counting_malformed(channel):
-                gossiper.on_unicast(msg.src, msg.payload)
+            self._deliver_unicast(channel, msg.src, msg.payload)
             return
         hop = self._next_hop(msg.dst)
         if hop is None:
@@ -307,20 +309,16 @@ class GossipCore:
         # different one is answered with our full digest, not as a reply, so
         # the exchange then runs as usual (full digest, reply, data): at most
         # three digests, never ping-pong.
-        wants_full = getattr(gossiper, "wants_full_digest", None)
-        full_digest = getattr(gossiper, "full_digest", gossiper.digest)
         with self._counting_malformed(channel):
             missing = gossiper.newer_than(msg.digest)
-            summary_differs = bool(
-                not msg.reply and wants_full is not None and wants_full(msg.digest)
-            )
+            summary_differs = not msg.reply and gossiper.wants_full_digest(msg.digest)
             wants_ours = not msg.reply and not summary_differs and gossiper.lacks_from(msg.digest)
         if missing:
             self._queue_gossip(neighbour, channel, Snapshot(data=missing))
         if summary_differs:
-            self._queue_digest(neighbour, channel, full_digest(), reply=False)
+            self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=False)
         elif wants_ours:
-            self._queue_digest(neighbour, channel, full_digest(), reply=True)
+            self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=True)
 
     def _relay_unknown_gossip(
         self, neighbour: PeerName, msg: GossipMsg, rng: random.Random
@@ -343,9 +341,11 @@ class GossipCore:
         """Send our own change down the spanning tree rooted at us."""
         self._broadcast(channel, self.local, Snapshot(data=data.copy()), came_from=None)
 
-    def originate_gossip(self, channel: str, data: GossipData, rng: random.Random) -> None:
+    def originate_gossip(
+        self, channel: str, data: GossipData, rng: random.Random | None = None
+    ) -> None:
         """Send ``data`` to a random subset of neighbours (they relay the delta)."""
-        targets = self._random_neighbours(rng, exclude=None)
+        targets = self._random_neighbours(self._rng_for(rng), exclude=None)
         if not targets:
             return
         update = Snapshot(data=data.copy())
@@ -358,12 +358,7 @@ class GossipCore:
         A unicast to ourselves is delivered at once to the channel's gossiper.
         """
         if dst == self.local:
-            gossiper = self._channels.get(channel)
-            if gossiper is None:
-                self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_UNICAST)
-                return False
-            gossiper.on_unicast(self.local, payload)
-            return True
+            return self._deliver_unicast(channel, self.local, payload)
         hop = self._next_hop(dst)
         if hop is None:
             self.stats.record_drop(channel, DROP_NO_ROUTE)
@@ -371,10 +366,11 @@ class GossipCore:
         self._queue_unicast(hop, UnicastMsg(channel, self.local, dst, payload))
         return True
 
-    def periodic(self, rng: random.Random) -> None:
+    def periodic(self, rng: random.Random | None = None) -> None:
         """Anti-entropy backstop: each channel's digest to one random neighbour."""
         if not self._sorted_neighbours:
             return
+        rng = self._rng_for(rng)
         for channel, gossiper in self._channels.items():
             peer = rng.choice(self._sorted_neighbours)
             self._queue_digest(peer, channel, gossiper.digest(), reply=False)
@@ -398,6 +394,26 @@ class GossipCore:
         return slots is not None and len(slots) > 0
 
     # ------------------------------------------------------------- internals
+
+    def _rng_for(self, rng: random.Random | None) -> random.Random:
+        """The core's own rng; a per-call one only while the shell has not moved."""
+        if self._rng is not None:
+            return self._rng
+        if rng is None:
+            raise TypeError("GossipCore was built without an rng: pass GossipCore(..., rng=...)")
+        return rng
+
+    def _deliver_unicast(self, channel: str, src: PeerName, payload: bytes) -> bool:
+        """Hand a unicast addressed to us to its channel: the one delivery path,
+        whether it came over a connection or from ourselves.  False (counted)
+        when nobody owns the channel; a refused payload is counted and raised."""
+        gossiper = self._channels.get(channel)
+        if gossiper is None:
+            self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_UNICAST)
+            return False
+        with self._counting_malformed(channel):
+            gossiper.on_unicast(src, payload)
+        return True
 
     def _next_hop(self, dst: PeerName) -> PeerName | None:
         """Next hop toward ``dst`` if it is a current neighbour, else None."""

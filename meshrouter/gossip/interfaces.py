@@ -22,6 +22,9 @@ Contract details the core relies on:
 * ``decode`` raises only ``ProtocolError`` subclasses (normally
   ``MalformedMessageError``) and is deterministic, so bytes that decoded once
   decode again.
+* Every method of ``Gossiper`` is required: the core calls them directly,
+  never through ``getattr``, so a missing one is a type error, not a silent
+  change of protocol.
 """
 
 from __future__ import annotations
@@ -67,7 +70,13 @@ class Gossiper(Protocol):
         ...
 
     def on_unicast(self, src: PeerName, payload: bytes) -> None:
-        """Handle a point-to-point message addressed to us."""
+        """Handle a point-to-point message from ``src`` addressed to us.
+
+        The one signature for every channel: the payload is raw bytes because a
+        unicast is never merged or relayed by the core, so the channel decodes
+        it (and raises ``MalformedMessageError`` on bad input) itself.  Anything
+        else a channel needs (a clock, an rng) it was given at construction.
+        """
         ...
 
     def full_state(self) -> GossipData | None:
@@ -75,7 +84,27 @@ class Gossiper(Protocol):
         ...
 
     def digest(self) -> bytes:
-        """A compact summary of our state (e.g. peer -> version)."""
+        """What we offer a neighbour first: our full digest, or a short summary.
+
+        A summary (e.g. a fingerprint of the whole state) settles neighbours
+        that already agree in a few bytes; see ``wants_full_digest``.
+        """
+        ...
+
+    def full_digest(self) -> bytes:
+        """A digest that ``newer_than`` and ``lacks_from`` can act on.
+
+        Channels without a summary return ``digest()`` itself.
+        """
+        ...
+
+    def wants_full_digest(self, digest: bytes) -> bool:
+        """True when ``digest`` is a summary that differs from ours.
+
+        The core then answers with our full digest (not as a reply), so the
+        exchange runs as usual: at most three digests, never ping-pong.
+        Channels without a summary always return False.
+        """
         ...
 
     def newer_than(self, digest: bytes) -> GossipData | None:

@@ -55,6 +55,14 @@ class IpamGossiper:
     def digest(self) -> bytes:
         return self.core.digest()
 
+    def full_digest(self) -> bytes:
+        """The ring's digest is a fingerprint, and the only one there is."""
+        return self.core.digest()
+
+    def wants_full_digest(self, digest: bytes) -> bool:
+        """Never: a differing fingerprint is answered with state (``newer_than``)."""
+        return False
+
     def newer_than(self, digest: bytes) -> IpamState | None:
         self.core.neighbour_digest(digest)
         if digest == self.core.digest():

@@ -29,6 +29,8 @@ class TopologyGossiper:
     channel = CHANNEL
 
     def __init__(self, topology: Topology, rng: random.Random) -> None:
+        """``rng`` is what ``Topology.apply`` draws a new short ID with; give the
+        same one the topology was built with (it is the router's)."""
         self.topology = topology
         self._rng = rng
 
@@ -56,6 +58,7 @@ class TopologyGossiper:
         return self.topology.apply(data, self._rng)
 
     def on_unicast(self, src: PeerName, payload: bytes) -> None:
+        """The topology channel sends no unicasts: one arriving is malformed."""
         raise MalformedMessageError(f"topology channel got a unicast from {src:012x}; it has none")
 
     def full_state(self) -> PeerMap | None:
@@ -63,9 +66,11 @@ class TopologyGossiper:
         return self.topology.peer_map
 
     def digest(self) -> bytes:
+        """The 17-byte summary (record-set fingerprint) offered first."""
         return self.topology.digest()
 
     def full_digest(self) -> bytes:
+        """``{name: (version, uid)}``, sent once summaries differ."""
         return self.topology.full_digest()
 
     def wants_full_digest(self, digest: bytes) -> bool:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -7,10 +8,13 @@ import pytest
 from meshrouter.codec import pack
 from meshrouter.errors import ConfigError, MalformedMessageError
 from meshrouter.gossip.core import GossipCore, fanout_size, payload_hash
-from meshrouter.gossip.counter_set import CounterSet, CounterSetChannel
+from meshrouter.gossip.interfaces import Gossiper
 from meshrouter.gossip.send_slots import GossipFamilyMsg
+from meshrouter.ipam.gossiper import IpamGossiper
 from meshrouter.names import PeerName
+from meshrouter.topology.gossiper import TopologyGossiper
 from meshrouter.wire.messages import BroadcastMsg, DigestMsg, GossipMsg, Heartbeat, UnicastMsg
+from tests.gossip.counter_set import CounterSet, CounterSetChannel
 
 LOCAL = PeerName(1)
 A, B, C, D, X = (PeerName(n) for n in (10, 11, 12, 13, 99))
@@ -35,10 +39,17 @@ class FixedRoutes:
         return list(self.trees.get(origin, []))
 
 
+SEED = 7
+
+
 def make_core(
-    *peers: PeerName, local: PeerName = LOCAL, initial: dict[str, int] | None = None, **options: int
+    *peers: PeerName,
+    local: PeerName = LOCAL,
+    initial: dict[str, int] | None = None,
+    seed: int = SEED,
+    **options: int,
 ) -> tuple[GossipCore, CounterSetChannel]:
-    core = GossipCore(local, **options)
+    core = GossipCore(local, rng=random.Random(seed), **options)
     channel = CounterSetChannel(initial)
     core.add_channel("c", channel)
     for peer in peers:
@@ -54,10 +65,6 @@ def drain(core: GossipCore, peer: PeerName) -> list[GossipFamilyMsg]:
     return out
 
 
-def rng() -> random.Random:
-    return random.Random(7)
-
-
 # --------------------------------------------------------------- broadcast
 
 
@@ -67,7 +74,7 @@ def test_broadcast_is_merged_and_forwarded_down_the_tree_only() -> None:
     # and us; only B and C may get it.
     core.set_routes(FixedRoutes(trees={ORIGIN: [A, B, ORIGIN, X, C, B, LOCAL]}))
     payload = CounterSet({"k": 4}).encode()
-    core.handle(A, BroadcastMsg("c", ORIGIN, payload), rng())
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload))
     assert channel.state == CounterSet({"k": 4})
     assert drain(core, A) == []
     assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload)]
@@ -82,7 +89,7 @@ def test_broadcast_already_known_is_still_forwarded_but_makes_no_delta() -> None
     core, _ = make_core(A, B, initial={"k": 9})
     core.set_routes(FixedRoutes(trees={ORIGIN: [B]}))
     payload = CounterSet({"k": 4}).encode()
-    core.handle(A, BroadcastMsg("c", ORIGIN, payload), rng())
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload))
     assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload)]
     assert core.stats.channels["c"].deltas == 0
 
@@ -90,7 +97,7 @@ def test_broadcast_already_known_is_still_forwarded_but_makes_no_delta() -> None
 def test_our_own_broadcast_coming_back_is_dropped() -> None:
     core, channel = make_core(A, B)
     core.set_routes(FixedRoutes(trees={LOCAL: [A, B]}))
-    core.handle(A, BroadcastMsg("c", LOCAL, CounterSet({"k": 1}).encode()), rng())
+    core.handle(A, BroadcastMsg("c", LOCAL, CounterSet({"k": 1}).encode()))
     assert not core.has_outgoing(A) and not core.has_outgoing(B)
     assert len(channel.state) == 0
     assert core.stats.channels["c"].dropped == {"own_broadcast": 1}
@@ -108,7 +115,7 @@ def test_without_routes_only_direct_links_are_used() -> None:
     core, _ = make_core(A, B)
     core.originate_broadcast("c", CounterSet({"k": 1}))
     assert [type(m) for m in drain(core, A) + drain(core, B)] == [BroadcastMsg, BroadcastMsg]
-    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"j": 1}).encode()), rng())
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"j": 1}).encode()))
     assert not core.has_outgoing(B)  # no tree known: nothing forwarded
     assert core.send_unicast("c", B, b"x") is True
     assert core.send_unicast("c", X, b"x") is False
@@ -121,11 +128,11 @@ def test_gossip_delta_is_relayed_as_our_gossip_to_random_neighbours_but_not_the_
     core, channel = make_core(A, B, C, D, initial={"old": 1}, fanout=2)
     # Our tree names every neighbour: gossip relay must ignore it.
     core.set_routes(FixedRoutes(trees={LOCAL: [A, B, C, D]}))
-    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()), rng())
+    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()))
     assert channel.state == CounterSet({"old": 1, "new": 2})
     delta = GossipMsg("c", LOCAL, CounterSet({"new": 2}).encode())
-    # Sorted candidates minus the sender, sampled with the rng handed in.
-    chosen = set(rng().sample([B, C, D], 2))
+    # Sorted candidates minus the sender, sampled with the core's own rng.
+    chosen = set(random.Random(SEED).sample([B, C, D], 2))
     assert len(chosen) == 2
     assert drain(core, A) == []  # never back to the sender
     for peer in (B, C, D):
@@ -137,7 +144,7 @@ def test_gossip_delta_is_relayed_as_our_gossip_to_random_neighbours_but_not_the_
 
 def test_gossip_delta_reaches_every_other_neighbour_within_the_fanout() -> None:
     core, _ = make_core(A, B, C, initial={"old": 1})  # fanout_size(3) == 2: both B and C
-    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()), rng())
+    core.handle(A, GossipMsg("c", A, CounterSet({"old": 1, "new": 2}).encode()))
     delta = GossipMsg("c", LOCAL, CounterSet({"new": 2}).encode())
     assert drain(core, A) == []
     assert drain(core, B) == drain(core, C) == [delta]
@@ -146,14 +153,14 @@ def test_gossip_delta_reaches_every_other_neighbour_within_the_fanout() -> None:
 def test_gossip_without_delta_is_not_relayed() -> None:
     core, _ = make_core(A, B, initial={"k": 5})
     core.set_routes(FixedRoutes(trees={LOCAL: [A, B]}))
-    core.handle(A, GossipMsg("c", A, CounterSet({"k": 5}).encode()), rng())
+    core.handle(A, GossipMsg("c", A, CounterSet({"k": 5}).encode()))
     assert not core.has_outgoing(A) and not core.has_outgoing(B)
 
 
 def test_originate_gossip_goes_to_a_seeded_random_subset() -> None:
     peers = [PeerName(n) for n in range(100, 108)]
-    core, _ = make_core(*reversed(peers))  # insertion order must not matter
-    core.originate_gossip("c", CounterSet({"k": 1}), random.Random(3))
+    core, _ = make_core(*reversed(peers), seed=3)  # insertion order must not matter
+    core.originate_gossip("c", CounterSet({"k": 1}))
     chosen = sorted(p for p in peers if core.has_outgoing(p))
     assert len(chosen) == fanout_size(8, None) == 4
     assert chosen == sorted(random.Random(3).sample(peers, 4))
@@ -170,7 +177,7 @@ def test_fanout_size() -> None:
 
 def test_unicast_for_us_is_delivered() -> None:
     core, channel = make_core(A)
-    core.handle(A, UnicastMsg("c", ORIGIN, LOCAL, b"hi"), rng())
+    core.handle(A, UnicastMsg("c", ORIGIN, LOCAL, b"hi"))
     assert list(channel.unicasts) == [(ORIGIN, b"hi")]
 
 
@@ -178,11 +185,11 @@ def test_unicast_in_transit_follows_the_next_hop() -> None:
     core, _ = make_core(A, B)
     core.set_routes(FixedRoutes(hops={D: B, X: A, ORIGIN: X}))
     msg = UnicastMsg("c", ORIGIN, D, b"hi")
-    core.handle(A, msg, rng())
+    core.handle(A, msg)
     assert drain(core, B) == [msg]
-    core.handle(A, UnicastMsg("c", ORIGIN, X, b"loop"), rng())  # would bounce back to A
-    core.handle(A, UnicastMsg("c", ORIGIN, C, b"lost"), rng())  # no route
-    core.handle(A, UnicastMsg("c", A, ORIGIN, b"stale"), rng())  # hop is no neighbour
+    core.handle(A, UnicastMsg("c", ORIGIN, X, b"loop"))  # would bounce back to A
+    core.handle(A, UnicastMsg("c", ORIGIN, C, b"lost"))  # no route
+    core.handle(A, UnicastMsg("c", A, ORIGIN, b"stale"))  # hop is no neighbour
     assert not core.has_outgoing(A) and not core.has_outgoing(B)
     stats = core.stats.channels["c"]
     assert stats.dropped == {"route_loop": 1, "no_route": 2}
@@ -206,13 +213,13 @@ def test_send_unicast() -> None:
 def test_unknown_channel_gossip_is_relayed_once_to_others() -> None:
     core, _ = make_core(A, B, C, D, fanout=10)
     msg = GossipMsg("other", A, b"opaque")
-    core.handle(A, msg, rng())
+    core.handle(A, msg)
     relayed = GossipMsg("other", LOCAL, b"opaque")
     assert drain(core, A) == []
     assert drain(core, B) == drain(core, C) == drain(core, D) == [relayed]
-    core.handle(B, GossipMsg("other", B, b"opaque"), rng())  # came back around
+    core.handle(B, GossipMsg("other", B, b"opaque"))  # came back around
     assert not any(core.has_outgoing(p) for p in (A, B, C, D))
-    core.handle(B, GossipMsg("else", B, b"opaque"), rng())  # same bytes, other channel
+    core.handle(B, GossipMsg("else", B, b"opaque"))  # same bytes, other channel
     assert core.has_outgoing(A)
     assert core.stats.channels["other"].dropped == {"duplicate": 1}
 
@@ -220,10 +227,10 @@ def test_unknown_channel_gossip_is_relayed_once_to_others() -> None:
 def test_unknown_channel_dedupe_set_is_bounded() -> None:
     core, _ = make_core(A, B, unknown_channel_limit=2)
     for payload in (b"1", b"2", b"3"):
-        core.handle(A, GossipMsg("other", A, payload), rng())
+        core.handle(A, GossipMsg("other", A, payload))
     assert len(core._recent_unknown) == 2
     assert payload_hash("other", b"1") not in core._recent_unknown
-    core.handle(A, GossipMsg("other", A, b"1"), rng())  # forgotten, so relayed again
+    core.handle(A, GossipMsg("other", A, b"1"))  # forgotten, so relayed again
     assert len(drain(core, B)) == 2  # bounded queue kept the two newest of four
 
 
@@ -231,13 +238,13 @@ def test_unknown_channel_broadcast_unicast_and_digest() -> None:
     core, _ = make_core(A, B)
     core.set_routes(FixedRoutes(hops={D: B}, trees={ORIGIN: [A, B]}))
     broadcast = BroadcastMsg("other", ORIGIN, b"\xff not decodable")
-    core.handle(A, broadcast, rng())
+    core.handle(A, broadcast)
     assert drain(core, B) == [broadcast]
     transit = UnicastMsg("other", ORIGIN, D, b"x")
-    core.handle(A, transit, rng())
+    core.handle(A, transit)
     assert drain(core, B) == [transit]
-    core.handle(A, UnicastMsg("other", ORIGIN, LOCAL, b"x"), rng())
-    core.handle(A, DigestMsg("other", A, b"d", False), rng())
+    core.handle(A, UnicastMsg("other", ORIGIN, LOCAL, b"x"))
+    core.handle(A, DigestMsg("other", A, b"d", False))
     assert not core.has_outgoing(A) and not core.has_outgoing(B)
     assert core.stats.channels["other"].dropped == {
         "unknown_channel_unicast": 1,
@@ -251,11 +258,11 @@ def test_unknown_channel_broadcast_unicast_and_digest() -> None:
 def test_digest_exchange_sends_exactly_what_is_missing_and_replies_once() -> None:
     one, one_ch = make_core(B, local=A, initial={"a": 1, "both": 5, "new_at_a": 7})
     two, two_ch = make_core(A, local=B, initial={"b": 2, "both": 5, "new_at_a": 3})
-    one.periodic(rng())
+    one.periodic()
     [digest] = drain(one, B)
     assert digest == DigestMsg("c", A, one_ch.digest(), False)
 
-    two.handle(A, digest, rng())
+    two.handle(A, digest)
     answer = drain(two, A)
     assert answer == [
         GossipMsg("c", B, CounterSet({"b": 2}).encode()),
@@ -266,7 +273,7 @@ def test_digest_exchange_sends_exactly_what_is_missing_and_replies_once() -> Non
     drain(one, C)
     for msg in answer:
         assert not isinstance(msg, UnicastMsg | BroadcastMsg)
-        one.handle(B, msg, rng())
+        one.handle(B, msg)
     # The reply digest is answered with data only, never with another digest;
     # the delta learned from B is relayed as gossip to C, never back to B.
     assert drain(one, B) == [GossipMsg("c", A, CounterSet({"a": 1, "new_at_a": 7}).encode())]
@@ -277,16 +284,16 @@ def test_digest_exchange_sends_exactly_what_is_missing_and_replies_once() -> Non
 
 def test_digest_between_equal_states_sends_nothing() -> None:
     core, channel = make_core(A, initial={"k": 1})
-    core.handle(A, DigestMsg("c", A, channel.digest(), False), rng())
+    core.handle(A, DigestMsg("c", A, channel.digest(), False))
     assert not core.has_outgoing(A)
 
 
 def test_bad_digest_raises_and_is_counted() -> None:
     core, _ = make_core(A)
     with pytest.raises(MalformedMessageError):
-        core.handle(A, DigestMsg("c", A, b"\xc1", False), rng())
+        core.handle(A, DigestMsg("c", A, b"\xc1", False))
     with pytest.raises(MalformedMessageError):
-        core.handle(A, GossipMsg("c", A, pack(["not", "a", "map"])), rng())
+        core.handle(A, GossipMsg("c", A, pack(["not", "a", "map"])))
     assert core.stats.channels["c"].dropped == {"malformed": 2}
 
 
@@ -294,7 +301,7 @@ def test_bad_digest_raises_and_is_counted() -> None:
 
 
 def test_neighbour_up_queues_one_digest_per_channel() -> None:
-    core = GossipCore(LOCAL)
+    core = GossipCore(LOCAL, rng=random.Random(0))
     first, second = CounterSetChannel({"x": 1}), CounterSetChannel()
     core.add_channel("first", first)
     core.add_channel("second", second)
@@ -333,12 +340,12 @@ def test_on_outgoing_fires_only_when_a_neighbour_becomes_busy() -> None:
 
 def test_periodic_sends_one_digest_per_channel_to_one_neighbour() -> None:
     core, channel = make_core(A, B, C)
-    core.periodic(random.Random(1))
+    core.periodic()
     sent = [(p, m) for p in (A, B, C) for m in drain(core, p)]
     assert len(sent) == 1
     assert sent[0][1] == DigestMsg("c", LOCAL, channel.digest(), False)
     lonely, _ = make_core()
-    lonely.periodic(rng())  # no neighbours: nothing, no error
+    lonely.periodic()  # no neighbours: nothing, no error
 
 
 def test_invalid_configuration_is_refused() -> None:
@@ -355,7 +362,7 @@ def test_invalid_configuration_is_refused() -> None:
 
 def test_stats_as_dict_reports_messages_and_bytes_by_kind() -> None:
     core, _ = make_core(A, B)
-    core.handle(A, GossipMsg("c", A, CounterSet({"k": 1}).encode()), rng())
+    core.handle(A, GossipMsg("c", A, CounterSet({"k": 1}).encode()))
     assert drain(core, A) == []
     drain(core, B)  # the delta, relayed as gossip to B only
     core.originate_broadcast("c", CounterSet({"own": 2}))
@@ -379,13 +386,113 @@ def test_stats_as_dict_reports_messages_and_bytes_by_kind() -> None:
 def test_stats_table_is_bounded_against_invented_channel_names() -> None:
     core, _ = make_core(A)
     for i in range(200):
-        core.handle(A, DigestMsg(f"junk{i}", A, b"", False), rng())
+        core.handle(A, DigestMsg(f"junk{i}", A, b"", False))
     assert len(core.stats.channels) == 1 + 64 + 1
     assert core.stats.channels["(other)"].dropped == {"unknown_channel_digest": 200 - 64}
 
 
 def test_heartbeat_is_ignored() -> None:
     core, _ = make_core(A)
-    core.handle(A, Heartbeat(), rng())
+    core.handle(A, Heartbeat())
     assert not core.has_outgoing(A)
     assert core.stats.channels["c"].received_messages == {}
+
+
+# ------------------------------------------------------- the Gossiper contract
+
+
+class SummaryChannel(CounterSetChannel):
+    """A channel that offers a short summary first, as the topology does."""
+
+    def digest(self) -> bytes:
+        return b"S" + hashlib.blake2b(self.state.encode(), digest_size=8).digest()
+
+    def full_digest(self) -> bytes:
+        return self.state.encode()
+
+    def wants_full_digest(self, digest: bytes) -> bool:
+        return digest[:1] == b"S" and digest != self.digest()
+
+    def newer_than(self, digest: bytes) -> CounterSet | None:
+        return None if digest[:1] == b"S" else super().newer_than(digest)
+
+    def lacks_from(self, digest: bytes) -> bool:
+        return digest[:1] != b"S" and super().lacks_from(digest)
+
+
+def summary_core(local: PeerName, peer: PeerName, initial: dict[str, int]) -> GossipCore:
+    core = GossipCore(local, rng=random.Random(0))
+    core.add_channel("c", SummaryChannel(initial))
+    core.neighbour_up(peer)
+    return core
+
+
+def test_a_differing_summary_is_answered_with_the_full_digest_then_data() -> None:
+    one = summary_core(A, B, {"a": 1, "both": 2})
+    two = summary_core(B, A, {"b": 1, "both": 2})
+    greeting = drain(one, B)
+    assert [m.digest[:1] for m in greeting if isinstance(m, DigestMsg)] == [b"S"]
+    drain(two, A)  # only one direction, to follow one exchange
+    for msg in greeting:
+        two.handle(A, msg)
+    full_two = CounterSet({"b": 1, "both": 2}).encode()
+    assert drain(two, A) == [DigestMsg("c", B, full_two, False)]  # not a reply
+    one.handle(B, DigestMsg("c", B, full_two, False))
+    assert drain(one, B) == [
+        GossipMsg("c", A, CounterSet({"a": 1}).encode()),
+        DigestMsg("c", A, CounterSet({"a": 1, "both": 2}).encode(), True),
+    ]
+    two.handle(A, DigestMsg("c", A, CounterSet({"a": 1, "both": 2}).encode(), True))
+    assert drain(two, A) == [GossipMsg("c", B, CounterSet({"b": 1}).encode())]  # data only
+
+
+def test_an_equal_summary_ends_the_exchange() -> None:
+    one = summary_core(A, B, {"k": 1})
+    two = summary_core(B, A, {"k": 1})
+    for msg in drain(one, B):
+        two.handle(A, msg)
+    drain(two, A)  # its own greeting
+    assert not two.has_outgoing(A)
+
+
+def test_every_channel_implements_the_whole_gossiper_protocol() -> None:
+    members = {name for name in vars(Gossiper) if not name.startswith("_")}
+    assert {"full_digest", "wants_full_digest", "on_unicast"} <= members
+    for channel in (TopologyGossiper, IpamGossiper, CounterSetChannel):
+        missing = {name for name in members if not callable(getattr(channel, name, None))}
+        assert not missing, f"{channel.__name__} lacks {sorted(missing)}"
+
+
+class RefusingChannel(CounterSetChannel):
+    def on_unicast(self, src: PeerName, payload: bytes) -> None:
+        raise MalformedMessageError(f"no unicasts here, {src:x}")
+
+
+def test_a_refused_unicast_is_counted_on_either_delivery_path() -> None:
+    core = GossipCore(LOCAL, rng=random.Random(0))
+    core.add_channel("c", RefusingChannel())
+    core.neighbour_up(A)
+    with pytest.raises(MalformedMessageError):
+        core.handle(A, UnicastMsg("c", ORIGIN, LOCAL, b"x"))  # over a connection
+    with pytest.raises(MalformedMessageError):
+        core.send_unicast("c", LOCAL, b"x")  # to ourselves
+    assert core.stats.channels["c"].dropped == {"malformed": 2}
+    assert core.send_unicast("nobody", LOCAL, b"x") is False
+
+
+def test_the_rng_is_the_cores_own() -> None:
+    peers = [PeerName(n) for n in range(100, 108)]
+    expected = sorted(random.Random(3).sample(peers, 4))
+    own, _ = make_core(*peers, seed=3)
+    own.originate_gossip("c", CounterSet({"k": 1}), random.Random(5))  # per-call: ignored
+    assert sorted(p for p in peers if own.has_outgoing(p)) == expected
+    # Until the router shell passes its rng at construction, a per-call one serves.
+    legacy = GossipCore(LOCAL)
+    legacy.add_channel("c", CounterSetChannel())
+    for peer in peers:
+        legacy.neighbour_up(peer)
+        drain(legacy, peer)
+    legacy.originate_gossip("c", CounterSet({"k": 1}), random.Random(3))
+    assert sorted(p for p in peers if legacy.has_outgoing(p)) == expected
+    with pytest.raises(TypeError, match="rng"):
+        legacy.periodic()

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from meshrouter.codec import pack
 from meshrouter.errors import MalformedMessageError
-from meshrouter.gossip.counter_set import CounterSet, CounterSetChannel
 from meshrouter.names import PeerName
+from tests.gossip.counter_set import CounterSet, CounterSetChannel
 
 names = st.text(min_size=0, max_size=8)
 values = st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 
 import pytest
@@ -10,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.gossip.core import fanout_size
-from meshrouter.gossip.counter_set import CounterSet
 from meshrouter.names import PeerName
 from meshrouter.wire.messages import BroadcastMsg, DigestMsg, GossipMsg, Message
+from tests.gossip.counter_set import CounterSet
 
 from .harness import CHANNEL, BfsRoutes, Graph, Mesh, connect, count_kinds, full_mesh, line, ring
 
@@ -27,7 +26,7 @@ Delivered = list[tuple[PeerName, PeerName, Message]]
 
 
 def converge_by_periodic_digests(
-    mesh: Mesh, expected: Mapping[str, int], rng: random.Random, max_rounds: int = 200
+    mesh: Mesh, expected: Mapping[str, int], max_rounds: int = 200
 ) -> int:
     """Run anti-entropy rounds (every node's ``periodic``, then pump) until the
     mesh holds ``expected`` everywhere; return how many rounds that took."""
@@ -35,7 +34,7 @@ def converge_by_periodic_digests(
         if mesh.converged_to(expected):
             return rounds
         for node in sorted(mesh.graph):
-            mesh.cores[node].periodic(rng)
+            mesh.cores[node].periodic()
         mesh.pump()
     raise AssertionError(f"not converged after {max_rounds} rounds of periodic digests")
 
@@ -110,7 +109,7 @@ def assert_gossip_relay_shape(mesh: Mesh, origin: PeerName, delivered: Delivered
 def originate_gossip(mesh: Mesh, origin: PeerName) -> Delivered:
     delta = mesh.channels[origin].set("k", 1)
     assert delta is not None
-    mesh.cores[origin].originate_gossip(CHANNEL, delta, mesh.rng)
+    mesh.cores[origin].originate_gossip(CHANNEL, delta)
     return mesh.pump()
 
 
@@ -139,7 +138,7 @@ def test_gossip_relay_with_a_small_fanout_is_finished_by_periodic_digests() -> N
         delivered = originate_gossip(mesh, origin)
         assert_gossip_relay_shape(mesh, origin, delivered)
         relay_alone_reached_all.append(mesh.converged_to({"k": 1}))
-        converge_by_periodic_digests(mesh, {"k": 1}, random.Random(seed))
+        converge_by_periodic_digests(mesh, {"k": 1})
     assert any(relay_alone_reached_all) and not all(relay_alone_reached_all)
 
 
@@ -163,7 +162,7 @@ def test_state_diverged_after_connecting_converges_through_periodic_digests() ->
     mesh = quiet_mesh(graph)
     for node in graph:  # changes nobody originated (e.g. lost while a link was down)
         mesh.channels[node].state.merge(CounterSet({f"lost{node}": int(node)}))
-    converge_by_periodic_digests(mesh, {f"lost{n}": int(n) for n in graph}, random.Random(11))
+    converge_by_periodic_digests(mesh, {f"lost{n}": int(n) for n in graph})
 
 
 def test_partition_heals_through_digests_of_the_new_link() -> None:
@@ -219,7 +218,7 @@ def test_any_connected_mesh_converges_to_the_merge_of_all_states(
     # node behind (a hub relays a delta to only some of its neighbours, and
     # those who already exchanged digests with it do not ask again): the
     # periodic digests are the backstop that finishes the job.
-    converge_by_periodic_digests(mesh, expected.as_dict(), random.Random(seed))
+    converge_by_periodic_digests(mesh, expected.as_dict())
     # Afterwards a single change still costs exactly N-1 messages.
     mesh.change(PeerName(1), "fresh", 1)
     assert len(mesh.pump()) == len(graph) - 1

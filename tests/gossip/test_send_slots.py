@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.gossip.core import GossipCore
-from meshrouter.gossip.counter_set import CounterSet, CounterSetChannel
 from meshrouter.gossip.send_slots import SendSlots, Snapshot
 from meshrouter.names import PeerName
 from meshrouter.wire.messages import BroadcastMsg, DigestMsg, GossipMsg, UnicastMsg
+from tests.gossip.counter_set import CounterSet, CounterSetChannel
 
 LOCAL = PeerName(1)
 B = PeerName(2)
@@ -24,7 +24,7 @@ def make_slots(**limits: int) -> SendSlots:
 
 
 def core_with_neighbours(*peers: PeerName, **options: Any) -> tuple[GossipCore, CounterSetChannel]:
-    core = GossipCore(LOCAL, **options)
+    core = GossipCore(LOCAL, rng=random.Random(0), **options)
     channel = CounterSetChannel()
     core.add_channel("c", channel)
     for peer in peers:
@@ -74,9 +74,8 @@ def test_three_broadcasts_while_blocked_pop_as_one_merged_message() -> None:
 
 def test_three_gossips_while_blocked_pop_as_one_merged_message() -> None:
     core, _ = core_with_neighbours(B, fanout=1)
-    rng = random.Random(0)
     for update in ({"x": 1}, {"y": 2}, {"x": 3}):
-        core.originate_gossip("c", CounterSet(update), rng)
+        core.originate_gossip("c", CounterSet(update))
     msg = core.pop_outgoing(B)
     assert isinstance(msg, GossipMsg) and msg.src == LOCAL
     assert CounterSet.decode(msg.payload) == CounterSet({"x": 3, "y": 2})

@@ -1,4 +1,4 @@
-"""Theory of operation: a tiny GossipData for tests and the simulator.
+"""A tiny GossipData for the gossip tests (kept out of the product package).
 
 ``CounterSet`` is a grow-only map ``name -> int`` whose merge keeps the maximum
 per name.  Pointwise max is commutative, associative and idempotent, so it is
@@ -131,6 +131,13 @@ class CounterSetChannel:
 
     def digest(self) -> bytes:
         return self.state.encode()
+
+    def full_digest(self) -> bytes:
+        """No summary digest: the digest is already the full one."""
+        return self.digest()
+
+    def wants_full_digest(self, digest: bytes) -> bool:
+        return False
 
     def newer_than(self, digest: bytes) -> CounterSet | None:
         return self.state.newer_than(CounterSet.decode(digest))
