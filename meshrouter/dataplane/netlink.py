@@ -155,6 +155,12 @@ def link_exists(ifname: str) -> bool:
         return _index(ip, ifname) is not None
 
 
+def link_names() -> set[str]:
+    """Every interface name in the calling thread's namespace (one netlink dump)."""
+    with IPRoute() as ip:
+        return {str(_attr(link, "IFLA_IFNAME")) for link in ip.get_links()}
+
+
 def delete_link(ifname: str) -> bool:
     """Delete ``ifname`` (a veth end takes its peer with it); False if it was gone."""
     with IPRoute() as ip:

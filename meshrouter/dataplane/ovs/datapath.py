@@ -281,19 +281,17 @@ class OvsDatapath:
         for cid, (_, row) in found.items():
             self._port_io.setdefault(
                 cid, "afxdp" if str(row.get("type", "")).startswith("afxdp") else "afpacket")
-        await self._drop_lost(tools, {cid: row for cid, (_, row) in found.items()})
+        await self._drop_lost(tools)
 
-    async def _drop_lost(self, tools: OvsTools, rows: dict[str, dict[str, Any]]) -> None:
-        """Ports whose veth is gone (namespace deleted under us): remove and report."""
-        suspects = [cid for cid, row in rows.items() if row.get("ofport") in (-1, None, [])]
-        for cid in suspects:
-            port = self._ports[cid]
-            exists = await netlink.in_netns(
-                self._netns_path, lambda p=port: netlink.link_exists(p.host_ifname))  # type: ignore[misc]
-            if exists:
-                continue
+    async def _drop_lost(self, tools: OvsTools) -> None:
+        """Ports whose veth is gone (namespace deleted under us): remove and report.
+        The link list is the truth; OVS may keep a vanished netdev's ofport."""
+        if not self._ports:
+            return
+        present = await netlink.in_netns(self._netns_path, netlink.link_names)
+        for cid in [c for c, p in self._ports.items() if p.host_ifname not in present]:
+            port = self._ports.pop(cid)
             await tools.vsctl("--if-exists", "del-port", port.host_ifname)
-            self._ports.pop(cid, None)
             self._port_io.pop(cid, None)
             self._lost.append(cid)
             log.warning("container %s lost its port %s (namespace gone?)", cid, port.host_ifname)
@@ -366,9 +364,7 @@ class OvsDatapath:
                             count, len(self._installed))
                 self._installed = None
                 await self._sync()
-            found_ports = await ports.load_ports(tools, self.settings.bridge)
-            await self._drop_lost(tools, {cid: row for cid, (_, row) in found_ports.items()
-                                          if cid in self._ports})
+            await self._drop_lost(tools)
         except MeshError as exc:
             self._degrade(f"verification failed: {exc}")
         except OSError as exc:

@@ -1,0 +1,278 @@
+"""OvsDatapath in real namespaces with real OVS (userspace datapath), hand-written flows.
+
+Each test builds its own lab (2-3 host namespaces, each with its own
+ovsdb-server + ovs-vswitchd started by the OvsDatapath under test) and removes
+it, even on failure (the ``lab`` fixture).  Reachability is judged by the
+kernel's own ping and a TCP transfer inside the container namespaces.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from meshrouter.dataplane import netlink
+from meshrouter.dataplane.ovs import OvsDatapath
+from meshrouter.errors import InvalidRequestError, NotFoundError
+from meshrouter.node.datapath import PortRequest
+from tests.integration.flows import lab_flows
+from tests.integration.lab import Container, Host, Lab
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parents[2]
+
+Body = Callable[[list[OvsDatapath], trio.Nursery], Awaitable[None]]
+
+
+def run_lab(lab: Lab, hosts: list[Host], body: Body, **settings: object) -> None:
+    """Start one OvsDatapath per host, run ``body``, stop them (which restores the underlay)."""
+
+    async def main() -> None:
+        dps = [OvsDatapath(h.settings(**settings)) for h in hosts]
+        async with trio.open_nursery() as nursery:
+            for dp in dps:
+                await nursery.start(dp.run)
+            await body(dps, nursery)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def attach_all(dps: list[OvsDatapath], hosts: list[Host]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for dp, host in zip(dps, hosts, strict=True):
+        for c in host.containers:
+            port = await dp.attach_port(PortRequest(c.name, c.ns, "eth0", c.mac, f"{c.ip}/16"))
+            ports[c.name] = port.port
+    return ports
+
+
+async def ping(a: Container, b: Container, count: int = 1) -> bool:
+    return await trio.to_thread.run_sync(lambda: a.ping(b, count=count))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) -> bool:
+    """Poll ``check`` (an outside observation: ping, a dump) until true or timeout."""
+    with trio.move_on_after(seconds):
+        while True:
+            if await check():
+                return True
+            await trio.sleep(0.2)
+    return False
+
+
+def tcp_transfer(src: Container, dst: Container, size: int) -> tuple[str, str]:
+    """(what the sender sent, what the receiver got): ``<bytes> <sha256>`` each."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", dst.ns, sys.executable, "-m", "tests.integration.tcpcheck",
+         "serve", dst.ip, "5201"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "listening"
+        sent = src.exec(sys.executable, "-m", "tests.integration.tcpcheck", "send", dst.ip,
+                        "5201", str(size), timeout=90)
+        got, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return sent.strip(), got.strip()
+
+
+def test_two_hosts_ping_tcp_and_clean_exit(lab: Lab) -> None:
+    hosts = [lab.add_host(), lab.add_host()]
+    for h in hosts:
+        lab.add_container(h)
+        lab.add_container(h)
+    containers = [c for h in hosts for c in h.containers]
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        ports = await attach_all(dps, hosts)
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, containers, ports))
+            assert dp.health().ok and dp.status()["flows"] == len(lab_flows(h, containers, ports))
+        for a in containers:
+            for b in containers:
+                if a is not b:
+                    assert await ping(a, b), f"{a.name} -> {b.name}"
+        sent, got = await trio.to_thread.run_sync(
+            lambda: tcp_transfer(containers[0], containers[3], 10 * 1024 * 1024))
+        assert sent == got and sent.startswith(str(10 * 1024 * 1024))
+        # the underlay address now lives on the underlay bridge's LOCAL port
+        assert hosts[0].ip in hosts[0].exec("ip", "-br", "addr", "show", "mr-phy")
+
+    run_lab(lab, hosts, body)
+    # stopped: our daemons are gone and ul0 has its address back
+    assert not lab.our_pids()
+    assert hosts[0].ip in hosts[0].exec("ip", "-br", "addr", "show", "ul0")
+
+
+def test_relay_through_a_middle_host_when_the_underlay_is_blocked(lab: Lab) -> None:
+    hosts = [lab.add_host() for _ in range(3)]
+    c1, _, c3 = (lab.add_container(h) for h in hosts)
+    containers = [h.containers[0] for h in hosts]
+    h1, h2, h3 = hosts
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        ports = await attach_all(dps, hosts)
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, containers, ports))
+        assert await ping(c1, c3)
+        lab.block(h1, h3)
+        assert not await ping(c1, c3, count=2), "the block must cut the direct path"
+        relay = {(1, 3): h2, (3, 1): h2}
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, containers, ports, relay))
+            assert dp.last_apply["kind"] == "delta"
+        assert await eventually(lambda: ping(c1, c3), 10)
+        assert await ping(c3, c1)
+        assert await ping(c1, containers[1])
+
+    run_lab(lab, hosts, body)
+
+
+def test_vswitchd_killed_degrades_then_restores_connectivity(lab: Lab) -> None:
+    hosts = [lab.add_host(), lab.add_host()]
+    c1, c2 = (lab.add_container(h) for h in hosts)
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        ports = await attach_all(dps, hosts)
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, [c1, c2], ports))
+        assert await ping(c1, c2)
+        pid = hosts[0].pid("ovs-vswitchd")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        async def degraded() -> bool:
+            return not dps[0].health().ok
+
+        assert await eventually(degraded, 5)
+        assert "ovs-vswitchd" in dps[0].health().reason
+
+        async def healthy() -> bool:
+            return dps[0].health().ok
+
+        assert await eventually(healthy, 30), dps[0].health().reason
+        assert hosts[0].pid("ovs-vswitchd") != pid
+        flows = hosts[0].ovs("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "mr-int",
+                             "--no-stats").strip().splitlines()
+        assert len(flows) == len(lab_flows(hosts[0], [c1, c2], ports))
+        assert await eventually(lambda: ping(c1, c2), 15)
+        assert await ping(c2, c1)
+
+    run_lab(lab, hosts, body)
+
+
+def test_namespace_deleted_under_us_is_reported_and_nothing_crashes(lab: Lab) -> None:
+    host = lab.add_host()
+    doomed, kept = lab.add_container(host), lab.add_container(host)
+    lost: list[str] = []
+
+    async def main() -> None:
+        dp = OvsDatapath(host.settings(), on_port_lost=lost.append)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(dp.run)
+            ports = await attach_all([dp], [host])
+            await dp.apply(lab_flows(host, [doomed, kept], ports))
+            assert await ping(kept, doomed)
+            lab.forget_namespace(doomed.ns)
+
+            async def reported() -> bool:
+                return lost == [doomed.name]
+
+            assert await eventually(reported, 10)
+            assert dp.health().ok, dp.health().reason
+            assert doomed.name not in dp.ports() and kept.name in dp.ports()
+            listed = host.ovs("ovs-vsctl", "list-ports", "mr-int")
+            assert netlink.host_ifname(doomed.name) not in listed
+            assert netlink.host_ifname(kept.name) in listed
+            assert dp.status()["lost_ports"] == [doomed.name]
+            # detaching the vanished container is a no-op; the other one still works
+            await dp.detach_port(doomed.name)
+            await dp.apply(lab_flows(host, [kept], ports))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_attach_is_idempotent_and_bad_input_leaves_nothing(lab: Lab) -> None:
+    host = lab.add_host()
+    c = lab.add_container(host)
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        dp = dps[0]
+        request = PortRequest(c.name, c.ns, "eth0", c.mac, f"{c.ip}/16")
+        first = await dp.attach_port(request)
+        again = await dp.attach_port(request)
+        assert again == first and first.mtu == 1450
+        assert "mtu 1450" in c.exec("ip", "link", "show", "eth0")
+        features = c.exec("ethtool", "-k", "eth0")
+        assert "tx-checksum-ip-generic: off" in features
+        before = host.exec("ip", "-br", "link")
+        with pytest.raises(NotFoundError):
+            await dp.attach_port(PortRequest("x", f"{lab.prefix}nope", "eth0",
+                                             "02:00:00:00:00:09", "10.9.0.9/16"))
+        with pytest.raises(InvalidRequestError):
+            await dp.attach_port(PortRequest("y", c.ns, "eth1", "02:00:00:00:00:0a", "nonsense"))
+        with pytest.raises(InvalidRequestError):
+            await dp.attach_port(PortRequest("z", c.ns, "eth2", "01:00:00:00:00:0b", "10.9.0.8/16"))
+        assert host.exec("ip", "-br", "link") == before
+        assert sorted(dp.ports()) == [c.name]
+        await dp.detach_port(c.name)
+        assert not dp.ports()
+        ifname = netlink.host_ifname(c.name)
+        assert ifname not in host.exec("ip", "-br", "link")
+        assert ifname not in host.ovs("ovs-vsctl", "list-ports", "mr-int")
+        assert "eth0" not in c.exec("ip", "-br", "link")
+
+    run_lab(lab, [host], body)
+
+
+def test_foreign_flows_are_untouched_and_a_restart_adopts_ports(lab: Lab) -> None:
+    hosts = [lab.add_host(), lab.add_host()]
+    c1, c2 = (lab.add_container(h) for h in hosts)
+    foreign = "cookie=0x1,table=7,priority=5,dl_dst=02:00:00:00:00:77 actions=drop"
+    stray = "cookie=0x6d72000400000009,table=7,priority=6,dl_dst=02:00:00:00:00:78 actions=drop"
+    saved: dict[str, int] = {}
+
+    def dump() -> str:
+        return hosts[0].ovs("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "mr-int", "--no-stats")
+
+    async def first(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        saved.update(await attach_all(dps, hosts))
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, [c1, c2], saved))
+        # one endpoint removed: a delta of its two flows only
+        await dps[0].apply(lab_flows(hosts[0], [c1], saved))
+        assert dps[0].last_apply["kind"] == "delta"
+        assert dps[0].last_apply["flow_mods"] == 2
+        # another owner's flow, and a stray flow with our cookie the shell did not make
+        hosts[0].ovs("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "mr-int", foreign)
+        hosts[0].ovs("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "mr-int", stray)
+
+        async def reinstalled() -> bool:
+            return "02:00:00:00:00:78" not in dump()
+
+        assert await eventually(reinstalled, 10), "verification must notice the stray flow"
+        assert dps[0].last_apply["kind"] == "full"
+        assert "02:00:00:00:00:77" in dump(), "a full apply must keep other owners' flows"
+        assert len(dump().strip().splitlines()) == len(lab_flows(hosts[0], [c1], saved)) + 1
+
+    run_lab(lab, hosts, first)
+
+    async def second(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        # a new router process: ports are found in the OVS database, not re-made
+        assert {p.container_id: p.port for dp in dps for p in dp.ports().values()} == saved
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, [c1, c2], saved))
+        assert await eventually(lambda: ping(c1, c2), 10)
+
+    run_lab(lab, hosts, second)
