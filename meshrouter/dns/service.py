@@ -1,0 +1,289 @@
+"""The DNS Service: the records channel, the server, the API and the status section.
+
+It plugs ``DnsCore`` into the router (gossip channel ``dns``, topology changes)
+and runs ``DnsServer``.  Its own loop broadcasts our record changes as soon as
+they are made (after writing them to the state file, so a peer never learns of
+an edit we could forget), collects our old tombstones, and sweeps the records
+of owners the topology no longer knows.
+
+The dataplane service calls ``register``/``unregister_container`` when a
+container with a name is attached or detached; ``POST /dns`` and ``DELETE
+/dns/{name}`` are the ``dns-add``/``dns-remove`` verbs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from meshrouter.errors import ConfigError, InvalidRequestError, NotFoundError
+from meshrouter.names import format_peer_name
+from meshrouter.node.service import (
+    ApiRequest,
+    ApiRoute,
+    ServiceBase,
+    ServiceContext,
+    TopologyChange,
+)
+
+from .access import ClientFilter
+from .core import DnsCore
+from .gossiper import CHANNEL, DnsGossiper
+from .names import format_ipv4, parse_ipv4, qualify
+from .records import RecordKey
+from .resolver import Answer, Resolver
+from .server import DnsServer, DnsStats, UpstreamSource
+from .settings import DnsSettings, Endpoint, parse_endpoint, self_endpoints
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "dns"
+MAINTENANCE_INTERVAL = 10.0
+
+
+class DnsService(ServiceBase):
+    """One router's DNS (see the module docstring)."""
+
+    name = "dns"
+
+    def __init__(self, settings: DnsSettings | None = None, *,
+                 local_addresses: Callable[[], set[str]] | None = None) -> None:
+        self.settings = settings or DnsSettings()
+        self.resolver = Resolver(self.settings.domain, ttl=self.settings.ttl,
+                                 reverse_networks=self.settings.overlay_networks)
+        self.stats = DnsStats()
+        self.client_filter = ClientFilter(
+            (*self.settings.overlay_networks, *self.settings.allow_networks))
+        self._local_addresses = local_addresses or _host_addresses
+        self.server: DnsServer | None = None
+        self.serving_error = ""
+        self._wakeup = trio.Event()
+        self._core: DnsCore | None = None
+        self._upstreams: UpstreamSource | None = None
+
+    @property
+    def core(self) -> DnsCore:
+        if self._core is None:
+            raise RuntimeError("DnsService used before attach()")
+        return self._core
+
+    # ------------------------------------------------------------ Service
+
+    def attach(self, context: ServiceContext) -> None:
+        super().attach(context)
+        self._core = DnsCore(context.name, self.settings.domain,
+                             tombstone_ttl=self.settings.tombstone_ttl)
+        context.gossip.add_channel(CHANNEL, DnsGossiper(self._core, self.wake))
+
+    def load(self) -> None:
+        blob = self.context.storage.load(STATE_KEY)
+        if blob is not None:
+            self.core.load(blob, trio.current_time())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.settings.enabled:
+                await self._start_server(nursery)
+            task_status.started()
+            await self._maintain()
+
+    async def _start_server(self, nursery: trio.Nursery) -> None:
+        listen = self.settings.listen_endpoint()
+        try:
+            addresses = await trio.to_thread.run_sync(self._local_addresses)
+        except OSError as exc:
+            log.warning("dns: cannot list this host's addresses (%s); loopback only", exc)
+            addresses = set()
+        self.client_filter.set_local_addresses(addresses)
+        explicit = [parse_endpoint(u, 53, what="--dns-upstream") for u in self.settings.upstreams]
+
+        def skip() -> set[Endpoint]:
+            return self_endpoints(self.server.bound if self.server and self.server.bound
+                                  else listen, addresses)
+
+        self._upstreams = UpstreamSource(explicit, self.settings.resolv_conf, skip)
+        self.server = DnsServer(
+            self.resolver, self.core.view, self.context.rng, listen=listen,
+            upstreams=self._upstreams.current, timeout=self.settings.upstream_timeout,
+            client_filter=self.client_filter, stats=self.stats)
+        try:
+            await nursery.start(self.server.run)
+        except OSError as exc:
+            self.server = None
+            self.serving_error = f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}"
+            if self.settings.listen is not None:
+                raise ConfigError(f"--dns-listen: {self.serving_error}") from None
+            log.warning("dns: %s; DNS is not served (give --dns-listen or --no-dns)",
+                        self.serving_error)
+
+    async def _maintain(self) -> None:
+        while True:
+            self.flush()
+            with trio.move_on_after(MAINTENANCE_INTERVAL):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now = trio.current_time()
+            self.core.collect(now)
+            self.core.sweep_unknown(self._known, now)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def flush(self) -> None:
+        """Save our own records if they changed, then broadcast the change."""
+        if self.core.dirty:
+            self.context.storage.save(STATE_KEY, self.core.dump())
+        delta = self.core.take_broadcast()
+        if delta is not None:
+            self.context.gossip.originate_broadcast(CHANNEL, delta)
+
+    def _known(self, owner: Any) -> bool:
+        return owner in self.context.topology
+
+    def on_topology_changed(self, change: TopologyChange) -> None:
+        self.core.set_reachable(change.reachable())
+        for peer in change.removed:
+            self.core.forget_owner(peer)
+
+    # ------------------------------------------------------------ verbs
+
+    def register(self, container_id: str, name: str, address: str) -> str:
+        """Publish ``name`` -> ``address`` for a container (dataplane attach)."""
+        key = RecordKey(qualify(name, self.settings.domain), parse_ipv4(address), container_id)
+        self.core.add(key, trio.current_time())
+        self.flush()
+        return key.name
+
+    def unregister_container(self, container_id: str) -> list[str]:
+        """Tombstone every record of a container (dataplane detach)."""
+        gone = self.core.remove(lambda k: k.container == container_id, trio.current_time())
+        self.flush()
+        return sorted({k.name for k in gone})
+
+    def remove(self, name: str, address: str | None = None) -> list[dict[str, str]]:
+        fqdn = qualify(name, self.settings.domain)
+        ip = parse_ipv4(address) if address else None
+        gone = self.core.remove(
+            lambda k: k.name == fqdn and (ip is None or k.address == ip), trio.current_time())
+        if not gone:
+            raise NotFoundError(f"this router publishes no record for {fqdn}"
+                                + (f" with address {address}" if address else ""))
+        self.flush()
+        return [_describe(k) for k in gone]
+
+    def lookup(self, name: str) -> list[str]:
+        fqdn = qualify(name, self.settings.domain)
+        return [format_ipv4(a) for a in self.core.view().addresses.get(fqdn, ())]
+
+    def resolve_bytes(self, query: bytes) -> bytes | None:
+        """Answer a query as the server would, without a socket (tests, tools)."""
+        outcome = self.resolver.resolve(query, self.core.view(), self.context.rng)
+        return outcome.data if isinstance(outcome, Answer) else None
+
+    # ------------------------------------------------------------ API
+
+    def api_routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("POST", "/dns", self._api_add),
+            ApiRoute("DELETE", "/dns/{name}", self._api_remove),
+            ApiRoute("GET", "/dns/{name}", self._api_lookup),
+            ApiRoute("GET", "/status/dns", self._api_status),
+        ]
+
+    async def _api_add(self, request: ApiRequest) -> Any:
+        body = request.body
+        name = body.get("name")
+        address = body.get("address")
+        container = body.get("container_id") or ""
+        if not isinstance(name, str) or not isinstance(container, str):
+            raise InvalidRequestError("POST /dns needs {\"name\": ..., \"address\": ... "
+                                      "or \"container_id\": ...}")
+        if address is None:
+            if not container:
+                raise InvalidRequestError("give an address or a container_id for the name")
+            addresses = self._container_addresses(container)
+            if not addresses:
+                raise NotFoundError(f"container {container} has no address here; "
+                                    "give the address")
+        elif isinstance(address, str):
+            addresses = [address]
+        else:
+            raise InvalidRequestError("address must be a string like 10.32.0.5")
+        return {"added": [self.register(container, name, a) for a in addresses][:1],
+                "addresses": addresses}
+
+    async def _api_remove(self, request: ApiRequest) -> Any:
+        return {"removed": self.remove(request.path_params["name"],
+                                       request.query.get("address"))}
+
+    async def _api_lookup(self, request: ApiRequest) -> Any:
+        name = request.path_params["name"]
+        addresses = self.lookup(name)
+        if not addresses:
+            raise NotFoundError(f"no live record for {qualify(name, self.settings.domain)}")
+        return {"name": qualify(name, self.settings.domain), "addresses": addresses}
+
+    async def _api_status(self, request: ApiRequest) -> Any:
+        return self.report()
+
+    def _container_addresses(self, container: str) -> list[str]:
+        """The container's addresses from a service that knows them (IPAM)."""
+        for service in self.context.services():
+            lookup = getattr(service, "lookup", None)
+            if service is not self and getattr(service, "name", "") == "ipam" and lookup:
+                found = lookup(container)
+                if isinstance(found, list):
+                    return [str(a) for a in found]
+        return []
+
+    # ------------------------------------------------------------ status
+
+    def summary(self) -> dict[str, Any]:
+        view = self.core.view()
+        return {
+            "domain": self.settings.domain,
+            "listen": self._listen_text(),
+            "names": len(view.addresses),
+            "own_records": len(self.core.mine()),
+            "responses": dict(sorted(self.stats.responses.items())),
+        }
+
+    def report(self) -> dict[str, Any]:
+        upstreams = self._upstreams
+        return {
+            **self.summary(),
+            "serving": self.server is not None and self.server.bound is not None,
+            "error": self.serving_error,
+            "upstreams": [f"{h}:{p}" for h, p in upstreams.explicit or upstreams._cached]
+            if upstreams else [],
+            "upstream_error": upstreams.error if upstreams else "",
+            "ttl": self.settings.ttl,
+            "peer": format_peer_name(self.context.name),
+            "records": self.core.status(),
+            "counters": self.stats.as_dict(),
+        }
+
+    def _listen_text(self) -> str:
+        if self.server is not None and self.server.bound is not None:
+            host, port = self.server.bound
+        elif not self.settings.enabled:
+            return "disabled"
+        else:
+            host, port = self.settings.listen_endpoint()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _describe(key: RecordKey) -> dict[str, str]:
+    return {"name": key.name, "address": format_ipv4(key.address), "container": key.container}
+
+
+def _host_addresses() -> set[str]:
+    """This host's interface addresses (blocking: run in a thread)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return {str(msg.get_attr("IFA_ADDRESS")) for msg in ipr.get_addr()
+                if msg.get_attr("IFA_ADDRESS")}

@@ -1,0 +1,131 @@
+"""Theory of operation: the DNS settings and the pure parsing behind them.
+
+``DnsSettings`` is what the CLI fills in (the lead wires it into RouterConfig):
+the domain, where to listen, the upstream servers (given, or read from a
+resolv.conf), the TTL, and who may ask.  Parsing is pure (text in, values out)
+so it is tested without files or sockets; the server only reads files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from meshrouter.errors import ConfigError, InvalidRequestError
+
+from .names import canonical_name
+
+DEFAULT_DOMAIN = "mesh.local."
+DEFAULT_PORT = 53
+DEFAULT_LISTEN = "0.0.0.0:53"
+DEFAULT_TTL = 5
+MAX_UPSTREAMS = 8
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    """How this router serves DNS.  CLI options map one to one:
+    ``--no-dns`` -> enabled=False, ``--dns-domain`` -> domain, ``--dns-listen`` ->
+    listen, ``--dns-upstream`` (repeatable) -> upstreams, ``--resolv-conf`` ->
+    resolv_conf, ``--dns-ttl`` -> ttl."""
+
+    enabled: bool = True
+    domain: str = DEFAULT_DOMAIN
+    listen: str | None = None
+    """HOST[:PORT]; None = ``DEFAULT_LISTEN`` where a failure to bind is reported
+    in ``status dns`` instead of stopping the router."""
+    upstreams: tuple[str, ...] = ()
+    """HOST[:PORT] each; when given, resolv.conf is not read."""
+    resolv_conf: str = "/etc/resolv.conf"
+    ttl: int = DEFAULT_TTL
+    upstream_timeout: float = 2.0
+    overlay_networks: tuple[str, ...] = ()
+    """The overlay's ranges (e.g. the IPAM range): its clients may ask, and PTR
+    for its addresses is answered by us (NXDOMAIN when unknown)."""
+    allow_networks: tuple[str, ...] = ()
+    """More client networks that may ask (besides this host and the overlay)."""
+    tombstone_ttl: float = 1800.0
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "domain", canonical_name(self.domain))
+        except InvalidRequestError as exc:
+            raise ConfigError(f"--dns-domain: {exc}") from None
+        if not 0 <= self.ttl <= 86_400:
+            raise ConfigError(f"--dns-ttl must be 0..86400 seconds, got {self.ttl}")
+        if self.upstream_timeout <= 0:
+            raise ConfigError("the DNS upstream timeout must be positive")
+        if len(self.upstreams) > MAX_UPSTREAMS:
+            raise ConfigError(f"at most {MAX_UPSTREAMS} --dns-upstream servers")
+        for text in self.upstreams:
+            parse_endpoint(text, DEFAULT_PORT, what="--dns-upstream")
+        if self.listen is not None:
+            parse_endpoint(self.listen, DEFAULT_PORT, what="--dns-listen", allow_zero=True)
+        for net in (*self.overlay_networks, *self.allow_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"{net!r} is not a network (CIDR)") from None
+
+    def listen_endpoint(self) -> Endpoint:
+        return parse_endpoint(self.listen or DEFAULT_LISTEN, DEFAULT_PORT, what="--dns-listen",
+                              allow_zero=True)
+
+
+def parse_endpoint(text: str, default_port: int, *, what: str,
+                   allow_zero: bool = False) -> Endpoint:
+    """``IP[:PORT]`` or ``[IPv6]:PORT`` -> (ip, port); ConfigError saying why not."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"{what} {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"{what} {text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: {host!r} is not an IP address") from None
+    port = default_port
+    if port_text:
+        if not port_text.isdigit():
+            raise ConfigError(f"{what} {text!r}: port {port_text!r} is not a number")
+        port = int(port_text)
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise ConfigError(f"{what} {text!r}: port {port} out of range")
+    return str(ip), port
+
+
+def parse_resolv_conf(text: str, *, skip: set[Endpoint] | None = None) -> list[Endpoint]:
+    """The ``nameserver`` entries of a resolv.conf, in order, minus ``skip``
+    (ourselves: forwarding to ourselves would loop) and unparsable lines."""
+    found: list[Endpoint] = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        try:
+            endpoint = str(ipaddress.ip_address(fields[1].split("%", 1)[0])), DEFAULT_PORT
+        except ValueError:
+            continue
+        if endpoint in (skip or set()) or endpoint in found:
+            continue
+        found.append(endpoint)
+        if len(found) == MAX_UPSTREAMS:
+            break
+    return found
+
+
+def self_endpoints(listen: Endpoint, local_addresses: set[str]) -> set[Endpoint]:
+    """Every address a nameserver line could use to reach us."""
+    host, port = listen
+    if ipaddress.ip_address(host).is_unspecified:
+        return {(a, port) for a in local_addresses | {"127.0.0.1", "::1"}}
+    return {(host, port)}
