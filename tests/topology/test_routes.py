@@ -235,13 +235,32 @@ def test_next_hop_any_reaches_destinations_over_listed_links(
             assert distances(undirected, hop).get(dst) == dist[dst] - 1
 
 
-def test_large_mesh_is_fast_enough_to_build() -> None:
-    """1000 peers with 16 neighbours each: build, route and a few broadcast trees."""
+def test_a_large_limited_mesh_routes_agree_with_a_plain_bfs() -> None:
+    """1000 peers with 16 neighbours each: every unicast hop of one router and
+    20 broadcast trees of every router checked against BFS distances computed
+    here.  (How fast routes are built is measured by bench/topology_routes.py.)"""
     n = 1000
     edges = {(i, (i + k) % n + 1) for i in range(1, n + 1) for k in (1, 7, 31, 127, 251, 400,
                                                                    12, 99)}
     records = graph_records(range(1, n + 1), [(a, b) for a, b in edges if a != b])
+    adjacency = symmetric_adjacency(records)
+    dist = distances(adjacency, 1)
+    assert len(dist) == n  # the oracle's own premise: the mesh is connected
     routes = compute_routes(records, P(1))
-    assert len(routes.reachable()) == n
+    assert routes.reachable() == frozenset(dist)
+    from_hop = {hop: distances(adjacency, hop) for hop in adjacency[1]}
+    assert routes.next_hop(P(1)) is None
+    for dst in range(2, n + 1):
+        hop = routes.next_hop(P(dst))
+        assert hop in from_hop and from_hop[hop][dst] == dist[dst] - 1, (dst, hop)
+    everyone = {name: compute_routes(records, name) for name in records}
     for origin in range(1, n + 1, 50):
-        routes.broadcast_next_hops(P(origin))
+        from_origin = distances(adjacency, origin)
+        parent: dict[int, int] = {}
+        for node, node_routes in everyone.items():
+            for child in node_routes.broadcast_next_hops(P(origin)):
+                assert child in adjacency[node], (origin, node, child)
+                assert from_origin[child] == from_origin[node] + 1, (origin, node, child)
+                assert child not in parent, f"{child} hears {origin}'s broadcast twice"
+                parent[child] = node
+        assert set(parent) == set(range(1, n + 1)) - {origin}, origin
