@@ -1,14 +1,17 @@
 """Start and stop real ``meshrouter launch peer`` processes on 127.0.0.1 for tests.
 
-Only processes started here are ever signalled, by PID; every one is killed in
-``stop_all`` even when a test fails.
+Routers bind port 0 for both the mesh and the API, and the ports they got are
+read back from ``<data-dir>/addresses.json`` (written by the router after both
+sockets are bound, naming its pid), so no test races another process for a
+"free" port.  Only processes started here are ever signalled, by PID; every one
+is killed in ``stop_all`` even when a test fails.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +25,7 @@ import httpx
 # Container addresses for test routers: from the benchmarking range, which no
 # test host routes, so the launch-time overlap check never trips on CI.
 TEST_RANGE = "198.18.0.0/20"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ADDRESSES_FILE = "addresses.json"  # written by ``launch peer`` (meshrouter/cli/launch.py)
 
 
 @dataclass
@@ -67,8 +65,6 @@ class RouterFleet:
         password: str | None = None,
         extra: list[str] = [],  # noqa: B006 - read only
     ) -> RouterProcess:
-        listen = f"127.0.0.1:{free_port()}"
-        api = f"127.0.0.1:{free_port()}"
         data_dir = self.tmp / nickname
         log_path = self.tmp / f"{nickname}.log"
         args = [
@@ -78,9 +74,9 @@ class RouterFleet:
             "launch",
             "peer",
             "--listen",
-            listen,
+            "127.0.0.1:0",
             "--api",
-            api,
+            "127.0.0.1:0",
             "--data-dir",
             str(data_dir),
             "--nickname",
@@ -101,10 +97,19 @@ class RouterFleet:
             args[5:5] = ["--password-file", str(pw_file)]
         env = dict(os.environ)
         env.pop("MESHROUTER_PASSWORD", None)
+        (data_dir / ADDRESSES_FILE).unlink(missing_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-        router = RouterProcess(nickname, listen, api, data_dir, process, log_path)
+        router = RouterProcess(nickname, "", "", data_dir, process, log_path)
         self.routers.append(router)
+        addresses: dict[str, Any] = {}
+
+        def bound() -> bool:
+            addresses.update(read_addresses(router))
+            return bool(addresses)
+
+        wait_until(bound, 20, f"{nickname} to write {ADDRESSES_FILE}", router)
+        router.listen, router.api = addresses["listen"], addresses["api"]
         wait_until(lambda: _api_up(router), 20, f"{nickname} API up", router)
         return router
 
@@ -118,6 +123,18 @@ class RouterFleet:
             except subprocess.TimeoutExpired:
                 os.kill(router.process.pid, signal.SIGKILL)
                 router.process.wait(timeout=10)
+
+
+def read_addresses(router: RouterProcess) -> dict[str, Any]:
+    """The addresses ``router``'s process published, or {} while it has not
+    (a file left by an earlier process of the same data dir names another pid)."""
+    if router.process.poll() is not None:
+        raise AssertionError(f"{router.nickname} exited:\n{router.log()}")
+    try:
+        record = json.loads((router.data_dir / ADDRESSES_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if record.get("pid") == router.process.pid else {}
 
 
 def _api_up(router: RouterProcess) -> bool:
