@@ -29,9 +29,12 @@ from meshrouter.gossip.core import GossipCore
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.core import IpamCore
 from meshrouter.ipam.founding import parse_founding
+from meshrouter.ipam.service import IpamService
 from meshrouter.names import format_peer_name
-from meshrouter.node.ipam_service import IpamService
+from meshrouter.node.datapath import NullDatapath
+from meshrouter.node.service import ServiceContext
 from meshrouter.storage import FileStorage
+from meshrouter.topology.topology import Topology
 from sim.runner import SimOptions, Simulation, run_simulation
 
 ME = 0x0A0000000001
@@ -56,11 +59,24 @@ def service_rate(count: int = 2000) -> float:
     async def main() -> float:
         with tempfile.TemporaryDirectory() as tmp:
             service = IpamService(
-                name=ME, uid=1, address_range=AddressRange.parse("10.32.0.0/16"),
+                address_range=AddressRange.parse("10.32.0.0/16"),
                 mode=parse_founding(f"seed={format_peer_name(ME)}", 0), reclaim_after=600,
-                tick=1.0, gossip=GossipCore(ME), storage=FileStorage(Path(tmp)),
-                rng=random.Random(1), reachable=lambda: {ME}, label="bench",
+                tick=1.0,
             )
+            rng = random.Random(1)
+
+            async def drain(limit: float) -> None:
+                return None
+
+            service.attach(ServiceContext(
+                name=ME, uid=1, nickname="bench", label="bench", gossip=GossipCore(ME),
+                storage=FileStorage(Path(tmp)), rng=rng,
+                topology=Topology(local_name=ME, nickname="bench", uid=1, listen_port=0,
+                                  rng=rng),
+                datapath=NullDatapath(), reachable=lambda: {ME},
+                peer_address=lambda peer: None, stop_router=lambda: None,
+                leave_mesh=lambda: None, drain_gossip=drain, services=lambda: [service],
+            ))
             async with trio.open_nursery() as nursery:
                 await nursery.start(service.run)
                 service.core.neighbour_digest(b"")  # alone: no start-up grace to wait out

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
 from meshrouter.names import PeerName, format_peer_name
+from meshrouter.node.assembly import build_router
 from meshrouter.node.router import Router
 from meshrouter.storage import MemoryStorage
 from sim.network import LinkProfile, SimNetwork, SimTransport
@@ -133,7 +134,7 @@ class SimCluster:
             **settings,
         )
         rng = random.Random(self.rng.getrandbits(64))
-        return Router(
+        return build_router(
             config,
             transport=SimTransport(self.network, host.ip, PORT),
             rng=rng,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshrouter.ipam.address_range import format_address
+from meshrouter.ipam.service import ipam_of
 from meshrouter.names import PeerName
 from meshrouter.node.router import Router
 from sim.cluster import SimCluster
@@ -186,9 +187,10 @@ def ipam_no_duplicates(cluster: SimCluster, sample: int) -> list[Violation]:
     holders: dict[int, list[PeerName]] = {}
     for host in cluster.live():
         router = host.router
-        if router is None or router.ipam is None:
+        service = ipam_of(router) if router is not None else None
+        if service is None:
             continue
-        for address in router.ipam.core.user_of:
+        for address in service.core.user_of:
             holders.setdefault(address, []).append(host.name)
     violations = []
     for address, names in sorted(holders.items()):
@@ -212,9 +214,10 @@ def ipam_rings_agree(cluster: SimCluster, sample: int) -> list[Violation]:
     for routers in _component_routers(cluster):
         views: dict[bytes, list[PeerName]] = {}
         for name, router in sorted(routers.items()):
-            if router.ipam is None:
+            service = ipam_of(router)
+            if service is None:
                 continue
-            ring = router.ipam.core.ring
+            ring = service.core.ring
             views.setdefault(ring.fingerprint() if ring is not None else b"", []).append(name)
         violations += _disagreement(cluster, "ipam-rings-agree", "rings", views, len(routers))
     return violations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import trio
 
 from meshrouter.errors import IpamError
-from meshrouter.node.router import Router
+from meshrouter.ipam.service import IpamService, ipam_of
 from sim.cluster import SimHost
 from sim.invariants import INVARIANTS, Violation
 from sim.runner import Simulation, _join_phase, scenario
@@ -31,27 +31,26 @@ class Workload:
         self.latencies: list[float] = []
         self.violations: list[Violation] = []
 
-    def _routers(self) -> list[Router]:
-        return [h.router for h in self.sim.cluster.live()
-                if h.router is not None and h.router.ipam is not None]
+    def _services(self) -> list[IpamService]:
+        found = (ipam_of(h.router) for h in self.sim.cluster.live() if h.router is not None)
+        return [service for service in found if service is not None]
 
     async def allocate(self, count: int, wait: float = 30.0) -> None:
         """``count`` concurrent allocations on random live routers."""
-        routers = self._routers()
-        if not routers:
+        services = self._services()
+        if not services:
             return
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 self.serial += 1
                 nursery.start_soon(
-                    self._one, self.sim.rng.choice(routers), f"c{self.serial}", wait
+                    self._one, self.sim.rng.choice(services), f"c{self.serial}", wait
                 )
 
-    async def _one(self, router: Router, container: str, wait: float) -> None:
-        assert router.ipam is not None
+    async def _one(self, service: IpamService, container: str, wait: float) -> None:
         started = trio.current_time()
         try:
-            await router.ipam.allocate(container, None, wait)
+            await service.allocate(container, None, wait)
         except IpamError:
             self.unmet += 1
         else:
@@ -61,13 +60,12 @@ class Workload:
     def release(self, count: int) -> None:
         """Release ``count`` random containers on random live routers."""
         for _ in range(count):
-            routers = [r for r in self._routers() if r.ipam and r.ipam.core.allocations]
-            if not routers:
+            services = [s for s in self._services() if s.core.allocations]
+            if not services:
                 return
-            router = self.sim.rng.choice(routers)
-            assert router.ipam is not None
-            container = self.sim.rng.choice(sorted(router.ipam.core.allocations))
-            router.ipam.release(container, None)
+            service = self.sim.rng.choice(services)
+            container = self.sim.rng.choice(sorted(service.core.allocations))
+            service.release(container, None)
             self.released += 1
 
     def check(self, when: str) -> None:

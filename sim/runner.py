@@ -23,6 +23,7 @@ from typing import Any
 import trio
 import trio.testing
 
+from meshrouter.ipam.service import ipam_of
 from meshrouter.names import format_peer_name
 from meshrouter.node.router import Router
 from sim.cluster import SimCluster, SimHost, host_name
@@ -445,6 +446,7 @@ def _ipam_figures(sim: Simulation) -> dict[str, Any] | None:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
     routers = [h.router for h in sim.cluster.live() if h.router is not None]
+    services = [s for s in map(ipam_of, routers) if s is not None]
     return {
         "allocations_met": work.met,
         "allocations_unmet": work.unmet,
@@ -452,8 +454,8 @@ def _ipam_figures(sim: Simulation) -> dict[str, Any] | None:
         "latency_p50_s": percentile(0.5),
         "latency_p99_s": percentile(0.99),
         "latency_max_s": latencies[-1] if latencies else None,
-        "reclaims": sum(r.ipam.core.counters.reclaims for r in routers if r.ipam),
-        "donations": sum(r.ipam.core.counters.donations_given for r in routers if r.ipam),
+        "reclaims": sum(s.core.counters.reclaims for s in services),
+        "donations": sum(s.core.counters.donations_given for s in services),
         "duplicates_seen": sum(1 for v in work.violations if v.invariant == "ipam-no-duplicates"),
     }
 

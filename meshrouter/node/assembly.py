@@ -12,8 +12,12 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
+from meshrouter.ipam.address_range import AddressRange
+from meshrouter.ipam.founding import parse_founding
+from meshrouter.ipam.service import IpamService
 from meshrouter.node.datapath import Datapath
 from meshrouter.node.router import Router
+from meshrouter.node.service import Service
 from meshrouter.node.transport import Transport
 from meshrouter.storage import Storage
 
@@ -35,6 +39,23 @@ def build_router(
         transport=transport,
         rng=rng,
         storage=storage,
+        datapath=datapath,
+        services=standard_services(config),
         observer=observer,
         **extra,
     )
+
+
+def standard_services(config: RouterConfig) -> list[Service]:
+    """The features ``config`` enables, each one Service: one line per feature."""
+    services: list[Service] = []
+    if config.ipam:
+        services.append(
+            IpamService(
+                address_range=AddressRange.parse(config.ipalloc_range),
+                mode=parse_founding(config.ipalloc_init, len(config.initial_peers)),
+                reclaim_after=config.ipalloc_reclaim_after,
+                tick=config.ipam_tick,
+            )
+        )
+    return services

@@ -1,11 +1,15 @@
-"""The peer router: one nursery owning the listener, the dialer, every connection
-and the periodic gossip.  All decisions are delegated to the sans-IO cores
-(Handshake, GossipCore, Topology, TargetTable, TokenBucket); this class only
-moves bytes and time between them, so the simulator can run many of it.
+"""The peer router: one nursery owning the listener, the dialer, every connection,
+the periodic gossip, and the tasks of its services and datapath.
 
-Dependencies are injected -- Transport, Storage, randomness and the key factory
--- and time comes from trio's clock, so under ``trio.testing.MockClock`` the same
-router runs in simulated time.
+All decisions are delegated to the sans-IO cores (Handshake, GossipCore,
+Topology, TargetTable, TokenBucket, the admission rules); this class only moves
+bytes and time between them, so the simulator can run many of it.  Features
+(IPAM, endpoints and the datapath, DNS, metrics) are ``Service`` objects given
+at construction (node/service.py); the Router names none of them.
+
+Dependencies are injected -- Transport, Storage, Datapath, randomness and the
+key factory -- and time comes from trio's clock, so under
+``trio.testing.MockClock`` the same router runs in simulated time.
 """
 
 from __future__ import annotations
@@ -14,38 +18,36 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from meshrouter import __version__
-from meshrouter.codec import pack, unpack
-from meshrouter.config import RouterConfig, normalise_peer_address
-from meshrouter.dialing.targets import TargetState, TargetTable
+from meshrouter.config import RouterConfig
+from meshrouter.dialing.admission import Duplicate, duplicate_decision, eviction_candidate
+from meshrouter.dialing.discovery_policy import discovered_targets
+from meshrouter.dialing.targets import TargetTable
 from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
-    ApiError,
-    ConnectionClosedError,
     ConnectionLimitError,
     ConnectionRefusedByPolicyError,
-    HandshakeTimeoutError,
-    MeshError,
     ProtocolError,
-    StateFileError,
 )
 from meshrouter.gossip.core import GossipCore
-from meshrouter.ipam.address_range import AddressRange
-from meshrouter.ipam.founding import parse_founding
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.node.connection import PeerConnection
-from meshrouter.node.ipam_service import IpamService
+from meshrouter.node.datapath import Datapath, NullDatapath
+from meshrouter.node.direct_peers import DirectPeers
+from meshrouter.node.handshaking import describe_dial_error, run_handshake
+from meshrouter.node.service import Service, ServiceContext, TopologyChange
+from meshrouter.node.status_rows import RouterStatus
+from meshrouter.node.topology_signal import TopologySignal
+from meshrouter.node.topology_upkeep import TOPOLOGY_CHANNEL, TopologyUpkeep
 from meshrouter.node.transport import Transport
 from meshrouter.storage import MemoryStorage, Storage
+from meshrouter.topology.current_routes import CurrentRoutes
 from meshrouter.topology.gossiper import TopologyGossiper
-from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import ConnectionRecord
 from meshrouter.topology.topology import Topology
 from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
@@ -54,11 +56,7 @@ from meshrouter.wire.messages import Goodbye, Message
 
 log = logging.getLogger(__name__)
 
-TOPOLOGY_CHANNEL = "topology"
-DIRECT_PEERS_KEY = "direct-peers"
-MAX_DIRECT_PEERS = 1024
 REFUSALS_KEPT = 32
-REFUSAL_SHOWN_FOR = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,44 +77,12 @@ class Handshaking:
     outbound: bool
 
 
-def _describe_dial_error(exc: BaseException) -> str:
-    """The most specific text for a failed dial (trio wraps the errno in a cause)."""
-    if isinstance(exc, trio.TooSlowError):
-        return "timed out"
-    candidates: list[BaseException | None] = [exc.__cause__, exc]
-    if isinstance(exc.__cause__, BaseExceptionGroup):
-        candidates[:0] = list(exc.__cause__.exceptions)
-    for candidate in candidates:
-        if isinstance(candidate, OSError) and candidate.strerror:
-            return candidate.strerror
-    return str(exc) or type(exc).__name__
-
-
 def _default_key_factory() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
 
-class _CurrentRoutes:
-    """The gossip core's view of routes, always for the topology as it is now.
-
-    A broadcast is forwarded right after its delta was applied, so every peer
-    forwards on the same (new) tree as the origin computed: a change that alters
-    the tree itself -- a link going down -- still reaches the whole mesh.  Routes
-    are cached per record set and shared between routers, so this is cheap.
-    """
-
-    def __init__(self, topology: Topology) -> None:
-        self._topology = topology
-
-    def next_hop_any(self, dst: PeerName) -> PeerName | None:
-        return self._topology.routes().next_hop_any(dst)
-
-    def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
-        return self._topology.routes().broadcast_next_hops(origin)
-
-
 class Router:
-    """A meshrouter peer: owns the mesh connections and the gossip channels."""
+    """A meshrouter peer: owns the mesh connections, the gossip channels and its services."""
 
     def __init__(
         self,
@@ -125,6 +91,8 @@ class Router:
         transport: Transport,
         rng: random.Random,
         storage: Storage | None = None,
+        datapath: Datapath | None = None,
+        services: Sequence[Service] = (),
         key_factory: Callable[[], X25519PrivateKey] = _default_key_factory,
         observer: Callable[[Router, str, str], None] | None = None,
     ) -> None:
@@ -132,7 +100,9 @@ class Router:
         self.transport = transport
         self.rng = rng
         self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.datapath: Datapath = datapath if datapath is not None else NullDatapath()
         self.key_factory = key_factory
+        self.observer = observer
         self.uid = rng.getrandbits(64)
         self.topology = Topology(
             local_name=config.name,
@@ -144,8 +114,9 @@ class Router:
         self.gossip = GossipCore(config.name)
         self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
-        self.gossip.set_routes(_CurrentRoutes(self.topology))
+        self.gossip.set_routes(CurrentRoutes(self.topology))
         self.targets = TargetTable(config.backoff)
+        self.direct_peers = DirectPeers(self.storage, self.targets)
         self.throttle = TokenBucket(config.accept_burst, config.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
         self.transient: dict[PeerName, PeerConnection] = {}
@@ -154,31 +125,42 @@ class Router:
         self.listen_address: str | None = None
         self.started_at: float | None = None
         self.connection_terminations = 0
+        self.status = RouterStatus(self)
+        self.topology_changes = TopologySignal()
+        self.upkeep = TopologyUpkeep(
+            topology=self.topology,
+            gossip=self.gossip,
+            config=config,
+            rng=rng,
+            signal=self.topology_changes,
+        )
         self._nursery: trio.Nursery | None = None
         self._dial_wakeup = trio.Event()
         self._stopped = trio.Event()
-        self._routes_version = -1
-        self._broadcast_version = self.topology.local_record.version
-        self._next_broadcast_at = -math.inf
-        self._broadcast_timer_pending = False
-        self._repair_pending = False
-        self._maintenance_due = trio.Event()
-        self.observer = observer
-        self.ipam: IpamService | None = None
-        if config.ipam:
-            self.ipam = IpamService(
-                name=config.name,
-                uid=self.uid,
-                address_range=AddressRange.parse(config.ipalloc_range),
-                mode=parse_founding(config.ipalloc_init, len(config.initial_peers)),
-                reclaim_after=config.ipalloc_reclaim_after,
-                tick=config.ipam_tick,
-                gossip=self.gossip,
-                storage=self.storage,
-                rng=rng,
-                reachable=self.reachable_peers,
-                label=self.label,
-            )
+        # Subscription order is the order consumers see a change in.
+        self.topology_changes.subscribe(self._report_removed_peers)
+        self.topology_changes.subscribe(self._update_discovery)
+        self.services: list[Service] = list(services)
+        context = ServiceContext(
+            name=config.name,
+            uid=self.uid,
+            nickname=config.nickname,
+            label=self.label,
+            gossip=self.gossip,
+            storage=self.storage,
+            rng=rng,
+            topology=self.topology,
+            datapath=self.datapath,
+            reachable=self.reachable_peers,
+            peer_address=self.peer_address,
+            stop_router=self.stop,
+            leave_mesh=self.leave,
+            drain_gossip=self.drain_gossip,
+            services=lambda: list(self.services),
+        )
+        for service in self.services:
+            service.attach(context)
+            self.topology_changes.subscribe(service.on_topology_changed)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -190,30 +172,34 @@ class Router:
     def label(self) -> str:
         return f"{format_peer_name(self.name)}({self.config.nickname})"
 
+    def service(self, name: str) -> Service | None:
+        """The service registered under ``name`` (e.g. ``ipam``), if any."""
+        return next((s for s in self.services if s.name == name), None)
+
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, dial, gossip until cancelled or stop() is called.
 
         task_status.started() reports the bound listen address, so callers (CLI,
         tests, simulator) can start the router with ``await nursery.start(...)``.
         """
-        self._load_direct_peers()
-        if self.ipam is not None:
-            self.ipam.load()
+        self.direct_peers.load(self.config.initial_peers)
+        for service in self.services:
+            service.load()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.started_at = trio.current_time()
+            await nursery.start(self.datapath.run)
             self.listen_address = await nursery.start(
                 self.transport.serve, self._handle_inbound, nursery
             )
             port = int(self.listen_address.rsplit(":", 1)[1])
             if port != self.topology.local_record.listen_port:
                 self.topology.set_listen_port(port)
-            self._refresh_routes()
-            nursery.start_soon(self._maintenance_loop)
+            self.upkeep.start(nursery)
             nursery.start_soon(self._dial_loop)
             nursery.start_soon(self._gossip_loop)
-            if self.ipam is not None:
-                await nursery.start(self.ipam.run)
+            for service in self.services:
+                await nursery.start(service.run)
             log.info("router %s listening on %s", self.label, self.listen_address)
             task_status.started(self.listen_address)
             await self._stopped.wait()
@@ -235,62 +221,38 @@ class Router:
     def leave(self) -> None:
         """``reset``: forget our direct peers (persisted) and stop, so that a
         restart joins only the peers it is then given."""
-        self.storage.save(DIRECT_PEERS_KEY, pack([]))
+        self.direct_peers.clear()
         self.stop()
 
     def reachable_peers(self) -> set[PeerName]:
         """Peers we have a route to, ourselves included."""
         return set(self.topology.routes().reachable()) | {self.name}
 
+    def peer_address(self, peer: PeerName) -> str | None:
+        """The host a neighbour's control connection comes from (its underlay address)."""
+        conn = self.connections.get(peer)
+        return conn.address.rsplit(":", 1)[0].strip("[]") if conn is not None else None
+
     @property
     def cluster_id(self) -> str:
-        """The cluster we belong to: the IPAM ring's, else the configured one."""
-        if self.ipam is not None and self.ipam.cluster_id:
-            return self.ipam.cluster_id
+        """The cluster we belong to: the first a service knows, else the configured one."""
+        for service in self.services:
+            found = service.cluster_id()
+            if found:
+                return found
         return self.config.cluster_id
 
     # ------------------------------------------------------------------ user verbs
 
     def connect(self, peers: list[str], *, replace: bool = False) -> list[str]:
-        """Add direct peers (``HOST[:PORT]``); return their normalised addresses.
-
-        The new list is persisted first, so a failing disk leaves both the file
-        and the running state as they were.
-        """
-        addresses = [normalise_peer_address(p) for p in peers]
-        current = [] if replace else self.targets.direct_addresses()
-        wanted = sorted(set(current) | set(addresses))
-        if len(wanted) > MAX_DIRECT_PEERS:
-            raise ApiError(f"at most {MAX_DIRECT_PEERS} direct peers are allowed", 400)
-        self.storage.save(DIRECT_PEERS_KEY, pack(wanted))
-        self.targets.add_direct(addresses, trio.current_time(), replace=replace)
+        """Add direct peers (``HOST[:PORT]``); return their normalised addresses."""
+        added = self.direct_peers.connect(peers, replace=replace)
         self._dial_wakeup.set()
-        return addresses
+        return added
 
     def forget(self, peers: list[str]) -> list[str]:
         """Stop redialling these direct peers; return the ones that were unknown."""
-        addresses = [normalise_peer_address(p) for p in peers]
-        wanted = sorted(set(self.targets.direct_addresses()) - set(addresses))
-        self.storage.save(DIRECT_PEERS_KEY, pack(wanted))
-        return self.targets.forget(addresses)
-
-    def _load_direct_peers(self) -> None:
-        stored = self.storage.load(DIRECT_PEERS_KEY)
-        peers: list[str] = list(self.config.initial_peers)
-        if stored is not None:
-            try:
-                value = unpack(stored)
-            except MeshError as exc:
-                raise StateFileError(f"direct peers file is corrupt: {exc}") from None
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise StateFileError("direct peers file is corrupt: expected a list of addresses")
-            peers += value
-        now = trio.current_time()
-        self.targets.add_direct([normalise_peer_address(p) for p in peers], now)
-        self._save_direct_peers()
-
-    def _save_direct_peers(self) -> None:
-        self.storage.save(DIRECT_PEERS_KEY, pack(self.targets.direct_addresses()))
+        return self.direct_peers.forget(peers)
 
     # ------------------------------------------------------------------ dialling
 
@@ -336,7 +298,7 @@ class Router:
                 stream = await self.transport.dial(address)
         except (OSError, trio.TooSlowError) as exc:
             self.handshaking.discard(pending)
-            reason = _describe_dial_error(exc)
+            reason = describe_dial_error(exc)
             self._emit("dial-failed", f"{address} {reason}")
             self.targets.dial_failed(
                 address, trio.current_time(), f"dial failed: {reason}", self.rng
@@ -392,46 +354,7 @@ class Router:
                 max_frame=self.config.max_frame,
             )
         )
-        with trio.move_on_after(self.config.handshake_timeout) as timer:
-            await stream.send_all(handshake.start())
-            while not handshake.done:
-                data = await stream.receive_some(65536)
-                if not data:
-                    raise ConnectionClosedError(
-                        "connection closed by the peer during the handshake"
-                    )
-                try:
-                    reply = handshake.receive_data(bytes(data))
-                except ProtocolError:
-                    await self._finish_refused_handshake(stream, handshake.unsent)
-                    raise
-                if reply:
-                    await stream.send_all(reply)
-        if timer.cancelled_caught:
-            raise HandshakeTimeoutError(
-                f"handshake not completed within {self.config.handshake_timeout:g}s"
-            )
-        return handshake.result
-
-    async def _finish_refused_handshake(self, stream: trio.abc.Stream, unsent: bytes) -> None:
-        """Let the remote see our identity frame, so it can tell its user why, too.
-
-        Both ends run the same checks; our frame may still be unsent when we
-        refuse theirs.  Send it, half-close, and drain briefly: closing with
-        unread data would reset the connection and lose the frame in flight.
-        """
-        # Shielded (with its own short deadline) so that the handshake timer
-        # cannot turn the real refusal into a "handshake timeout".
-        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-            try:
-                if unsent:
-                    await stream.send_all(unsent)
-                if isinstance(stream, trio.abc.HalfCloseableStream):
-                    await stream.send_eof()
-                    while await stream.receive_some(65536):
-                        pass
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        return await run_handshake(stream, handshake, self.config.handshake_timeout)
 
     async def _run_stream(
         self,
@@ -567,60 +490,57 @@ class Router:
             reason,
         )
 
+    # ------------------------------------------------------------------ admission
+
     def _register(self, conn: PeerConnection) -> None:
         """Admit an established connection: tie-break duplicates, enforce the limit."""
         existing = self.connections.get(conn.peer)
-        if existing is not None and (
-            existing.remote.uid != conn.remote.uid or existing.close_reason is not None
-        ):
-            # The peer restarted (the old connection is half-open) or the old one
-            # is already closing: the new connection simply replaces it.
-            existing.close("replaced by a new connection from a restarted peer")
-            self._unregister(existing, existing.close_reason or "replaced")
-            existing = None
         if existing is not None:
-            if existing.conn_uid < conn.conn_uid:
+            decision = duplicate_decision(
+                existing_remote_uid=existing.remote.uid,
+                existing_closing=existing.close_reason is not None,
+                existing_conn_uid=existing.conn_uid,
+                new_remote_uid=conn.remote.uid,
+                new_conn_uid=conn.conn_uid,
+            )
+            if decision is Duplicate.REPLACE_STALE:
+                # The peer restarted (the old connection is half-open) or the old
+                # one is already closing: the new connection simply replaces it.
+                existing.close("replaced by a new connection from a restarted peer")
+                self._unregister(existing, existing.close_reason or "replaced")
+            elif decision is Duplicate.KEEP_EXISTING:
                 raise ConnectionRefusedByPolicyError(
                     f"duplicate connection to {format_peer_name(conn.peer)}: keeping the other one"
                 )
-            if existing.conn_uid == conn.conn_uid:
+            elif decision is Duplicate.DROP_BOTH:
                 existing.close("duplicate connection with an identical ID; both dropped")
                 raise ConnectionRefusedByPolicyError(
                     "duplicate connection with an identical ID; both dropped"
                 )
-            existing.close("superseded by a duplicate connection that wins the tie-break")
-            self._unregister(existing, existing.close_reason or "superseded")
+            else:
+                existing.close("superseded by a duplicate connection that wins the tie-break")
+                self._unregister(existing, existing.close_reason or "superseded")
         elif len(self.connections) >= self.config.conn_limit:
-            victim = self._eviction_candidate(conn.peer)
+            victim = eviction_candidate(
+                conn.peer,
+                reachable=self.topology.routes().reachable(),
+                neighbours=self.connections,
+                degree=self._degree,
+            )
             if victim is None:
                 raise ConnectionLimitError(f"connection limit of {self.config.conn_limit} reached")
-            # A peer from outside our part of the mesh: admitting it is what joins
-            # two parts that would otherwise stay apart, so make room by dropping
-            # our best-connected neighbour, which stays reachable through others.
-            victim.close("dropped to make room for a peer from another part of the mesh")
-            self._unregister(victim, victim.close_reason or "dropped")
+            dropped = self.connections[victim]
+            dropped.close("dropped to make room for a peer from another part of the mesh")
+            self._unregister(dropped, dropped.close_reason or "dropped")
         self.connections[conn.peer] = conn
         if conn.target is not None:
             self.targets.established(conn.target, conn.peer, trio.current_time())
         self.gossip.neighbour_up(conn.peer)
         self._local_connections_changed()
 
-    def _eviction_candidate(self, newcomer: PeerName) -> PeerConnection | None:
-        """At the limit: the connection to drop for ``newcomer``, or None to refuse.
-
-        Only a newcomer we cannot reach (another component of the mesh, or a
-        brand-new peer) justifies an eviction; the victim is the neighbour with
-        the most links (ties: highest name), if it has links besides ours.
-        """
-        if newcomer in self.topology.routes().reachable():
-            return None
-        best: tuple[int, PeerName] | None = None
-        for peer in self.connections:
-            record = self.topology.record(peer)
-            degree = len(record.connections) if record is not None else 0
-            if degree > 1 and (best is None or (degree, peer) > best):
-                best = (degree, peer)
-        return self.connections[best[1]] if best is not None else None
+    def _degree(self, peer: PeerName) -> int:
+        record = self.topology.record(peer)
+        return len(record.connections) if record is not None else 0
 
     def _unregister(self, conn: PeerConnection, reason: str) -> None:
         if self.connections.get(conn.peer) is not conn:
@@ -657,7 +577,7 @@ class Router:
         before = self.topology.version
         self.gossip.handle(conn.peer, message, self.rng)  # type: ignore[arg-type]
         if self.topology.version != before:
-            self._topology_changed()
+            self.upkeep.changed()
 
     def _connection_confirmed(self, conn: PeerConnection) -> None:
         if self.connections.get(conn.peer) is conn:
@@ -688,99 +608,31 @@ class Router:
             ]
         self.topology.set_local_connections(records)
         self.topology.garbage_collect()
-        self._topology_changed()  # our new record is broadcast by the maintenance step
+        self.upkeep.changed()  # our new record is broadcast by the maintenance step
 
-    def _topology_changed(self) -> None:
-        """Note a topology change; routes and discovery follow after ``route_coalesce``.
+    # ------------------------------------------------------------------ topology consumers
 
-        Forwarding keeps using the previous routes meanwhile (as Weave does), so a
-        burst of updates costs one route computation, not one per message.
-        """
-        if self.topology.version != self._routes_version:
-            self._maintenance_due.set()
-
-    async def _maintenance_loop(self) -> None:
-        while True:
-            await self._maintenance_due.wait()
-            await trio.sleep(self.config.route_coalesce)
-            self._maintenance_due = trio.Event()
-            self._refresh_routes()
-
-    def _refresh_routes(self) -> None:
-        """Recompute routes (once per topology version) and refresh discovery."""
-        if self.topology.version == self._routes_version:
-            return
-        self._routes_version = self.topology.version
-        self._schedule_repair()
-        # Our own record goes out once per maintenance step, however many times
-        # it changed in between (Weave batches these for 1 s): a burst of
-        # connection changes costs one broadcast, not one per change.
-        self._broadcast_own_record()
-        for name in self.topology.take_removed():
+    def _report_removed_peers(self, change: TopologyChange) -> None:
+        for name in change.removed:
             self._emit("peer-gone", format_peer_name(name))
-        candidates: dict[str, tuple[PeerName, float, int]] = {}
-        if self.config.discovery:
-            if len(self.connections) < self.config.conn_limit:
-                # Both ends of a missing link discover it at about the same time;
-                # the higher name waits, so that usually only one of them dials
-                # and no duplicate connection has to be torn down.
-                # The least-connected peers are dialled first: newcomers and
-                # sparse corners get links before well-connected hubs.
-                for peer, address in self.topology.discovery_candidates():
-                    delay = 0.0 if self.name < peer else self.config.discovery_defer
-                    record = self.topology.record(peer)
-                    degree = len(record.connections) if record is not None else 0
-                    if degree >= self.config.conn_limit:
-                        continue  # full (limits are uniform in a mesh): don't knock
-                    candidates.setdefault(address, (peer, delay, degree))
-        # Also drops forgotten targets once their connection has ended.
+
+    def _update_discovery(self, change: TopologyChange) -> None:
+        """Discovery follows every topology change; also drops forgotten targets
+        once their connection has ended."""
+        candidates = (
+            discovered_targets(
+                local=self.name,
+                candidates=self.topology.discovery_candidates,
+                degree=self._degree,
+                connections=len(self.connections),
+                conn_limit=self.config.conn_limit,
+                defer=self.config.discovery_defer,
+            )
+            if self.config.discovery
+            else {}
+        )
         self.targets.set_discovered(candidates, trio.current_time())
         self._dial_wakeup.set()
-        if self.ipam is not None:
-            self.ipam.wake()  # reachability may have changed
-
-    def _broadcast_own_record(self) -> None:
-        """Broadcast our record if it changed: at once after a quiet spell, then at
-        most once per ``topology_batch`` while changes keep coming (leading and
-        trailing edge), so a lone change travels immediately and a burst of
-        connection changes costs one broadcast per batch, not one per change."""
-        ours = self.topology.local_record
-        if ours.version == self._broadcast_version:
-            return
-        now = trio.current_time()
-        if now < self._next_broadcast_at:
-            if not self._broadcast_timer_pending:
-                self._broadcast_timer_pending = True
-                assert self._nursery is not None
-                self._nursery.start_soon(self._broadcast_later, self._next_broadcast_at)
-            return
-        self._broadcast_version = ours.version
-        self._next_broadcast_at = now + self.config.topology_batch
-        self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, PeerMap({ours.name: ours}))
-
-    def _schedule_repair(self) -> None:
-        """One anti-entropy round ``repair_delay`` after a burst of topology changes.
-
-        A broadcast forwarded while views still differ can miss a peer; without
-        this, only the periodic digest (every ``gossip_interval``, 30 s) would
-        repair it, and a 150-peer mesh under a connection limit took 31 s to
-        agree although its last connection change was 5 s after the last join.
-        One 17-byte summary digest per router per burst costs little.
-        """
-        if self._repair_pending or self._nursery is None:
-            return
-        self._repair_pending = True
-        self._nursery.start_soon(self._repair_later)
-
-    async def _repair_later(self) -> None:
-        await trio.sleep(self.config.repair_delay)
-        self._repair_pending = False
-        self.gossip.periodic(self.rng)
-
-    async def _broadcast_later(self, when: float) -> None:
-        await trio.sleep_until(when)
-        self._broadcast_timer_pending = False
-        self._broadcast_own_record()
 
     def _emit(self, kind: str, detail: str) -> None:
         if self.observer is not None:
@@ -790,153 +642,3 @@ class Router:
         while True:
             await trio.sleep(self.config.gossip_interval * (0.75 + 0.5 * self.rng.random()))
             self.gossip.periodic(self.rng)
-
-    # ------------------------------------------------------------------ status
-
-    def connection_rows(self) -> list[dict[str, Any]]:
-        """Every connection and attempt with its state and why (the API's view)."""
-        now = trio.current_time()
-        rows: list[dict[str, Any]] = []
-        for conn in sorted(self.connections.values(), key=lambda c: c.peer):
-            encryption = "encrypted" if conn.session.encrypted else "unencrypted"
-            rows.append(
-                {
-                    "peer": format_peer_name(conn.peer),
-                    "nickname": conn.remote.nickname,
-                    "address": conn.address,
-                    "state": TargetState.ESTABLISHED.value,
-                    "outbound": conn.outbound,
-                    "info": f"{encryption}, protocol v{conn.protocol_version}, "
-                    f"up {now - conn.started_at:.0f}s",
-                }
-            )
-        shown = {conn.target for conn in self.connections.values() if conn.target}
-        for status in self.targets.statuses(now):
-            if status.address in shown or status.state == TargetState.ESTABLISHED.value:
-                continue
-            rows.append(
-                {
-                    "peer": format_peer_name(status.peer) if status.peer is not None else "",
-                    "nickname": "",
-                    "address": status.address,
-                    "state": status.state,
-                    "outbound": True,
-                    "info": status.info,
-                }
-            )
-        for pending in sorted(self.handshaking, key=lambda p: p.address):
-            if not pending.outbound:
-                rows.append(
-                    {
-                        "peer": "",
-                        "nickname": "",
-                        "address": pending.address,
-                        "state": TargetState.CONNECTING.value,
-                        "outbound": False,
-                        "info": "inbound handshake in progress",
-                    }
-                )
-        for refusal in self.refusals:
-            if now - refusal.at > REFUSAL_SHOWN_FOR:
-                continue
-            rows.append(
-                {
-                    "peer": format_peer_name(refusal.peer) if refusal.peer is not None else "",
-                    "nickname": "",
-                    "address": refusal.address,
-                    "state": TargetState.FAILED.value,
-                    "outbound": False,
-                    "info": f"inbound connection refused {now - refusal.at:.0f}s ago: "
-                    f"{refusal.reason}",
-                }
-            )
-        return rows
-
-    def peer_rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": format_peer_name(record.name),
-                "nickname": record.nickname,
-                "uid": record.uid,
-                "short_id": record.short_id,
-                "version": record.version,
-                "connections": [
-                    {
-                        "peer": format_peer_name(c.peer),
-                        "address": c.address,
-                        "outbound": c.outbound,
-                        "established": c.established,
-                    }
-                    for c in record.connections
-                ],
-            }
-            for record in self.topology.records()
-        ]
-
-    def target_rows(self) -> list[dict[str, Any]]:
-        now = trio.current_time()
-        return [
-            {
-                "address": s.address,
-                "direct": s.direct,
-                "state": s.state,
-                "info": s.info,
-                "attempts": s.attempts,
-                "next_attempt_in": s.next_attempt_in,
-                "peer": format_peer_name(s.peer) if s.peer is not None else "",
-            }
-            for s in self.targets.statuses(now)
-        ]
-
-    def report(self) -> dict[str, Any]:
-        """The full JSON report (``meshrouter report``)."""
-        return {
-            "router": {
-                "name": format_peer_name(self.name),
-                "nickname": self.config.nickname,
-                "uid": self.uid,
-                "version": __version__,
-                "protocol": "meshrouter",
-                "listen": self.listen_address,
-                "encryption": self.config.password is not None,
-                "cluster_id": self.cluster_id,
-                "conn_limit": self.config.conn_limit,
-                "discovery": self.config.discovery,
-                "peers": self.peer_rows(),
-                "connections": self.connection_rows(),
-                "targets": self.target_rows(),
-                "routes": {
-                    format_peer_name(dst): format_peer_name(hop)
-                    for dst, hop in sorted(self.topology.routes().unicast_table().items())
-                },
-                "gossip": self.gossip.stats.as_dict(),
-                "ipam": self.ipam.status() if self.ipam is not None else None,
-            }
-        }
-
-    def status_summary(self) -> dict[str, Any]:
-        """The short summary behind ``meshrouter status``."""
-        established_links = sum(
-            1 for record in self.topology.records() for c in record.connections if c.established
-        )
-        rows = self.connection_rows()
-        by_state: dict[str, int] = {}
-        for row in rows:
-            by_state[row["state"]] = by_state.get(row["state"], 0) + 1
-        return {
-            "version": __version__,
-            "name": format_peer_name(self.name),
-            "nickname": self.config.nickname,
-            "listen": self.listen_address,
-            "encryption": self.config.password is not None,
-            "discovery": self.config.discovery,
-            "cluster_id": self.cluster_id,
-            "conn_limit": self.config.conn_limit,
-            "peers": len(self.topology.records()),
-            "established_links": established_links,
-            "connections": len(self.connections),
-            "connection_states": by_state,
-            "targets": len(self.targets.direct_addresses()),
-            "connection_terminations": self.connection_terminations,
-            "uptime": trio.current_time() - (self.started_at or trio.current_time()),
-        }

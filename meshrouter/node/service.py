@@ -51,8 +51,11 @@ class TopologyChange:
 
     version: int
     routes: Routes
-    reachable: frozenset[PeerName]
     removed: tuple[PeerName, ...] = ()
+
+    def reachable(self) -> frozenset[PeerName]:
+        """Peers we have a route to, ourselves included (computed once, on first use)."""
+        return self.routes.reachable()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
 from meshrouter.names import PeerName
+from meshrouter.node.assembly import build_router
 from meshrouter.node.router import Router
 from sim.network import LinkProfile, SimNetwork, SimTransport
 
@@ -40,7 +41,7 @@ def make_router(
         **settings,
     )
     rng = random.Random(seed * 1000 + index)
-    return Router(
+    return build_router(
         config,
         transport=SimTransport(net, host, 6783),
         rng=rng,

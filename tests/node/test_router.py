@@ -24,9 +24,9 @@ def test_handshake_connects_two_routers_and_exchanges_topology() -> None:
         await trio.sleep(1)
         assert established(a) == {b.name} and established(b) == {a.name}
         assert peer_names(a) == peer_names(b) == {a.name, b.name}
-        (row,) = a.connection_rows()
+        (row,) = a.status.connection_rows()
         assert row["state"] == "established" and row["outbound"] is False
-        assert b.connection_rows()[0]["outbound"] is True
+        assert b.status.connection_rows()[0]["outbound"] is True
 
     run_sim(body)
 
@@ -39,7 +39,7 @@ def test_three_routers_form_full_mesh_by_discovery() -> None:
         await _start(nursery, a, b, c)
         await trio.sleep(5)
         for router in (a, b, c):
-            assert len(router.connections) == 2, router.connection_rows()
+            assert len(router.connections) == 2, router.status.connection_rows()
             assert peer_names(router) == {a.name, b.name, c.name}
 
     run_sim(body)
@@ -54,15 +54,15 @@ def test_heartbeat_timeout_drops_a_silent_connection() -> None:
         assert established(a) == {b.name}
         net.partition([["10.0.0.1"], ["10.0.0.2"]])
         start = trio.current_time()
-        while a.connections:  # noqa: ASYNC110 - polling simulated state is the point
-            await trio.sleep(0.1)
+        with trio.fail_after(10):  # a connection that never dies fails here, not hangs
+            while a.connections:  # noqa: ASYNC110 - polling simulated state is the point
+                await trio.sleep(0.1)
         waited = trio.current_time() - start
         # Dead after heartbeat_timeout (3 s) of silence, not before.
         assert 2.0 <= waited <= 3.5, waited
         assert peer_names(a) == {a.name}
-        rows = [r for r in b.connection_rows() if r["address"] == "10.0.0.1:6783"]
         await trio.sleep(1)
-        rows = [r for r in b.connection_rows() if r["address"] == "10.0.0.1:6783"]
+        rows = [r for r in b.status.connection_rows() if r["address"] == "10.0.0.1:6783"]
         assert rows and rows[0]["state"] in ("retrying", "connecting")
         net.heal()
         await trio.sleep(30)
@@ -85,7 +85,7 @@ def test_backoff_schedule_between_failed_dials() -> None:
         net.dial = recording_dial  # type: ignore[method-assign]
         await _start(nursery, a)
         await trio.sleep(60)
-        row = next(r for r in a.connection_rows() if r["address"] == "10.0.0.9:6783")
+        row = next(r for r in a.status.connection_rows() if r["address"] == "10.0.0.9:6783")
         assert row["state"] == "retrying"
         assert "Connection refused" in row["info"] and "retry in" in row["info"]
 
@@ -128,9 +128,9 @@ def test_connection_limit_refuses_extra_connections_and_says_why() -> None:
         # ...then says goodbye with the reason, which b shows.
         assert len(hub.connections) == 1 and established(hub) == {a.name}
         assert not b.connections
-        refused = [r for r in hub.connection_rows() if r["state"] == "failed"]
+        refused = [r for r in hub.status.connection_rows() if r["state"] == "failed"]
         assert refused and "connection limit of 1 reached" in refused[0]["info"]
-        row = next(r for r in b.connection_rows() if r["address"] == "10.0.0.1:6783")
+        row = next(r for r in b.status.connection_rows() if r["address"] == "10.0.0.1:6783")
         assert row["state"] == "retrying", row
         assert "connection limit of 1 reached" in row["info"], row
 
@@ -144,9 +144,9 @@ def test_wrong_password_is_refused_on_both_sides_with_reason() -> None:
         await _start(nursery, a, b)
         await trio.sleep(1)
         assert not a.connections and not b.connections
-        a_rows = [r for r in a.connection_rows() if r["state"] == "failed"]
+        a_rows = [r for r in a.status.connection_rows() if r["state"] == "failed"]
         assert a_rows and "password" in a_rows[0]["info"]
-        b_row = next(r for r in b.connection_rows() if r["address"] == "10.0.0.1:6783")
+        b_row = next(r for r in b.status.connection_rows() if r["address"] == "10.0.0.1:6783")
         assert b_row["state"] == "retrying" and "password" in b_row["info"]
 
     run_sim(body)
@@ -169,7 +169,7 @@ def test_dialing_self_fails_permanently() -> None:
         a = make_router(net, 1, peers=("10.0.0.1:6783",))
         await _start(nursery, a)
         await trio.sleep(10)
-        row = next(r for r in a.connection_rows() if r["address"] == "10.0.0.1:6783")
+        row = next(r for r in a.status.connection_rows() if r["address"] == "10.0.0.1:6783")
         assert row["state"] == "failed" and "will not retry" in row["info"]
 
     run_sim(body)
@@ -186,7 +186,7 @@ def test_killed_peer_is_garbage_collected_everywhere() -> None:
         c.stop()
         await trio.sleep(2)
         assert peer_names(a) == peer_names(b) == {a.name, b.name}
-        assert a.status_summary()["connection_terminations"] >= 1
+        assert a.status.summary()["connection_terminations"] >= 1
 
     run_sim(body)
 

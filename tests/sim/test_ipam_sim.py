@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from meshrouter.ipam.service import ipam_of
 from sim.invariants import check_all
 from sim.runner import SimOptions, Simulation, run_simulation
 
@@ -49,11 +50,11 @@ def test_injected_duplicate_is_caught_and_reported_with_the_seed() -> None:
     found: list[object] = []
 
     def duplicate(sim: Simulation) -> None:
-        routers = [h.router for h in sim.cluster.live() if h.router and h.router.ipam]
+        routers = [h.router for h in sim.cluster.live() if h.router and ipam_of(h.router)]
         a, b = routers[0], routers[1]
-        assert a.ipam is not None and b.ipam is not None
-        taken = next(iter(a.ipam.core.user_of))
-        b.ipam.core.user_of[taken] = "intruder"  # b now "has" a's address too
+        assert ipam_of(a) is not None and ipam_of(b) is not None
+        taken = next(iter(ipam_of(a).core.user_of))
+        ipam_of(b).core.user_of[taken] = "intruder"  # b now "has" a's address too
         found.extend(check_all(sim.cluster))
 
     result = run_simulation(replace(BASE, scenario="ipam", peers=6), inspect=duplicate)

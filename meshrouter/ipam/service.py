@@ -1,70 +1,81 @@
-"""The trio shell around ``IpamCore``: its tick loop, persistence and the
-waiting verbs behind the ``/ip`` API.
+"""The IPAM Service: the trio shell around ``IpamCore``.
 
-The core decides everything; this shell only gives it time (a tick every
-``ipam_tick`` seconds, and at once after any change), moves its output onto
-the gossip core, writes its state file, and lets API requests wait for a
-pending allocation.  An allocation is written to disk before it is answered,
-so a router killed at any moment never forgets an address it handed out.
+Its tick loop, persistence and the waiting verbs behind the ``/ip`` API.  The
+core decides everything; this shell only gives it time (a tick every
+``ipam_tick`` seconds, and at once after any change, including every topology
+change), moves its output onto the gossip core, writes its state file, and
+lets API requests wait for a pending allocation.  An allocation is written to
+disk before it is answered, so a router killed at any moment never forgets an
+address it handed out.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
-from meshrouter.errors import IpamUnavailableError
-from meshrouter.gossip.core import GossipCore
+from meshrouter.errors import InvalidRequestError, IpamUnavailableError, NotFoundError
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.core import IpamCore
 from meshrouter.ipam.founding import FoundingMode
 from meshrouter.ipam.gossiper import CHANNEL, IpamGossiper
-from meshrouter.names import PeerName, format_peer_name
-from meshrouter.storage import Storage
+from meshrouter.names import PeerName, format_peer_name, parse_peer_name
+from meshrouter.node.service import (
+    ApiRequest,
+    ApiRoute,
+    ServiceBase,
+    ServiceContext,
+    TopologyChange,
+)
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "ipam"
 RING_SAVE_DELAY = 1.0
+DEFAULT_WAIT = 30.0
+MAX_WAIT = 3600.0
 
 
-class IpamService:
-    """Runs one router's IPAM; owned by the Router's nursery."""
+class IpamService(ServiceBase):
+    """Runs one router's IPAM; its tasks run in the Router's nursery."""
+
+    name = "ipam"
 
     def __init__(
         self,
         *,
-        name: PeerName,
-        uid: int,
         address_range: AddressRange,
         mode: FoundingMode,
         reclaim_after: float,
         tick: float,
-        gossip: GossipCore,
-        storage: Storage,
-        rng: random.Random,
-        reachable: Callable[[], set[PeerName]],
-        label: str,
     ) -> None:
-        self.core = IpamCore(name, uid, address_range, mode, reclaim_after=reclaim_after)
-        self.gossip = gossip
-        self.storage = storage
-        self.rng = rng
-        self.reachable = reachable
-        self.label = label
+        self.address_range = address_range
+        self.mode = mode
+        self.reclaim_after = reclaim_after
         self.tick_interval = tick
-        self.gossiper = IpamGossiper(self.core, trio.current_time, self.wake)
-        gossip.add_channel(CHANNEL, self.gossiper)
         self._wakeup = trio.Event()
         self._changed = trio.Event()
         self._ring_saved_at = -1e18
 
-    @property
-    def cluster_id(self) -> str:
-        return self.core.cluster_id
+    def attach(self, context: ServiceContext) -> None:
+        super().attach(context)
+        self.core = IpamCore(
+            context.name, context.uid, self.address_range, self.mode,
+            reclaim_after=self.reclaim_after,
+        )
+        self.gossip = context.gossip
+        self.storage = context.storage
+        self.rng = context.rng
+        self.reachable: Callable[[], set[PeerName]] = context.reachable
+        self.label = context.label
+        self.gossiper = IpamGossiper(self.core, trio.current_time, self.wake)
+        context.gossip.add_channel(CHANNEL, self.gossiper)
+
+    def cluster_id(self) -> str | None:
+        return self.core.cluster_id or None
 
     def load(self) -> None:
         """Read the state file (raises StateFileError if it is corrupt)."""
@@ -81,6 +92,9 @@ class IpamService:
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
             self.step()
+
+    def on_topology_changed(self, change: TopologyChange) -> None:
+        self.wake()  # reachability may have changed
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -139,7 +153,8 @@ class IpamService:
         self.core.cancel(container)
         raise IpamUnavailableError(
             f"no address for {container} within {wait:g}s: "
-            f"{reasons[0] if reasons else 'still waiting'}")
+            f"{reasons[0] if reasons else 'still waiting'}"
+        )
 
     async def allocate(self, container: str, subnet: str | None, wait: float) -> str:
         bounds = self.core.range.parse_subnet(subnet) if subnet else None
@@ -181,3 +196,82 @@ class IpamService:
 
     def status(self) -> dict[str, object]:
         return self.core.status(trio.current_time(), self.reachable())
+
+    def report(self) -> dict[str, Any] | None:
+        return self.status()
+
+    # ------------------------------------------------------------------ API
+
+    def api_routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("GET", "/status/ipam", self._api_status),
+            ApiRoute("POST", "/ip/{container}", self._api_allocate),
+            ApiRoute("POST", "/ip/{container}/{net}/{prefix:int}", self._api_allocate),
+            ApiRoute("GET", "/ip/{container}", self._api_lookup),
+            ApiRoute("DELETE", "/ip/{container}", self._api_release),
+            ApiRoute("PUT", "/ip/{container}/{address}", self._api_claim),
+            ApiRoute("DELETE", "/ip/{container}/{address}", self._api_release),
+            ApiRoute("DELETE", "/peer/{name}", self._api_rmpeer),
+            ApiRoute("DELETE", "/peer", self._api_reset),
+        ]
+
+    async def _api_status(self, request: ApiRequest) -> Any:
+        return self.status()
+
+    async def _api_allocate(self, request: ApiRequest) -> Any:
+        container = request.path_params["container"]
+        subnet = None
+        if "net" in request.path_params:
+            subnet = f"{request.path_params['net']}/{request.path_params['prefix']}"
+        address = await self.allocate(container, subnet, wait_seconds(request))
+        return {"container": container, "address": address}
+
+    async def _api_claim(self, request: ApiRequest) -> Any:
+        container = request.path_params["container"]
+        address = await self.claim(container, request.path_params["address"],
+                                   wait_seconds(request))
+        return {"container": container, "address": address}
+
+    async def _api_lookup(self, request: ApiRequest) -> Any:
+        container = request.path_params["container"]
+        addresses = self.lookup(container)
+        if not addresses:
+            raise NotFoundError(f"container {container} has no address")
+        return {"container": container, "addresses": addresses}
+
+    async def _api_release(self, request: ApiRequest) -> Any:
+        container = request.path_params["container"]
+        freed = self.release(container, request.path_params.get("address"))
+        if not freed:
+            raise NotFoundError(f"container {container} has no such address")
+        return {"container": container, "released": freed}
+
+    async def _api_rmpeer(self, request: ApiRequest) -> Any:
+        text = request.path_params["name"]
+        taken = self.rmpeer(parse_peer_name(text))
+        return {"peer": text, "addresses_taken": taken}
+
+    async def _api_reset(self, request: ApiRequest) -> Any:
+        heir = self.reset()
+        await self.context.drain_gossip(2.0)
+        self.context.leave_mesh()
+        return {"handed_to": format_peer_name(heir) if heir is not None else None,
+                "stopping": True}
+
+
+def wait_seconds(request: ApiRequest) -> float:
+    """The ``wait`` query parameter: how long a request may wait for space."""
+    text = request.query.get("wait", str(DEFAULT_WAIT))
+    try:
+        wait = float(text)
+    except ValueError:
+        raise InvalidRequestError(f"wait={text!r} is not a number of seconds") from None
+    if not 0 <= wait <= MAX_WAIT:
+        raise InvalidRequestError(f"wait must be 0..{MAX_WAIT:g} seconds")
+    return wait
+
+
+def ipam_of(router_services: Any) -> IpamService | None:
+    """The IPAM service of a router (``router.service("ipam")``), typed."""
+    found = router_services.service(IpamService.name)
+    return found if isinstance(found, IpamService) else None
