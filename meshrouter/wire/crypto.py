@@ -1,19 +1,20 @@
 """Theory of operation: the encrypted session between two routers.
 
-When a password is set, each connection uses a fresh X25519 key pair (generated
-by the caller, so this module stays deterministic and testable).  Both ends
-compute the X25519 shared secret and feed it to HKDF-SHA256:
+When a password is set, the handshake runs CPace (``pake.py``): each connection
+uses a fresh X25519 scalar, and both ends end up with the same 64-byte
+intermediate session key ``ISK`` iff they used the same password and saw the
+same two handshake headers.  This module turns ``ISK`` into two keys with
+HKDF-SHA256:
 
-- ``salt = SHA256(b"meshrouter password v1" + password)``: without the password
-  the derived keys are unrelated, so the first sealed frame fails to open
-  (that is how a wrong password is detected; the password never crosses the wire);
-- ``info = b"meshrouter session v1" + lower_public + higher_public +
-  SHA256(transcript)``: binds the keys to this connection's two public keys, in an
-  order both ends agree on, and to both handshake headers (so a rewritten version
-  range in transit yields different keys at the two ends);
-- 64 bytes of output: the side whose public key sorts lower sends with bytes
+- ``info = b"meshrouter session v2" + lower_share + higher_share``: binds the
+  keys to this connection's two key shares, in an order both ends agree on;
+- 64 bytes of output: the side whose share sorts lower sends with bytes
   0..31 and receives with bytes 32..63, the other side the reverse, so the two
   directions never share a key (a frame cannot be reflected back to its sender).
+
+The password reaches the keys only through the CPace generator, never as a
+hash in the key derivation: a recorded handshake gives an attacker nothing to
+test password guesses against (issue 15, item 6).
 
 Frames are sealed with ChaCha20-Poly1305.  The nonce is 4 zero bytes plus an
 8-byte big-endian counter; the sender counts frames sent, and the receiver
@@ -25,30 +26,20 @@ the session refuses to go on, and a new connection brings new keys.
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from meshrouter.errors import DecryptionError, MalformedMessageError, ProtocolError
+from meshrouter.wire.pake import ISK_SIZE, SHARE_SIZE
 
-PUBLIC_KEY_SIZE = 32
 KEY_SIZE = 32
 TAG_SIZE = 16
 NONCE_PREFIX = bytes(4)
 COUNTER_LIMIT = 1 << 64  # counters run 0 .. COUNTER_LIMIT - 1, never wrap
 
-PASSWORD_SALT_LABEL = b"meshrouter password v1"
-SESSION_INFO_LABEL = b"meshrouter session v1"
-
-
-def public_key_bytes(private_key: X25519PrivateKey) -> bytes:
-    """The 32 raw bytes of the public key that goes into the handshake header."""
-    return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+SESSION_INFO_LABEL = b"meshrouter session v2"
 
 
 def _nonce(counter: int) -> bytes:
@@ -98,40 +89,22 @@ class SessionCipher:
         return plaintext
 
 
-def derive_session_cipher(
-    private_key: X25519PrivateKey, remote_public: bytes, password: bytes, transcript: bytes = b""
-) -> SessionCipher:
-    """Derive this end's SessionCipher from our key pair, theirs and the password.
-
-    ``transcript`` (both handshake headers, in a canonical order) is hashed into
-    the HKDF info, so a man in the middle who rewrites a header -- to force a
-    lower protocol version, say -- leaves the two ends with different keys.
-    """
-    if not isinstance(remote_public, bytes) or len(remote_public) != PUBLIC_KEY_SIZE:
+def derive_session_cipher(isk: bytes, local_share: bytes, remote_share: bytes) -> SessionCipher:
+    """This end's SessionCipher from CPace's ``ISK`` and the two key shares."""
+    if len(isk) != ISK_SIZE:
+        raise ValueError(f"the intermediate session key must be {ISK_SIZE} bytes")
+    if len(remote_share) != SHARE_SIZE or remote_share == local_share:
         raise MalformedMessageError(
-            f"the remote's X25519 public key must be {PUBLIC_KEY_SIZE} bytes"
+            f"the remote's key share must be {SHARE_SIZE} bytes and differ from ours"
         )
-    local_public = public_key_bytes(private_key)
-    if remote_public == local_public:
-        raise MalformedMessageError(
-            "the remote sent our own X25519 public key back (the connection is "
-            "reflected to us, or something in between echoes our bytes)"
-        )
-    try:
-        shared = private_key.exchange(X25519PublicKey.from_public_bytes(remote_public))
-    except ValueError:
-        # cryptography refuses low-order points (an all-zero shared secret).
-        raise MalformedMessageError(
-            "the remote's X25519 public key is a low-order point (no shared secret)"
-        ) from None
-    lower, higher = sorted((local_public, remote_public))
+    lower, higher = sorted((local_share, remote_share))
     keys = HKDF(
         algorithm=hashes.SHA256(),
         length=2 * KEY_SIZE,
-        salt=hashlib.sha256(PASSWORD_SALT_LABEL + password).digest(),
-        info=SESSION_INFO_LABEL + lower + higher + hashlib.sha256(transcript).digest(),
-    ).derive(shared)
+        salt=None,
+        info=SESSION_INFO_LABEL + lower + higher,
+    ).derive(isk)
     first, second = keys[:KEY_SIZE], keys[KEY_SIZE:]
-    if local_public == lower:
+    if local_share == lower:
         return SessionCipher(send_key=first, receive_key=second)
     return SessionCipher(send_key=second, receive_key=first)

@@ -4,20 +4,28 @@ Both ends speak at once, as in Weave, so the handshake costs one round trip:
 
 1. ``start()`` returns our header: ``MAGIC``, u8 min version, u8 max version,
    u8 encryption flag (1 iff we have a password) and, when the flag is 1, our
-   32-byte X25519 public key for this connection.
+   32-byte CPace key share ``Y = X25519(y, g(password))`` for this connection
+   (``pake.py``).
 2. When the remote's header is complete we check the magic (is this a meshrouter
    peer at all?), pick ``min(maxes)`` as the version provided it is at least
-   ``max(mins)``, check that both sides agree on encryption, derive the session
-   cipher, and return our identity frame: a length-prefixed frame (sealed when
-   encrypted) holding our ``Identity``.  Because the identity is sealed, a wrong
-   password shows up as the first sealed frame failing to open, and the password
-   itself never crosses the wire.
+   ``max(mins)``, check that both sides agree on encryption, finish CPace (the
+   two fixed headers are its associated data, so a rewritten version range
+   gives the two ends different keys), derive the session cipher, and return
+   our identity frame: a length-prefixed frame (sealed when encrypted) holding
+   our ``Identity``.  A wrong password shows up as the first sealed frame failing
+   to open; the password never crosses the wire, and since the keys come out of
+   a PAKE, the sealed frame lets a party without the password test exactly one
+   guess -- the one it made live on this connection -- never more offline.
 3. When the remote's identity frame is complete we open it, validate it, and
    refuse connections to ourselves, peer-name collisions and other clusters.
    Then the handshake is done and ``result`` holds the negotiated version, the
    remote identity, the ``Session`` for the rest of the connection (it continues
    the same cipher, so nonces stay in step) and any bytes that arrived after the
    identity frame.
+
+Protocol version 2 is the CPace handshake; version 1 (a hash of the password
+in the key derivation, open to offline guessing) is no longer spoken, and a
+router of that release is refused with a version-mismatch error on both sides.
 
 Every check is symmetric: both ends see both headers and both identities, so
 both refuse with the same error class and each can tell its user why.  To keep
@@ -26,8 +34,8 @@ the bytes that call would have returned stay available in ``unsent``; a shell
 should send them (best effort) before closing.
 
 Memory is bounded: before completion we hold at most one header plus one
-identity frame (``MAX_IDENTITY_FRAME``); a larger announced frame is refused at
-once.  The handshake stays failed after an error, and re-raises it.
+identity frame (``MAX_IDENTITY_FRAME``, 4 KiB); a larger announced frame is
+refused at once.  The handshake stays failed after an error, and re-raises it.
 """
 
 from __future__ import annotations
@@ -52,13 +60,7 @@ from meshrouter.errors import (
     WrongPasswordError,
 )
 from meshrouter.names import format_peer_name
-from meshrouter.wire.crypto import (
-    PUBLIC_KEY_SIZE,
-    TAG_SIZE,
-    SessionCipher,
-    derive_session_cipher,
-    public_key_bytes,
-)
+from meshrouter.wire.crypto import TAG_SIZE, SessionCipher, derive_session_cipher
 from meshrouter.wire.framing import (
     DEFAULT_MAX_FRAME,
     FRAME_HEADER_SIZE,
@@ -66,10 +68,16 @@ from meshrouter.wire.framing import (
     encode_frame,
 )
 from meshrouter.wire.identity import Identity, decode_identity, encode_identity
+from meshrouter.wire.pake import (
+    SHARE_SIZE,
+    calculate_generator,
+    intermediate_session_key,
+    public_share,
+)
 from meshrouter.wire.session import Session
 
-PROTOCOL_MIN_VERSION = 1
-PROTOCOL_MAX_VERSION = 1
+PROTOCOL_MIN_VERSION = 2
+PROTOCOL_MAX_VERSION = 2
 MAGIC = b"meshrtr"
 WEAVE_MAGIC = b"weave"
 FLAG_PLAINTEXT = 0
@@ -85,7 +93,7 @@ class HandshakeConfig:
 
     The version range defaults to what this code implements.  Any range within
     1..255 is accepted so that tests can play routers of other releases; the
-    frames this module produces are the version-1 format whatever is negotiated.
+    frames this module produces are the version-2 format whatever is negotiated.
     """
 
     identity: Identity
@@ -104,7 +112,8 @@ class HandshakeConfig:
                 )
             if self.private_key is None:
                 raise ConfigError(
-                    "a password (encryption) needs a fresh X25519 private key per connection"
+                    "a password (encryption) needs a fresh X25519 private key (the CPace "
+                    "scalar) per connection"
                 )
         elif self.private_key is not None:
             raise ConfigError(
@@ -145,10 +154,11 @@ class Handshake:
 
     def __init__(self, config: HandshakeConfig) -> None:
         self._config = config
-        self._public_key: bytes | None = None
-        self._our_header = b""
+        self._share: bytes | None = None
+        self._our_fixed_header = b""
         if config.private_key is not None:
-            self._public_key = public_key_bytes(config.private_key)
+            assert config.password is not None  # HandshakeConfig guarantees it
+            self._share = public_share(config.private_key, calculate_generator(config.password))
         self._state = _State.NEW
         self._buffer = bytearray()
         self._version: int | None = None
@@ -193,11 +203,11 @@ class Handshake:
             raise MeshError("Handshake.start() was already called")
         self._state = _State.HEADER
         config = self._config
-        flag = FLAG_PLAINTEXT if self._public_key is None else FLAG_ENCRYPTED
+        flag = FLAG_PLAINTEXT if self._share is None else FLAG_ENCRYPTED
         header = MAGIC + bytes([config.min_version, config.max_version, flag])
-        if self._public_key is not None:
-            header += self._public_key
-        self._our_header = header
+        self._our_fixed_header = header
+        if self._share is not None:
+            header += self._share
         return header
 
     def receive_data(self, data: bytes) -> bytes:
@@ -241,18 +251,10 @@ class Handshake:
                     return pos
                 self._check_fixed_header()
             if self._remote_encrypted:
-                pos = self._fill(view, pos, FIXED_HEADER_SIZE + PUBLIC_KEY_SIZE)
-                if len(self._buffer) < FIXED_HEADER_SIZE + PUBLIC_KEY_SIZE:
+                pos = self._fill(view, pos, FIXED_HEADER_SIZE + SHARE_SIZE)
+                if len(self._buffer) < FIXED_HEADER_SIZE + SHARE_SIZE:
                     return pos
-                assert self._config.private_key is not None
-                assert self._config.password is not None
-                remote_header = bytes(self._buffer)
-                self._cipher = derive_session_cipher(
-                    self._config.private_key,
-                    bytes(self._buffer[FIXED_HEADER_SIZE:]),
-                    self._config.password,
-                    b"".join(sorted((self._our_header, remote_header))),
-                )
+                self._cipher = self._derive_cipher(bytes(self._buffer))
             self._session = Session(self._cipher, self._config.max_frame)
             out += self._identity_frame()
             self._buffer.clear()
@@ -312,7 +314,7 @@ class Handshake:
                 f"{FLAG_ENCRYPTED}"
             )
         remote_encrypted = flag == FLAG_ENCRYPTED
-        local_encrypted = self._public_key is not None
+        local_encrypted = self._share is not None
         if local_encrypted and not remote_encrypted:
             raise PasswordMismatchError(
                 "we have a password (encryption on) but the remote router has none "
@@ -327,6 +329,19 @@ class Handshake:
             )
         self._version = version
         self._remote_encrypted = remote_encrypted
+
+    def _derive_cipher(self, remote_header: bytes) -> SessionCipher:
+        """Finish CPace; each end's fixed header is its associated data."""
+        assert self._config.private_key is not None and self._share is not None
+        remote_share = remote_header[FIXED_HEADER_SIZE:]
+        isk = intermediate_session_key(
+            self._config.private_key,
+            self._share,
+            self._our_fixed_header,
+            remote_share,
+            remote_header[:FIXED_HEADER_SIZE],
+        )
+        return derive_session_cipher(isk, self._share, remote_share)
 
     def _identity_frame(self) -> bytes:
         body = encode_identity(self._config.identity)

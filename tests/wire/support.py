@@ -8,8 +8,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.errors import ProtocolError
 from meshrouter.names import PeerName
+from meshrouter.wire.crypto import SessionCipher, derive_session_cipher
 from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
 from meshrouter.wire.identity import Identity
+from meshrouter.wire.pake import calculate_generator, intermediate_session_key, public_share
 
 NAME_A = PeerName(0x02_00_00_00_00_0A)
 NAME_B = PeerName(0x02_00_00_00_00_0B)
@@ -44,6 +46,26 @@ def identity_b(**changes: object) -> Identity:
 def private_key(seed: int) -> X25519PrivateKey:
     """A deterministic X25519 key (tests only; the shell uses OS randomness)."""
     return X25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+
+
+def share(seed: int, password: bytes = PASSWORD) -> bytes:
+    """The CPace key share a router with key ``seed`` and ``password`` sends."""
+    return public_share(private_key(seed), calculate_generator(password))
+
+
+def cipher_pair(
+    password_a: bytes = PASSWORD, password_b: bytes = PASSWORD, seeds: tuple[int, int] = (1, 2)
+) -> tuple[SessionCipher, SessionCipher]:
+    """Two ends' session ciphers after a CPace exchange (empty associated data)."""
+    key_a, key_b = private_key(seeds[0]), private_key(seeds[1])
+    share_a = public_share(key_a, calculate_generator(password_a))
+    share_b = public_share(key_b, calculate_generator(password_b))
+    isk_a = intermediate_session_key(key_a, share_a, b"", share_b, b"")
+    isk_b = intermediate_session_key(key_b, share_b, b"", share_a, b"")
+    return (
+        derive_session_cipher(isk_a, share_a, share_b),
+        derive_session_cipher(isk_b, share_b, share_a),
+    )
 
 
 def config(

@@ -1,32 +1,20 @@
 from __future__ import annotations
 
-import hashlib
-
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.errors import DecryptionError, MalformedMessageError, ProtocolError
-from meshrouter.wire.crypto import (
-    COUNTER_LIMIT,
-    SessionCipher,
-    derive_session_cipher,
-    public_key_bytes,
-)
+from meshrouter.wire.crypto import COUNTER_LIMIT, SessionCipher, derive_session_cipher
 
-from .support import PASSWORD, private_key
+from . import oracle
+from .support import PASSWORD, cipher_pair
 
 
 def pair(
     password_a: bytes = PASSWORD, password_b: bytes = PASSWORD
 ) -> tuple[SessionCipher, SessionCipher]:
-    key_a, key_b = private_key(1), private_key(2)
-    a = derive_session_cipher(key_a, public_key_bytes(key_b), password_a)
-    b = derive_session_cipher(key_b, public_key_bytes(key_a), password_b)
-    return a, b
+    return cipher_pair(password_a, password_b)
 
 
 def test_round_trip_both_directions() -> None:
@@ -44,23 +32,18 @@ def test_sealed_frame_is_plaintext_plus_16_byte_tag() -> None:
 
 
 def test_derivation_follows_the_documented_design() -> None:
-    """Recompute the keys by hand: HKDF salt/info, lower key sends with bytes 0..31."""
-    key_a, key_b = private_key(1), private_key(2)
-    pub_a, pub_b = public_key_bytes(key_a), public_key_bytes(key_b)
-    lower, higher = sorted((pub_a, pub_b))
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=64,
-        salt=hashlib.sha256(b"meshrouter password v1" + PASSWORD).digest(),
-        info=b"meshrouter session v1" + lower + higher + hashlib.sha256(b"").digest(),
-    ).derive(key_a.exchange(key_b.public_key()))
+    """Recompute the keys with the oracle: CPace ISK, HKDF info, lower share sends
+    with bytes 0..31, nonce = 4 zero bytes + 64-bit counter."""
+    scalar_a, scalar_b = bytes([1]) * 32, bytes([2]) * 32
+    generator = oracle.cpace_generator(PASSWORD, oracle.MESH_CI, b"")
+    share_a, share_b = oracle.x25519(scalar_a, generator), oracle.x25519(scalar_b, generator)
+    isk_a = oracle.cpace_isk(scalar_a, share_a, b"", share_b, b"")
+    send_a, receive_a = oracle.session_keys(isk_a, share_a, share_b)
     a, b = pair()
-    lower_side, higher_side = (a, b) if pub_a == lower else (b, a)
-    nonce0 = bytes(4) + (0).to_bytes(8, "big")
-    nonce1 = bytes(4) + (1).to_bytes(8, "big")
-    assert lower_side.seal(b"hi") == ChaCha20Poly1305(okm[:32]).encrypt(nonce0, b"hi", None)
-    assert lower_side.seal(b"hi") == ChaCha20Poly1305(okm[:32]).encrypt(nonce1, b"hi", None)
-    assert higher_side.seal(b"yo") == ChaCha20Poly1305(okm[32:]).encrypt(nonce0, b"yo", None)
+    assert a.seal(b"hi") == oracle.seal(send_a, 0, b"hi")
+    assert a.seal(b"hi") == oracle.seal(send_a, 1, b"hi")
+    assert b.seal(b"yo") == oracle.seal(receive_a, 0, b"yo")
+    assert a.open(oracle.seal(receive_a, 0, b"back")) == b"back"
 
 
 def test_replayed_frame_fails() -> None:
@@ -139,18 +122,12 @@ def test_send_counter_exhaustion_raises() -> None:
         b.open(b"\x00" * 32)
 
 
-@pytest.mark.parametrize("remote", [b"", b"\x01" * 31, b"\x01" * 33])
-def test_remote_public_key_of_wrong_size_is_malformed(remote: bytes) -> None:
-    with pytest.raises(MalformedMessageError, match="32 bytes"):
-        derive_session_cipher(private_key(1), remote, PASSWORD)
+@pytest.mark.parametrize("remote", [b"", b"\x01" * 31, b"\x01" * 33, b"\x05" * 32])
+def test_remote_share_of_wrong_size_or_equal_to_ours_is_malformed(remote: bytes) -> None:
+    with pytest.raises(MalformedMessageError, match="32 bytes and differ"):
+        derive_session_cipher(bytes(64), b"\x05" * 32, remote)
 
 
-def test_remote_public_key_equal_to_ours_is_malformed() -> None:
-    key = private_key(1)
-    with pytest.raises(MalformedMessageError, match="our own"):
-        derive_session_cipher(key, public_key_bytes(key), PASSWORD)
-
-
-def test_low_order_remote_public_key_is_malformed() -> None:
-    with pytest.raises(MalformedMessageError, match="low-order"):
-        derive_session_cipher(private_key(1), bytes(32), PASSWORD)
+def test_isk_of_the_wrong_size_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="64 bytes"):
+        derive_session_cipher(bytes(32), b"\x05" * 32, b"\x06" * 32)

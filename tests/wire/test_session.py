@@ -10,21 +10,12 @@ from meshrouter.errors import (
     MalformedMessageError,
     ProtocolError,
 )
-from meshrouter.wire.crypto import SessionCipher, derive_session_cipher, public_key_bytes
 from meshrouter.wire.framing import encode_frame
 from meshrouter.wire.messages import GossipMsg, Heartbeat, Message
 from meshrouter.wire.session import Session
 
 from .strategies import messages
-from .support import NAME_A, PASSWORD, private_key
-
-
-def cipher_pair() -> tuple[SessionCipher, SessionCipher]:
-    key_a, key_b = private_key(1), private_key(2)
-    return (
-        derive_session_cipher(key_a, public_key_bytes(key_b), PASSWORD),
-        derive_session_cipher(key_b, public_key_bytes(key_a), PASSWORD),
-    )
+from .support import NAME_A, cipher_pair
 
 
 def session_pair(encrypted: bool, max_frame: int = 1 << 20) -> tuple[Session, Session]:
