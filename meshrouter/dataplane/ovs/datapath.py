@@ -71,6 +71,7 @@ class OvsDatapath:
         self._ports: dict[str, LocalPort] = {}
         self._port_io: dict[str, str] = {}
         self._lost: list[str] = []
+        self._faults: list[str] = []
         self.recoveries = 0
         self.last_apply: dict[str, Any] = {}
 
@@ -165,6 +166,7 @@ class OvsDatapath:
             "container_mtu": self._container_mtu_or_none(),
             "recoveries": self.recoveries,
             "lost_ports": list(self._lost[-10:]),
+            "recent_faults": list(self._faults),
         }
 
     # -- extras ----------------------------------------------------------------------
@@ -190,6 +192,8 @@ class OvsDatapath:
     def _degrade(self, reason: str) -> None:
         if self._ready or reason != self._reason:
             log.warning("OVS datapath degraded: %s", reason)
+            self._faults.append(reason)
+            del self._faults[:-10]
         self._ready = False
         self._reason = reason
         self._installed = None
@@ -365,10 +369,9 @@ class OvsDatapath:
                 self._installed = None
                 await self._sync()
             await self._drop_lost(tools)
-        except MeshError as exc:
-            self._degrade(f"verification failed: {exc}")
-        except OSError as exc:
-            self._degrade(f"verification failed: {exc}")
+        except (MeshError, OSError) as exc:
+            # a dying daemon shows first as a refused socket: name the daemon if so
+            self._degrade(self._fault() or f"verification failed: {exc}")
 
     async def _shutdown(self) -> None:
         """Own daemons: give the underlay its address back, then stop them.  An
