@@ -22,14 +22,14 @@ keys = st.tuples(
     st.sampled_from([0x0A000001, 0x0A000002]),
     st.sampled_from(["", "c1"]),
 )
-stamps = st.tuples(st.integers(1, 8), st.booleans())
+stamps = st.tuples(st.integers(1, 4), st.booleans())
 
 
 @st.composite
 def raw_states(draw: st.DrawFn) -> Raw:
     raw: Raw = {}
     for owner in draw(st.sets(st.sampled_from([1, 2, 3]), max_size=3)):
-        floor = draw(st.integers(0, 4))
+        floor = draw(st.integers(0, 2))
         recs = draw(st.dictionaries(keys, stamps, max_size=5))
         recs = {k: v for k, v in recs.items() if v[0] > floor}
         raw[owner] = (floor, recs)
