@@ -9,8 +9,8 @@ a patient attacker with enough connections.  So:
   file with mode 0600.  It is written to a temporary file in the same directory,
   fsynced, then linked into place, so the file appears whole or not at all and
   an existing file (someone's key) is never overwritten.  This is the only
-  function of the wire package that touches the file system; the randomness
-  source is a parameter so tests can pin it.
+  function of the wire package that touches the file system; the random bytes
+  are an argument (cores never draw randomness themselves).
 - ``password_warning(password)`` returns the sentence the CLI prints at start
   when the password is short (fewer than ``MIN_PASSWORD_BYTES``) or made of
   very few distinct bytes, else None.
@@ -19,7 +19,6 @@ a patient attacker with enough connections.  So:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from meshrouter.errors import ConfigError
@@ -36,12 +35,14 @@ def format_key(secret: bytes) -> bytes:
     return secret.hex().encode("ascii") + b"\n"
 
 
-def keygen(path: Path, *, entropy: Callable[[int], bytes] = os.urandom) -> None:
-    """Write a new random 256-bit key to ``path`` (mode 0600, never overwriting).
+def keygen(path: Path, secret: bytes) -> None:
+    """Write ``secret`` (``KEY_BYTES`` fresh random bytes: the caller draws them,
+    e.g. ``secrets.token_bytes(KEY_BYTES)``) as a new key file at ``path``
+    (mode 0600, never overwriting).
 
     Raises ConfigError with the reason when the file exists or cannot be written.
     """
-    data = format_key(entropy(KEY_BYTES))
+    data = format_key(secret)
     directory = path.parent if str(path.parent) else Path(".")
     temporary = directory / f".{path.name}.{os.getpid()}.tmp"
     try:

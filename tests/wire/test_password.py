@@ -13,7 +13,7 @@ from meshrouter.wire.password import format_key, keygen, password_warning
 def test_keygen_writes_256_random_bits_as_hex_with_mode_0600(tmp_path: Path) -> None:
     old_umask = os.umask(0)  # the mode must not depend on the umask
     try:
-        keygen(tmp_path / "mesh.key", entropy=lambda n: bytes(range(n)))
+        keygen(tmp_path / "mesh.key", bytes(range(32)))
     finally:
         os.umask(old_umask)
     path = tmp_path / "mesh.key"
@@ -23,30 +23,26 @@ def test_keygen_writes_256_random_bits_as_hex_with_mode_0600(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.key"]  # no temporary left
 
 
-def test_keygen_uses_fresh_randomness_by_default(tmp_path: Path) -> None:
-    keygen(tmp_path / "a")
-    keygen(tmp_path / "b")
-    a, b = (tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()
-    assert a != b and len(a) == len(b) == 65
-
-
 def test_keygen_never_overwrites_a_key(tmp_path: Path) -> None:
     path = tmp_path / "mesh.key"
     path.write_bytes(b"someone's key\n")
     with pytest.raises(ConfigError, match="already exists; refusing to overwrite"):
-        keygen(path)
+        keygen(path, bytes(32))
     assert path.read_bytes() == b"someone's key\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.key"]
 
 
 def test_keygen_into_a_missing_directory_says_why(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot create a key file"):
-        keygen(tmp_path / "nope" / "mesh.key")
+        keygen(tmp_path / "nope" / "mesh.key", bytes(32))
 
 
-def test_format_key_needs_32_bytes() -> None:
+def test_format_key_needs_32_bytes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="32 random bytes"):
         format_key(b"short")
+    with pytest.raises(ValueError, match="32 random bytes"):
+        keygen(tmp_path / "k", b"\x01" * 16)
+    assert not (tmp_path / "k").exists()
 
 
 @pytest.mark.parametrize(
