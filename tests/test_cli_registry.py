@@ -1,0 +1,89 @@
+"""The CLI's command registry (``meshrouter/cli/__init__.py``): every registered
+command resolves and its help line is its own; ``--help`` imports no command,
+and a client verb imports none of trio, the router, the API server, rich or the
+simulator.  Start-up *time* is measured by ``bench/cli_startup.py``, not here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from meshrouter.cli import COMMANDS, DEFAULT_API, main
+from meshrouter.config import DEFAULT_API_PORT
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_registered_command_resolves_with_its_own_help_line(name: str) -> None:
+    command = COMMANDS[name].load()
+    assert isinstance(command, click.Command)
+    assert command.get_short_help_str(limit=1000) == COMMANDS[name].help
+
+
+def test_help_lists_every_registered_command() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    listed = result.stdout.split("Commands:\n", 1)[1]
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert names == sorted(COMMANDS)
+
+
+def test_an_unknown_command_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2 and "No such command 'frobnicate'" in result.stderr
+
+
+def test_the_default_api_address_is_the_configured_port() -> None:
+    assert DEFAULT_API == f"127.0.0.1:{DEFAULT_API_PORT}"
+
+
+PROBE = """
+import sys
+from meshrouter.cli import main
+try:
+    main(sys.argv[1:], prog_name="meshrouter")
+except SystemExit:
+    pass
+print()
+print("MODULES", " ".join(sorted(sys.modules)))
+"""
+HEAVY = ("trio", "sim", "httpx", "rich", "hypercorn", "starlette", "pyroute2", "cryptography",
+         "meshrouter.node", "meshrouter.api.server", "meshrouter.cli.launch")
+
+
+def loaded_modules(*argv: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60
+    )
+    marker = result.stdout.rindex("\nMODULES ")
+    return set(result.stdout[marker:].split()[1:])
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+
+
+def test_help_imports_no_command_module() -> None:
+    modules = loaded_modules("--help")
+    assert "meshrouter.cli" in modules  # the probe ran
+    assert heavy(modules) == []
+    assert not any(m.startswith("meshrouter.cli.") and m != "meshrouter.cli.lazy"
+                   for m in modules), sorted(m for m in modules if m.startswith("meshrouter"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--api", "127.0.0.1:1", "status"),
+        ("--api", "127.0.0.1:1", "status", "peers", "--json"),
+        ("--api", "127.0.0.1:1", "ipam", "allocate", "c1", "--wait", "0"),
+    ],
+    ids=["status", "status-json", "ipam-allocate"],
+)
+def test_a_client_verb_imports_only_what_it_needs(argv: tuple[str, ...]) -> None:
+    modules = loaded_modules(*argv)
+    assert "meshrouter.api.client" in modules  # the verb got as far as calling the API
+    assert heavy(modules) == []

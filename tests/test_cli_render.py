@@ -1,0 +1,79 @@
+"""The tables of ``meshrouter status [SECTION]`` from canned API answers: every
+value the JSON has for a row appears in its table, spelled as the table spells it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from meshrouter.cli import main
+from meshrouter.cli.client_verbs import STATUS_SECTIONS
+from meshrouter.cli.render import RENDERERS, print_status
+from tests.test_cli_client import FakeApi, running_fake_api
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApi]:
+    with running_fake_api() as fake:
+        yield fake
+
+A, B, C = "aa:00:00:00:00:01", "aa:00:00:00:00:02", "aa:00:00:00:00:03"
+
+PEERS = [
+    {"name": A, "nickname": "alpha", "uid": 1, "short_id": 17, "version": 4, "connections": [
+        {"peer": B, "address": "127.0.0.1:7001", "outbound": True, "established": True},
+        {"peer": C, "address": "127.0.0.1:7002", "outbound": False, "established": False},
+    ]},
+    {"name": B, "nickname": "bravo", "uid": 2, "short_id": 942, "version": 11, "connections": []},
+]
+TARGETS = [
+    {"address": "127.0.0.1:7001", "direct": True, "state": "established", "peer": B,
+     "info": "connected", "attempts": 1, "next_attempt_in": None},
+    {"address": "127.0.0.1:7009", "direct": False, "state": "retrying", "peer": "",
+     "info": "connection refused; retry in 3.2s", "attempts": 2, "next_attempt_in": 3.2},
+]
+
+
+def rendered(section: str | None, data: Any) -> list[str]:
+    console = Console(width=200, record=True, file=io.StringIO())
+    print_status(section, data, console)
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def row_with(lines: list[str], text: str) -> list[str]:
+    """The cells of the one table row that contains ``text``."""
+    (line,) = [line.strip() for line in lines if text in line]
+    assert line.startswith("│") and line.endswith("│"), line
+    return [cell.strip() for cell in line[1:-1].split("│")]
+
+
+def test_peers_table() -> None:
+    lines = rendered("peers", PEERS)
+    assert "2 peers" in lines[0]
+    assert row_with(lines, "alpha") == [A, "alpha", "17", "4", f"->{B}, <-{C} (pending)"]
+    assert row_with(lines, "bravo") == [B, "bravo", "942", "11", ""]
+
+
+def test_targets_table() -> None:
+    lines = rendered("targets", TARGETS)
+    assert "2 targets" in lines[0]
+    assert row_with(lines, ":7001") == ["127.0.0.1:7001", "direct", "established", B, "connected"]
+    assert row_with(lines, ":7009") == [
+        "127.0.0.1:7009", "discovered", "retrying", "", "connection refused; retry in 3.2s"
+    ]
+
+
+def test_every_status_section_has_a_table() -> None:
+    assert set(RENDERERS) == {None, *STATUS_SECTIONS}
+
+
+def test_status_peers_through_the_cli(fake_api: FakeApi) -> None:
+    fake_api.json("GET", "/status/peers", PEERS)
+    result = CliRunner().invoke(main, ["--api", fake_api.address, "status", "peers"])
+    assert result.exit_code == 0
+    assert f"->{B}, <-{C} (pending)" in result.stdout and "bravo" in result.stdout
