@@ -198,6 +198,8 @@ class VethSpec:
         if not 68 <= self.mtu <= 65535:
             raise InvalidRequestError(f"MTU {self.mtu} out of range (68-65535)")
         try:
+            if "/" not in self.cidr:
+                raise ValueError(self.cidr)
             iface = ipaddress.ip_interface(self.cidr)
         except ValueError:
             raise InvalidRequestError(f"invalid address {self.cidr!r} (want CIDR)") from None
