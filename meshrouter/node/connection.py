@@ -1,8 +1,15 @@
 """One established connection to a neighbour: a receive loop and a send loop.
 
 The handshake is done before this object exists.  The receive loop feeds bytes
-to the sans-IO Session and hands each message to the router; if nothing arrives
-within the heartbeat timeout the connection is dead.  The send loop pulls the
+to the sans-IO Session and hands each message to the router.  Liveness counts
+complete, authenticated messages only: the dead timer restarts when a message
+decodes (and, when encrypted, authenticates), never on a mere chunk of bytes.
+So a frame whose length prefix was corrupted in transit -- which would swallow
+every later heartbeat as "body" while the stream keeps flowing -- or a peer
+trickling one frame byte by byte ends the connection after the heartbeat
+timeout, with a reason that says a frame never completed (issue 15, item 2).
+A legitimate frame must therefore arrive whole within the heartbeat timeout
+(60 s by default: 10 MiB needs 175 KB/s).  The send loop pulls the
 next message from the gossip core's send slots for this neighbour -- pulling,
 not pushing, is what lets updates coalesce while a slow socket blocks -- and
 sends a heartbeat when it has been quiet for a heartbeat interval.
@@ -135,11 +142,12 @@ class PeerConnection:
         early, self.early_messages = self.early_messages, []
         for message in early:
             self._dispatch(message)
-        # One cancel scope whose deadline moves forward on every receive: cheaper
-        # than a new timeout scope per chunk, which matters with 1,000 routers.
-        with trio.CancelScope() as timer:
+        # One cancel scope whose deadline moves forward on every complete
+        # message: cheaper than a new timeout scope per message, which matters
+        # with 1,000 routers.  Bytes alone never move it (see the module doc).
+        last_message = trio.current_time()
+        with trio.CancelScope(deadline=last_message + self.heartbeat_timeout) as timer:
             while True:
-                timer.deadline = trio.current_time() + self.heartbeat_timeout
                 data = await self.stream.receive_some(RECEIVE_CHUNK)
                 if not data:
                     if self.remote_goodbye is not None:
@@ -148,11 +156,31 @@ class PeerConnection:
                         )
                     raise ConnectionClosedError("connection closed by the peer")
                 self.bytes_in += len(data)
-                for message in self.session.receive_data(bytes(data)):
+                messages = self.session.receive_data(bytes(data))
+                if messages:
+                    last_message = trio.current_time()
+                    timer.deadline = last_message + self.heartbeat_timeout
+                for message in messages:
                     self.messages_in += 1
                     self._dispatch(message)
-        raise HeartbeatTimeoutError(
-            f"no message from the peer for {self.heartbeat_timeout:g}s (heartbeat timeout)"
+        raise HeartbeatTimeoutError(self._silence_reason(trio.current_time() - last_message))
+
+    def _silence_reason(self, silent_for: float) -> str:
+        """Why the dead timer fired: silence, or a frame that never completed."""
+        pending = self.session.pending_frame
+        if pending is None:
+            return f"no message from the peer for {silent_for:g}s (heartbeat timeout)"
+        received, announced = pending
+        if announced is None:
+            return (
+                f"no complete message from the peer for {silent_for:g}s: a frame header "
+                f"is still incomplete after {received} bytes (heartbeat timeout)"
+            )
+        return (
+            f"no complete message from the peer for {silent_for:g}s: a frame announced "
+            f"as {announced} bytes is incomplete after {received} bytes (a corrupted "
+            "length prefix, or a peer too slow to send one frame within the heartbeat "
+            "timeout)"
         )
 
     def _dispatch(self, message: Message) -> None:

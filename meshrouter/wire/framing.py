@@ -65,6 +65,18 @@ class FrameDecoder:
         """Bytes of an incomplete frame currently held (never > header + max_frame)."""
         return len(self._header) + len(self._body)
 
+    @property
+    def pending(self) -> tuple[int, int | None] | None:
+        """``(bytes received, bytes announced)`` of the frame in progress, or None
+        between frames.  ``announced`` is None while the header itself is partial.
+        The connection shell names this in its reason when a frame never completes
+        (a corrupted length prefix shows up as a frame that waits forever)."""
+        if self._body_len is not None:
+            return FRAME_HEADER_SIZE + len(self._body), FRAME_HEADER_SIZE + self._body_len
+        if self._header:
+            return len(self._header), None
+        return None
+
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the bodies of all frames it completed, in order."""
         if self._error is not None:

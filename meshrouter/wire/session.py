@@ -41,6 +41,12 @@ class Session:
     def max_frame(self) -> int:
         return self._max_frame
 
+    @property
+    def pending_frame(self) -> tuple[int, int | None] | None:
+        """The incomplete incoming frame: ``(bytes received, bytes announced)``
+        counting its 4-byte header, or None between frames (see FrameDecoder)."""
+        return self._decoder.pending
+
     def encode(self, msg: Message) -> bytes:
         """Bytes to write to the stream for ``msg`` (FrameTooLargeError if too big)."""
         body = encode_message(msg)
