@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from rich.console import Console
 
 from meshrouter.cli import main
 from meshrouter.cli.client_verbs import STATUS_SECTIONS
-from meshrouter.cli.render import RENDERERS, print_status
+from meshrouter.cli.render import RENDERERS, make_console, print_status
 from tests.test_cli_client import FakeApi, running_fake_api
 
 
@@ -22,25 +21,29 @@ def fake_api() -> Iterator[FakeApi]:
     with running_fake_api() as fake:
         yield fake
 
-A, B, C = "aa:00:00:00:00:01", "aa:00:00:00:00:02", "aa:00:00:00:00:03"
+# ":cd:" and ":ok:" are emoji codes and "[b]" is markup to rich: shown as they are.
+A, B, C = "aa:00:00:00:00:01", "f6:cd:6b:62:67:fb", "aa:00:00:00:00:03"
 
 PEERS = [
     {"name": A, "nickname": "alpha", "uid": 1, "short_id": 17, "version": 4, "connections": [
         {"peer": B, "address": "127.0.0.1:7001", "outbound": True, "established": True},
         {"peer": C, "address": "127.0.0.1:7002", "outbound": False, "established": False},
     ]},
-    {"name": B, "nickname": "bravo", "uid": 2, "short_id": 942, "version": 11, "connections": []},
+    {"name": B, "nickname": "bravo[b]:ok:", "uid": 2, "short_id": 942, "version": 11,
+     "connections": []},
 ]
 TARGETS = [
     {"address": "127.0.0.1:7001", "direct": True, "state": "established", "peer": B,
      "info": "connected", "attempts": 1, "next_attempt_in": None},
     {"address": "127.0.0.1:7009", "direct": False, "state": "retrying", "peer": "",
-     "info": "connection refused; retry in 3.2s", "attempts": 2, "next_attempt_in": 3.2},
+     "info": "[Errno 111] refused; retry in 3.2s", "attempts": 2, "next_attempt_in": 3.2},
 ]
 
 
 def rendered(section: str | None, data: Any) -> list[str]:
-    console = Console(width=200, record=True, file=io.StringIO())
+    console = make_console()
+    console.file = io.StringIO()
+    console.record = True
     print_status(section, data, console)
     return [line.rstrip() for line in console.export_text().splitlines()]
 
@@ -56,7 +59,7 @@ def test_peers_table() -> None:
     lines = rendered("peers", PEERS)
     assert "2 peers" in lines[0]
     assert row_with(lines, "alpha") == [A, "alpha", "17", "4", f"->{B}, <-{C} (pending)"]
-    assert row_with(lines, "bravo") == [B, "bravo", "942", "11", ""]
+    assert row_with(lines, "bravo") == [B, "bravo[b]:ok:", "942", "11", ""]
 
 
 def test_targets_table() -> None:
@@ -64,7 +67,7 @@ def test_targets_table() -> None:
     assert "2 targets" in lines[0]
     assert row_with(lines, ":7001") == ["127.0.0.1:7001", "direct", "established", B, "connected"]
     assert row_with(lines, ":7009") == [
-        "127.0.0.1:7009", "discovered", "retrying", "", "connection refused; retry in 3.2s"
+        "127.0.0.1:7009", "discovered", "retrying", "", "[Errno 111] refused; retry in 3.2s"
     ]
 
 

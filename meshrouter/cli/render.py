@@ -15,9 +15,16 @@ from rich.table import Table
 WIDTH = 160
 
 
+def make_console() -> Console:
+    """A console that prints data as it is: no markup, no emoji codes.  (A peer
+    name such as ``f6:cd:6b:...`` holds ``:cd:``, which rich would draw as a
+    disc, and a nickname or reason may hold ``[...]``.)"""
+    return Console(width=WIDTH, markup=False, emoji=False, highlight=False)
+
+
 def print_status(section: str | None, data: Any, console: Console | None = None) -> None:
     """Draw ``data`` (the answer of ``/status[/section]``) as the section's table."""
-    RENDERERS[section](console or Console(width=WIDTH), data)
+    RENDERERS[section](console or make_console(), data)
 
 
 def _key_value_grid() -> Table:
