@@ -125,9 +125,9 @@ class SimCluster:
 
     def _make_router(self, host: SimHost, peers: list[str]) -> Router:
         settings = dict(self.router_settings)
-        config = RouterConfig(
-            name=host.name,
-            nickname=f"h{host.index}",
+        config = RouterConfig.from_flat(
+            host.name,
+            f"h{host.index}",
             listen_host=host.ip,
             listen_port=PORT,
             initial_peers=tuple(peers),

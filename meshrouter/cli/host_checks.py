@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError
 from meshrouter.names import PeerName, format_peer_name, parse_peer_name, peer_name_from_seed
@@ -20,6 +21,9 @@ from meshrouter.storage import FileStorage, Storage
 log = logging.getLogger("meshrouter")
 
 PEER_NAME_KEY = "peer-name"
+
+if TYPE_CHECKING:
+    from meshrouter.config import IpamSettings
 
 
 def default_data_dir() -> Path:
@@ -108,13 +112,11 @@ def host_routes() -> list[str]:
     return found
 
 
-def check_ipalloc_range(text: str, init: str | None, initial_peers: int) -> None:
+def check_ipalloc_range(settings: IpamSettings) -> None:
     """Refuse a range that is not a CIDR or that overlaps a route of this host."""
     from meshrouter.ipam.address_range import AddressRange, overlapping_route
-    from meshrouter.ipam.founding import parse_founding
 
-    address_range = AddressRange.parse(text)
-    parse_founding(init, initial_peers)
+    address_range = AddressRange.parse(settings.range)
     try:
         routes = host_routes()
     except OSError as exc:

@@ -34,11 +34,13 @@ from meshrouter.cli.host_checks import (
 from meshrouter.config import (
     DEFAULT_API_PORT,
     DEFAULT_PORT,
+    IpamSettings,
+    MeshSettings,
     RouterConfig,
+    TimingSettings,
     normalise_peer_address,
     parse_host_port,
 )
-from meshrouter.dialing.backoff import BackoffPolicy
 from meshrouter.errors import MeshError, StateFileError
 from meshrouter.storage import Storage, atomic_write
 
@@ -191,26 +193,33 @@ def launch_peer(
         initial = tuple(normalise_peer_address(p) for p in peers)
         directory = data_dir or default_data_dir()
         storage = open_data_dir(directory)
+        ipam = None
+        if not no_ipam:
+            ipam = IpamSettings.parse(
+                range_text=ipalloc_range,
+                init=ipalloc_init,
+                initial_peers=len(initial),
+                reclaim_after=ipalloc_reclaim_after,
+            )
+            check_ipalloc_range(ipam)
         config = RouterConfig(
             name=resolve_peer_name(name, storage, directory),
             nickname=nickname,
-            listen_host=listen_host,
-            listen_port=listen_port,
-            password=read_password(password_file),
-            conn_limit=conn_limit,
-            initial_peers=initial,
-            discovery=not no_discovery,
-            heartbeat_interval=heartbeat_interval,
-            heartbeat_timeout=heartbeat_timeout,
-            gossip_interval=gossip_interval,
-            backoff=BackoffPolicy(),
-            ipam=not no_ipam,
-            ipalloc_range=ipalloc_range,
-            ipalloc_init=ipalloc_init,
-            ipalloc_reclaim_after=ipalloc_reclaim_after,
+            mesh=MeshSettings(
+                listen_host=listen_host,
+                listen_port=listen_port,
+                password=read_password(password_file),
+                conn_limit=conn_limit,
+                initial_peers=initial,
+                discovery=not no_discovery,
+            ),
+            timing=TimingSettings(
+                heartbeat_interval=heartbeat_interval,
+                heartbeat_timeout=heartbeat_timeout,
+                gossip_interval=gossip_interval,
+            ),
+            ipam=ipam,
         )
-        if not no_ipam:
-            check_ipalloc_range(ipalloc_range, ipalloc_init, len(initial))
     except MeshError as exc:
         fail(str(exc))
     try:
@@ -233,7 +242,7 @@ async def _run_peer(
 
     router = build_router(
         config,
-        transport=TcpTransport(config.listen_host, config.listen_port),
+        transport=TcpTransport(config.mesh.listen_host, config.mesh.listen_port),
         rng=random.Random(secrets.randbits(128)),
         storage=storage,
     )

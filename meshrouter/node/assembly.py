@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
 from meshrouter.ipam.address_range import AddressRange
-from meshrouter.ipam.founding import parse_founding
 from meshrouter.ipam.service import IpamService
 from meshrouter.node.datapath import Datapath
 from meshrouter.node.router import Router
@@ -49,13 +48,13 @@ def build_router(
 def standard_services(config: RouterConfig) -> list[Service]:
     """The features ``config`` enables, each one Service: one line per feature."""
     services: list[Service] = []
-    if config.ipam:
+    if config.ipam is not None:
         services.append(
             IpamService(
-                address_range=AddressRange.parse(config.ipalloc_range),
-                mode=parse_founding(config.ipalloc_init, len(config.initial_peers)),
-                reclaim_after=config.ipalloc_reclaim_after,
-                tick=config.ipam_tick,
+                address_range=AddressRange.parse(config.ipam.range),
+                mode=config.ipam.founding,
+                reclaim_after=config.ipam.reclaim_after,
+                tick=config.ipam.tick,
             )
         )
     return services

@@ -108,16 +108,16 @@ class Router:
             local_name=config.name,
             nickname=config.nickname,
             uid=self.uid,
-            listen_port=config.listen_port,
+            listen_port=config.mesh.listen_port,
             rng=rng,
         )
         self.gossip = GossipCore(config.name)
         self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
         self.gossip.set_routes(CurrentRoutes(self.topology))
-        self.targets = TargetTable(config.backoff)
+        self.targets = TargetTable(config.timing.backoff)
         self.direct_peers = DirectPeers(self.storage, self.targets)
-        self.throttle = TokenBucket(config.accept_burst, config.accept_refill_interval)
+        self.throttle = TokenBucket(config.mesh.accept_burst, config.mesh.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
         self.transient: dict[PeerName, PeerConnection] = {}
         self.handshaking: set[Handshaking] = set()
@@ -182,7 +182,7 @@ class Router:
         task_status.started() reports the bound listen address, so callers (CLI,
         tests, simulator) can start the router with ``await nursery.start(...)``.
         """
-        self.direct_peers.load(self.config.initial_peers)
+        self.direct_peers.load(self.config.mesh.initial_peers)
         for service in self.services:
             service.load()
         async with trio.open_nursery() as nursery:
@@ -240,7 +240,7 @@ class Router:
             found = service.cluster_id()
             if found:
                 return found
-        return self.config.cluster_id
+        return self.config.mesh.cluster_id
 
     # ------------------------------------------------------------------ user verbs
 
@@ -268,10 +268,10 @@ class Router:
             hard_limit = False
             # Discovered targets leave a reserve of slots for newcomers and for
             # the user's direct peers, so a mesh under a limit stays joinable.
-            discovery_room = self.config.conn_limit - max(1, self.config.conn_limit // 8)
+            discovery_room = self.config.mesh.conn_limit - max(1, self.config.mesh.conn_limit // 8)
             for address in self.targets.due(now):
                 outstanding = self._outstanding()
-                if outstanding >= self.config.conn_limit:
+                if outstanding >= self.config.mesh.conn_limit:
                     hard_limit = True  # wait until a connection ends (it sets the event)
                     break
                 target = self.targets.get(address)
@@ -294,7 +294,7 @@ class Router:
         pending = Handshaking(address, outbound=True)
         self.handshaking.add(pending)
         try:
-            with trio.fail_after(self.config.dial_timeout):
+            with trio.fail_after(self.config.timing.dial_timeout):
                 stream = await self.transport.dial(address)
         except (OSError, trio.TooSlowError) as exc:
             self.handshaking.discard(pending)
@@ -311,7 +311,7 @@ class Router:
 
     async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
         inbound_pending = sum(1 for p in self.handshaking if not p.outbound) + len(self.transient)
-        if inbound_pending >= self.config.conn_limit:
+        if inbound_pending >= self.config.mesh.conn_limit:
             self.refusals.append(
                 Refusal(
                     remote_address,
@@ -349,12 +349,12 @@ class Router:
         handshake = Handshake(
             HandshakeConfig(
                 identity=local,
-                password=self.config.password,
-                private_key=self.key_factory() if self.config.password is not None else None,
-                max_frame=self.config.max_frame,
+                password=self.config.mesh.password,
+                private_key=self.key_factory() if self.config.mesh.password is not None else None,
+                max_frame=self.config.mesh.max_frame,
             )
         )
-        return await run_handshake(stream, handshake, self.config.handshake_timeout)
+        return await run_handshake(stream, handshake, self.config.timing.handshake_timeout)
 
     async def _run_stream(
         self,
@@ -423,7 +423,7 @@ class Router:
         conn.announce_goodbye(f"{reason}; dial another peer")
         self.gossip.neighbour_up(conn.peer)
         try:
-            with trio.move_on_after(self.config.limit_grace):
+            with trio.move_on_after(self.config.timing.limit_grace):
                 await conn.run()
         finally:
             del self.transient[conn.peer]
@@ -449,8 +449,8 @@ class Router:
             address=address,
             target=target,
             started_at=trio.current_time(),
-            heartbeat_interval=self.config.heartbeat_interval,
-            heartbeat_timeout=self.config.heartbeat_timeout,
+            heartbeat_interval=self.config.timing.heartbeat_interval,
+            heartbeat_timeout=self.config.timing.heartbeat_timeout,
             deliver=self._deliver,
             next_outgoing=self.gossip.pop_outgoing,
         )
@@ -520,7 +520,7 @@ class Router:
             else:
                 existing.close("superseded by a duplicate connection that wins the tie-break")
                 self._unregister(existing, existing.close_reason or "superseded")
-        elif len(self.connections) >= self.config.conn_limit:
+        elif len(self.connections) >= self.config.mesh.conn_limit:
             victim = eviction_candidate(
                 conn.peer,
                 reachable=self.topology.routes().reachable(),
@@ -528,7 +528,9 @@ class Router:
                 degree=self._degree,
             )
             if victim is None:
-                raise ConnectionLimitError(f"connection limit of {self.config.conn_limit} reached")
+                raise ConnectionLimitError(
+                    f"connection limit of {self.config.mesh.conn_limit} reached"
+                )
             dropped = self.connections[victim]
             dropped.close("dropped to make room for a peer from another part of the mesh")
             self._unregister(dropped, dropped.close_reason or "dropped")
@@ -560,7 +562,7 @@ class Router:
             now,
             reason,
             self.rng,
-            min_delay=self.config.gossip_interval * 2 if full_but_reachable else 0.0,
+            min_delay=self.config.timing.gossip_interval * 2 if full_but_reachable else 0.0,
         )
         self._local_connections_changed()
         self._dial_wakeup.set()
@@ -625,10 +627,10 @@ class Router:
                 candidates=self.topology.discovery_candidates,
                 degree=self._degree,
                 connections=len(self.connections),
-                conn_limit=self.config.conn_limit,
-                defer=self.config.discovery_defer,
+                conn_limit=self.config.mesh.conn_limit,
+                defer=self.config.timing.discovery_defer,
             )
-            if self.config.discovery
+            if self.config.mesh.discovery
             else {}
         )
         self.targets.set_discovered(candidates, trio.current_time())
@@ -640,5 +642,5 @@ class Router:
 
     async def _gossip_loop(self) -> None:
         while True:
-            await trio.sleep(self.config.gossip_interval * (0.75 + 0.5 * self.rng.random()))
+            await trio.sleep(self.config.timing.gossip_interval * (0.75 + 0.5 * self.rng.random()))
             self.gossip.periodic(self.rng)

@@ -70,7 +70,7 @@ class TopologyUpkeep:
     async def _loop(self) -> None:
         while True:
             await self._due.wait()
-            await trio.sleep(self.config.route_coalesce)
+            await trio.sleep(self.config.timing.route_coalesce)
             self._due = trio.Event()
             self.refresh()
 
@@ -106,7 +106,7 @@ class TopologyUpkeep:
                 self._nursery.start_soon(self._broadcast_later, self._next_broadcast_at)
             return
         self._broadcast_version = ours.version
-        self._next_broadcast_at = now + self.config.topology_batch
+        self._next_broadcast_at = now + self.config.timing.topology_batch
         self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, PeerMap({ours.name: ours}))
 
     async def _broadcast_later(self, when: float) -> None:
@@ -129,6 +129,6 @@ class TopologyUpkeep:
         self._nursery.start_soon(self._repair_later)
 
     async def _repair_later(self) -> None:
-        await trio.sleep(self.config.repair_delay)
+        await trio.sleep(self.config.timing.repair_delay)
         self._repair_pending = False
         self.gossip.periodic(self.rng)

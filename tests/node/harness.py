@@ -32,9 +32,9 @@ def make_router(
     host = f"10.0.0.{index}"
     settings: dict[str, Any] = dict(FAST)
     settings.update(overrides)
-    config = RouterConfig(
-        name=PeerName(0x0200_0000_0000 + index),
-        nickname=f"host{index}",
+    config = RouterConfig.from_flat(
+        PeerName(0x0200_0000_0000 + index),
+        f"host{index}",
         listen_host=host,
         listen_port=6783,
         initial_peers=peers,
