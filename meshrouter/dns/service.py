@@ -37,6 +37,7 @@ from .records import RecordKey
 from .resolver import Answer, Resolver
 from .server import DnsServer, DnsStats, UpstreamSource
 from .settings import DnsSettings, Endpoint, parse_endpoint, self_endpoints
+from .view import NameView
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class DnsService(ServiceBase):
         self._wakeup = trio.Event()
         self._core: DnsCore | None = None
         self._upstreams: UpstreamSource | None = None
+        self._topology_version = -1
 
     @property
     def core(self) -> DnsCore:
@@ -106,7 +108,7 @@ class DnsService(ServiceBase):
 
         self._upstreams = UpstreamSource(explicit, self.settings.resolv_conf, skip)
         self.server = DnsServer(
-            self.resolver, self.core.view, self.context.rng, listen=listen,
+            self.resolver, self.view, self.context.rng, listen=listen,
             upstreams=self._upstreams.current, timeout=self.settings.upstream_timeout,
             client_filter=self.client_filter, stats=self.stats)
         try:
@@ -139,6 +141,20 @@ class DnsService(ServiceBase):
         delta = self.core.take_broadcast()
         if delta is not None:
             self.context.gossip.originate_broadcast(CHANNEL, delta)
+
+    def view(self) -> NameView:
+        """The answerable names as of the current topology.
+
+        Reachability is re-read whenever the topology's version moved, not only
+        at ``on_topology_changed`` (which comes after the router's coalesced
+        route step): a query a moment after a peer became unreachable must not
+        be sent to it.  An unchanged topology costs one comparison per query.
+        """
+        topology = self.context.topology
+        if topology.version != self._topology_version:
+            self._topology_version = topology.version
+            self.core.set_reachable(frozenset(self.context.reachable()))
+        return self.core.view()
 
     def _known(self, owner: Any) -> bool:
         return owner in self.context.topology
@@ -176,11 +192,11 @@ class DnsService(ServiceBase):
 
     def lookup(self, name: str) -> list[str]:
         fqdn = qualify(name, self.settings.domain)
-        return [format_ipv4(a) for a in self.core.view().addresses.get(fqdn, ())]
+        return [format_ipv4(a) for a in self.view().addresses.get(fqdn, ())]
 
     def resolve_bytes(self, query: bytes) -> bytes | None:
         """Answer a query as the server would, without a socket (tests, tools)."""
-        outcome = self.resolver.resolve(query, self.core.view(), self.context.rng)
+        outcome = self.resolver.resolve(query, self.view(), self.context.rng)
         return outcome.data if isinstance(outcome, Answer) else None
 
     # ------------------------------------------------------------ API
@@ -242,7 +258,7 @@ class DnsService(ServiceBase):
     # ------------------------------------------------------------ status
 
     def summary(self) -> dict[str, Any]:
-        view = self.core.view()
+        view = self.view()
         return {
             "domain": self.settings.domain,
             "listen": self._listen_text(),

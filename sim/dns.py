@@ -1,0 +1,228 @@
+"""DNS in the simulator: N real Routers, each with a ``DnsService``, on the simulated network.
+
+The scenario checks the issue's three invariants and measures them:
+
+1. After quiescence every live peer answers the same addresses for every name.
+2. A detached container's record disappears from every peer's answers as fast
+   as a topology change propagates (both travel as one broadcast on the
+   origin's tree): we measure the removal and, for comparison, how long the
+   mesh takes to learn that a crashed peer is unreachable.
+3. A crashed peer stops being answered for as soon as a router cannot reach it
+   -- checked at every sample on every router, not only at the end -- and is
+   answered for again when it returns (its records come back from its state).
+
+Answers are read from each service's ``NameView`` (the resolver's only input;
+the resolver itself is tested byte by byte elsewhere), and at quiescence also
+through the resolver, as a client would get them.
+
+``python -m sim.dns 300`` prints the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import trio
+import trio.testing
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from dnslib import QTYPE, DNSRecord
+
+from meshrouter.config import RouterConfig
+from meshrouter.dns.names import format_ipv4
+from meshrouter.dns.service import DnsService
+from meshrouter.dns.settings import DnsSettings
+from meshrouter.node.assembly import standard_services
+from meshrouter.node.router import Router
+from sim.cluster import PORT, SimCluster, SimHost
+from sim.network import LinkProfile, SimTransport
+
+SAMPLE = 0.005
+NAMES = 5
+
+
+@dataclass
+class DnsSimResult:
+    peers: int
+    seed: int
+    joined_after: float = 0.0
+    names_agree_after: float = 0.0
+    agree_at_quiescence: bool = False
+    removal_everywhere_after: float | None = None
+    crash_unreachable_everywhere_after: float | None = None
+    crash_unanswered_everywhere_after: float | None = None
+    answered_while_unreachable: int = 0
+    restart_reachable_everywhere_after: float | None = None
+    restart_answered_everywhere_after: float | None = None
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class DnsCluster(SimCluster):
+    """A SimCluster whose routers also run a DnsService (no sockets: ``enabled=False``)."""
+
+    def _make_router(self, host: SimHost, peers: list[str]) -> Router:
+        config = RouterConfig.from_flat(
+            host.name, f"h{host.index}", listen_host=host.ip, listen_port=PORT,
+            initial_peers=tuple(peers), **self.router_settings)
+        rng = random.Random(self.rng.getrandbits(64))
+        dns = DnsService(DnsSettings(enabled=False, overlay_networks=("10.32.0.0/12",)),
+                         local_addresses=set)
+        return Router(
+            config, transport=SimTransport(self.network, host.ip, PORT), rng=rng,
+            storage=host.storage, observer=self._observe,
+            key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
+            services=[*standard_services(config), dns])
+
+
+def dns_of(host: SimHost) -> DnsService:
+    assert host.router is not None
+    service = host.router.service("dns")
+    assert isinstance(service, DnsService)
+    return service
+
+
+def container_address(index: int) -> str:
+    return f"10.32.{(index + 1) >> 8}.{(index + 1) & 0xFF}"
+
+
+def answers(host: SimHost) -> dict[str, tuple[int, ...]]:
+    return dns_of(host).view().addresses
+
+
+def resolved(host: SimHost, name: str) -> list[str]:
+    """What a client of this router gets for ``name`` (through the resolver)."""
+    reply = dns_of(host).resolve_bytes(DNSRecord.question(name, "A").pack())
+    assert reply is not None
+    return sorted(str(rr.rdata) for rr in DNSRecord.parse(reply).rr if rr.rtype == QTYPE.A)
+
+
+async def _wait_until(check: Any, limit: float) -> float | None:
+    """Seconds until ``check()`` holds (sampled every SAMPLE), or None."""
+    start = trio.current_time()
+    while trio.current_time() - start < limit:
+        if check():
+            return trio.current_time() - start
+        await trio.sleep(SAMPLE)
+    return None
+
+
+def _agree(cluster: SimCluster) -> bool:
+    views = [answers(h) for h in cluster.live()]
+    return all(v == views[0] for v in views)
+
+
+async def scenario(nursery: trio.Nursery, peers: int, seed: int, conn_limit: int,
+                   latency: float) -> DnsSimResult:
+    result = DnsSimResult(peers, seed)
+    cluster = DnsCluster(nursery, seed=seed, profile=LinkProfile(latency=latency),
+                         router_settings={"conn_limit": conn_limit, "ipam": False,
+                                          "heartbeat_interval": 2.0,
+                                          "heartbeat_timeout": 6.0},
+                         record_events=False)
+    await cluster.start_network()
+    hosts = cluster.add_hosts(peers)
+    start = trio.current_time()
+    for host in hosts:
+        running = cluster.live()
+        contacts = cluster.rng.sample(running, min(2, len(running)))
+        await cluster.start(host, [c.address for c in contacts])
+        await trio.sleep(0.02)
+    joined = await _wait_until(cluster.converged, 600.0)
+    assert joined is not None, "the topology did not converge"
+    result.joined_after = trio.current_time() - start
+
+    # 1. Every host publishes one container under one of NAMES names.
+    for host in hosts:
+        dns_of(host).register(f"c{host.index}", f"svc{host.index % NAMES}",
+                              container_address(host.index))
+    expected = {f"svc{n}.mesh.local.": tuple(sorted(
+        int.from_bytes(bytes(int(o) for o in container_address(h.index).split(".")), "big")
+        for h in hosts if h.index % NAMES == n)) for n in range(NAMES)}
+    agree = await _wait_until(lambda: all(answers(h) == expected for h in hosts), 120.0)
+    result.names_agree_after = agree if agree is not None else -1.0
+    await trio.sleep(2.0)
+    result.agree_at_quiescence = _agree(cluster) and all(answers(h) == expected for h in hosts)
+    for name, addrs in expected.items():
+        want = sorted(format_ipv4(a) for a in addrs)
+        if any(resolved(h, name) != want for h in hosts):
+            result.agree_at_quiescence = False
+            result.notes.append(f"resolver answers differ for {name}")
+
+    # 2. Detach one container: its address leaves every peer's answers.
+    gone = hosts[len(hosts) // 2]
+    gone_name = f"svc{gone.index % NAMES}.mesh.local."
+    gone_address = int.from_bytes(
+        bytes(int(o) for o in container_address(gone.index).split(".")), "big")
+    dns_of(gone).unregister_container(f"c{gone.index}")
+    result.removal_everywhere_after = await _wait_until(
+        lambda: all(gone_address not in answers(h).get(gone_name, ()) for h in cluster.live()),
+        60.0)
+
+    # 3. Crash a peer: nobody answers for it once it is unreachable; back on restart.
+    victim = hosts[-1]
+    victim_name = f"svc{victim.index % NAMES}.mesh.local."
+    victim_address = int.from_bytes(
+        bytes(int(o) for o in container_address(victim.index).split(".")), "big")
+    cluster.crash(victim)
+    violations = 0
+    t0 = trio.current_time()
+    unreachable_at: float | None = None
+    unanswered_at: float | None = None
+    while trio.current_time() - t0 < 60.0:
+        all_unreachable = all_unanswered = True
+        for host in cluster.live():
+            assert host.router is not None
+            reachable = victim.name in host.router.reachable_peers()
+            answered = victim_address in answers(host).get(victim_name, ())
+            if not reachable and answered:
+                violations += 1
+            all_unreachable &= not reachable
+            all_unanswered &= not answered
+        now = trio.current_time() - t0
+        if all_unreachable and unreachable_at is None:
+            unreachable_at = now
+        if all_unanswered and unanswered_at is None:
+            unanswered_at = now
+        if unreachable_at is not None and unanswered_at is not None:
+            break
+        await trio.sleep(SAMPLE)
+    result.crash_unreachable_everywhere_after = unreachable_at
+    result.crash_unanswered_everywhere_after = unanswered_at
+    result.answered_while_unreachable = violations
+
+    contacts = [h for h in cluster.live()][:2]
+    await cluster.start(victim, [c.address for c in contacts])
+    result.restart_reachable_everywhere_after = await _wait_until(
+        lambda: all(h.router is not None and victim.name in h.router.reachable_peers()
+                    for h in cluster.live()), 120.0)
+    result.restart_answered_everywhere_after = await _wait_until(
+        lambda: all(victim_address in answers(h).get(victim_name, ()) for h in cluster.live()),
+        120.0)
+    if result.restart_answered_everywhere_after is not None and \
+            result.restart_reachable_everywhere_after is not None:
+        result.restart_answered_everywhere_after += result.restart_reachable_everywhere_after
+    return result
+
+
+def run(peers: int, seed: int = 1, conn_limit: int = 16, latency: float = 0.01) -> DnsSimResult:
+    holder: list[DnsSimResult] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            holder.append(await scenario(nursery, peers, seed, conn_limit, latency))
+            nursery.cancel_scope.cancel()
+
+    wall = time.perf_counter()
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    holder[0].wall_seconds = round(time.perf_counter() - wall, 1)
+    return holder[0]
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    print(json.dumps(asdict(run(count)), indent=2))
