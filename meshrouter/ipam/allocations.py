@@ -1,0 +1,181 @@
+"""Theory of operation: one router's allocations and the free space it may use.
+
+``Allocations`` holds what this router handed out (container -> addresses and
+the reverse map), the *floors* (per entry token, the first address a router
+restarted without its data may hand out again) and what this incarnation
+itself reserved.  It answers the allocator's questions against the current
+ring, which it is given on each call (the ring is replaced on adoption, load
+and reset): which addresses are free and acknowledged, how many, and how to
+extend a reservation so that a pool of acknowledged addresses stays ahead of
+demand.  Ring edits it makes are reported through the shared ``Outbox``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from meshrouter.errors import IpamConflictError
+from meshrouter.ipam.address_range import AddressRange
+from meshrouter.ipam.outbox import Outbox
+from meshrouter.ipam.ring import Entry, Ring
+from meshrouter.names import PeerName
+
+MAX_ADDRESSES_PER_CONTAINER = 64
+
+
+class Allocations:
+    """Local allocations, floors and the pool; see the module docstring."""
+
+    def __init__(self, me: PeerName, address_range: AddressRange, pool: int,
+                 out: Outbox) -> None:
+        self.me = me
+        self.range = address_range
+        self.pool = pool
+        self.out = out
+        self.by_container: dict[str, list[int]] = {}
+        self.user_of: dict[int, str] = {}
+        self.floor: dict[int, int] = {}  # token -> first address we may hand out
+        self.written: dict[int, int] = {}  # token -> highest reservation this incarnation wrote
+        self._hint: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ records
+
+    def record(self, container: str, address: int) -> None:
+        addresses = self.by_container.setdefault(container, [])
+        if len(addresses) >= MAX_ADDRESSES_PER_CONTAINER:
+            raise IpamConflictError(
+                f"container {container} already has {len(addresses)} addresses")
+        addresses.append(address)
+        self.user_of[address] = container
+        self.out.dirty = True
+
+    def release(self, container: str, address: int | None, ring: Ring | None) -> list[int]:
+        """Free the container's addresses (or one of them); return what was freed."""
+        addresses = self.by_container.get(container, [])
+        freed = [a for a in addresses if address is None or a == address]
+        for a in freed:
+            addresses.remove(a)
+            del self.user_of[a]
+            if ring is not None:
+                token = ring.entry_at(a).token
+                self._hint[token] = min(self._hint.get(token, a), a)
+        if not addresses:
+            self.by_container.pop(container, None)
+        if freed:
+            self.out.dirty = True
+        return freed
+
+    def clear(self) -> None:
+        self.by_container.clear()
+        self.user_of.clear()
+
+    def restore(self, by_container: dict[str, list[int]], floors: dict[int, int],
+                ring: Ring | None) -> None:
+        """Take what a state file held (``persistence.load``)."""
+        self.by_container = by_container
+        self.user_of = {a: c for c, addresses in by_container.items() for a in addresses}
+        self.floor = floors
+        if ring is not None:
+            self.written = {e.token: e.reserved for e, _ in ring.owned_by(self.me)}
+
+    def holds_addresses_in(self, start: int, end: int) -> bool:
+        return any(start <= address < end for address in self.user_of)
+
+    def foreign(self, ring: Ring) -> set[int]:
+        """Our allocations that the ring puts under another owner (never expected)."""
+        return {a for a in self.user_of if ring.entry_at(a).owner != self.me}
+
+    # ------------------------------------------------------------------ floors
+
+    def raise_floors(self, ring: Ring) -> None:
+        """A reservation of our own entry that this incarnation did not write
+        (nor loaded from its state file) was made by an earlier incarnation,
+        which may have handed out anything in it."""
+        for entry, _end in ring.owned_by(self.me):
+            floor = ring.reclaim_floor(entry.token)
+            known = max(self.written.get(entry.token, entry.token),
+                        self.floor.get(entry.token, entry.token))
+            if floor > known:
+                self.floor[entry.token] = floor
+
+    def note_written(self, ring: Ring, token: int) -> None:
+        written = ring.entries[token].reserved
+        self.written[token] = max(self.written.get(token, token), written)
+
+    # ------------------------------------------------------------------ free space
+
+    def usable_end(self, ring: Ring, entry: Entry) -> int:
+        if entry.frozen:
+            return min(entry.reserved, ring.range_end(entry.token))
+        return ring.effective_reserved(entry.token)
+
+    def free_addresses(self, ring: Ring, start: int, end: int) -> Iterator[int]:
+        """Acknowledged, unallocated, usable addresses of ours in [start, end), in order.
+
+        Each entry's scan starts at its hint (everything below it was taken when
+        last looked at; a release lowers it), so allocating is not quadratic.
+        """
+        for entry, _entry_end in ring.owned_by(self.me):
+            token = entry.token
+            hint = self._hint.get(token, token)
+            low = max(token, start, self.floor.get(token, token), hint)
+            high = min(self.usable_end(ring, entry), end)
+            for address in range(low, high):
+                if address not in self.user_of and self.range.usable(address):
+                    yield address
+
+    def find_free(self, ring: Ring, start: int, end: int) -> int | None:
+        address = next(self.free_addresses(ring, start, end), None)
+        if address is not None:
+            token = ring.entry_at(address).token
+            if start <= self._hint.get(token, token):
+                # Only a scan that began at the hint proves the addresses below
+                # this one taken; a subnet search may have skipped free ones.
+                self._hint[token] = address + 1
+        return address
+
+    def available(self, ring: Ring, start: int, end: int) -> int:
+        """Acknowledged, unallocated addresses in [start, end) (capped at the pool)."""
+        count = 0
+        for _address in self.free_addresses(ring, start, end):
+            count += 1
+            if count >= self.pool:
+                break
+        return count
+
+    def refill(self, ring: Ring, start: int, end: int) -> None:
+        """Keep a pool of acknowledged addresses ahead of demand."""
+        if self.available(ring, start, end) < max(1, self.pool // 2):
+            self.extend(ring, start, end)
+
+    def extend(self, ring: Ring, start: int, end: int) -> int | None:
+        """Ask for more reservation in [start, end); return the entry's token."""
+        for entry, entry_end in ring.owned_by(self.me):
+            if entry.frozen or entry.reserved >= min(entry_end, end) or entry_end <= start:
+                continue
+            if entry.reserved > self.usable_end(ring, entry) and entry.reserved > start:
+                return entry.token  # already asked; waiting for the ack
+            target = max(entry.reserved, start, self.floor.get(entry.token, entry.token))
+            ring.extend(entry.token, min(target + self.pool, entry_end), self.me)
+            self.note_written(ring, entry.token)
+            self.out.changed()
+            return entry.token
+        return None
+
+    def free_count(self, ring: Ring | None) -> int:
+        """Usable, unallocated addresses in our unfrozen entries."""
+        if ring is None:
+            return 0
+        total = 0
+        for entry, end in ring.owned_by(self.me):
+            if entry.frozen:
+                continue
+            low = self.floor.get(entry.token, entry.token)
+            size = end - low
+            if low <= self.range.start < end:
+                size -= 1
+            if low < self.range.end <= end:
+                size -= 1
+            total += max(0, size)
+        in_use = sum(1 for a in self.user_of if not ring.entry_at(a).frozen)
+        return max(0, total - in_use)

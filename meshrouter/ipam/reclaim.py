@@ -1,0 +1,76 @@
+"""Theory of operation: the heir's two duties -- acknowledging and reclaiming.
+
+We are the *heir* of every entry whose nearest preceding live entry of
+another owner is ours (``Ring.heir``).  Each tick, as heir, we
+
+- acknowledge the entry's current reservation in our own ``Note`` (only while
+  in the majority, only once the split that created the entry is known to the
+  donor's heir, and never for an entry holding addresses we handed out: it was
+  made by a peer acting on a stale ring);
+- reclaim the entry once its owner has been unreachable for the reclaim delay
+  and we have been in the majority for as long: the space above the highest
+  acknowledged reservation becomes ours, the entry is frozen below it.
+
+The rules that make this safe are stated in ``ring.py``.
+"""
+
+from __future__ import annotations
+
+from meshrouter.ipam.allocations import Allocations
+from meshrouter.ipam.majority import Majority
+from meshrouter.ipam.outbox import Counters, Outbox
+from meshrouter.ipam.ring import Ack, Ring
+from meshrouter.names import PeerName, format_peer_name
+
+RECLAIM_LOG = 32
+
+
+def give_acks(ring: Ring, me: PeerName, majority: Majority, allocations: Allocations,
+              counters: Counters, out: Outbox) -> None:
+    """Acknowledge the reservations of the entries we are heir of."""
+    in_majority = majority.holds(ring)
+    note = ring.notes.get(me)
+    old = note.acks if note is not None else {}
+    acks: dict[int, Ack] = {}
+    for entry, end in ring.ordered():
+        if entry.owner == me or entry.frozen or ring.heir(entry.token) != me:
+            continue
+        if allocations.holds_addresses_in(entry.token, end):
+            # Addresses we handed out lie in another owner's entry: it was
+            # made by a peer acting on a stale ring; never let it be used.
+            continue
+        want = Ack(entry.owner, entry.version, entry.reserved)
+        given = old.get(entry.token)
+        if given == want:
+            acks[entry.token] = given
+        elif in_majority and ring.origin_settled(entry.token):
+            acks[entry.token] = want
+            counters.acks_given += 1
+        elif given is not None and given.owner == entry.owner:
+            acks[entry.token] = given
+    if ring.set_note(me, acks=acks):
+        out.changed()
+
+
+def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority, counters: Counters,
+            out: Outbox) -> None:
+    """Take the free space of entries whose owner is gone for the reclaim delay."""
+    if not majority.holds(ring):
+        return
+    for entry, _end in list(ring.ordered()):
+        if entry.owner == me or entry.frozen:
+            continue
+        gone = majority.unreachable_for(entry.owner, now)
+        if gone is None or gone < majority.reclaim_after:
+            continue
+        if not majority.held_for_reclaim(now):
+            continue
+        current = ring.entries.get(entry.token)
+        if current is None or current != entry or ring.heir(entry.token) != me:
+            continue
+        if ring.reclaim(entry.token, me):
+            counters.reclaims += 1
+            counters.last_reclaim_at = now
+            counters.reclaim_log.append((now, format_peer_name(entry.owner)))
+            del counters.reclaim_log[:-RECLAIM_LOG]
+            out.changed()
