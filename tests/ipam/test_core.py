@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack
-from meshrouter.errors import ClusterMismatchError, IpamError, StateFileError
+from meshrouter.errors import (
+    ClusterMismatchError,
+    ConflictError,
+    InvalidRequestError,
+    IpamError,
+    StateFileError,
+)
 from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.core import STATE_FORMAT, IpamCore
 from meshrouter.ipam.founding import CONSENSUS, OBSERVER, SEED, FoundingMode
@@ -174,11 +180,11 @@ def test_bad_container_id_is_a_400(container: str) -> None:
     a = seeded(A, B, C).cores[A]
     with pytest.raises(IpamError) as caught:
         a.allocate(container, None, 0.0)
-    assert caught.value.status == 400
+    assert isinstance(caught.value, InvalidRequestError)
     assert str(caught.value) == "container ID must be 1..256 printable characters"
     with pytest.raises(IpamError) as caught:
         a.claim(container, ip("10.32.0.5"), 0.0)
-    assert caught.value.status == 400
+    assert isinstance(caught.value, InvalidRequestError)
     assert str(caught.value) == "container ID must be 1..256 printable characters"
 
 
@@ -222,7 +228,7 @@ def test_claim_of_an_allocated_address_names_the_container() -> None:
     address = allocate_settled(net, a, "first")
     with pytest.raises(IpamError) as caught:
         a.claim("second", address, net.now)
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
     assert str(caught.value) == f"{format_address(address)} is already allocated to first"
 
 
@@ -230,7 +236,7 @@ def test_claim_of_another_peers_address_names_that_peer() -> None:
     net = seeded(A, B, C)
     with pytest.raises(IpamError) as caught:
         net.cores[A].claim("web", ip("10.32.0.100"), net.now)
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
     assert str(caught.value) == (
         "10.32.0.100 belongs to peer 5a:00:00:00:00:02; claim it there (or release it there first)"
     )
@@ -242,7 +248,7 @@ def test_claim_of_an_unusable_address_is_a_400(address: str) -> None:
     a = seeded(A, B, C).cores[A]
     with pytest.raises(IpamError) as caught:
         a.claim("web", int(ipaddress.IPv4Address(address)), 0.0)
-    assert caught.value.status == 400
+    assert isinstance(caught.value, InvalidRequestError)
     assert str(caught.value) == f"{address} is not usable in 10.32.0.0/24"
 
 
@@ -273,6 +279,24 @@ def test_release_of_one_address_keeps_the_others() -> None:
     assert a.release("multi", ip("10.32.0.77")) == []
     assert a.release("multi") == [second]
     assert a.allocations == {}
+
+
+def test_a_release_is_saved_and_frees_the_address_for_good() -> None:
+    net = seeded(A, B, C)
+    a = net.cores[A]
+    first = allocate_settled(net, a, "one")
+    second = allocate_settled(net, a, "two")
+    a.dirty = False  # as after the shell saved the state file
+    free_before = a.free_count()
+    assert a.release("one") == [first]
+    assert a.dirty, "a release must be written to the state file"
+    assert a.free_count() == free_before + 1
+    restored = IpamCore(A, 1, RANGE, FoundingMode(SEED, seeds=(A, B, C)), reclaim_after=60.0)
+    restored.load(a.dump())
+    assert restored.lookup("one") == [] and restored.lookup("two") == [second]
+    assert set(restored.user_of) == {second}
+    assert restored.release("two", first) == []  # not its address: frees nothing
+    assert restored.lookup("two") == [second]
 
 
 def test_release_forgets_pending_requests() -> None:
@@ -453,11 +477,11 @@ def test_rmpeer() -> None:
     net.settle(0.5)
     with pytest.raises(IpamError) as caught:
         a.rmpeer(A, net.reachable(A))
-    assert caught.value.status == 400
+    assert isinstance(caught.value, InvalidRequestError)
     assert str(caught.value) == "rmpeer names another peer; to leave, use `meshrouter reset`"
     with pytest.raises(IpamError) as caught:
         a.rmpeer(B, net.reachable(A))
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
     assert str(caught.value).startswith("peer 5a:00:00:00:00:02 is reachable; stop it")
     net.down.add(C)
     assert a.rmpeer(C, net.reachable(A)) == 86
@@ -474,7 +498,7 @@ def test_rmpeer_without_a_ring() -> None:
     core = consensus_net().cores[A]
     with pytest.raises(IpamError) as caught:
         core.rmpeer(B, set())
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
 
 
 def test_reset_hands_everything_to_a_reachable_peer() -> None:
@@ -503,7 +527,7 @@ def test_reset_refuses_without_a_reachable_peer() -> None:
     ring_before = a.ring.copy() if a.ring is not None else None
     with pytest.raises(IpamError) as caught:
         a.reset(net.reachable(A))
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
     assert str(caught.value).startswith("no reachable peer to hand our address ranges to")
     assert a.lookup("web") == [address]
     assert a.ring == ring_before
@@ -646,7 +670,7 @@ def test_restart_without_data_never_reuses_the_old_reservation() -> None:
     # Nothing below the floor can be claimed: the old incarnation may have handed it out.
     with pytest.raises(IpamError) as caught:
         reborn.claim("web", old[0], net.now)
-    assert caught.value.status == 409
+    assert isinstance(caught.value, ConflictError)
     assert "may still be in use from before this router restarted without its data" in str(
         caught.value
     )

@@ -229,6 +229,70 @@ def test_merge_keeps_the_highest_ranked_entry_per_token(rings: tuple[Ring, Ring,
         assert entry == max(candidates, key=lambda e: e.rank())
 
 
+def documented_winner(x: Entry, y: Entry) -> Entry:
+    """The merge rule as documented (ring.py), written out without ``Entry.rank``:
+    the higher version wins; on equal versions a frozen entry beats a live one, then
+    the higher owner name, then the larger reservation, then an entry with an origin
+    beats one without and the larger origin (token, version) wins."""
+    if x.version != y.version:
+        return x if x.version > y.version else y
+    if x.frozen != y.frozen:
+        return x if x.frozen else y
+    if x.owner != y.owner:
+        return x if x.owner > y.owner else y
+    if x.reserved != y.reserved:
+        return x if x.reserved > y.reserved else y
+    if x.origin != y.origin:
+        if x.origin is None or y.origin is None:
+            return y if x.origin is None else x
+        return x if x.origin > y.origin else y
+    return x
+
+
+@PROPERTY
+@given(ring_triples())
+def test_merge_keeps_the_documented_winner_per_token(rings: tuple[Ring, Ring, Ring]) -> None:
+    a, b, _ = rings
+    for result in (merged(a, b), merged(b, a)):
+        for token, entry in result.entries.items():
+            if token in a.entries and token in b.entries:
+                assert entry == documented_winner(a.entries[token], b.entries[token])
+            else:
+                assert entry == (a.entries.get(token) or b.entries[token])
+        for name, note in result.notes.items():
+            if name in a.notes and name in b.notes:
+                # Notes: the higher version wins (ties are broken by free, then acks).
+                mine, theirs = a.notes[name], b.notes[name]
+                if mine.version != theirs.version:
+                    assert note == (mine if mine.version > theirs.version else theirs)
+
+
+def test_the_higher_version_wins_whatever_else_differs() -> None:
+    old = Entry(16, D, 3, 40, frozen=True, origin=(0, 9))  # above on every tie-break
+    new = Entry(16, A, 4, 16)
+    ours, theirs = _ring(Entry(0, B, 0, 0), old), _ring(Entry(0, B, 0, 0), new)
+    for target, other in ((ours.copy(), theirs), (theirs.copy(), ours)):
+        target.merge(other)
+        assert target.entries[16] == new
+    high, low = Note(5, 0, {}), Note(4, 99, {0: Ack(B, 9, 9)})
+    ours.notes[C], theirs.notes[C] = low, high
+    assert merged(ours, theirs).notes[C] == high == merged(theirs, ours).notes[C]
+
+
+@pytest.mark.parametrize(("x", "y"), [
+    (Entry(16, A, 2, 16, frozen=True), Entry(16, D, 2, 40)),
+    (Entry(16, D, 2, 16), Entry(16, A, 2, 40)),
+    (Entry(16, A, 2, 40), Entry(16, A, 2, 16, origin=(0, 1))),
+    (Entry(16, A, 2, 16, origin=(0, 2)), Entry(16, A, 2, 16, origin=(0, 1))),
+    (Entry(16, A, 2, 16, origin=(0, 1)), Entry(16, A, 2, 16)),
+])
+def test_equal_versions_follow_the_fixed_tie_break(x: Entry, y: Entry) -> None:
+    # x beats y by the first tie-break on which they differ (frozen, owner, reserved,
+    # origin), whichever side merges.
+    ours, theirs = _ring(Entry(0, B, 0, 0), x), _ring(Entry(0, B, 0, 0), y)
+    assert merged(ours, theirs).entries[16] == x == merged(theirs, ours).entries[16]
+
+
 # --- conservation ----------------------------------------------------------------------
 
 
