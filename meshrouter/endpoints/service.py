@@ -1,0 +1,371 @@
+"""The dataplane Service: container attach/detach, the endpoints channel, the flows.
+
+The trio shell around ``EndpointTable`` and ``build_flows``.  It owns the local
+container ports (what was attached here), keeps the endpoint replica in
+gossip, and after every change -- an attach or detach, an endpoint learned
+from gossip, a topology change -- recomputes the *whole* desired flow table
+(a pure function) and hands it to ``context.datapath.apply``; the datapath
+sends only the difference.  Recomputations are coalesced: many changes in one
+scheduler tick cost one table.
+
+Attach is all-or-nothing: the request is validated first, then the address
+is taken from the IPAM service (allocated, or the given one claimed), then
+the port is made; a failure at any step undoes the earlier ones, also when
+the request is cancelled.  Our entries and the port requests are saved
+before the change is broadcast, so a restarted router re-creates (idempotently)
+the ports it had and never forgets an endpoint a peer has learned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+import trio.lowlevel
+
+from meshrouter.codec import expect, pack, unpack
+from meshrouter.dataplane.core.flow import Flow
+from meshrouter.dataplane.core.table import FlowInputs, PortInfo, build_flows
+from meshrouter.dataplane.core.vni import assign_ids
+from meshrouter.endpoints.gossiper import CHANNEL, EndpointsGossiper
+from meshrouter.endpoints.model import mac_for
+from meshrouter.endpoints.requests import AttachRequest, parse_attach
+from meshrouter.endpoints.table import EndpointTable
+from meshrouter.errors import (
+    ConflictError,
+    InvalidRequestError,
+    MeshError,
+    NotFoundError,
+    ProtocolError,
+    StateFileError,
+)
+from meshrouter.names import PeerName, format_peer_name
+from meshrouter.node.datapath import LocalPort, PortRequest
+from meshrouter.node.service import (
+    ApiRequest,
+    ApiRoute,
+    ServiceBase,
+    ServiceContext,
+    TopologyChange,
+)
+from meshrouter.topology.routes import Routes
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "endpoints"
+DEFAULT_PREFIX = 24
+MAX_MAC_TRIES = 8
+
+
+class AddressService(Protocol):
+    """What attach needs of the IPAM service (``meshrouter.ipam.service``)."""
+
+    async def allocate(self, container: str, subnet: str | None, wait: float) -> str: ...
+
+    async def claim(self, container: str, address_text: str, wait: float) -> str: ...
+
+    def release(self, container: str, address_text: str | None) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A container port of ours: what was asked, what the datapath made."""
+
+    request: PortRequest
+    port: LocalPort
+    ip: str
+    prefix: int
+    from_ipam: bool
+
+
+class DataplaneService(ServiceBase):
+    """Attaches containers, gossips endpoints and programs the datapath."""
+
+    name = "dataplane"
+
+    def __init__(self, *, ipam_wait: float = 30.0) -> None:
+        self.ipam_wait = ipam_wait
+        self.attachments: dict[str, Attachment] = {}
+        self.flows: list[Flow] = []
+        self.conflicts: list[str] = []
+        self.unroutable: list[PeerName] = []
+        self.recomputes = 0
+        self._routes: Routes | None = None
+        self._ids: tuple[object, dict[PeerName, int]] | None = None
+        self._wakeup = trio.Event()
+        self._lock = trio.Lock()
+        self._loaded: list[tuple[PortRequest, str, int, bool]] = []
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def attach(self, context: ServiceContext) -> None:
+        super().attach(context)
+        self.table = EndpointTable(context.name)
+        self.gossiper = EndpointsGossiper(self.table, trio.current_time, self._on_gossip)
+        context.gossip.add_channel(CHANNEL, self.gossiper)
+
+    def load(self) -> None:
+        blob = self.context.storage.load(STATE_KEY)
+        if blob is None:
+            return
+        try:
+            raw = expect(unpack(blob), dict, "endpoints state file")
+            self.table.load(expect(raw.get("table"), bytes, "endpoints table"))
+            for row in expect(raw.get("ports"), list, "endpoints ports"):
+                cid, netns, ifname, mac, ip, prefix, mtu, from_ipam = expect(row, list, "port")
+                request = PortRequest(cid, netns, ifname, mac, f"{ip}/{prefix}", None, mtu)
+                self._loaded.append((request, ip, prefix, bool(from_ipam)))
+        except (ProtocolError, ValueError, TypeError) as exc:
+            raise StateFileError(f"endpoints state is corrupt: {exc}") from None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self._restore_ports()
+        while True:
+            await self._recompute()
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            await trio.lowlevel.checkpoint()  # coalesce this tick's changes into one table
+
+    async def _restore_ports(self) -> None:
+        """Re-create the ports of before a restart; drop those that cannot be."""
+        for request, ip, prefix, from_ipam in self._loaded:
+            try:
+                port = await self.context.datapath.attach_port(request)
+            except MeshError as exc:
+                log.warning("%s: container %s not restored: %s", self.context.label,
+                            request.container_id, exc)
+                self._forget_local(request.container_id, from_ipam, ip)
+                continue
+            self.attachments[request.container_id] = Attachment(request, port, ip, prefix,
+                                                                from_ipam)
+        own = self.table.own()
+        for cid in [c for c in own if c not in self.attachments]:
+            self._forget_local(cid, False, own[cid].ip)
+        self._loaded = []
+        self._commit()
+
+    def on_topology_changed(self, change: TopologyChange) -> None:
+        self._routes = change.routes
+        now = trio.current_time()
+        for peer in change.removed:
+            self.table.remove_owner(peer, now)
+        self.table.owners_seen(change.routes.reachable())
+        self.wake()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def _on_gossip(self) -> None:
+        self._commit(save=False)  # re-assertions of ours go out at once
+
+    # -- flows ---------------------------------------------------------------------------
+
+    def desired_flows(self) -> list[Flow]:
+        """The flow table for the current state (pure computation)."""
+        routes = self._routes if self._routes is not None else self.context.topology.routes()
+        local = self.context.name
+        ids = self._peer_ids(routes)
+        underlay = {}
+        for peer in routes.neighbours():
+            address = self.context.peer_address(peer)
+            if address is not None:
+                underlay[peer] = address
+        ports = [PortInfo(cid, a.port.port, a.port.mac, a.ip)
+                 for cid, a in sorted(self.attachments.items())]
+        result = build_flows(FlowInputs(local, ports, self.table.live(), routes, ids, underlay))
+        self.conflicts = result.conflicts
+        self.unroutable = result.unroutable
+        return result.flows
+
+    def _peer_ids(self, routes: Routes) -> dict[PeerName, int]:
+        graph = routes.graph
+        if self._ids is None or self._ids[0] is not graph:
+            self._ids = (graph, assign_ids([*graph.names, self.context.name]))
+        return self._ids[1]
+
+    async def _recompute(self) -> None:
+        self.flows = self.desired_flows()
+        self.recomputes += 1
+        try:
+            await self.context.datapath.apply(self.flows)
+        except MeshError as exc:  # the datapath says so in health(); it restores by itself
+            log.warning("%s: flow apply failed: %s", self.context.label, exc)
+
+    # -- attach / detach -----------------------------------------------------------------
+
+    def _ipam(self) -> AddressService | None:
+        for service in self.context.services():
+            if service.name == "ipam" and hasattr(service, "allocate"):
+                return service  # type: ignore[return-value]
+        return None
+
+    async def attach_container(self, request: AttachRequest) -> dict[str, Any]:
+        """Attach (idempotent for the same container); undo everything on failure."""
+        async with self._lock:
+            existing = self.attachments.get(request.container_id)
+            if existing is not None:
+                return self._check_same(existing, request)
+            self._check_name_free(request)
+            ip, prefix, from_ipam = await self._take_address(request)
+            try:
+                self._check_ip_free(request.container_id, ip)
+                mac = self._fresh_mac(request.container_id)
+                port_request = PortRequest(request.container_id, request.netns, request.ifname,
+                                           mac, f"{ip}/{prefix}", None, request.mtu)
+                port = await self.context.datapath.attach_port(port_request)
+            except BaseException:
+                if from_ipam:  # synchronous: runs even when we are being cancelled
+                    self._release(request.container_id, ip)
+                raise
+            self.table.put_local(request.container_id, mac, ip, request.name)
+            attachment = Attachment(port_request, port, ip, prefix, from_ipam)
+            self.attachments[request.container_id] = attachment
+            self._commit()
+            return self._view(attachment)
+
+    async def detach_container(self, container_id: str) -> dict[str, Any]:
+        async with self._lock:
+            attachment = self.attachments.get(container_id)
+            if attachment is None:
+                raise NotFoundError(f"container {container_id} is not attached here")
+            await self.context.datapath.detach_port(container_id)
+            del self.attachments[container_id]
+            released = self._forget_local(container_id, attachment.from_ipam, attachment.ip)
+            self._commit()
+            return {"container_id": container_id, "released": released}
+
+    async def _take_address(self, request: AttachRequest) -> tuple[str, int, bool]:
+        ipam = self._ipam()
+        if request.ip is None:
+            if ipam is None:
+                raise InvalidRequestError("this router has no IPAM: give the address (ip)")
+            cidr = await ipam.allocate(request.container_id, None, self.ipam_wait)
+            ip, _, prefix = cidr.partition("/")
+            return ip, int(prefix or DEFAULT_PREFIX), True
+        if ipam is None:
+            return str(request.ip), request.prefix or DEFAULT_PREFIX, False
+        cidr = await ipam.claim(request.container_id, str(request.ip), self.ipam_wait)
+        _, _, ipam_prefix = cidr.partition("/")
+        return str(request.ip), request.prefix or int(ipam_prefix or DEFAULT_PREFIX), True
+
+    def _release(self, container_id: str, ip: str) -> list[str]:
+        ipam = self._ipam()
+        if ipam is None:
+            return []
+        try:
+            return ipam.release(container_id, ip)
+        except MeshError as exc:  # the address was not ours any more: nothing to give back
+            log.info("%s: release of %s for %s: %s", self.context.label, ip, container_id, exc)
+            return []
+
+    def _forget_local(self, container_id: str, from_ipam: bool, ip: str) -> list[str]:
+        self.table.remove_local(container_id)
+        return self._release(container_id, ip) if from_ipam else []
+
+    def _check_same(self, existing: Attachment, request: AttachRequest) -> dict[str, Any]:
+        asked = (request.netns, request.ifname)
+        if asked != (existing.request.netns, existing.request.ifname) or (
+                request.ip is not None and str(request.ip) != existing.ip):
+            raise ConflictError(
+                f"container {request.container_id} is already attached "
+                f"({existing.request.netns} {existing.request.ifname} {existing.ip}); "
+                "detach it first to change it")
+        return self._view(existing)
+
+    def _check_name_free(self, request: AttachRequest) -> None:
+        if not request.name:
+            return
+        for e in self.table.live():
+            if e.name == request.name and e.key != (self.context.name, request.container_id):
+                raise ConflictError(f"name {request.name} is already used by container "
+                                    f"{e.container_id} on {format_peer_name(e.owner)}")
+
+    def _check_ip_free(self, container_id: str, ip: str) -> None:
+        for e in self.table.live():
+            if e.ip == ip and e.key != (self.context.name, container_id):
+                raise ConflictError(f"address {ip} is already used by container "
+                                    f"{e.container_id} on {format_peer_name(e.owner)}")
+
+    def _fresh_mac(self, container_id: str) -> str:
+        taken = {e.mac for e in self.table.live()}
+        for salt in range(MAX_MAC_TRIES):
+            mac = mac_for(self.context.name, container_id, salt)
+            if mac not in taken:
+                return mac
+        raise ConflictError(f"no free MAC address for container {container_id}")
+
+    def _commit(self, *, save: bool = True) -> None:
+        """Save our state, then broadcast our edits, then recompute the flows."""
+        delta = self.table.take_broadcast()
+        if save or delta is not None:
+            self._save()
+        if delta is not None:
+            self.context.gossip.originate_broadcast(CHANNEL, delta)
+        self.wake()
+
+    def _save(self) -> None:
+        ports = [[a.request.container_id, a.request.netns, a.request.ifname, a.request.mac,
+                  a.ip, a.prefix, a.request.mtu, a.from_ipam]
+                 for a in self.attachments.values()]
+        self.context.storage.save(STATE_KEY, pack({"table": self.table.dump(), "ports": ports}))
+
+    # -- views -----------------------------------------------------------------------
+
+    def _view(self, a: Attachment) -> dict[str, Any]:
+        return {"container_id": a.request.container_id, "mac": a.port.mac,
+                "ip": f"{a.ip}/{a.prefix}", "port": a.port.port, "ifname": a.request.ifname,
+                "host_ifname": a.port.host_ifname, "mtu": a.port.mtu,
+                "host": format_peer_name(self.context.name)}
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Every live endpoint in the mesh (``meshrouter ps``)."""
+        rows = []
+        for e in sorted(self.table.live(), key=lambda e: (e.owner, e.container_id)):
+            rows.append({"container_id": e.container_id, "mac": e.mac, "ip": e.ip,
+                         "name": e.name, "host": format_peer_name(e.owner),
+                         "local": e.owner == self.context.name})
+        return rows
+
+    def summary(self) -> dict[str, Any] | None:
+        health = self.context.datapath.health()
+        return {
+            "endpoints_local": len(self.attachments),
+            "endpoints_total": self.table.live_count(),
+            "flows": len(self.flows),
+            "conflicts": self.conflicts[:10],
+            "unroutable_peers": [format_peer_name(p) for p in self.unroutable[:10]],
+            "health": "ok" if health.ok else "degraded",
+            "reason": health.reason,
+            "datapath": self.context.datapath.status(),
+        }
+
+    # -- API -------------------------------------------------------------------------
+
+    def api_routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("POST", "/attach", self._api_attach),
+            ApiRoute("DELETE", "/attach/{container_id}", self._api_detach),
+            ApiRoute("GET", "/endpoints", self._api_endpoints),
+            ApiRoute("GET", "/status/dataplane", self._api_status),
+        ]
+
+    async def _api_attach(self, request: ApiRequest) -> Any:
+        return await self.attach_container(parse_attach(request.body))
+
+    async def _api_detach(self, request: ApiRequest) -> Any:
+        return await self.detach_container(request.path_params["container_id"])
+
+    async def _api_endpoints(self, request: ApiRequest) -> Any:
+        return self.endpoints()
+
+    async def _api_status(self, request: ApiRequest) -> Any:
+        return self.summary()
+
+
+def body_of(data: Mapping[str, Any]) -> ApiRequest:
+    """An ApiRequest with a JSON body (for callers that are not the HTTP server)."""
+    return ApiRequest(path_params={}, body=data)
