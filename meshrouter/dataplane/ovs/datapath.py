@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class OvsDatapath:
         self._desired: dict[str, str] = {}
         self._installed: dict[str, str] | None = None
         self._warmed: set[str] = set()
+        self._render_cache = flowsync.RenderCache()
         self._ports: dict[str, LocalPort] = {}
         self._port_io: dict[str, str] = {}
         self._lost: list[str] = []
@@ -95,7 +96,7 @@ class OvsDatapath:
                 await self._shutdown()
 
     async def apply(self, flows: Sequence[Any]) -> None:
-        desired = flowsync.desired_table(flows)
+        desired = flowsync.desired_table(flows, self._render_cache)
         async with self._lock:
             self._desired = desired
             if not self._ready:
@@ -170,6 +171,17 @@ class OvsDatapath:
         }
 
     # -- extras ----------------------------------------------------------------------
+
+    async def resync(self) -> None:
+        """Re-install the whole table (``replace-flows``) as after an OVS restart:
+        for an operator who suspects the switch, and to measure the full path."""
+        async with self._lock:
+            self._installed = None
+            if self._ready:
+                try:
+                    await self._sync()
+                except MeshError as exc:
+                    self._degrade(f"flow apply failed: {exc}")
 
     def ports(self) -> dict[str, LocalPort]:
         return dict(self._ports)
@@ -313,21 +325,24 @@ class OvsDatapath:
             await tools.ofctl("--bundle", "replace-flows", self.settings.bridge, "-",
                               stdin=text.encode())
             kind, size = "full", len(self._desired)
+            new_lines: Iterable[str] = self._desired.values()
         else:
             change = flowsync.delta(self._installed, self._desired, COOKIE_MATCH)
             if not change.empty:
                 await tools.ofctl("--bundle", "add-flows", self.settings.bridge, "-",
                                   stdin=change.text.encode())
             kind, size = "delta", change.added + change.removed
-        self._installed = dict(self._desired)
+            new_lines = change.add_lines
+        self._installed = self._desired  # never mutated: apply builds a new dict
         self.last_apply = {"kind": kind, "flow_mods": size,
                            "ms": round((trio.current_time() - start) * 1000, 1)}
-        await self._warm(tools)
+        await self._warm(new_lines)
 
-    async def _warm(self, tools: OvsTools) -> None:
+    async def _warm(self, lines: Iterable[str]) -> None:
+        """Resolve new tunnel destinations on the underlay (NOTES P3)."""
         if self._dp_type != "netdev":
             return
-        targets = flowsync.tunnel_destinations(self._desired.values()) - self._warmed
+        targets = flowsync.tunnel_destinations(lines) - self._warmed
         if not targets:
             return
         self._warmed |= targets

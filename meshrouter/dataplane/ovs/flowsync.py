@@ -47,25 +47,60 @@ class Delta:
     text: str
     added: int
     removed: int
+    add_lines: list[str]
 
     @property
     def empty(self) -> bool:
         return self.added == 0 and self.removed == 0
 
 
-def desired_table(flows: Iterable[OfctlFlow]) -> dict[str, str]:
-    """``{match_text: line}``; refuses lines that could smuggle a second flow_mod."""
-    table: dict[str, str] = {}
-    for flow in flows:
-        key = flow.match_text()
-        line = flow.to_ofctl()
-        if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
-            raise InvalidRequestError(f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
-        previous = table.get(key)
-        if previous is not None and previous != line:
-            raise InvalidRequestError(f"two different flows with the same match: {key}")
-        table[key] = line
-    return table
+class RenderCache:
+    """Renderings of the flow *objects* of the previous apply, by identity.
+
+    Rendering 10,000 flows costs tens of milliseconds of Python, more than the
+    whole budget of a one-endpoint delta; a builder that reuses unchanged ``Flow``
+    objects (or a caller passing the same list) then pays only for the new ones.
+    Keyed by ``id()`` with the object kept alive in the entry, and checked with
+    ``is``, so a recycled id can never return another flow's text.  Value
+    equality is not used: hashing and comparing dataclasses costs nearly as much
+    as rendering them.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[OfctlFlow, str, str]] = {}
+        self.hits = 0
+
+    def table(self, flows: Iterable[OfctlFlow]) -> dict[str, str]:
+        """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
+        second flow_mod and two different flows with the same match."""
+        old = self._entries
+        new: dict[int, tuple[OfctlFlow, str, str]] = {}
+        table: dict[str, str] = {}
+        hits = 0
+        for flow in flows:
+            entry = old.get(id(flow))
+            if entry is None or entry[0] is not flow:
+                line = flow.to_ofctl()
+                if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
+                    raise InvalidRequestError(
+                        f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
+                entry = (flow, flow.match_text(), line)
+            else:
+                hits += 1
+            new[id(flow)] = entry
+            previous = table.setdefault(entry[1], entry[2])
+            if previous is not entry[2] and previous != entry[2]:
+                raise InvalidRequestError(f"two different flows with the same match: {entry[1]}")
+        self._entries = new
+        self.hits = hits
+        return table
+
+
+def desired_table(
+    flows: Iterable[OfctlFlow], cache: RenderCache | None = None
+) -> dict[str, str]:
+    """``{match_text: line}`` (see ``RenderCache.table``)."""
+    return (cache or RenderCache()).table(flows)
 
 
 def full_text(desired: dict[str, str], foreign: Iterable[str] = ()) -> str:
@@ -82,11 +117,11 @@ def delta(installed: dict[str, str], desired: dict[str, str], cookie_match: str)
     anyway.  ``cookie_match`` (``cookie=V/M``) keeps the deletes off other owners'
     flows that happen to have the same match.
     """
-    adds = [f"add {line}" for key, line in sorted(desired.items()) if installed.get(key) != line]
-    dels = [f"delete_strict {cookie_match},{key}" for key in sorted(installed)
-            if key not in desired]
+    adds = sorted(f"add {line}" for key, line in desired.items() if installed.get(key) != line)
+    dels = sorted(f"delete_strict {cookie_match},{key}" for key in installed
+                  if key not in desired)
     lines = adds + dels
-    return Delta("\n".join(lines) + "\n" if lines else "", len(adds), len(dels))
+    return Delta("\n".join(lines) + "\n" if lines else "", len(adds), len(dels), adds)
 
 
 def tunnel_destinations(lines: Iterable[str]) -> set[str]:
