@@ -86,13 +86,20 @@ class DnsService(ServiceBase):
             self.core.load(blob, trio.current_time())
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        failure: ConfigError | None = None
         async with trio.open_nursery() as nursery:
             if self.settings.enabled:
-                await self._start_server(nursery)
-            task_status.started()
-            await self._maintain()
+                failure = await self._start_server(nursery)
+            if failure is None:
+                task_status.started()
+                await self._maintain()
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure  # outside the nursery: the caller sees the ConfigError itself
 
-    async def _start_server(self, nursery: trio.Nursery) -> None:
+    async def _start_server(self, nursery: trio.Nursery) -> ConfigError | None:
+        """Start the server; a bind failure is an error for an explicit
+        ``--dns-listen`` (returned), else a warning shown by ``status dns``."""
         listen = self.settings.listen_endpoint()
         try:
             addresses = await trio.to_thread.run_sync(self._local_addresses)
@@ -117,9 +124,10 @@ class DnsService(ServiceBase):
             self.server = None
             self.serving_error = f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}"
             if self.settings.listen is not None:
-                raise ConfigError(f"--dns-listen: {self.serving_error}") from None
+                return ConfigError(f"--dns-listen: {self.serving_error}")
             log.warning("dns: %s; DNS is not served (give --dns-listen or --no-dns)",
                         self.serving_error)
+        return None
 
     async def _maintain(self) -> None:
         while True:
