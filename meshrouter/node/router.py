@@ -15,7 +15,6 @@ key factory -- and time comes from trio's clock, so under
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,8 +37,9 @@ from meshrouter.gossip.core import GossipCore
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.node.connection import PeerConnection
 from meshrouter.node.datapath import Datapath, NullDatapath
+from meshrouter.node.dialer import Dialer
 from meshrouter.node.direct_peers import DirectPeers
-from meshrouter.node.handshaking import describe_dial_error, run_handshake
+from meshrouter.node.handshaking import run_handshake
 from meshrouter.node.service import Service, ServiceContext, TopologyChange
 from meshrouter.node.status_rows import RouterStatus
 from meshrouter.node.topology_signal import TopologySignal
@@ -135,7 +135,17 @@ class Router:
             signal=self.topology_changes,
         )
         self._nursery: trio.Nursery | None = None
-        self._dial_wakeup = trio.Event()
+        self.dialer = Dialer(
+            config=config,
+            targets=self.targets,
+            transport=transport,
+            rng=rng,
+            connected=lambda: set(self.connections),
+            outstanding=self._outstanding,
+            on_dial_started=self._dial_started,
+            on_dial_failed=self._dial_failed,
+            run_stream=self._run_dialled,
+        )
         self._stopped = trio.Event()
         # Subscription order is the order consumers see a change in.
         self.topology_changes.subscribe(self._report_removed_peers)
@@ -196,7 +206,7 @@ class Router:
             if port != self.topology.local_record.listen_port:
                 self.topology.set_listen_port(port)
             self.upkeep.start(nursery)
-            nursery.start_soon(self._dial_loop)
+            nursery.start_soon(self.dialer.run, nursery)
             nursery.start_soon(self._gossip_loop)
             for service in self.services:
                 await nursery.start(service.run)
@@ -247,7 +257,7 @@ class Router:
     def connect(self, peers: list[str], *, replace: bool = False) -> list[str]:
         """Add direct peers (``HOST[:PORT]``); return their normalised addresses."""
         added = self.direct_peers.connect(peers, replace=replace)
-        self._dial_wakeup.set()
+        self.dialer.wake()
         return added
 
     def forget(self, peers: list[str]) -> list[str]:
@@ -259,52 +269,18 @@ class Router:
     def _outstanding(self) -> int:
         return len(self.connections) + len(self.handshaking)
 
-    async def _dial_loop(self) -> None:
-        while True:
-            self._dial_wakeup = trio.Event()
-            now = trio.current_time()
-            self.targets.skip_connected(set(self.connections), now)
-            at_limit = False
-            hard_limit = False
-            # Discovered targets leave a reserve of slots for newcomers and for
-            # the user's direct peers, so a mesh under a limit stays joinable.
-            discovery_room = self.config.mesh.conn_limit - max(1, self.config.mesh.conn_limit // 8)
-            for address in self.targets.due(now):
-                outstanding = self._outstanding()
-                if outstanding >= self.config.mesh.conn_limit:
-                    hard_limit = True  # wait until a connection ends (it sets the event)
-                    break
-                target = self.targets.get(address)
-                if target is not None and not target.direct and outstanding >= discovery_room:
-                    at_limit = True
-                    continue
-                self.targets.dial_started(address)
-                assert self._nursery is not None
-                self._nursery.start_soon(self._dial, address)
-            if hard_limit:
-                wake_at = None  # a connection ending sets the event
-            elif at_limit:
-                wake_at = self.targets.next_wakeup(direct_only=True)
-            else:
-                wake_at = self.targets.next_wakeup()
-            with trio.move_on_at(wake_at if wake_at is not None else math.inf):
-                await self._dial_wakeup.wait()
-
-    async def _dial(self, address: str) -> None:
+    def _dial_started(self, address: str) -> Handshaking:
         pending = Handshaking(address, outbound=True)
         self.handshaking.add(pending)
-        try:
-            with trio.fail_after(self.config.timing.dial_timeout):
-                stream = await self.transport.dial(address)
-        except (OSError, trio.TooSlowError) as exc:
-            self.handshaking.discard(pending)
-            reason = describe_dial_error(exc)
-            self._emit("dial-failed", f"{address} {reason}")
-            self.targets.dial_failed(
-                address, trio.current_time(), f"dial failed: {reason}", self.rng
-            )
-            self._dial_wakeup.set()
-            return
+        return pending
+
+    def _dial_failed(self, address: str, reason: str, pending: Handshaking) -> None:
+        self.handshaking.discard(pending)
+        self._emit("dial-failed", f"{address} {reason}")
+
+    async def _run_dialled(
+        self, stream: trio.abc.Stream, address: str, pending: Handshaking
+    ) -> None:
         await self._run_stream(stream, address, outbound=True, target=address, pending=pending)
 
     # ------------------------------------------------------------------ accepting
@@ -402,7 +378,7 @@ class Router:
             self.handshaking.discard(pending)
             if conn is not None and self.connections.get(conn.peer) is conn:
                 self._unregister(conn, "router shutting down")
-            self._dial_wakeup.set()  # a connection slot may have been freed
+            self.dialer.wake()  # a connection slot may have been freed
             await trio.aclose_forcefully(stream)
 
     async def _say_goodbye_now(self, conn: PeerConnection, reason: str) -> None:
@@ -478,7 +454,7 @@ class Router:
                 )
             else:
                 self.targets.dial_failed(target, now, reason, self.rng, retryable=retryable)
-                self._dial_wakeup.set()
+                self.dialer.wake()
         else:
             self.refusals.append(Refusal(address, peer, reason, now))
         self._emit("refused", f"{'out' if outbound else 'in'} {address} {reason}")
@@ -565,7 +541,7 @@ class Router:
             min_delay=self.config.timing.gossip_interval * 2 if full_but_reachable else 0.0,
         )
         self._local_connections_changed()
-        self._dial_wakeup.set()
+        self.dialer.wake()
 
     # ------------------------------------------------------------------ gossip glue
 
@@ -634,7 +610,7 @@ class Router:
             else {}
         )
         self.targets.set_discovered(candidates, trio.current_time())
-        self._dial_wakeup.set()
+        self.dialer.wake()
 
     def _emit(self, kind: str, detail: str) -> None:
         if self.observer is not None:
