@@ -22,10 +22,12 @@ AF_PACKET output).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshrouter.dataplane.ovs import OvsSettings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 30) -> str:
@@ -91,11 +95,72 @@ class Host:
     def exec(self, *argv: str, check: bool = True, timeout: float = 30) -> str:
         return sh("ip", "netns", "exec", self.ns, *argv, check=check, timeout=timeout)
 
-    def pid(self, daemon: str) -> int | None:
+    def pid(self, daemon: str, data_dir: Path | None = None) -> int | None:
+        """PID of one of this host's OVS daemons (under ``data_dir``, default the host's)."""
+        run = (data_dir or self.base) / "ovs" / "run"
         try:
-            return int((self.base / "ovs" / "run" / f"{daemon}.pid").read_text().strip())
+            return int((run / f"{daemon}.pid").read_text().strip())
         except (OSError, ValueError):
             return None
+
+    def launch_router(self, *peers: str, extra: Sequence[str] = ()) -> RouterInHost:
+        """``meshrouter launch peer`` inside this host's namespace, as a user would
+        start it there: mesh on the host's underlay address, API on the host's own
+        loopback (reachable only from inside: use ``RouterInHost.cli``)."""
+        data_dir = self.base / "router"
+        data_dir.mkdir(exist_ok=True)
+        (data_dir / "addresses.json").unlink(missing_ok=True)
+        log_path = self.base / f"router-{len(self.lab.routers)}.log"
+        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "meshrouter.cli",
+                "launch", "peer", "--listen", f"{self.ip}:6783", "--api", "127.0.0.1:0",
+                "--data-dir", str(data_dir), "--nickname", f"h{self.index}", *extra, *peers]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        router = RouterInHost(self, process, data_dir, log_path)
+        self.lab.routers.append(router)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"router in {self.ns} exited:\n{router.log()}")
+            try:
+                record = json.loads((data_dir / "addresses.json").read_text())
+            except (OSError, ValueError):
+                record = {}
+            if record.get("pid") == process.pid:
+                router.api = str(record["api"])
+                return router
+            time.sleep(0.1)
+        raise RuntimeError(f"router in {self.ns} did not publish its addresses:\n{router.log()}")
+
+
+@dataclass
+class RouterInHost:
+    """A ``meshrouter launch peer`` process running inside a host namespace."""
+
+    host: Host
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    api: str = ""
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> str:
+        """A client verb run inside the host (where the API's loopback is)."""
+        return sh("ip", "netns", "exec", self.host.ns, sys.executable, "-m", "meshrouter.cli",
+                  "--api", self.api, *args, check=check, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal our process (by PID) and wait; SIGKILL if it does not go."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        return self.process.returncode
 
 
 @dataclass
@@ -127,6 +192,7 @@ class Lab:
         self.subnet = subnet
         self.namespaces: list[str] = []
         self.hosts: list[Host] = []
+        self.routers: list[RouterInHost] = []
         self.ul = f"{self.prefix}ul"
         self._netns_add(self.ul)
         sh("ip", "-n", self.ul, "link", "add", "br-ul", "type", "bridge")
@@ -196,7 +262,7 @@ class Lab:
     def our_pids(self) -> list[int]:
         """PIDs from pidfiles under our directory whose command line names it."""
         pids = []
-        for pidfile in self.base.glob("*/ovs/run/*.pid"):
+        for pidfile in [*self.base.glob("*/ovs/run/*.pid"), *self.base.glob("*/*/ovs/run/*.pid")]:
             try:
                 pid = int(pidfile.read_text().strip())
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -207,6 +273,8 @@ class Lab:
         return pids
 
     def close(self) -> None:
+        for router in self.routers:  # first: a router stops its own OVS daemons
+            router.stop()
         pids = self.our_pids()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
@@ -227,7 +295,8 @@ class Lab:
         listed = sh("ip", "netns", "list", check=False)
         left = [line.split()[0] for line in listed.splitlines()
                 if line.startswith(self.prefix)]
-        return left + [str(p) for p in self.our_pids()]
+        routers = [f"router {r.process.pid}" for r in self.routers if r.process.poll() is None]
+        return left + [str(p) for p in self.our_pids()] + routers
 
 
 def _alive(pid: int) -> bool:
