@@ -59,7 +59,9 @@ class ApiClient:
             "Accept: application/json",
             "Connection: close",
         ]
-        if body is not None:
+        if body is not None or method != "GET":
+            # State changes always declare JSON: the API refuses them otherwise
+            # (a browser cannot send that cross-origin without a preflight).
             head += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
         try:

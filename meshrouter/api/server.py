@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meshrouter.api.errors import status_for
+from meshrouter.api.guard import RequestGuard
 from meshrouter.config import format_host_port
 from meshrouter.errors import ConfigError, InvalidRequestError, MeshError, TooLargeError
 from meshrouter.node.router import Router
@@ -143,11 +144,18 @@ def build_app(router: Router) -> Starlette:
         Route(route.path, _endpoint(route), methods=[route.method]) for route in api_routes
     ]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return error_response(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("API %s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(f"{request.method} {request.url.path}: internal error: {exc}", 500)
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+    )
 
 
 class ApiServer:
@@ -165,7 +173,7 @@ class ApiServer:
         config.accesslog = None
         config.errorlog = logging.getLogger("meshrouter.api.http")
         config.graceful_timeout = 0.5
-        app = build_app(self.router)
+        app = RequestGuard(build_app(self.router), self.host)
         async with trio.open_nursery() as nursery:
             try:
                 binds = await nursery.start(
