@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 
 _HEADER = struct.Struct("!HHHHHH")
+_HEADER_AFTER_ID = struct.Struct("!HHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 _ALLOWED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 CLASSIC_UDP = 512
@@ -22,7 +23,9 @@ CLASSIC_UDP = 512
 
 @dataclass(frozen=True, slots=True)
 class SimpleQuery:
-    ident: int
+    """Everything of the query but its ID, so one parse serves every query
+    with the same bytes after the ID (the resolver memoizes it)."""
+
     flags: int
     qname: str
     """Canonical (lower case, absolute)."""
@@ -42,7 +45,7 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
     """The query if it has the common shape (see the module doc), else None."""
     if len(data) < 17:
         return None
-    ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    _ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     # QR=0, opcode QUERY, Z bit clear; one question, nothing else but an OPT.
     if flags & 0xF840 or qdcount != 1 or ancount or nscount or arcount > 1:
         return None
@@ -81,7 +84,7 @@ def parse_simple_query(data: bytes) -> SimpleQuery | None:
     name = ".".join(labels) + "."
     if len(name) > 254:
         return None
-    return SimpleQuery(ident, flags, name, qtype, qclass, question_end, edns_size)
+    return SimpleQuery(flags, name, qtype, qclass, question_end, edns_size)
 
 
 def positive_a_answer(query: bytes, simple: SimpleQuery, addresses: list[int], ttl: int,
@@ -97,7 +100,7 @@ def positive_a_answer(query: bytes, simple: SimpleQuery, addresses: list[int], t
     arcount = 1 if opt else 0
     size = 12 + len(question) + len(body) + len(opt)
     if size > limit:
-        header = _HEADER.pack(simple.ident, flags | 0x0200, 1, 0, 0, arcount)
+        header = query[:2] + _HEADER_AFTER_ID.pack(flags | 0x0200, 1, 0, 0, arcount)
         return header + question + opt, True
-    header = _HEADER.pack(simple.ident, flags, 1, len(addresses), 0, arcount)
+    header = query[:2] + _HEADER_AFTER_ID.pack(flags, 1, len(addresses), 0, arcount)
     return header + question + body + opt, False

@@ -51,7 +51,7 @@ from dnslib import (
 )
 from dnslib.dns import DNSError
 
-from .fastpath import parse_simple_query, positive_a_answer
+from .fastpath import SimpleQuery, parse_simple_query, positive_a_answer
 from .names import canonical_name, in_domain, parse_reverse_name
 from .view import NameView
 
@@ -61,6 +61,7 @@ CLASSIC_UDP = 512
 MAX_TCP = 65_535
 MAX_QUERY = 4096
 RCODE_BADVERS = 16
+MEMO_SIZE = 8192
 CLASS_IN = 1
 CLASS_ANY = 255
 
@@ -105,24 +106,79 @@ class Resolver:
         self.max_udp = max(CLASSIC_UDP, min(max_udp, MAX_TCP))
         self.reverse_networks = tuple(ipaddress.IPv4Network(n, strict=False)
                                       for n in reverse_networks)
+        self._memo: dict[tuple[bytes, bool], Answer | str | SimpleQuery] = {}
+        """Outcomes by (query bytes after the ID, tcp) for ``_memo_view``: an
+        Answer holds the reply without its ID, a str the qname to forward, a
+        SimpleQuery the parse of a query whose answer is shuffled each time."""
+        self._memo_view: NameView | None = None
 
     # ------------------------------------------------------------ entry point
 
     def resolve(self, query: bytes, view: NameView, rng: random.Random, *,
                 tcp: bool = False, fast: bool = True) -> Outcome:
-        """Decide what to do with one packet; never raises on any input."""
+        """Decide what to do with one packet; never raises on any input.
+
+        With ``fast``, outcomes that do not depend on ``rng`` are memoized per
+        view, keyed by the query's bytes after its ID: a repeated question
+        (NXDOMAIN for search-list expansions, a one-address name, a forward)
+        costs a dict lookup.  A new view (any change) starts a new memo.
+        """
         if len(query) > MAX_QUERY:
             return Drop("oversized")
-        if fast:
+        query = bytes(query)
+        if not fast:
+            return self._general(query, view, rng, tcp)
+        if view is not self._memo_view:
+            self._memo.clear()
+            self._memo_view = view
+        key = (query[2:], tcp)
+        hit = self._memo.get(key)
+        simple: SimpleQuery | None
+        if hit is not None:
+            if isinstance(hit, str):
+                return Forward(query, hit)
+            if isinstance(hit, Answer):
+                return Answer(query[:2] + hit.data, hit.rcode, hit.truncated)
+            simple = hit
+        else:
             simple = parse_simple_query(query)
-            if simple is not None and simple.qtype == 1 and simple.qclass == 1:
-                addresses = view.addresses.get(simple.qname)
-                if addresses:
-                    limit = MAX_TCP if tcp else simple.buffer_size(self.max_udp)
-                    data, truncated = positive_a_answer(
-                        query, simple, self._shuffled(addresses, rng), self.ttl,
-                        self.max_udp, limit)
-                    return Answer(data, "NOERROR", truncated)
+        if simple is not None and simple.qtype == 1 and simple.qclass == 1:
+            addresses = view.addresses.get(simple.qname)
+            if addresses:
+                limit = MAX_TCP if tcp else simple.buffer_size(self.max_udp)
+                data, truncated = positive_a_answer(
+                    query, simple, self._shuffled(addresses, rng), self.ttl,
+                    self.max_udp, limit)
+                outcome: Outcome = Answer(data, "NOERROR", truncated)
+                if len(addresses) > 1:
+                    self._remember(key, simple)  # shuffled per query: keep the parse only
+                else:
+                    self._remember(key, outcome)
+                return outcome
+        outcome = self._general(query, view, rng, tcp)
+        if isinstance(outcome, Forward | Answer) and not self._shuffles(simple, query, view):
+            self._remember(key, outcome)
+        return outcome
+
+    def _remember(self, key: tuple[bytes, bool], outcome: Outcome | SimpleQuery) -> None:
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        if isinstance(outcome, SimpleQuery):
+            self._memo[key] = outcome
+        elif isinstance(outcome, Forward):
+            self._memo[key] = outcome.qname
+        elif isinstance(outcome, Answer):
+            self._memo[key] = Answer(outcome.data[2:], outcome.rcode, outcome.truncated)
+
+    def _shuffles(self, simple: SimpleQuery | None, query: bytes, view: NameView) -> bool:
+        """Could the answer to ``query`` differ from one call to the next?"""
+        if simple is None:
+            return True  # unusual shape: not worth proving; not memoized
+        return simple.qtype in (QTYPE.A, QTYPE.ANY) and len(
+            view.addresses.get(simple.qname, ())) > 1
+
+    def _general(self, query: bytes, view: NameView, rng: random.Random,
+                 tcp: bool) -> Outcome:
         try:
             request = DNSRecord.parse(query)
         except Exception:  # dnslib raises many types on hostile input; all mean "bad"
@@ -254,5 +310,6 @@ class Resolver:
     @staticmethod
     def _shuffled(addresses: tuple[int, ...], rng: random.Random) -> list[int]:
         order = list(addresses)
-        rng.shuffle(order)
+        if len(order) > 1:
+            rng.shuffle(order)
         return order

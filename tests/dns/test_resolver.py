@@ -218,3 +218,22 @@ VIEW_PAIRS = [("web.mesh.local.", a) for a in WEB]
 def test_any_bytes_give_an_outcome_never_an_exception(blob: bytes) -> None:
     outcome = RESOLVER.resolve(blob, VIEW, random.Random(0))
     assert isinstance(outcome, Answer | Forward | Drop)
+
+
+def test_memoized_answers_follow_the_query_id_and_a_new_view() -> None:
+    resolver = Resolver("mesh.local")
+    first = DNSRecord.question("db.mesh.local")
+    second = DNSRecord.question("db.mesh.local")
+    second.header.id = (first.header.id + 1) % 65536
+    one = resolver.resolve(first.pack(), VIEW, random.Random(0))
+    two = resolver.resolve(second.pack(), VIEW, random.Random(0))
+    assert isinstance(one, Answer) and isinstance(two, Answer)
+    assert DNSRecord.parse(two.data).header.id == second.header.id
+    assert one.data[2:] == two.data[2:]
+    moved = NameView.build("mesh.local.", [("db.mesh.local.", 0x0A20000A)], 8)
+    three = resolver.resolve(second.pack(), moved, random.Random(0))
+    assert isinstance(three, Answer)
+    assert a_records(DNSRecord.parse(three.data)) == ["10.32.0.10"]
+    gone = NameView.build("mesh.local.", [], 9)
+    four = resolver.resolve(second.pack(), gone, random.Random(0))
+    assert isinstance(four, Answer) and four.rcode == "NXDOMAIN"
