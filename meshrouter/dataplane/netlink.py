@@ -276,7 +276,10 @@ def attach_veth(spec: VethSpec, host_mtu: int | None = None) -> tuple[str, bool]
             delete_link(host)  # a stale half: its container end is gone or different
         if _index(ip, temp) is not None:
             delete_link(temp)
-        netns_fd = os.open(spec.container_netns, os.O_RDONLY)
+        try:
+            netns_fd = os.open(spec.container_netns, os.O_RDONLY)
+        except OSError:
+            raise NotFoundError(f"network namespace {spec.container_netns} vanished") from None
         try:
             ip.link("add", ifname=host, kind="veth", peer={"ifname": temp})
             try:
@@ -295,7 +298,7 @@ def attach_veth(spec: VethSpec, host_mtu: int | None = None) -> tuple[str, bool]
             except BaseException:
                 delete_link(host)
                 raise
-        except NetlinkError as exc:
+        except (NetlinkError, OSError) as exc:
             raise UnavailableError(f"netlink: cannot make veth {host}: {exc}") from None
         finally:
             os.close(netns_fd)

@@ -171,6 +171,31 @@ def test_vswitchd_killed_degrades_then_restores_connectivity(lab: Lab) -> None:
     run_lab(lab, hosts, body)
 
 
+def test_ovsdb_server_killed_is_restarted_and_the_table_kept(lab: Lab) -> None:
+    hosts = [lab.add_host(), lab.add_host()]
+    c1, c2 = (lab.add_container(h) for h in hosts)
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        ports = await attach_all(dps, hosts)
+        for dp, h in zip(dps, hosts, strict=True):
+            await dp.apply(lab_flows(h, [c1, c2], ports))
+        pid = hosts[0].pid("ovsdb-server")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        async def restarted() -> bool:
+            new = hosts[0].pid("ovsdb-server")
+            return dps[0].health().ok and new is not None and new != pid
+
+        assert await eventually(restarted, 20), dps[0].health().reason
+        assert any("ovsdb-server" in f for f in dps[0].status()["recent_faults"])
+        assert await eventually(lambda: ping(c1, c2), 10)
+        # the database file (and so the port records) survived the restart
+        assert sorted(dps[0].ports()) == [c1.name]
+
+    run_lab(lab, hosts, body)
+
+
 def test_namespace_deleted_under_us_is_reported_and_nothing_crashes(lab: Lab) -> None:
     host = lab.add_host()
     doomed, kept = lab.add_container(host), lab.add_container(host)
@@ -230,6 +255,26 @@ def test_attach_is_idempotent_and_bad_input_leaves_nothing(lab: Lab) -> None:
             await dp.attach_port(PortRequest("w", c.ns, "eth0", "02:00:00:00:00:0c", "10.9.0.7/16"))
         assert host.exec("ip", "-br", "link") == before
         assert netlink.host_ifname("w") not in host.ovs("ovs-vsctl", "list-ports", "mr-int")
+        # the namespace by path, and by the PID of a process inside it
+        other = lab.add_container(host)
+        by_path = await dp.attach_port(PortRequest(other.name, f"/run/netns/{other.ns}", "eth0",
+                                                   other.mac, f"{other.ip}/16"))
+        assert by_path.port != first.port
+        third = lab.add_container(host)
+        sleeper = await trio.lowlevel.open_process(["ip", "netns", "exec", third.ns, "sleep", "60"])
+        try:
+            await trio.sleep(0.3)
+            await dp.attach_port(PortRequest(third.name, str(sleeper.pid), "eth0", third.mac,
+                                             f"{third.ip}/16"))
+        finally:
+            sleeper.kill()
+            await sleeper.wait()
+        assert "eth0" in third.exec("ip", "-br", "link")
+        await dp.apply(lab_flows(host, [c, other, third], {
+            p.container_id: p.port for p in dp.ports().values()}))
+        assert await ping(third, other) and await ping(other, c)
+        await dp.detach_port(other.name)
+        await dp.detach_port(third.name)
         assert sorted(dp.ports()) == [c.name]
         await dp.detach_port(c.name)
         assert not dp.ports()

@@ -84,8 +84,13 @@ class OvsDatapath:
                 await self._recover()
             task_status.started()
             next_verify = trio.current_time() + self.settings.verify_interval
+            failures = 0
             while True:
-                await trio.sleep(self.settings.probe_interval)
+                # a recovery that keeps failing (say, vswitchd crashing at start) is
+                # retried with backoff up to 30 s, not every probe
+                failures = 0 if self._ready else failures + 1
+                pause = self.settings.probe_interval * (2 ** min(failures, 5) if failures else 1)
+                await trio.sleep(min(pause, max(30.0, self.settings.probe_interval)))
                 verify = trio.current_time() >= next_verify
                 if verify:
                     next_verify = trio.current_time() + self.settings.verify_interval
@@ -282,7 +287,8 @@ class OvsDatapath:
         except MeshError as exc:
             self._degrade(str(exc))
             return
-        except OSError as exc:
+        except Exception as exc:  # netlink, OS, a surprise from a tool: never out of run()
+            log.exception("OVS recovery failed")
             self._degrade(f"{type(exc).__name__}: {exc}")
             return
         if not self._ready:
@@ -384,7 +390,7 @@ class OvsDatapath:
                 self._installed = None
                 await self._sync()
             await self._drop_lost(tools)
-        except (MeshError, OSError) as exc:
+        except Exception as exc:  # never out of run(): degrade and recover instead
             # a dying daemon shows first as a refused socket: name the daemon if so
             self._degrade(self._fault() or f"verification failed: {exc}")
 
