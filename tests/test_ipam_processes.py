@@ -5,6 +5,7 @@ a range that overlaps a host route is refused."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.procs import RouterFleet, RouterProcess, wait_until
@@ -21,6 +23,7 @@ from tests.test_processes import _full_mesh, cli, run_cli
 pytestmark = pytest.mark.processes
 
 RANGE = "198.18.47.0/24"  # benchmarking range: never routed on a test host
+JSON = {"Content-Type": "application/json"}  # the API refuses state changes without it
 
 
 @pytest.fixture
@@ -184,3 +187,98 @@ def test_corrupt_ipam_state_file_stops_the_router_with_a_clear_error(
     )
     assert result.returncode == 1
     assert "IPAM state file is corrupt" in result.stderr, result.stderr
+
+
+def api_error(router: RouterProcess, method: str, path: str) -> tuple[int, str]:
+    """Status and message of a request that must fail (JSON error body)."""
+    response = httpx.request(method, f"http://{router.api}{path}", headers=JSON, timeout=10)
+    assert response.status_code >= 400, response.text
+    body = response.json()
+    assert body["status"] == response.status_code
+    return response.status_code, str(body["error"])
+
+
+def test_claim_release_subnet_and_lookup_through_the_cli_and_the_api(
+    fleet: RouterFleet,
+) -> None:
+    r = fleet.launch("solo", extra=_ipam("--ipalloc-init", "consensus=1"))
+
+    # claim: this very address; another container cannot have it; outside the range is invalid.
+    claimed = cli(r.api, "ipam", "claim", "c1", "198.18.47.10/24", "--wait", "10")
+    assert claimed.returncode == 0 and claimed.stdout == "198.18.47.10/24\n", claimed.stderr
+    assert lookup(r, "c1") == ["198.18.47.10/24"]
+    status, message = api_error(r, "PUT", "/ip/c2/198.18.47.10?wait=1")
+    assert status == 409 and "198.18.47.10 is already allocated to c1" in message
+    taken = cli(r.api, "ipam", "claim", "c2", "198.18.47.10", "--wait", "1")
+    assert taken.returncode == 1
+    assert taken.stderr == f"meshrouter: error: {message}\n"
+    status, message = api_error(r, "PUT", "/ip/c2/10.1.2.3?wait=1")
+    assert status == 400 and "10.1.2.3" in message
+
+    # allocate inside a subnet of the range, through the CLI and the API.
+    inside = cli(r.api, "ipam", "allocate", "c3", "--subnet", "198.18.47.128/25", "--wait", "10")
+    assert inside.returncode == 0, inside.stderr
+    address = ipaddress.ip_interface(inside.stdout.strip())
+    assert address.network == ipaddress.ip_network(RANGE)
+    assert address.ip in ipaddress.ip_network("198.18.47.128/25")
+    response = httpx.post(
+        f"http://{r.api}/ip/c4/198.18.47.192/26?wait=10", headers=JSON, timeout=15
+    )
+    assert response.status_code == 200, response.text
+    assert ipaddress.ip_interface(response.json()["address"]).ip in ipaddress.ip_network(
+        "198.18.47.192/26"
+    )
+    status, _ = api_error(r, "POST", "/ip/c4/10.9.0.0/24?wait=1")
+    assert status == 400
+
+    # release one address of a container: that one is free again, the other stays.
+    first = allocate(r, "c5")
+    assert cli(r.api, "ipam", "claim", "c5", "198.18.47.11").returncode == 0
+    assert sorted(lookup(r, "c5")) == sorted([first, "198.18.47.11/24"])
+    one = cli(r.api, "ipam", "release", "c5", "198.18.47.11/24")
+    assert one.returncode == 0 and one.stdout == "released 198.18.47.11/24\n"
+    assert lookup(r, "c5") == [first]
+    again = cli(r.api, "ipam", "claim", "c6", "198.18.47.11", "--wait", "5")
+    assert again.returncode == 0, again.stderr  # freed, so another container may claim it
+
+    # release every address of a container: lookup is then 404 and the address is free.
+    every = cli(r.api, "ipam", "release", "c1")
+    assert every.returncode == 0 and every.stdout == "released 198.18.47.10/24\n"
+    status, message = api_error(r, "GET", "/ip/c1")
+    assert status == 404 and message == "container c1 has no address"
+    gone = cli(r.api, "ipam", "lookup", "c1")
+    assert gone.returncode == 1
+    assert gone.stderr == "meshrouter: error: container c1 has no address\n"
+    assert cli(r.api, "ipam", "claim", "c7", "198.18.47.10", "--wait", "5").returncode == 0
+    status, _ = api_error(r, "DELETE", "/ip/nobody")
+    assert status == 404
+    status, _ = api_error(r, "DELETE", "/ip/c6/198.18.47.99")
+    assert status == 404
+
+    # wait: validated by the API (400) and by the CLI (usage error, exit 2).
+    for wait, why in (("abc", "not a number"), ("-1", "wait must be 0..3600"),
+                      ("3601", "wait must be 0..3600")):
+        status, message = api_error(r, "POST", f"/ip/c8?wait={wait}")
+        assert status == 400 and why in message, message
+    usage = cli(r.api, "ipam", "allocate", "c8", "--wait", "-1")
+    assert usage.returncode == 2 and "--wait" in usage.stderr
+    assert api_error(r, "GET", "/ip/c8")[0] == 404  # none of those allocated anything
+
+
+def test_a_request_that_cannot_be_met_in_time_is_503_with_the_reason(
+    fleet: RouterFleet,
+) -> None:
+    lonely = fleet.launch("lonely", extra=_ipam("--ipalloc-init", "consensus=2"))
+    status, message = api_error(lonely, "POST", "/ip/w1?wait=0.5")
+    assert status == 503
+    assert message.startswith("no address for w1 within 0.5s: ")
+    assert "consensus" in message, message
+    result = cli(lonely.api, "ipam", "allocate", "w2", "--wait", "0.5")
+    assert result.returncode == 1
+    line = result.stderr
+    assert line.count("\n") == 1 and line.startswith(
+        "meshrouter: error: no address for w2 within 0.5s: "
+    ), line
+    # The router gave up on both: nothing is left pending or allocated.
+    status_ipam = lonely.get("/status/ipam")
+    assert status_ipam["pending"] == [] and status_ipam["allocated"] == 0
