@@ -218,6 +218,9 @@ def run(peers: int, seed: int = 1, conn_limit: int = 16, latency: float = 0.01) 
             nursery.cancel_scope.cancel()
 
     wall = time.perf_counter()
+    # Reproducible runs: seed trio's own scheduler randomness (as sim/runner.py).
+    trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio._core._run._r.seed(seed)
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     holder[0].wall_seconds = round(time.perf_counter() - wall, 1)
     return holder[0]

@@ -165,6 +165,11 @@ class DnsCore:
                 self._tombstoned_at.setdefault(key, 0.0)
                 self._stamp(key, tombstone=True)
 
+    def own_records(self) -> DnsRecords | None:
+        """A copy of our own records (tombstones and floor included), if any."""
+        held = self.records.owners.get(self.local)
+        return None if held is None else DnsRecords({self.local: held.copy()})
+
     def full_state(self) -> DnsRecords | None:
         return self.records if self.records else None
 

@@ -65,6 +65,7 @@ class DnsService(ServiceBase):
         self._core: DnsCore | None = None
         self._upstreams: UpstreamSource | None = None
         self._topology_version = -1
+        self._announce = False
 
     @property
     def core(self) -> DnsCore:
@@ -84,6 +85,7 @@ class DnsService(ServiceBase):
         blob = self.context.storage.load(STATE_KEY)
         if blob is not None:
             self.core.load(blob, trio.current_time())
+            self._announce = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         failure: ConfigError | None = None
@@ -168,9 +170,22 @@ class DnsService(ServiceBase):
         return owner in self.context.topology
 
     def on_topology_changed(self, change: TopologyChange) -> None:
-        self.core.set_reachable(change.reachable())
+        reachable = change.reachable()
+        self.core.set_reachable(reachable)
+        if self._announce and len(reachable) > 1:
+            # Back from a restart: peers that garbage-collected us dropped our
+            # records, and the neighbours that still hold them relay nothing
+            # (nothing is new to them), so say them once along our tree
+            # instead of waiting for every peer's next digest exchange.
+            self._announce = False
+            own = self.core.own_records()
+            if own is not None:
+                self.context.gossip.originate_broadcast(CHANNEL, own)
         for peer in change.removed:
-            self.core.forget_owner(peer)
+            # A peer that is already back (a quick restart) keeps the records
+            # it has re-sent us in the meantime.
+            if peer not in self.context.topology:
+                self.core.forget_owner(peer)
 
     # ------------------------------------------------------------ verbs
 

@@ -23,3 +23,8 @@ def test_dns_invariants_hold_on_a_small_mesh(seed: int) -> None:
     assert result.crash_unanswered_everywhere_after is not None
     assert result.crash_unanswered_everywhere_after <= result.crash_unreachable_everywhere_after
     assert result.restart_answered_everywhere_after is not None
+    assert result.restart_reachable_everywhere_after is not None
+    # Its records are re-announced along its tree: answered as soon as reachable
+    # (one 5 ms sample of slack), not at the next digest exchange.
+    assert (result.restart_answered_everywhere_after
+            <= result.restart_reachable_everywhere_after + 0.005)
