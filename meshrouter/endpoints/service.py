@@ -5,8 +5,8 @@ container ports (what was attached here), keeps the endpoint replica in
 gossip, and after every change -- an attach or detach, an endpoint learned
 from gossip, a topology change -- recomputes the *whole* desired flow table
 (a pure function) and hands it to ``context.datapath.apply``; the datapath
-sends only the difference.  Recomputations are coalesced: many changes in one
-scheduler tick cost one table.
+sends only the difference.  Recomputations are coalesced: the changes that
+arrive within ``flow_delay`` of the first cost one table.
 
 Attach is all-or-nothing: the request is validated first, then the address
 is taken from the IPAM service (allocated, or the given one claimed), then
@@ -86,8 +86,12 @@ class DataplaneService(ServiceBase):
 
     name = "dataplane"
 
-    def __init__(self, *, ipam_wait: float = 30.0) -> None:
+    def __init__(self, *, ipam_wait: float = 30.0, flow_delay: float = 0.02) -> None:
+        """``flow_delay``: how long changes are gathered before one recomputation
+        (a burst of topology changes while a mesh forms costs one table, not one
+        per change; it is also the most a change waits to reach the switch)."""
         self.ipam_wait = ipam_wait
+        self.flow_delay = flow_delay
         self.attachments: dict[str, Attachment] = {}
         self.flows: list[Flow] = []
         self.conflicts: list[str] = []
@@ -127,8 +131,11 @@ class DataplaneService(ServiceBase):
         while True:
             await self._recompute()
             await self._wakeup.wait()
+            if self.flow_delay > 0:
+                await trio.sleep(self.flow_delay)
+            else:
+                await trio.lowlevel.checkpoint()  # coalesce this tick's changes
             self._wakeup = trio.Event()
-            await trio.lowlevel.checkpoint()  # coalesce this tick's changes into one table
 
     async def _restore_ports(self) -> None:
         """Re-create the ports of before a restart; drop those that cannot be."""
