@@ -119,7 +119,7 @@ async def measure(dp: OvsDatapath, n_flows: int, reps: int, env: dict[str, str])
         raw_tool, flowsync.full_text(flowsync.desired_table(base)).encode(), reps, env)
 
     rows = [
-        (f"first apply of {n_flows} flows (empty switch: bundle of adds)", [first]),
+        (f"first apply of {n_flows} flows (empty switch: dump + replace-flows)", [first]),
         (f"full apply (dump + replace-flows), {n_flows} flows", full),
         ("delta: one endpoint added, same objects (2 flow_mods)", delta_add),
         ("delta: one endpoint removed, same objects (2 flow_mods)", delta_del),

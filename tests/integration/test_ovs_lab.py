@@ -326,3 +326,65 @@ def test_foreign_flows_are_untouched_and_a_restart_adopts_ports(lab: Lab) -> Non
         assert await eventually(lambda: ping(c1, c2), 10)
 
     run_lab(lab, hosts, second)
+
+
+def test_a_jumbo_underlay_gives_containers_its_mtu_minus_the_vxlan_overhead(lab: Lab) -> None:
+    host = lab.add_host(mtu=9000)
+    c = lab.add_container(host)
+
+    async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
+        port = await dps[0].attach_port(PortRequest(c.name, c.ns, "eth0", c.mac, f"{c.ip}/16"))
+        assert port.mtu == 8950 and dps[0].status()["container_mtu"] == 8950
+        assert "mtu 8950" in c.exec("ip", "link", "show", "eth0")
+        assert "mtu 9000" in host.exec("ip", "link", "show", "mr-phy")
+        given = lab.add_container(host)
+        port = await dps[0].attach_port(PortRequest(given.name, given.ns, "eth0", given.mac,
+                                                    f"{given.ip}/16", mtu=1400))
+        assert "mtu 1400" in given.exec("ip", "link", "show", "eth0")
+
+    run_lab(lab, [host], body)
+
+
+def test_after_a_crash_the_daemons_are_adopted_and_traffic_flows_until_the_first_apply(
+    lab: Lab,
+) -> None:
+    hosts = [lab.add_host(), lab.add_host()]
+    c1, c2 = (lab.add_container(h) for h in hosts)
+    saved: dict[str, int] = {}
+    pids: list[int | None] = []
+
+    async def crash() -> None:
+        dps = [OvsDatapath(h.settings()) for h in hosts]
+        for dp in dps:
+            dp._shutdown = _no_shutdown  # type: ignore[method-assign]  # a kill -9
+        async with trio.open_nursery() as nursery:
+            for dp in dps:
+                await nursery.start(dp.run)
+            saved.update(await attach_all(dps, hosts))
+            for dp, h in zip(dps, hosts, strict=True):
+                await dp.apply(lab_flows(h, [c1, c2], saved))
+            pids.extend(h.pid("ovs-vswitchd") for h in hosts)
+            nursery.cancel_scope.cancel()
+
+    trio.run(crash)
+
+    async def restarted() -> None:
+        dps = [OvsDatapath(h.settings()) for h in hosts]
+        async with trio.open_nursery() as nursery:
+            for dp in dps:
+                await nursery.start(dp.run)
+            assert [h.pid("ovs-vswitchd") for h in hosts] == pids, "adopted, not restarted"
+            assert dps[0].health().ok
+            # no apply yet: the old table still forwards
+            assert await ping(c1, c2)
+            for dp, h in zip(dps, hosts, strict=True):
+                await dp.apply(lab_flows(h, [c1, c2], saved))
+                assert dp.last_apply["kind"] == "full"
+            assert await ping(c2, c1)
+            nursery.cancel_scope.cancel()
+
+    trio.run(restarted)
+
+
+async def _no_shutdown() -> None:
+    return None

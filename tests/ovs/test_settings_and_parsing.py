@@ -83,3 +83,11 @@ def test_veth_requests_are_checked_before_anything_is_made(
     values[field] = value
     with pytest.raises(InvalidRequestError, match=message):
         netlink.VethSpec(**values).validate()  # type: ignore[arg-type]
+
+
+def test_a_data_dir_too_long_for_unix_sockets_is_refused_up_front(tmp_path: Path) -> None:
+    from meshrouter.dataplane.ovs.daemons import OwnDaemons
+
+    OwnDaemons(tmp_path / "ovs", netns=None, handler_threads=1)
+    with pytest.raises(ConfigError, match="too long"):
+        OwnDaemons(tmp_path / ("d" * 90) / "ovs", netns=None, handler_threads=1)

@@ -152,6 +152,8 @@ class UnderlayBridge:
         await self.tools.vsctl(
             "--may-exist", "add-br", s.phy_bridge, "--", "set", "bridge", s.phy_bridge,
             "datapath_type=netdev", f'other_config:hwaddr="{underlay.mac}"',
+            # the LOCAL port carries the host's own traffic: same MTU as the device
+            "--", "set", "interface", s.phy_bridge, f"mtu_request={underlay.mtu}",
         )
         if not self.state_file.exists():
             s.ovs_dir.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import trio
 
 from meshrouter.dataplane.ovs.settings import SCHEMA
 from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools, pid_alive, read_pidfile
+from meshrouter.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,13 @@ class OwnDaemons:
         self.etc_dir = base / "etc"
         self.db_file = self.db_dir / "conf.db"
         self.db_socket = str(self.run_dir / "db.sock")
+        if len(self.db_socket) > 100 or len(str(self.run_dir)) > 70:
+            # unix socket paths are capped at 107 bytes, and vswitchd puts
+            # "<bridge>.mgmt" and "ovs-vswitchd.<pid>.ctl" beside db.sock
+            raise ConfigError(
+                f"data directory {base.parent} is too long for OVS's unix sockets; "
+                "use a shorter --data-dir"
+            )
         self.tools = OvsTools(db_socket=self.db_socket, rundir=str(self.run_dir))
         self.restarts = 0
 

@@ -66,6 +66,7 @@ class OvsDatapath:
         self._ready = False
         self._reason = "not started"
         self._desired: dict[str, str] = {}
+        self._have_desired = False
         self._installed: dict[str, str] | None = None
         self._warmed: set[str] = set()
         self._render_cache = flowsync.RenderCache()
@@ -104,6 +105,7 @@ class OvsDatapath:
         desired = flowsync.desired_table(flows, self._render_cache)
         async with self._lock:
             self._desired = desired
+            self._have_desired = True
             if not self._ready:
                 return  # installed by the recovery; health() says why not now
             try:
@@ -182,7 +184,7 @@ class OvsDatapath:
         for an operator who suspects the switch, and to measure the full path."""
         async with self._lock:
             self._installed = None
-            if self._ready:
+            if self._ready and self._have_desired:
                 try:
                     await self._sync()
                 except MeshError as exc:
@@ -283,7 +285,11 @@ class OvsDatapath:
             await self._reload_ports(tools)
             self._installed = None
             self._warmed.clear()
-            await self._sync()
+            if self._have_desired:
+                await self._sync()
+            # else: until the first apply, leave the switch as it is -- a restarted
+            # router must not wipe a working table before it has the new one, which
+            # then replaces it in one atomic swap
         except MeshError as exc:
             self._degrade(str(exc))
             return
