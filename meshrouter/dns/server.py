@@ -72,6 +72,11 @@ class UpstreamSource:
         self._checked_at = -1e18
         self.error = ""
 
+    @property
+    def last(self) -> list[Endpoint]:
+        """The upstreams as last read (for status; never reads the file)."""
+        return self.explicit or self._cached
+
     async def current(self) -> list[Endpoint]:
         if self.explicit or self.resolv_conf is None:
             return self.explicit

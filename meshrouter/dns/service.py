@@ -251,8 +251,8 @@ class DnsService(ServiceBase):
             addresses = [address]
         else:
             raise InvalidRequestError("address must be a string like 10.32.0.5")
-        return {"added": [self.register(container, name, a) for a in addresses][:1],
-                "addresses": addresses}
+        names = {self.register(container, name, a) for a in addresses}
+        return {"name": names.pop(), "addresses": addresses}
 
     async def _api_remove(self, request: ApiRequest) -> Any:
         return {"removed": self.remove(request.path_params["name"],
@@ -296,8 +296,7 @@ class DnsService(ServiceBase):
             **self.summary(),
             "serving": self.server is not None and self.server.bound is not None,
             "error": self.serving_error,
-            "upstreams": [f"{h}:{p}" for h, p in upstreams.explicit or upstreams._cached]
-            if upstreams else [],
+            "upstreams": [f"{h}:{p}" for h, p in upstreams.last] if upstreams else [],
             "upstream_error": upstreams.error if upstreams else "",
             "ttl": self.settings.ttl,
             "peer": format_peer_name(self.context.name),

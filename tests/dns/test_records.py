@@ -190,3 +190,34 @@ def test_fingerprint_depends_on_content_not_order() -> None:
     assert one.fingerprint(PeerName(1)) != three.fingerprint(PeerName(1))
     three.merge(one)
     assert three.fingerprint(PeerName(1)) != one.fingerprint(PeerName(1))
+
+
+@PROPERTY
+@given(st.binary(max_size=200))
+def test_digest_decode_of_garbage_raises_only_malformed(blob: bytes) -> None:
+    from meshrouter.dns.digest import decode_full
+
+    try:
+        decode_full(blob)
+    except MalformedMessageError:
+        pass
+
+
+def test_digests_find_what_each_side_lacks() -> None:
+    from meshrouter.dns import digest
+
+    key = RecordKey("web.mesh.local.", 1)
+    ours = DnsRecords({PeerName(1): OwnerRecords(0, {key: Stamp(2, True)}),
+                       PeerName(2): OwnerRecords(0, {key: Stamp(1)})})
+    theirs = DnsRecords({PeerName(1): OwnerRecords(0, {key: Stamp(1)}),
+                         PeerName(3): OwnerRecords(0, {key: Stamp(1)})})
+    assert digest.summary(ours) != digest.summary(theirs)
+    assert digest.newer_than(ours, digest.summary(theirs)) is None  # a summary names nothing
+    sent = digest.newer_than(ours, digest.full(theirs))
+    assert sent is not None and set(sent.owners) == {PeerName(1), PeerName(2)}
+    assert digest.lacks_from(ours, digest.full(theirs))
+    theirs.merge(sent)
+    ours.merge(digest.newer_than(theirs, digest.full(ours)) or DnsRecords())
+    assert ours == theirs and digest.summary(ours) == digest.summary(theirs)
+    assert digest.newer_than(ours, digest.full(theirs)) is None
+    assert not digest.lacks_from(ours, digest.full(theirs))

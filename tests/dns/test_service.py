@@ -107,7 +107,7 @@ def test_api_add_by_address_or_container_remove_and_lookup() -> None:
         routes = {(r.method, r.path): r.handler for r in service.api_routes()}
         add = routes[("POST", "/dns")]
         out = await add(ApiRequest({}, body={"name": "db", "address": "10.32.0.9"}))
-        assert out == {"added": ["db.mesh.local."], "addresses": ["10.32.0.9"]}
+        assert out == {"name": "db.mesh.local.", "addresses": ["10.32.0.9"]}
         out = await add(ApiRequest({}, body={"name": "db", "container_id": "known"}))
         assert out["addresses"] == ["10.32.0.44"]
         with pytest.raises(NotFoundError):
@@ -180,6 +180,7 @@ def test_service_serves_on_its_listen_address_and_counts_by_rcode() -> None:
             counters = service.report()["counters"]["responses"]
             assert counters == {"NOERROR": 1, "NXDOMAIN": 1, "SERVFAIL": 1}
             assert service.summary()["listen"] == f"127.0.0.1:{port}"
+            assert service.report()["upstreams"] == ["127.0.0.1:9"]
             nursery.cancel_scope.cancel()
 
     run(main)
