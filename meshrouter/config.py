@@ -39,6 +39,11 @@ class MeshSettings:
     max_frame: int = 10 * 1024 * 1024
     accept_burst: int = 20
     accept_refill_interval: float = 0.05
+    max_inbound_handshakes: int | None = None
+    """Inbound connections in handshake (throttle wait included); default: conn_limit."""
+    max_handshakes_per_source: int = 16
+    max_sockets: int | None = None
+    """Descriptor budget for mesh sockets (the launcher derives it from RLIMIT_NOFILE)."""
 
     def __post_init__(self) -> None:
         if self.conn_limit < 1:

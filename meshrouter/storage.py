@@ -4,10 +4,18 @@ Every write goes to a temporary file in the same directory, is fsynced, then
 renamed over the old file, and the directory is fsynced, so a crash (or kill -9)
 leaves either the old or the new content, never a torn file.  The simulator uses
 ``MemoryStorage`` so that "restart with or without its data dir" is one argument.
+
+Every file carries a version and a checksum: ``MRS`` + format version (1 byte) +
+SHA-256 of the content (32 bytes) + the content.  A file whose checksum fails is
+refused with a one-line error (a flipped byte must never load, gossip to the
+whole cluster and leave every router waiting on a peer that does not exist).
+Files written before the envelope existed (no ``MRS`` prefix) are read as they
+are and get the envelope at their next write.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -16,6 +24,35 @@ from typing import Protocol
 from meshrouter.errors import ConfigError, StateFileError
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MAGIC = b"MRS"
+FORMAT_VERSION = 1
+HEADER = len(MAGIC) + 1 + 32
+
+
+def seal(data: bytes) -> bytes:
+    """The bytes written for ``data``: magic, version, checksum, content."""
+    return MAGIC + bytes([FORMAT_VERSION]) + hashlib.sha256(data).digest() + data
+
+
+def unseal(blob: bytes, where: str) -> bytes:
+    """The content of a file written by ``seal`` (or a legacy file, as it is)."""
+    if not blob.startswith(MAGIC):
+        return blob
+    if len(blob) < HEADER:
+        raise StateFileError(f"state file {where} is truncated; restore it or remove it")
+    version = blob[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise StateFileError(
+            f"state file {where} has format version {version}; this router reads "
+            f"version {FORMAT_VERSION} (written by a newer meshrouter?)"
+        )
+    data = blob[HEADER:]
+    if hashlib.sha256(data).digest() != blob[len(MAGIC) + 1 : HEADER]:
+        raise StateFileError(
+            f"state file {where} is corrupt (checksum mismatch); restore it from a "
+            "backup or remove it to start without that state"
+        )
+    return data
 
 
 class Storage(Protocol):
@@ -80,7 +117,7 @@ class FileStorage:
         _check_key(key)
         path = self.directory / key
         try:
-            return path.read_bytes()
+            return unseal(path.read_bytes(), str(path))
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -89,7 +126,7 @@ class FileStorage:
     def save(self, key: str, data: bytes) -> None:
         _check_key(key)
         try:
-            atomic_write(self.directory / key, data)
+            atomic_write(self.directory / key, seal(data))
         except OSError as exc:
             raise StateFileError(
                 f"cannot write state file {self.directory / key}: {exc.strerror}"

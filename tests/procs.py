@@ -41,7 +41,12 @@ class RouterProcess:
         return httpx.get(f"http://{self.api}{path}", timeout=5).json()
 
     def post(self, path: str, body: Any) -> httpx.Response:
-        return httpx.post(f"http://{self.api}{path}", json=body, timeout=5)
+        return httpx.post(
+            f"http://{self.api}{path}",
+            content=b"" if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -64,7 +69,9 @@ class RouterFleet:
         *,
         password: str | None = None,
         extra: list[str] = [],  # noqa: B006 - read only
+        nofile: int | None = None,
     ) -> RouterProcess:
+        """Start a router; ``nofile`` lowers its open-file limit (``ulimit -n``)."""
         data_dir = self.tmp / nickname
         log_path = self.tmp / f"{nickname}.log"
         args = [
@@ -99,7 +106,13 @@ class RouterFleet:
         env.pop("MESHROUTER_PASSWORD", None)
         (data_dir / ADDRESSES_FILE).unlink(missing_ok=True)
         with log_path.open("wb") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=None if nofile is None else _limit_files(nofile),
+            )
         router = RouterProcess(nickname, "", "", data_dir, process, log_path)
         self.routers.append(router)
         addresses: dict[str, Any] = {}
@@ -123,6 +136,15 @@ class RouterFleet:
             except subprocess.TimeoutExpired:
                 os.kill(router.process.pid, signal.SIGKILL)
                 router.process.wait(timeout=10)
+
+
+def _limit_files(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 def read_addresses(router: RouterProcess) -> dict[str, Any]:

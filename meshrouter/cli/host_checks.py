@@ -129,3 +129,18 @@ def check_ipalloc_range(settings: IpamSettings) -> None:
             "containers would shadow (or be shadowed by) that network. Choose another range "
             "with --ipalloc-range"
         )
+
+
+DESCRIPTOR_RESERVE = 64
+
+
+def mesh_socket_budget() -> int | None:
+    """How many mesh sockets the router may hold: the open-file limit minus a
+    reserve (at least 64, or an eighth of the limit) for its state files, its
+    API, OVS tools and DNS, so unauthenticated connections can never starve them."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(8, soft - max(DESCRIPTOR_RESERVE, soft // 8))

@@ -27,6 +27,7 @@ from meshrouter.cli.api_call import fail
 from meshrouter.cli.host_checks import (
     check_ipalloc_range,
     default_data_dir,
+    mesh_socket_budget,
     open_data_dir,
     read_password,
     resolve_peer_name,
@@ -212,6 +213,7 @@ def launch_peer(
                 conn_limit=conn_limit,
                 initial_peers=initial,
                 discovery=not no_discovery,
+                max_sockets=mesh_socket_budget(),
             ),
             timing=TimingSettings(
                 heartbeat_interval=heartbeat_interval,

@@ -17,7 +17,12 @@ from typing import Any
 
 import trio
 
-from meshrouter.errors import InvalidRequestError, IpamUnavailableError, NotFoundError
+from meshrouter.errors import (
+    InvalidRequestError,
+    IpamUnavailableError,
+    NotFoundError,
+    StateFileError,
+)
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.core import IpamCore
 from meshrouter.ipam.founding import FoundingMode
@@ -59,6 +64,7 @@ class IpamService(ServiceBase):
         self._wakeup = trio.Event()
         self._changed = trio.Event()
         self._ring_saved_at = -1e18
+        self._unsaved_broadcast: Any = None
 
     def attach(self, context: ServiceContext) -> None:
         super().attach(context)
@@ -110,8 +116,15 @@ class IpamService(ServiceBase):
         self._changed.set()
         self._changed = trio.Event()
 
-    def flush(self, *, urgent: bool = False) -> None:
-        state = self.core.take_broadcast()
+    def flush(self, *, urgent: bool = False) -> str | None:
+        """Send the core's output, writing the state file first where needed.
+
+        Returns None when everything owed to disk is there, else why the write
+        failed: the router keeps running, our edits wait (not broadcast) and the
+        next step retries the write.
+        """
+        state = self.core.take_broadcast() or self._unsaved_broadcast
+        self._unsaved_broadcast = None
         for dst, payload in self.core.take_unicasts():
             if not self.gossip.send_unicast(CHANNEL, dst, payload):
                 log.info("%s: no route to %s for an IPAM request", self.label,
@@ -121,12 +134,20 @@ class IpamService(ServiceBase):
             # Ring merges from gossip are saved at most once per RING_SAVE_DELAY
             # (a later tick saves the rest): they can be learned again.
             if urgent or state is not None or now - self._ring_saved_at >= RING_SAVE_DELAY:
-                self.save()
+                try:
+                    self.save()
+                except StateFileError as exc:
+                    log.error("%s: %s; will retry", self.label, exc)
+                    # Written before it leaves: a peer never learns of an edit
+                    # we might forget, so the broadcast waits for the write.
+                    self._unsaved_broadcast = state
+                    return str(exc)
         if state is not None:
-            # Written before it leaves: a peer never learns of an edit we forget.
             self.gossip.originate_broadcast(CHANNEL, state)
+        return None
 
     def save(self) -> None:
+        """Write the state file (raises StateFileError when the disk refuses)."""
         self.storage.save(STATE_KEY, self.core.dump())
         self.core.dirty = False
         self._ring_saved_at = trio.current_time()
@@ -139,8 +160,14 @@ class IpamService(ServiceBase):
             first = True
             while True:
                 address = attempt()
-                self.flush(urgent=True)
+                unsaved = self.flush(urgent=True)
                 if address is not None:
+                    if unsaved is not None:
+                        # Never answer an address that is not on disk; the
+                        # container keeps it in memory and gets it on retry.
+                        raise IpamUnavailableError(
+                            f"address for {container} not answered: {unsaved}"
+                        )
                     return address
                 if first:
                     # Let the loop act on the new request (found, extend, ask)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from meshrouter.config import RouterConfig
 from meshrouter.dialing.admission import Duplicate, duplicate_decision, eviction_candidate
 from meshrouter.dialing.discovery_policy import discovered_targets
+from meshrouter.dialing.inbound_limits import InboundLimits, inbound_refusal
 from meshrouter.dialing.targets import TargetTable
 from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
@@ -117,6 +118,11 @@ class Router:
         self.gossip.set_routes(CurrentRoutes(self.topology))
         self.targets = TargetTable(config.timing.backoff)
         self.direct_peers = DirectPeers(self.storage, self.targets)
+        self.inbound_limits = InboundLimits(
+            max_pending=config.mesh.max_inbound_handshakes or config.mesh.conn_limit,
+            per_source=config.mesh.max_handshakes_per_source,
+            max_sockets=config.mesh.max_sockets,
+        )
         self.throttle = TokenBucket(config.mesh.accept_burst, config.mesh.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
         self.transient: dict[PeerName, PeerConnection] = {}
@@ -286,27 +292,42 @@ class Router:
     # ------------------------------------------------------------------ accepting
 
     async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
-        inbound_pending = sum(1 for p in self.handshaking if not p.outbound) + len(self.transient)
-        if inbound_pending >= self.config.mesh.conn_limit:
-            self.refusals.append(
-                Refusal(
-                    remote_address,
-                    None,
-                    "too many inbound handshakes in progress",
-                    trio.current_time(),
-                )
-            )
+        """Admit an unauthenticated connection within the inbound limits; the
+        handshake deadline covers the wait for the accept throttle too."""
+        refused = inbound_refusal(
+            remote_address,
+            pending=[p.address for p in self.handshaking if not p.outbound]
+            + [c.address for c in self.transient.values()],
+            open_sockets=len(self.connections) + len(self.handshaking) + len(self.transient),
+            limits=self.inbound_limits,
+        )
+        if refused is not None:
+            self.refusals.append(Refusal(remote_address, None, refused, trio.current_time()))
             await trio.aclose_forcefully(stream)
             return
-        try:
-            while not self.throttle.try_take(trio.current_time()):  # noqa: ASYNC110
-                await trio.sleep(self.throttle.wait_time(trio.current_time()))
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
         pending = Handshaking(remote_address, outbound=False)
         self.handshaking.add(pending)
-        await self._run_stream(stream, remote_address, outbound=False, target=None, pending=pending)
+        deadline = trio.current_time() + self.config.timing.handshake_timeout
+        try:
+            with trio.move_on_at(deadline):
+                while not self.throttle.try_take(trio.current_time()):  # noqa: ASYNC110
+                    await trio.sleep(self.throttle.wait_time(trio.current_time()))
+        except BaseException:
+            self.handshaking.discard(pending)
+            await trio.aclose_forcefully(stream)
+            raise
+        if trio.current_time() >= deadline:
+            self.handshaking.discard(pending)
+            self.refusals.append(Refusal(
+                remote_address, None,
+                f"handshake not completed within {self.config.timing.handshake_timeout:g}s "
+                "(still waiting for the accept throttle)", trio.current_time()))
+            await trio.aclose_forcefully(stream)
+            return
+        await self._run_stream(
+            stream, remote_address, outbound=False, target=None, pending=pending,
+            deadline=deadline,
+        )
 
     # ------------------------------------------------------------------ one connection
 
@@ -321,7 +342,9 @@ class Router:
             cluster_id=self.cluster_id,
         )
 
-    async def _handshake(self, stream: trio.abc.Stream, local: Identity) -> HandshakeResult:
+    async def _handshake(
+        self, stream: trio.abc.Stream, local: Identity, deadline: float | None
+    ) -> HandshakeResult:
         handshake = Handshake(
             HandshakeConfig(
                 identity=local,
@@ -330,7 +353,10 @@ class Router:
                 max_frame=self.config.mesh.max_frame,
             )
         )
-        return await run_handshake(stream, handshake, self.config.timing.handshake_timeout)
+        limit = self.config.timing.handshake_timeout
+        if deadline is not None:
+            limit = max(0.0, deadline - trio.current_time())
+        return await run_handshake(stream, handshake, limit)
 
     async def _run_stream(
         self,
@@ -340,13 +366,14 @@ class Router:
         outbound: bool,
         target: str | None,
         pending: Handshaking,
+        deadline: float | None = None,
     ) -> None:
         """Handshake, register, run, unregister -- the whole life of one connection."""
         conn: PeerConnection | None = None
         try:
             try:
                 local = self._local_identity()
-                result = await self._handshake(stream, local)
+                result = await self._handshake(stream, local, deadline)
                 conn = self._make_connection(stream, local, result, outbound, address, target)
                 self.handshaking.discard(pending)
                 self._register(conn)
