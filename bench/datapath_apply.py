@@ -94,13 +94,16 @@ async def measure(dp: OvsDatapath, n_flows: int, reps: int, env: dict[str, str])
     assert dp.health().ok, dp.health().reason
 
     full, delta_add, delta_del, fresh, render = [], [], [], [], []
+    delta_cpu: list[float] = []
     for _ in range(reps):
         t = time.perf_counter()
         await dp.resync()
         full.append(time.perf_counter() - t)
         t = time.perf_counter()
+        cpu = time.process_time()
         await dp.apply(plus_one)
         delta_add.append(time.perf_counter() - t)
+        delta_cpu.append(time.process_time() - cpu)
         assert dp.last_apply["flow_mods"] == 2, dp.last_apply
         t = time.perf_counter()
         await dp.apply(base)
@@ -123,6 +126,7 @@ async def measure(dp: OvsDatapath, n_flows: int, reps: int, env: dict[str, str])
         (f"full apply (dump + replace-flows), {n_flows} flows", full),
         ("delta: one endpoint added, same objects (2 flow_mods)", delta_add),
         ("delta: one endpoint removed, same objects (2 flow_mods)", delta_del),
+        ("  delta: CPU of the router process (Python side, not ovs-ofctl)", delta_cpu),
         (f"delta: one endpoint added, all {n_flows} flows new objects", fresh),
         (f"  Python: render {n_flows} new Flow objects", render),
         (f"  bare ovs-ofctl --bundle replace-flows, {n_flows} flows", raw_replace),

@@ -42,7 +42,7 @@ def _mesh(routers: list[RouterProcess]) -> bool:
 def _allocate(client: httpx.Client, router: RouterProcess, container: str,
               wait: float) -> tuple[str | None, str]:
     response = client.post(f"http://{router.api}/ip/{container}?wait={wait:g}",
-                           timeout=wait + 30)
+                           headers={"Content-Type": "application/json"}, timeout=wait + 30)
     try:
         body = response.json()
     except ValueError:

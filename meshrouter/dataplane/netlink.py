@@ -103,7 +103,7 @@ def entered(netns_path: str | None) -> Iterator[None]:
         os.close(own)
 
 
-def _run_in_fresh_thread(netns_path: str, fn: Callable[[], T]) -> T:
+def _run_in_fresh_thread(netns_path: str | None, fn: Callable[[], T]) -> T:
     box: dict[str, Any] = {}
 
     def body() -> None:
@@ -122,9 +122,11 @@ def _run_in_fresh_thread(netns_path: str, fn: Callable[[], T]) -> T:
 
 
 async def in_netns(netns_path: str | None, fn: Callable[[], T]) -> T:
-    """Run the blocking ``fn`` in ``netns_path`` (``None``: ours) off the trio thread."""
-    if netns_path is None:
-        return await trio.to_thread.run_sync(fn)
+    """Run the blocking ``fn`` in ``netns_path`` (``None``: ours) off the trio thread.
+
+    Always in a fresh thread, even for our own namespace: ``fn`` may enter a
+    container's namespace itself, and a pooled worker must never be left in one
+    if restoring failed."""
     return await trio.to_thread.run_sync(_run_in_fresh_thread, netns_path, fn)
 
 

@@ -70,27 +70,33 @@ class RenderCache:
         self._entries: dict[int, tuple[OfctlFlow, str, str]] = {}
         self.hits = 0
 
+    @staticmethod
+    def _render(flow: OfctlFlow) -> tuple[OfctlFlow, str, str]:
+        line = flow.to_ofctl()
+        if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
+            raise InvalidRequestError(f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
+        return (flow, flow.match_text(), line)
+
     def table(self, flows: Iterable[OfctlFlow]) -> dict[str, str]:
         """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
         second flow_mod and two different flows with the same match."""
-        old = self._entries
+        old_get = self._entries.get
         new: dict[int, tuple[OfctlFlow, str, str]] = {}
         table: dict[str, str] = {}
-        hits = 0
-        for flow in flows:
-            entry = old.get(id(flow))
+        put = table.setdefault
+        misses = 0
+        for flow in flows:  # the hot loop of every apply: kept lean on purpose
+            fid = id(flow)
+            entry = old_get(fid)
             if entry is None or entry[0] is not flow:
-                line = flow.to_ofctl()
-                if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
-                    raise InvalidRequestError(
-                        f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
-                entry = (flow, flow.match_text(), line)
-            else:
-                hits += 1
-            new[id(flow)] = entry
-            previous = table.setdefault(entry[1], entry[2])
-            if previous is not entry[2] and previous != entry[2]:
+                entry = self._render(flow)
+                misses += 1
+            new[fid] = entry
+            line = entry[2]
+            previous = put(entry[1], line)
+            if previous is not line and previous != line:
                 raise InvalidRequestError(f"two different flows with the same match: {entry[1]}")
+        hits = len(new) - misses
         self._entries = new
         self.hits = hits
         return table
