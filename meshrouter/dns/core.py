@@ -111,6 +111,10 @@ class DnsCore:
         else:
             self._outbox.merge(delta)
 
+    @property
+    def has_broadcast(self) -> bool:
+        return self._outbox is not None
+
     def take_broadcast(self) -> DnsRecords | None:
         """Our own changes since the last call, for the shell to broadcast."""
         out, self._outbox = self._outbox, None

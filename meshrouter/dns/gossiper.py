@@ -4,8 +4,8 @@ The gossip core moves bytes; this adapter decodes them into ``DnsRecords`` and
 merges them through ``DnsCore``, whose delta (only what was new) is what the
 core relays.  Gossip and broadcast are handled alike, since the merge is
 idempotent.  Digests come in two steps (``digest.py``).  The channel sends no
-unicasts.  ``on_change`` lets the shell react at once -- broadcast a re-asserted
-record of ours, wake the server's view -- instead of at its next tick.
+unicasts.  ``on_change`` lets the shell broadcast a re-asserted record of ours
+at once instead of at its next tick.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ class DnsGossiper:
 
     def on_gossip(self, src: PeerName, data: DnsRecords) -> DnsRecords | None:
         delta = self.core.receive(data)
-        if self._on_change is not None and (delta is not None or self.core.dirty):
-            self._on_change()
+        if self._on_change is not None and self.core.has_broadcast:
+            self._on_change()  # a re-asserted record of ours is waiting to go out
         return delta
 
     def on_broadcast(self, src: PeerName, data: DnsRecords) -> DnsRecords | None:

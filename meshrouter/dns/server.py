@@ -64,10 +64,10 @@ class UpstreamSource:
     (at most every 5 s, as Weave) minus our own addresses."""
 
     def __init__(self, explicit: list[Endpoint], resolv_conf: str | None,
-                 skip: Callable[[], set[Endpoint]]) -> None:
+                 is_self: Callable[[Endpoint], bool]) -> None:
         self.explicit = explicit
         self.resolv_conf = resolv_conf
-        self.skip = skip
+        self.is_self = is_self
         self._cached: list[Endpoint] = []
         self._checked_at = -1e18
         self.error = ""
@@ -85,7 +85,7 @@ class UpstreamSource:
             self._checked_at = now
             try:
                 text = await trio.Path(self.resolv_conf).read_text()
-                self._cached = parse_resolv_conf(text, skip=self.skip())
+                self._cached = parse_resolv_conf(text, is_self=self.is_self)
                 self.error = "" if self._cached else f"no usable nameserver in {self.resolv_conf}"
             except (OSError, UnicodeError) as exc:
                 self.error = f"cannot read {self.resolv_conf}: {exc}"

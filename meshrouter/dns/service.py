@@ -36,7 +36,7 @@ from .names import format_ipv4, parse_ipv4, qualify
 from .records import RecordKey
 from .resolver import Answer, Resolver
 from .server import DnsServer, DnsStats, UpstreamSource
-from .settings import DnsSettings, Endpoint, parse_endpoint, self_endpoints
+from .settings import DnsSettings, Endpoint, is_self, parse_endpoint
 from .view import NameView
 
 log = logging.getLogger(__name__)
@@ -111,11 +111,11 @@ class DnsService(ServiceBase):
         self.client_filter.set_local_addresses(addresses)
         explicit = [parse_endpoint(u, 53, what="--dns-upstream") for u in self.settings.upstreams]
 
-        def skip() -> set[Endpoint]:
-            return self_endpoints(self.server.bound if self.server and self.server.bound
-                                  else listen, addresses)
+        def ourselves(endpoint: Endpoint) -> bool:
+            bound = self.server.bound if self.server and self.server.bound else listen
+            return is_self(endpoint, bound, addresses)
 
-        self._upstreams = UpstreamSource(explicit, self.settings.resolv_conf, skip)
+        self._upstreams = UpstreamSource(explicit, self.settings.resolv_conf, ourselves)
         self.server = DnsServer(
             self.resolver, self.view, self.context.rng, listen=listen,
             upstreams=self._upstreams.current, timeout=self.settings.upstream_timeout,

@@ -9,6 +9,7 @@ so it is tested without files or sockets; the server only reads files.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshrouter.errors import ConfigError, InvalidRequestError
@@ -103,9 +104,10 @@ def parse_endpoint(text: str, default_port: int, *, what: str,
     return str(ip), port
 
 
-def parse_resolv_conf(text: str, *, skip: set[Endpoint] | None = None) -> list[Endpoint]:
-    """The ``nameserver`` entries of a resolv.conf, in order, minus ``skip``
-    (ourselves: forwarding to ourselves would loop) and unparsable lines."""
+def parse_resolv_conf(text: str, *,
+                      is_self: Callable[[Endpoint], bool] | None = None) -> list[Endpoint]:
+    """The ``nameserver`` entries of a resolv.conf, in order, minus ourselves
+    (``is_self``: forwarding to ourselves would loop) and unparsable lines."""
     found: list[Endpoint] = []
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split(";", 1)[0].split()
@@ -115,7 +117,7 @@ def parse_resolv_conf(text: str, *, skip: set[Endpoint] | None = None) -> list[E
             endpoint = str(ipaddress.ip_address(fields[1].split("%", 1)[0])), DEFAULT_PORT
         except ValueError:
             continue
-        if endpoint in (skip or set()) or endpoint in found:
+        if (is_self is not None and is_self(endpoint)) or endpoint in found:
             continue
         found.append(endpoint)
         if len(found) == MAX_UPSTREAMS:
@@ -123,9 +125,15 @@ def parse_resolv_conf(text: str, *, skip: set[Endpoint] | None = None) -> list[E
     return found
 
 
-def self_endpoints(listen: Endpoint, local_addresses: set[str]) -> set[Endpoint]:
-    """Every address a nameserver line could use to reach us."""
-    host, port = listen
-    if ipaddress.ip_address(host).is_unspecified:
-        return {(a, port) for a in local_addresses | {"127.0.0.1", "::1"}}
-    return {(host, port)}
+def is_self(endpoint: Endpoint, listen: Endpoint, local_addresses: set[str]) -> bool:
+    """Would a query to ``endpoint`` reach our own server listening on ``listen``?
+
+    Listening on a wildcard address, any loopback or local address with our
+    port is us (e.g. a stale ``nameserver 127.0.0.53``)."""
+    host, port = endpoint
+    if port != listen[1]:
+        return False
+    ip = ipaddress.ip_address(host)
+    if ipaddress.ip_address(listen[0]).is_unspecified:
+        return ip.is_loopback or ip.is_unspecified or host in local_addresses
+    return ip == ipaddress.ip_address(listen[0])

@@ -10,12 +10,13 @@ import dns.message
 import dns.query
 import pytest
 import trio
+import trio.testing
 
 from meshrouter.dns.core import DnsCore
 from meshrouter.dns.gossiper import CHANNEL
 from meshrouter.dns.records import DnsRecords, RecordKey
 from meshrouter.dns.service import STATE_KEY, DnsService
-from meshrouter.dns.settings import DnsSettings, parse_endpoint, parse_resolv_conf, self_endpoints
+from meshrouter.dns.settings import DnsSettings, is_self, parse_endpoint, parse_resolv_conf
 from meshrouter.errors import ConfigError, InvalidRequestError, NotFoundError
 from meshrouter.gossip.core import GossipCore
 from meshrouter.names import PeerName
@@ -219,7 +220,32 @@ nameserver not-an-ip
 nameserver 10.0.0.2
 options ndots:5
 """
-    skip = self_endpoints(("0.0.0.0", 53), {"10.1.1.1"})
-    assert parse_resolv_conf(text, skip=skip) == [("10.0.0.2", 53), ("fe80::1", 53)]
+    wildcard = lambda e: is_self(e, ("0.0.0.0", 53), {"10.0.0.2"})  # noqa: E731
+    assert parse_resolv_conf(text, is_self=wildcard) == [("fe80::1", 53)]
     assert parse_resolv_conf(text) == [("127.0.0.1", 53), ("10.0.0.2", 53), ("fe80::1", 53)]
-    assert self_endpoints(("127.0.0.1", 5353), set()) == {("127.0.0.1", 5353)}
+    assert is_self(("127.0.0.53", 53), ("0.0.0.0", 53), set())
+    assert not is_self(("127.0.0.53", 53), ("0.0.0.0", 5353), set())
+    assert is_self(("127.0.0.1", 5353), ("127.0.0.1", 5353), set())
+    assert not is_self(("127.0.0.2", 5353), ("127.0.0.1", 5353), set())
+
+
+def test_upstreams_are_read_from_resolv_conf_and_reread_after_it_changes(tmp_path: Any) -> None:
+    from meshrouter.dns.server import UpstreamSource
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 10.0.0.2\nnameserver 127.0.0.1\n")
+
+    async def main() -> None:
+        source = UpstreamSource([], str(conf), lambda e: e[0] == "127.0.0.1")
+        assert await source.current() == [("10.0.0.2", 53)]
+        conf.write_text("nameserver 10.0.0.3\n")
+        assert await source.current() == [("10.0.0.2", 53)]  # re-read at most every 5 s
+        await trio.sleep(5)
+        assert await source.current() == [("10.0.0.3", 53)]
+        conf.unlink()
+        await trio.sleep(5)
+        assert await source.current() == [("10.0.0.3", 53)] and "cannot read" in source.error
+        given = UpstreamSource([("10.9.9.9", 5353)], str(conf), lambda e: False)
+        assert await given.current() == [("10.9.9.9", 5353)]
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
