@@ -12,18 +12,14 @@ line matches its command's own help and that every path resolves.
 from __future__ import annotations
 
 import importlib
-import logging
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import click
-
-log = logging.getLogger("meshrouter")
 
 PLUGIN_GROUP = "meshrouter.commands"
 
 
-@dataclass(frozen=True)
-class LazyCommand:
+class LazyCommand(NamedTuple):
     """Where a command lives (``"package.module:attribute"``, or ``".module:attribute"``
     inside ``meshrouter.cli``) and the help line ``meshrouter --help`` shows for it."""
 
@@ -102,7 +98,9 @@ def _plugin_command(name: str) -> click.Command | None:
         try:
             command = entry.load()
         except Exception as exc:  # a broken plugin must not break the CLI
-            log.debug("plugin command %s unavailable: %s", name, exc)
+            import logging
+
+            logging.getLogger("meshrouter").debug("plugin command %s unavailable: %s", name, exc)
             return None
         if isinstance(command, click.Command):
             return command
