@@ -17,6 +17,12 @@ from __future__ import annotations
 from meshrouter.errors import ConfigError, FrameTooLargeError
 
 FRAME_HEADER_SIZE = 4
+# The default cap is sized to the largest legitimate message: the topology
+# answer to a newcomer carries every peer record at once, and for 1,000 peers
+# at the default limit of 200 connections it measures 6.2 MiB with IPv4
+# addresses (about 1.0 million decoded objects, see codec.DEFAULT_MAX_OBJECTS);
+# 10 MiB leaves room for long nicknames and IPv6 addresses.  Meshes beyond that
+# need a larger --max-frame (and a newcomer's first answer then takes longer).
 DEFAULT_MAX_FRAME = 10 * 1024 * 1024
 LARGEST_ENCODABLE_FRAME = (1 << (8 * FRAME_HEADER_SIZE)) - 1
 

@@ -5,6 +5,13 @@ a small integer tag, as in Weave (0 heartbeat, 4 gossip, 5 unicast, 6 broadcast)
 tag 7 is our anti-entropy digest, which Weave lacks and which keeps periodic
 gossip O(N) instead of O(N^2).  Decoding validates every field's type and size
 and raises only ``MalformedMessageError``.
+
+The envelope's schema is applied while decoding, not after: a message is an
+array of at most ``MAX_FIELDS`` scalars, so the array header and each field's
+first byte are checked before anything is built (``codec.unpack_scalars``).  A
+frame full of nested maps is refused at its second byte instead of being
+decoded into millions of objects first.  Strings must be valid UTF-8 (refused,
+never replaced).  Payloads stay opaque bytes here; each channel decodes its own.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshrouter.codec import DEFAULT_MAX_SIZE, expect, pack, unpack
+from meshrouter.codec import DEFAULT_MAX_SIZE, expect, pack, unpack_scalars
 from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName, check_peer_name
 
@@ -26,6 +33,9 @@ TAG_GOODBYE = 8
 MAX_GOODBYE_REASON = 512
 
 MAX_CHANNEL_NAME = 64
+MAX_FIELDS = 5
+# Longest string field in encoded bytes: the goodbye reason, 4 bytes per character at most.
+MAX_STRING_BYTES = 4 * MAX_GOODBYE_REASON
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +119,23 @@ def _channel(value: Any) -> str:
 
 def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     """Decode one frame body; raises MalformedMessageError on anything invalid."""
-    fields = unpack(body, max_size=max_size)
-    if not isinstance(fields, list) or not fields:
-        raise MalformedMessageError("message is not a non-empty array")
+    fields = unpack_scalars(
+        body,
+        what="message",
+        max_size=max_size,
+        max_items=MAX_FIELDS,
+        max_str_len=MAX_STRING_BYTES,
+        max_bin_len=max_size,
+    )
+    if not fields:
+        raise MalformedMessageError("message is an empty array")
     tag = fields[0]
     arity = {
         TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5,
         TAG_GOODBYE: 2,
     }
     if not isinstance(tag, int) or isinstance(tag, bool) or tag not in arity:
-        raise MalformedMessageError(f"unknown message tag {tag!r}")
+        raise MalformedMessageError(f"unknown message tag {tag!r:.40}")
     if len(fields) != arity[tag]:
         raise MalformedMessageError(
             f"message tag {tag} has {len(fields)} fields, expected {arity[tag]}"

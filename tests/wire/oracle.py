@@ -32,7 +32,7 @@ A24 = 121665
 
 
 def mp(value: Any) -> bytes:
-    """msgpack encoding of ``value`` (None, bool, int, str, bytes, list, dict)."""
+    """msgpack encoding of ``value`` (None, bool, int, float, str, bytes, list, dict)."""
     if value is None:
         return b"\xc0"
     if value is True:
@@ -54,6 +54,8 @@ def mp(value: Any) -> bytes:
             if value >= -(1 << (bits - 1)):
                 return bytes([tag]) + struct.pack(fmt, value)
         raise ValueError("integer out of msgpack range")
+    if isinstance(value, float):
+        return b"\xcb" + struct.pack(">d", value)
     if isinstance(value, str):
         raw = value.encode("utf-8")
         n = len(raw)

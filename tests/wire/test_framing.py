@@ -114,3 +114,14 @@ def test_arbitrary_bytes_only_raise_frame_too_large_and_stay_bounded(
             assert decoder.buffered <= FRAME_HEADER_SIZE + 64
     except FrameTooLargeError as exc:
         assert isinstance(exc, ProtocolError)
+
+
+def test_pending_names_the_incomplete_frame() -> None:
+    decoder = FrameDecoder()
+    assert decoder.pending is None
+    decoder.feed(b"\x00\x00")
+    assert decoder.pending == (2, None)  # header incomplete
+    decoder.feed(b"\x00\x0aabc")
+    assert decoder.pending == (4 + 3, 4 + 10)  # 3 of 10 body bytes, header counted
+    assert decoder.feed(b"defghij") == [b"abcdefghij"]
+    assert decoder.pending is None
