@@ -222,8 +222,10 @@ class Lab:
         return host
 
     def add_container(self, host: Host) -> Container:
-        letter = "abcdefghijklmnop"[len(host.containers)]
-        name = f"c{host.index}{letter}"
+        i = len(host.containers)
+        if i > 200:
+            raise ValueError("at most 200 containers per lab host")
+        name = f"c{host.index}{chr(97 + i)}" if i < 26 else f"c{host.index}n{i}"
         ns = f"{self.prefix}{name}"
         self._netns_add(ns)
         n = len(host.containers) + 2

@@ -164,7 +164,7 @@ def build_flows(inputs: FlowInputs) -> FlowTable:
             out.append(_arp_responder(p.mac, p.ip, c))
 
     remote = sorted((e for e in inputs.endpoints
-                     if e.owner != local and not e.tombstone
+                     if e.owner != local and not e.tombstone and e.owner in reachable
                      and e.owner in ids),
                     key=lambda e: e.key)
     for e in remote:

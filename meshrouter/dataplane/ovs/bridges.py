@@ -79,32 +79,40 @@ async def setup_integration(tools: OvsTools, s: OvsSettings, dp_type: str) -> No
 
 
 async def add_port_with_io(
-    tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str]
-) -> str:
+    tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str],
+    *, fresh: bool = False,
+) -> tuple[str, dict[str, Any]]:
     """Add ``ifname`` (with ``extra`` interface settings) on AF_XDP when asked and it
-    works, else AF_PACKET; returns which.  The mode is set at creation only."""
-    existing = await interface(tools, ifname)
-    if existing is not None and existing.get("ofport", -1) not in (-1, None, []):
-        return "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
-    if existing is not None:
-        await tools.vsctl("--if-exists", "del-port", ifname)
+    works, else AF_PACKET; returns which, and the interface's row.
+
+    The mode is set at creation only: a working port is kept as it is unless
+    ``fresh`` (its device was just made, so any row is stale and is replaced in
+    the same transaction).  Two tool calls in the usual case: add, then read back
+    ``ofport`` (vswitchd fills it in after the commit).
+    """
+    if not fresh:
+        existing = await interface(tools, ifname)
+        if existing is not None and existing.get("ofport", -1) not in (-1, None, []):
+            io = "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
+            return io, existing
     if port_io in AFXDP_TYPE:
         try:
             await tools.vsctl(
-                "add-port", bridge, ifname, "--", "set", "interface", ifname,
+                "--if-exists", "del-port", ifname, "--", "add-port", bridge, ifname,
+                "--", "set", "interface", ifname,
                 f"type={AFXDP_TYPE[port_io]}", "options:xdp-mode=generic", *extra,
             )
             row = await interface(tools, ifname)
             if row is not None and isinstance(row.get("ofport"), int) and row["ofport"] > 0:
-                return "afxdp"
+                return "afxdp", row
             log.warning("AF_XDP port %s failed (%s); using AF_PACKET",
                         ifname, row.get("error") if row else "gone")
         except OvsToolError as exc:
             log.warning("AF_XDP port %s refused (%s); using AF_PACKET", ifname, exc)
-        await tools.vsctl("--if-exists", "del-port", ifname)
     args = ["--", "set", "interface", ifname, *extra] if extra else []
-    await tools.vsctl("add-port", bridge, ifname, *args)
-    return "afpacket"
+    await tools.vsctl("--if-exists", "del-port", ifname, "--", "add-port", bridge, ifname, *args)
+    row = await interface(tools, ifname)
+    return "afpacket", row or {}
 
 
 class UnderlayBridge:
@@ -158,7 +166,7 @@ class UnderlayBridge:
         if not self.state_file.exists():
             s.ovs_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.state_file, json.dumps(underlay.to_json()).encode())
-        self.io = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [])
+        self.io, _ = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [])
         await netlink.in_netns(
             self.netns_path, lambda: netlink.move_addresses(underlay, underlay.dev, s.phy_bridge)
         )

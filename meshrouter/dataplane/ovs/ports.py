@@ -92,13 +92,11 @@ async def attach(
         f"external_ids:meshrouter-mtu={mtu}",
     ]
     try:
-        io = await add_port_with_io(tools, bridge, host, port_io, extra)
-        rows = parse_json_table(await tools.vsctl(
-            "--format=json", "--columns=ofport,error", "find", "Interface", f"name={host}"))
-        got = rows[0].get("ofport") if rows else None
+        io, row = await add_port_with_io(tools, bridge, host, port_io, extra, fresh=created)
+        got = row.get("ofport")
         if got != ofport:
-            error = rows[0].get("error") if rows else "missing"
-            raise UnavailableError(f"port {host} did not get ofport {ofport} ({got}): {error}")
+            raise UnavailableError(
+                f"port {host} did not get ofport {ofport} ({got}): {row.get('error') or 'missing'}")
     except BaseException:
         await _undo(tools, host, switch_netns, created)
         raise
