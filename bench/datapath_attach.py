@@ -6,7 +6,7 @@ both hosts (as the dataplane service would apply them), and the first
 successful ping from a container on host 2.  The control plane's gossip of the
 endpoint is not included.  Root and OVS needed.
 
-    python bench/datapath_attach.py [--attaches 20]
+    python bench/datapath_attach.py [--attaches 20] [--port-io auto|afxdp|afpacket]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--attaches", type=int, default=20)
+    parser.add_argument("--port-io", default="auto", choices=["auto", "afxdp", "afpacket"])
     args = parser.parse_args()
     reason = lab_skip_reason()
     if reason:
@@ -60,7 +61,8 @@ def main() -> None:
                                           "first ping": [], "total": []}
 
         async def run() -> None:
-            dps = [OvsDatapath(h.settings(verify_interval=30)) for h in (h1, h2)]
+            dps = [OvsDatapath(h.settings(verify_interval=30, port_io=args.port_io))
+                   for h in (h1, h2)]
             async with trio.open_nursery() as nursery:
                 for dp in dps:
                     await nursery.start(dp.run)
@@ -92,7 +94,8 @@ def main() -> None:
         lab.close()
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"| phase ({args.attaches} attaches, load average {load} on 2 cores) | p50 ms | "
+    print(f"| phase ({args.attaches} attaches, ports {args.port_io}, load average {load} on 2 "
+          "cores) | p50 ms | "
           "p95 ms | mean ms |")
     print("|---|---|---|---|")
     for name, values in phases.items():
