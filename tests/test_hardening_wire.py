@@ -1,17 +1,23 @@
 """Issue 15, wire and connection items: what an unauthenticated or broken peer can
-no longer do to one connection (liveness, items 2) -- on the real PeerConnection
-shell, over in-memory streams, in simulated time."""
+no longer do -- to one connection (liveness, item 2: the real PeerConnection
+shell over in-memory streams, in simulated time) and to a router process
+(decoding cost, items 7 and 9: a real ``meshrouter launch peer`` on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import trio
 import trio.testing
 
 from meshrouter.node.connection import PeerConnection
-from meshrouter.wire.messages import Heartbeat, Message
+from meshrouter.wire.framing import encode_frame
+from meshrouter.wire.handshake import Handshake
+from meshrouter.wire.messages import GossipMsg, Heartbeat, Message, encode_message
 from meshrouter.wire.session import Session
+from tests.procs import RouterFleet
 from tests.wire.support import PASSWORD, config, drive_ok, identity, identity_b
 
 INTERVAL = 1.0
@@ -148,3 +154,55 @@ def test_silence_is_a_plain_heartbeat_timeout() -> None:
         assert ended == TIMEOUT
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- a real router process ----------------------------------------------------------
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+def _junk_after_handshake(address: str, body: bytes) -> None:
+    """Complete a plaintext handshake as a made-up peer, then send one frame."""
+    host, port = address.rsplit(":", 1)
+    handshake = Handshake(config(identity(name=0x02_FF_FF_00_00_01, uid=77)))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(handshake.start())
+        while not handshake.done:
+            data = sock.recv(65536)
+            assert data, "the router closed the connection during the handshake"
+            reply = handshake.receive_data(data)
+            if reply:
+                sock.sendall(reply)
+        try:
+            sock.sendall(encode_frame(body))
+            while sock.recv(65536):  # until the router closes it
+                pass
+        except OSError:
+            pass  # reset: the router refused the frame before reading all of it
+
+
+def test_junk_frames_of_empty_maps_do_not_grow_a_router(tmp_path: Path) -> None:
+    """Issue 15 items 7 and 9: a client that completes a plaintext handshake and
+    sends 10 MiB frames of empty msgpack maps (as the message itself, and as a
+    topology payload) used to cost the router ~700 MiB of peak memory per frame.
+    Now the envelope is refused at its first field and the payload under the
+    object budget; the router stays up."""
+    maps = b"\x9a" + (b"\xdd" + (1_000_000).to_bytes(4, "big") + b"\x80" * 1_000_000) * 10
+    fleet = RouterFleet(tmp_path)
+    try:
+        router = fleet.launch("target")
+        before = _peak_rss_mib(router.process.pid)
+        _junk_after_handshake(router.listen, maps)
+        _junk_after_handshake(router.listen, encode_message(GossipMsg("topology", 1, maps)))
+        _junk_after_handshake(router.listen, maps)
+        assert router.get("/status")["name"], "the router still answers"
+        grown = _peak_rss_mib(router.process.pid) - before
+        print(f"peak RSS {before:.0f} MiB -> {before + grown:.0f} MiB")
+        assert grown < 250, f"peak RSS grew by {grown:.0f} MiB"
+    finally:
+        fleet.stop_all()
