@@ -42,7 +42,11 @@ def diff(old: Mapping[FlowKey, Flow] | Iterable[Flow],
     """The delta that turns table ``old`` into table ``new``."""
     before = old if isinstance(old, Mapping) else index(old)
     after = new if isinstance(new, Mapping) else index(new)
-    adds = [flow for key, flow in after.items() if before.get(key) != flow]
+    adds = []
+    for key, flow in after.items():
+        prior = before.get(key)
+        if prior is not flow and prior != flow:  # identity first: memoised flows are shared
+            adds.append(flow)
     deletes = [flow for key, flow in before.items() if key not in after]
     adds.sort(key=sort_key)
     deletes.sort(key=sort_key)
