@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.dns.settings import DnsSettings
 from meshrouter.errors import ConfigError
 from meshrouter.ipam.founding import FoundingMode, parse_founding
 from meshrouter.names import PeerName
@@ -110,6 +111,16 @@ class IpamSettings:
 
 
 @dataclass(frozen=True)
+class DataplaneSettings:
+    """Container attach and the flow table (``endpoints/service.py``)."""
+
+    ipam_wait: float = 30.0
+    """How long an attach waits for an address from IPAM."""
+    flow_delay: float = 0.02
+    """Changes arriving within this long of the first cost one flow-table computation."""
+
+
+@dataclass(frozen=True)
 class RouterConfig:
     """Everything a Router needs to know that is not an injected dependency,
     grouped by concern.  A feature that is off has no settings (``None``)."""
@@ -119,6 +130,8 @@ class RouterConfig:
     mesh: MeshSettings = field(default_factory=MeshSettings)
     timing: TimingSettings = field(default_factory=TimingSettings)
     ipam: IpamSettings | None = field(default_factory=IpamSettings)
+    dataplane: DataplaneSettings | None = None
+    dns: DnsSettings | None = None
 
     def __post_init__(self) -> None:
         if len(self.nickname) > 255:
@@ -140,7 +153,8 @@ class RouterConfig:
             "ipam_tick": "tick",
         }
         ipam = {ipam_keys[k]: v for k, v in settings.items() if k in ipam_keys}
-        unknown = set(settings) - mesh_names - timing_names - set(ipam_keys) - {"ipam"}
+        features = {"ipam", "dataplane", "dns"}
+        unknown = set(settings) - mesh_names - timing_names - set(ipam_keys) - features
         if unknown:
             raise ConfigError(f"unknown router settings: {', '.join(sorted(unknown))}")
         mesh_settings = MeshSettings(**mesh)
@@ -152,6 +166,8 @@ class RouterConfig:
             ipam=IpamSettings.parse(initial_peers=len(mesh_settings.initial_peers), **ipam)
             if settings.get("ipam", True)
             else None,
+            dataplane=settings.get("dataplane"),
+            dns=settings.get("dns"),
         )
 
 

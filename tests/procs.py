@@ -95,6 +95,11 @@ class RouterFleet:
             "--gossip-interval",
             "5",
             *([] if "--ipalloc-range" in extra else ["--ipalloc-range", TEST_RANGE]),
+            # On the test machine itself: no OVS (it would take over the host's
+            # underlay device), and DNS on a free loopback port only.
+            *([] if "--datapath" in extra else ["--datapath", "none"]),
+            *([] if "--dns-listen" in extra or "--no-dns" in extra
+              else ["--dns-listen", "127.0.0.1:0"]),
             *extra,
             *peers,
         ]

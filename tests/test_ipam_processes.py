@@ -111,13 +111,13 @@ def test_separate_clusters_refuse_each_other_and_an_empty_router_joins(
 
 def test_range_overlapping_a_host_route_is_refused(tmp_path: Path) -> None:
     result = run_cli(
-        "launch", "peer", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+        "launch", "peer", "--datapath", "none", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
         "--data-dir", str(tmp_path / "d"), "--ipalloc-range", "127.1.0.0/16",
     )
     assert result.returncode == 1
     assert "overlaps the host's route to 127.0.0.0/8" in result.stderr
     bad = run_cli(
-        "launch", "peer", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+        "launch", "peer", "--datapath", "none", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
         "--data-dir", str(tmp_path / "e"), "--ipalloc-init", "sometimes",
     )
     assert bad.returncode == 1 and "expected consensus[=N]" in bad.stderr
@@ -182,7 +182,7 @@ def test_corrupt_ipam_state_file_stops_the_router_with_a_clear_error(
     d.kill(signal.SIGTERM)
     (d.data_dir / "ipam").write_bytes(b"\x93garbage")
     result = run_cli(
-        "launch", "peer", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+        "launch", "peer", "--datapath", "none", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
         "--data-dir", str(d.data_dir), *_ipam(),
     )
     assert result.returncode == 1

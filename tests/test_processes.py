@@ -185,7 +185,12 @@ def test_api_and_cli_verbs(fleet: RouterFleet) -> None:
     assert response.status_code == 400 and "not a host name" in response.json()["error"]
     response = one.post("/connect", {"nope": 1})
     assert response.status_code == 400 and "peers" in response.json()["error"]
-    bad = httpx.post(f"http://{one.api}/connect", content=b"{not json", timeout=5)
+    bad = httpx.post(
+        f"http://{one.api}/connect",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
     assert bad.status_code == 400 and "JSON" in bad.json()["error"]
     missing = httpx.get(f"http://{one.api}/nowhere", timeout=5)
     assert missing.status_code == 404 and missing.json()["status"] == 404
@@ -300,7 +305,7 @@ def test_a_corrupt_direct_peers_file_stops_the_start_with_one_line(
     data_dir.mkdir()
     (data_dir / "direct-peers").write_bytes(content)
     result = run_cli(
-        "launch", "peer", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+        "launch", "peer", "--datapath", "none", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
         "--data-dir", str(data_dir), "--no-ipam", timeout=20,
     )
     assert result.returncode == 1, result.stderr
@@ -311,12 +316,18 @@ def test_a_corrupt_direct_peers_file_stops_the_start_with_one_line(
 
 
 def test_bad_launch_arguments_fail_with_one_clear_line(tmp_path: Path) -> None:
-    result = run_cli("launch", "peer", "--listen", "127.0.0.1:99999", "--data-dir", str(tmp_path))
+    result = run_cli(
+        "launch", "peer", "--datapath", "none", "--listen", "127.0.0.1:99999",
+        "--data-dir", str(tmp_path),
+    )
     assert result.returncode == 1
     assert "port must be a number" in result.stderr
     empty = tmp_path / "empty.pw"
     empty.write_text("\n")
-    result = run_cli("launch", "peer", "--password-file", str(empty), "--data-dir", str(tmp_path))
+    result = run_cli(
+        "launch", "peer", "--datapath", "none", "--password-file", str(empty),
+        "--data-dir", str(tmp_path),
+    )
     assert result.returncode == 1 and "is empty" in result.stderr
 
 
@@ -325,6 +336,8 @@ def test_port_in_use_fails_with_one_clear_line(fleet: RouterFleet, tmp_path: Pat
     result = run_cli(
         "launch",
         "peer",
+        "--datapath",
+        "none",
         "--listen",
         running.listen,
         "--api",

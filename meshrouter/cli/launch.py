@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import trio
@@ -31,6 +32,14 @@ from meshrouter.cli.host_checks import (
     open_data_dir,
     read_password,
     resolve_peer_name,
+)
+from meshrouter.cli.launch_features import (
+    check_options,
+    dataplane_settings,
+    dns_settings,
+    feature_options,
+    make_datapath,
+    startup_warnings,
 )
 from meshrouter.config import (
     DEFAULT_API_PORT,
@@ -122,7 +131,6 @@ def launch() -> None:
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="State directory.")
 @click.option("--conn-limit", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--datapath", type=click.Choice(["none"]), default="none", show_default=True)
 @click.option("--no-discovery", is_flag=True, help="Do not dial peers learned from the topology.")
 @click.option(
     "--heartbeat-interval", type=float, default=30.0, show_default=True, callback=_positive
@@ -162,6 +170,7 @@ def launch() -> None:
     default="info",
     show_default=True,
 )
+@feature_options
 def launch_peer(
     peers: tuple[str, ...],
     name: str | None,
@@ -171,7 +180,6 @@ def launch_peer(
     password_file: Path | None,
     data_dir: Path | None,
     conn_limit: int,
-    datapath: str,
     no_discovery: bool,
     heartbeat_interval: float,
     heartbeat_timeout: float,
@@ -181,6 +189,7 @@ def launch_peer(
     ipalloc_reclaim_after: float,
     no_ipam: bool,
     log_level: str,
+    **features: Any,
 ) -> None:
     """Run a peer router in the foreground; PEER is HOST[:PORT] of another router."""
     configure_logging(log_level)
@@ -203,13 +212,15 @@ def launch_peer(
                 reclaim_after=ipalloc_reclaim_after,
             )
             check_ipalloc_range(ipam)
+        check_options(features)
+        password = read_password(password_file)
         config = RouterConfig(
             name=resolve_peer_name(name, storage, directory),
             nickname=nickname,
             mesh=MeshSettings(
                 listen_host=listen_host,
                 listen_port=listen_port,
-                password=read_password(password_file),
+                password=password,
                 conn_limit=conn_limit,
                 initial_peers=initial,
                 discovery=not no_discovery,
@@ -221,11 +232,17 @@ def launch_peer(
                 gossip_interval=gossip_interval,
             ),
             ipam=ipam,
+            dataplane=dataplane_settings(features),
+            dns=dns_settings(features, None if no_ipam else ipalloc_range),
         )
     except MeshError as exc:
         fail(str(exc))
+    for warning in startup_warnings(
+        api_host=api_host, listen_host=listen_host, password=password, password_file=password_file
+    ):
+        log.warning("%s", warning)
     try:
-        trio.run(_run_peer, config, storage, directory, api_host, api_port)
+        trio.run(_run_peer, config, storage, directory, api_host, api_port, features)
     except BaseException as exc:
         leaf = _leaf_exception(exc)
         if isinstance(leaf, MeshError):
@@ -236,7 +253,12 @@ def launch_peer(
 
 
 async def _run_peer(
-    config: RouterConfig, storage: Storage, data_dir: Path, api_host: str, api_port: int
+    config: RouterConfig,
+    storage: Storage,
+    data_dir: Path,
+    api_host: str,
+    api_port: int,
+    features: dict[str, Any],
 ) -> None:
     from meshrouter.api.server import ApiServer
     from meshrouter.node.assembly import build_router
@@ -247,6 +269,7 @@ async def _run_peer(
         transport=TcpTransport(config.mesh.listen_host, config.mesh.listen_port),
         rng=random.Random(secrets.randbits(128)),
         storage=storage,
+        datapath=make_datapath(features, data_dir, config.mesh.listen_host),
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
+from meshrouter.dns.service import DnsService
+from meshrouter.endpoints.service import DataplaneService
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.service import IpamService
 from meshrouter.node.datapath import Datapath
@@ -57,4 +59,12 @@ def standard_services(config: RouterConfig) -> list[Service]:
                 tick=config.ipam.tick,
             )
         )
+    if config.dataplane is not None:
+        services.append(
+            DataplaneService(
+                ipam_wait=config.dataplane.ipam_wait, flow_delay=config.dataplane.flow_delay
+            )
+        )
+    if config.dns is not None and config.dns.enabled:
+        services.append(DnsService(config.dns))
     return services

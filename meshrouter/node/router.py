@@ -204,10 +204,12 @@ class Router:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.started_at = trio.current_time()
-            await nursery.start(self.datapath.run)
             self.listen_address = await nursery.start(
                 self.transport.serve, self._handle_inbound, nursery
             )
+            # After the listener: a router that cannot bind its port never touches
+            # the switch (or the host's underlay device).
+            await nursery.start(self.datapath.run)
             port = int(self.listen_address.rsplit(":", 1)[1])
             if port != self.topology.local_record.listen_port:
                 self.topology.set_listen_port(port)
