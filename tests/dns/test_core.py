@@ -252,3 +252,17 @@ def test_a_peer_that_missed_a_removal_is_repaired_by_periodic_digests() -> None:
     mesh.pump()
     assert mesh.dns[C].records.get(A, WEB1) == Stamp(2, True)
     assert mesh.everyone_answers() == {()}
+
+
+def test_a_restarted_owner_keeps_a_new_record_that_an_old_floor_would_drop() -> None:
+    old = DnsCore(A, DOMAIN, tombstone_ttl=1.0)
+    for key in (WEB1, WEB2, RecordKey("x.mesh.local.", 9)):
+        old.add(key, 0.0)
+    old.remove(lambda k: k != WEB1, 0.0)
+    assert old.collect(5.0)  # floor 5, WEB1 re-stamped at 6
+    stale = old.records.copy()
+    fresh = DnsCore(A, DOMAIN)  # restarted without its state file
+    fresh.add(WEB2, 0.0)  # version 1: below the old floor
+    fresh.receive(stale)
+    assert answers(fresh) == (0x0A200002,)  # WEB2 re-stamped above it; WEB1 tombstoned
+    assert fresh.records.get(A, WEB2) == Stamp(7) and fresh.records.get(A, WEB1) == Stamp(8, True)
