@@ -337,6 +337,30 @@ class DataplaneService(ServiceBase):
                          "local": e.owner == self.context.name})
         return rows
 
+    def peer_paths(self) -> list[dict[str, Any]]:
+        """Per reachable peer: is the data path direct or relayed, and via whom."""
+        routes = self._routes if self._routes is not None else self.context.topology.routes()
+        ids = self._peer_ids(routes)
+        rows = []
+        for peer in sorted(routes.reachable() - {self.context.name}):
+            hop = routes.next_hop(peer)
+            if hop is None:
+                continue
+            underlay = self.context.peer_address(hop)
+            rows.append({
+                "peer": format_peer_name(peer),
+                "path": "direct" if hop == peer else "relayed",
+                "via": format_peer_name(hop),
+                "underlay": underlay,
+                "vni": ids.get(peer),
+                "programmed": underlay is not None,
+            })
+        return rows
+
+    def report(self) -> dict[str, Any] | None:
+        summary = self.summary() or {}
+        return {**summary, "peers": self.peer_paths(), "endpoints": self.endpoints()}
+
     def summary(self) -> dict[str, Any] | None:
         health = self.context.datapath.health()
         return {
@@ -358,6 +382,7 @@ class DataplaneService(ServiceBase):
             ApiRoute("DELETE", "/attach/{container_id}", self._api_detach),
             ApiRoute("GET", "/endpoints", self._api_endpoints),
             ApiRoute("GET", "/status/dataplane", self._api_status),
+            ApiRoute("GET", "/status/dataplane/peers", self._api_peers),
         ]
 
     async def _api_attach(self, request: ApiRequest) -> Any:
@@ -371,6 +396,9 @@ class DataplaneService(ServiceBase):
 
     async def _api_status(self, request: ApiRequest) -> Any:
         return self.summary()
+
+    async def _api_peers(self, request: ApiRequest) -> Any:
+        return self.peer_paths()
 
 
 def body_of(data: Mapping[str, Any]) -> ApiRequest:

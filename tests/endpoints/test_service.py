@@ -230,3 +230,17 @@ def test_channel_is_registered() -> None:
     with pytest.raises(ValueError):
         service.context.gossip.add_channel(CHANNEL, service.gossiper)
     assert service.context.name == LOCAL
+
+
+def test_peer_paths_say_direct_or_relayed_and_via_whom() -> None:
+    from meshrouter.topology.routes import compute_routes
+    from tests.topology.builders import graph_records
+
+    a, b, c = LOCAL, OTHER, PeerName(0x0A0000000003)
+    service, _, _, _ = make_service()
+    service._routes = compute_routes(graph_records([a, b, c], [(a, b), (b, c)]), a)
+    service.context.peer_address = lambda peer: "192.168.0.2" if peer == b else None
+    rows = [(r["peer"][-2:], r["path"], r["via"][-2:], r["underlay"], r["programmed"])
+            for r in service.peer_paths()]
+    assert rows == [("02", "direct", "02", "192.168.0.2", True),
+                    ("03", "relayed", "02", "192.168.0.2", True)]
