@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
+from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX, TUNNEL_PORT
 from meshrouter.dataplane.ovs import flowsync, ports
 from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
 from meshrouter.dataplane.ovs.daemons import OwnDaemons
@@ -38,7 +38,7 @@ from meshrouter.dataplane.ovs.settings import (
     choose_datapath_type,
 )
 from meshrouter.dataplane.ovs.tools import OvsTools, pid_alive, read_pidfile
-from meshrouter.errors import MeshError, UnavailableError
+from meshrouter.errors import ConflictError, InvalidRequestError, MeshError, UnavailableError
 from meshrouter.node.datapath import DatapathHealth, LocalPort, PortRequest
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class OvsDatapath:
         self._port_io: dict[str, str] = {}
         self._lost: list[str] = []
         self._faults: list[str] = []
+        self._applies: list[dict[str, Any]] = []
         self.recoveries = 0
         self.last_apply: dict[str, Any] = {}
 
@@ -102,15 +103,20 @@ class OvsDatapath:
                 await self._shutdown()
 
     async def apply(self, flows: Sequence[Any]) -> None:
-        desired = flowsync.desired_table(flows, self._render_cache)
         async with self._lock:
+            # rendering thousands of new flows takes long enough to stall the
+            # router's event loop: a worker thread (under the lock: one cache user)
+            desired = await trio.to_thread.run_sync(
+                flowsync.desired_table, flows, self._render_cache)
             self._desired = desired
             self._have_desired = True
             if not self._ready:
                 return  # installed by the recovery; health() says why not now
             try:
                 await self._sync()
-            except MeshError as exc:
+            except Exception as exc:  # a switch fault is health, not the caller's error
+                if not isinstance(exc, MeshError):
+                    log.exception("flow apply failed")
                 self._degrade(f"flow apply failed: {exc}")
 
     async def attach_port(self, request: PortRequest) -> LocalPort:
@@ -124,9 +130,14 @@ class OvsDatapath:
                     return existing
                 await ports.detach(tools, existing.host_ifname, self._netns_path)
                 del self._ports[existing.container_id]
+            used = {p.port for p in self._ports.values()}
             ofport = request.extra.get("ofport")
-            if not isinstance(ofport, int):
-                ofport = ports.next_ofport({p.port for p in self._ports.values()})
+            if ofport is None:
+                ofport = ports.next_ofport(used)
+            elif not isinstance(ofport, int) or not 1 <= ofport <= ports.MAX_OFPORT:
+                raise InvalidRequestError(f"invalid OpenFlow port number {ofport!r}")
+            elif ofport in used or ofport == TUNNEL_PORT:
+                raise ConflictError(f"OpenFlow port {ofport} is already in use")
             port, io = await ports.attach(
                 tools,
                 bridge=self.settings.bridge,
@@ -175,6 +186,7 @@ class OvsDatapath:
             "recoveries": self.recoveries,
             "lost_ports": list(self._lost[-10:]),
             "recent_faults": list(self._faults),
+            "recent_applies": list(self._applies),
         }
 
     # -- extras ----------------------------------------------------------------------
@@ -348,6 +360,8 @@ class OvsDatapath:
         self._installed = self._desired  # never mutated: apply builds a new dict
         self.last_apply = {"kind": kind, "flow_mods": size,
                            "ms": round((trio.current_time() - start) * 1000, 1)}
+        self._applies.append(self.last_apply)
+        del self._applies[:-5]
         await self._warm(new_lines)
 
     async def _warm(self, lines: Iterable[str]) -> None:
