@@ -91,3 +91,18 @@ def test_a_data_dir_too_long_for_unix_sockets_is_refused_up_front(tmp_path: Path
     OwnDaemons(tmp_path / "ovs", netns=None, handler_threads=1)
     with pytest.raises(ConfigError, match="too long"):
         OwnDaemons(tmp_path / ("d" * 90) / "ovs", netns=None, handler_threads=1)
+
+
+def test_a_loopback_router_never_guesses_an_underlay_device(tmp_path: Path) -> None:
+    import trio
+
+    from meshrouter.dataplane.ovs.bridges import UnderlayBridge
+    from meshrouter.dataplane.ovs.tools import OvsTools
+    from meshrouter.errors import UnavailableError
+
+    tools = OvsTools(db_socket=str(tmp_path / "db.sock"), rundir=str(tmp_path))
+    for listen in ("127.0.0.1", "127.0.0.1:6783", "::1", "localhost"):
+        bridge = UnderlayBridge(tools, OvsSettings(data_dir=tmp_path, listen_address=listen),
+                                None)
+        with pytest.raises(UnavailableError, match="--underlay-dev"):
+            trio.run(bridge.discover)

@@ -15,6 +15,7 @@ changing an AF_XDP port's mode on a live port crashed vswitchd 3.1 (NOTES sectio
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -115,6 +116,16 @@ async def add_port_with_io(
     return "afpacket", row or {}
 
 
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address.rsplit(":", 1)[0] if address.count(":") == 1
+                                    else address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
 class UnderlayBridge:
     """``phy_bridge`` holding the underlay device, with the host's IP on its LOCAL port."""
 
@@ -136,6 +147,14 @@ class UnderlayBridge:
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("ignoring unreadable %s: %s", self.state_file, exc)
         s = self.s
+
+        if s.underlay_dev is None and _is_loopback(s.listen_address):
+            # a router meshing over loopback (tests, one-host trials) has no
+            # underlay; guessing the default route's device would take the
+            # host's real address away from it
+            raise UnavailableError(
+                f"the router listens on {s.listen_address}: no underlay device to put under "
+                "OVS; give --underlay-dev, or run with --datapath none")
 
         def find() -> netlink.Underlay:
             dev = s.underlay_dev
