@@ -10,13 +10,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshrouter.dialing.backoff import BackoffPolicy
-from meshrouter.dns.settings import DnsSettings
 from meshrouter.errors import ConfigError
 from meshrouter.ipam.founding import FoundingMode, parse_founding
 from meshrouter.names import PeerName
+
+if TYPE_CHECKING:  # only a type here: client verbs import config and must start fast
+    from meshrouter.dns.settings import DnsSettings
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$"

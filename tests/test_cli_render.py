@@ -58,8 +58,16 @@ def row_with(lines: list[str], text: str) -> list[str]:
 def test_peers_table() -> None:
     lines = rendered("peers", PEERS)
     assert "2 peers" in lines[0]
-    assert row_with(lines, "alpha") == [A, "alpha", "17", "4", f"->{B}, <-{C} (pending)"]
-    assert row_with(lines, "bravo") == [B, "bravo[b]:ok:", "942", "11", ""]
+    assert row_with(lines, "alpha") == [A, "alpha", "17", "4", "", f"->{B}, <-{C} (pending)"]
+    assert row_with(lines, "bravo") == [B, "bravo[b]:ok:", "942", "11", "", ""]
+
+
+def test_peers_table_shows_direct_and_relayed_data_paths() -> None:
+    peers = [dict(PEERS[0], data_path={"path": "direct", "via": A}),
+             dict(PEERS[1], data_path={"path": "relayed", "via": C})]
+    lines = rendered("peers", peers)
+    assert row_with(lines, "alpha")[4] == "direct"
+    assert row_with(lines, "bravo")[4] == f"relayed via {C}"
 
 
 def test_targets_table() -> None:

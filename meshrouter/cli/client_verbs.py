@@ -7,12 +7,14 @@ when a table is printed (``--json`` and ``report`` never load rich).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from meshrouter.cli.api_call import call, check_peers
+from meshrouter.cli.api_call import call, check_peers, client
+from meshrouter.errors import ApiError
 
-STATUS_SECTIONS = ("peers", "connections", "targets", "ipam")
+STATUS_SECTIONS = ("peers", "connections", "targets", "ipam", "dns", "dataplane")
 
 
 @click.command()
@@ -41,8 +43,13 @@ def forget(ctx: click.Context, peers: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def status(ctx: click.Context, what: str | None, as_json: bool) -> None:
-    """Show the router's status: summary, peers, connections, targets or ipam."""
+    """Show the router's status: summary or one section.
+
+    WHAT: peers, connections, targets, ipam, dns or dataplane.
+    """
     data = call(ctx, "GET", "/status" if what is None else f"/status/{what}")
+    if what == "peers":
+        _add_data_paths(ctx, data)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -64,3 +71,15 @@ def stop(ctx: click.Context) -> None:
     """Stop the running router."""
     call(ctx, "POST", "/stop", {})
     click.echo("router stopping")
+
+
+def _add_data_paths(ctx: click.Context, peers: list[dict[str, Any]]) -> None:
+    """Per peer, whether the data path is direct or relayed (and via whom), from
+    the dataplane service when the router runs one."""
+    try:
+        rows = client(ctx).request("GET", "/status/dataplane/peers")
+    except ApiError:
+        return  # no dataplane service (or an older router): the table goes without
+    paths = {row["peer"]: row for row in rows}
+    for peer in peers:
+        peer["data_path"] = paths.get(peer["name"])

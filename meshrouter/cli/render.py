@@ -50,9 +50,37 @@ def print_summary(console: Console, data: dict[str, Any]) -> None:
         ("Peers", f"{data['peers']} (with {data['established_links']} established links)"),
         ("Conn limit", str(data["conn_limit"])),
     ]
+    datapath = data.get("datapath") or {}
+    if datapath:
+        rows.append(("Datapath", datapath_text(datapath)))
+    dataplane = data.get("dataplane")
+    if dataplane:
+        rows.append((
+            "Containers",
+            f"{dataplane['endpoints_local']} attached here, {dataplane['endpoints_total']} "
+            f"in the mesh; {dataplane['flows']} flows",
+        ))
+    dns = data.get("dns")
+    if dns:
+        rows.append(("DNS", f"{dns['domain']} on {dns['listen']}, {dns['names']} names"))
     for key, value in rows:
         table.add_row(key + ":", value)
     console.print(table)
+
+
+def datapath_text(status: dict[str, Any]) -> str:
+    """``ovs-netdev bridge mr-int, 42 flows, ok`` or why it is degraded."""
+    if status.get("type") == "none":
+        return "none (control plane only)"
+    parts = [str(status.get("type")), f"bridge {status.get('bridge')}",
+             f"{status.get('flows', 0)} flows"]
+    io = (status.get("port_io") or {}).get("underlay")
+    if io:
+        parts.append(f"underlay {io}")
+    health = status.get("health", "?")
+    reason = status.get("reason")
+    parts.append(health if health == "ok" or not reason else f"{health}: {reason}")
+    return ", ".join(parts)
 
 
 def link_text(link: dict[str, Any]) -> str:
@@ -63,12 +91,18 @@ def link_text(link: dict[str, Any]) -> str:
 
 def print_peers(console: Console, peers: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(peers)} peers")
-    for column in ("name", "nickname", "short id", "version", "connections"):
+    for column in ("name", "nickname", "short id", "version", "data path", "connections"):
         table.add_column(column, overflow="fold")
     for peer in peers:
         conns = ", ".join(link_text(c) for c in peer["connections"])
+        path = peer.get("data_path") or {}
+        path_text = (
+            "" if not path else path["path"] if path["path"] == "direct"
+            else f"relayed via {path['via']}"
+        )
         table.add_row(
-            peer["name"], peer["nickname"], str(peer["short_id"]), str(peer["version"]), conns
+            peer["name"], peer["nickname"], str(peer["short_id"]), str(peer["version"]),
+            path_text, conns,
         )
     console.print(table)
 
@@ -130,10 +164,52 @@ def print_ipam(console: Console, data: dict[str, Any]) -> None:
         console.print(pending)
 
 
+def print_endpoints(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """``meshrouter ps``: every attached container of the mesh."""
+    table = Table(title=f"{len(rows)} containers")
+    for column in ("container", "mac", "ip", "name", "host"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        host = row["host"] + (" (here)" if row.get("local") else "")
+        table.add_row(row["container_id"], row["mac"], row["ip"], row.get("name") or "", host)
+    (console or make_console()).print(table)
+
+
+def print_dns(console: Console, data: dict[str, Any]) -> None:
+    head = _key_value_grid()
+    head.add_row("Domain:", data["domain"])
+    serving = data["listen"] if data.get("serving") else f"{data['listen']} (not serving)"
+    head.add_row("Listen:", serving + (f": {data['error']}" if data.get("error") else ""))
+    head.add_row("Upstreams:", ", ".join(data.get("upstreams") or []) or "(none)")
+    responses = ", ".join(f"{code} {n}" for code, n in data.get("responses", {}).items())
+    head.add_row("Answers:", responses or "none yet")
+    console.print(head)
+    table = Table(title=f"{len(data['records'])} names")
+    for column in ("name", "address", "container", "owner", "state"):
+        table.add_column(column, overflow="fold")
+    for name, records in data["records"].items():
+        for record in records:
+            table.add_row(name, record["address"], record["container"], record["owner"],
+                          record["state"])
+    console.print(table)
+
+
+def print_dataplane(console: Console, data: dict[str, Any]) -> None:
+    head = _key_value_grid()
+    head.add_row("Datapath:", datapath_text(data.get("datapath") or {}))
+    head.add_row("Containers:", f"{data['endpoints_local']} here, "
+                 f"{data['endpoints_total']} in the mesh")
+    head.add_row("Flows:", str(data["flows"]))
+    console.print(head)
+    print_endpoints(data.get("endpoints", []), console)
+
+
 RENDERERS: dict[str | None, Callable[[Console, Any], None]] = {
     None: print_summary,
     "peers": print_peers,
     "connections": print_connections,
     "targets": print_targets,
     "ipam": print_ipam,
+    "dns": print_dns,
+    "dataplane": print_dataplane,
 }
