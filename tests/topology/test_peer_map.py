@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -10,17 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack
-from meshrouter.errors import MalformedMessageError, ProtocolError
+from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName
 from meshrouter.topology.peer_map import PeerMap, decode_digest
 from meshrouter.topology.records import (
     MAX_CONNECTIONS_PER_RECORD,
     ConnectionRecord,
     PeerRecord,
+    encode_record_bytes,
     normalize_connections,
     record_beats,
     record_to_wire,
 )
+from tests.conftest import assert_merge_laws, assert_reencodes, decoded_or_none, merged
 
 from .builders import conn, record
 
@@ -55,50 +58,17 @@ def peer_records(draw: st.DrawFn, name: int | None = None) -> PeerRecord:
 peer_maps = st.lists(peer_records(), max_size=6).map(lambda rs: PeerMap.of(*rs))
 
 
-def merged(*maps: PeerMap) -> dict[PeerName, PeerRecord]:
-    result = PeerMap()
-    for m in maps:
-        result.merge(m)
-    return result.records
-
-
-@PROPERTY
-@given(peer_maps, peer_maps)
-def test_merge_is_commutative(a: PeerMap, b: PeerMap) -> None:
-    assert merged(a, b) == merged(b, a)
-
-
 @PROPERTY
 @given(peer_maps, peer_maps, peer_maps)
-def test_merge_is_associative(a: PeerMap, b: PeerMap, c: PeerMap) -> None:
-    left = a.copy()
-    left.merge(b)
-    left.merge(c)
-    right_inner = b.copy()
-    right_inner.merge(c)
-    right = a.copy()
-    right.merge(right_inner)
-    assert left == right
-
-
-@PROPERTY
-@given(peer_maps, peer_maps)
-def test_merge_is_idempotent(a: PeerMap, b: PeerMap) -> None:
-    same = a.copy()
-    assert same.merge(a) is None
-    assert same == a
-    once = a.copy()
-    once.merge(b)
-    twice = once.copy()
-    assert twice.merge(b) is None
-    assert twice == once
+def test_merge_keeps_the_crdt_laws(a: PeerMap, b: PeerMap, c: PeerMap) -> None:
+    assert_merge_laws(a, b, c)
 
 
 @PROPERTY
 @given(peer_maps, peer_maps)
 def test_merge_keeps_the_greatest_precedence(a: PeerMap, b: PeerMap) -> None:
     result = merged(a, b)
-    for name, winner in result.items():
+    for name, winner in result.records.items():
         candidates = [m.records[name] for m in (a, b) if name in m.records]
         assert winner.precedence() == max(r.precedence() for r in candidates)
 
@@ -124,15 +94,23 @@ def test_decode_encode_roundtrip(a: PeerMap) -> None:
 
 @PROPERTY
 @given(st.binary(max_size=512))
-def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
-    try:
-        PeerMap.decode(data)
-    except ProtocolError:
-        pass
-    try:
-        decode_digest(data)
-    except ProtocolError:
-        pass
+def test_arbitrary_bytes_are_refused_or_reencode(data: bytes) -> None:
+    check_decoders(data)
+
+
+def encode_digest_entries(digest: Mapping[PeerName, tuple[int, int]]) -> bytes:
+    """The digest's wire form, written here: ``{name: [version, uid]}`` by name."""
+    return pack({name: [version, uid] for name, (version, uid) in sorted(digest.items())})
+
+
+def check_decoders(data: bytes) -> None:
+    """Each decoder refuses with a ProtocolError or gives a value that re-encodes."""
+    peer_map = decoded_or_none(PeerMap.decode, data)
+    if peer_map is not None:
+        assert_reencodes(PeerMap.decode, PeerMap.encode, peer_map)
+    digest = decoded_or_none(decode_digest, data)
+    if digest is not None:
+        assert_reencodes(decode_digest, encode_digest_entries, digest)
 
 
 msgpack_values = st.recursive(
@@ -146,26 +124,68 @@ msgpack_values = st.recursive(
 
 @PROPERTY
 @given(msgpack_values)
-def test_arbitrary_msgpack_raises_only_protocol_errors(value: Any) -> None:
-    data = pack(value)
-    for decoder in (PeerMap.decode, decode_digest):
-        try:
-            decoder(data)
-        except ProtocolError:
-            pass
+def test_arbitrary_msgpack_is_refused_or_reencodes(value: Any) -> None:
+    check_decoders(pack(value))
+
+
+# Digests that are nearly valid, so that fuzzing often decodes one.
+near_digests = st.dictionaries(
+    st.integers(-1, 2**48) | st.text(max_size=2),
+    st.lists(st.integers(-1, 2**64 - 1) | st.booleans(), max_size=3)
+    | st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)).map(list),
+    max_size=4,
+)
+
+
+@PROPERTY
+@given(near_digests)
+def test_near_digests_are_refused_or_reencode(value: Any) -> None:
+    check_decoders(pack(value))
 
 
 @PROPERTY
 @given(peer_records(), st.data())
 def test_mutated_record_fields_are_rejected_or_valid(rec: PeerRecord, data: st.DataObject) -> None:
+    """One field of a record, or of one of its connections, replaced by any value."""
+    # Held while the mutant is decoded, as a router holds the records it knows.
+    original = PeerMap.decode(pack([record_to_wire(rec)]))
     wire: list[Any] = record_to_wire(rec)
-    index = data.draw(st.integers(0, len(wire) - 1))
-    wire[index] = data.draw(msgpack_values)
-    try:
-        decoded = PeerMap.decode(pack([wire]))
-    except ProtocolError:
+    target = wire
+    if wire[6] and data.draw(st.booleans()):
+        target = data.draw(st.sampled_from(wire[6]))
+    index = data.draw(st.integers(0, len(target) - 1))
+    target[index] = data.draw(msgpack_values)
+    decoded = decoded_or_none(PeerMap.decode, pack([wire]))
+    assert original.records[rec.name] == rec
+    if decoded is None:
         return
-    assert PeerMap.decode(decoded.encode()) == decoded
+    assert_reencodes(PeerMap.decode, PeerMap.encode, decoded)
+    # One record, one encoding: what is accepted is exactly what we would send.
+    (accepted,) = decoded.records.values()
+    assert encode_record_bytes(accepted) == pack(wire)
+
+
+# A value of every msgpack type, and the edges of the ranges the decoder checks.
+TYPE_CONFUSIONS: list[Any] = [None, True, False, 0, 1, -1, 1.5, "", "a", b"a", [], {},
+                              2**48, 2**64 - 1, "x" * 300]
+
+
+def test_every_field_swapped_for_every_type_is_refused_or_canonical() -> None:
+    """Exhaustive over fields (of the record and of a connection) and value types:
+    a decoder that accepts a value and normalises it (bytes for a string, 1 for
+    True) would let two encodings mean one record."""
+    base = record(1, connections=[conn(2), conn(3)])
+    for in_connection in (False, True):
+        for index in range(4 if in_connection else 7):
+            for value in TYPE_CONFUSIONS:
+                wire: list[Any] = record_to_wire(base)
+                (wire[6][0] if in_connection else wire)[index] = value
+                decoded = decoded_or_none(PeerMap.decode, pack([wire]))
+                if decoded is None:
+                    continue
+                assert_reencodes(PeerMap.decode, PeerMap.encode, decoded)
+                (accepted,) = decoded.records.values()
+                assert encode_record_bytes(accepted) == pack(wire), (in_connection, index, value)
 
 
 def _encode_one(wire: list[Any]) -> bytes:
