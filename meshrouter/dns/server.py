@@ -153,7 +153,11 @@ class DnsServer:
                 except OSError as exc:  # e.g. an ICMP error queued on the socket
                     self.stats.dropped[f"recv: {errno.errorcode.get(exc.errno or 0, 'error')}"] += 1
                     continue
-                reply = self._handle_udp(data, addr, sock, nursery)
+                try:
+                    reply = self._handle_udp(data, addr, sock, nursery)
+                except Exception:  # a bug must cost one packet, never the router
+                    self._internal_error(data)
+                    continue
                 if reply is not None:
                     self._send_udp(sock, reply, addr)
 
@@ -213,8 +217,14 @@ class DnsServer:
                 await self._tcp_session(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
+            except Exception:  # a bug must cost one connection, never the router
+                self._internal_error(b"")
             finally:
                 self._tcp_connections -= 1
+
+    def _internal_error(self, data: bytes) -> None:
+        self.stats.dropped["internal error"] += 1
+        log.exception("dns: internal error answering %r; packet dropped", data[:64])
 
     async def _tcp_session(self, stream: trio.SocketStream) -> None:
         while True:

@@ -235,3 +235,25 @@ def test_dig_sees_answers_truncation_and_nxdomain() -> None:
         assert out.split() == ["db.mesh.local."]
 
     run_with_server(body)
+
+
+def test_an_internal_error_costs_one_packet_not_the_server() -> None:
+    async def body(port: int, server: DnsServer) -> None:
+        real = server.resolver.resolve
+        calls = [0]
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise KeyError("planted")
+            return real(*args, **kwargs)
+
+        server.resolver.resolve = broken  # type: ignore[method-assign]
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await sock.sendto(dns.message.make_query("web.mesh.local", "A").to_wire(),
+                              ("127.0.0.1", port))
+        reply = await udp(port, "web.mesh.local")
+        assert addresses(reply) == {"10.32.0.1", "10.32.0.2"}
+        assert server.stats.dropped["internal error"] == 1
+
+    run_with_server(body)
