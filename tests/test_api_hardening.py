@@ -76,3 +76,11 @@ def test_the_cli_client_still_drives_state_changes(router: RouterProcess) -> Non
         "connecting": ["127.0.0.1:9"]
     }
     assert client.request("POST", "/forget", {"peers": ["127.0.0.1:9"]}) == {"unknown": []}
+
+
+def test_container_ids_that_are_not_utf8_are_refused_not_merged(router: RouterProcess) -> None:
+    # Two IDs that a lenient decoder would both turn into "c\ufffd".
+    for raw in ("c%FF", "c%FE"):
+        response = httpx.get(f"http://{router.api}/ip/{raw}", timeout=5)
+        assert response.status_code == 400, response.text
+        assert "not valid UTF-8" in response.json()["error"]

@@ -15,7 +15,11 @@ localhost too.  Three checks, applied before any route runs:
   without a CORS preflight, which this API never approves, so the classic
   ``text/plain`` form post cannot stop the router or make it dial.
 
-Refusals are JSON errors with status 403 or 415, like every other error.
+A fourth check keeps names honest: a path or query whose percent-escapes do
+not decode as UTF-8 is refused (400), never folded into replacement
+characters -- two different container IDs must never become one.
+
+Refusals are JSON errors with status 400, 403 or 415, like every other error.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import ipaddress
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,6 +88,16 @@ def refusal(
     return None
 
 
+def undecodable(raw_path: bytes, query: bytes) -> str | None:
+    """Why the request target is not valid UTF-8 once unescaped, or None."""
+    for what, raw in (("path", raw_path), ("query", query.replace(b"+", b" "))):
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"the request {what} is not valid UTF-8 once unescaped"
+    return None
+
+
 class RequestGuard:
     """ASGI middleware applying ``refusal`` to every HTTP request."""
 
@@ -97,6 +112,10 @@ class RequestGuard:
                 for key, value in scope.get("headers", [])
             }
             refused = refusal(scope["method"], headers, self.bind_host)
+            if refused is None:
+                raw_path = scope.get("raw_path") or scope.get("path", "").encode()
+                why = undecodable(raw_path, scope.get("query_string", b""))
+                refused = None if why is None else (400, why)
             if refused is not None:
                 status, message = refused
                 body = json.dumps({"error": message, "status": status}).encode()

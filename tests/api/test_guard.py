@@ -67,3 +67,14 @@ def test_state_changes_need_json(method: str) -> None:
 
 def test_reads_need_no_content_type() -> None:
     assert refusal("GET", _headers(), "127.0.0.1") is None
+
+
+def test_undecodable_path_or_query_is_refused() -> None:
+    from meshrouter.api.guard import undecodable
+
+    assert undecodable(b"/ip/web-1", b"wait=3") is None
+    assert undecodable(b"/ip/caf%C3%A9", b"") is None
+    assert undecodable(b"/ip/caf%E9", b"") == "the request path is not valid UTF-8 once unescaped"
+    assert undecodable(b"/dns/x", b"address=%FF") == (
+        "the request query is not valid UTF-8 once unescaped"
+    )
