@@ -28,7 +28,7 @@ from meshrouter.api.guard import RequestGuard
 from meshrouter.config import format_host_port
 from meshrouter.errors import ConfigError, InvalidRequestError, MeshError, TooLargeError
 from meshrouter.node.router import Router
-from meshrouter.node.service import ApiRequest, ApiRoute
+from meshrouter.node.service import ApiRequest, ApiRoute, RawResponse
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ def _endpoint(route: ApiRoute) -> Handler:
             )
         except MeshError as exc:
             return error_response(str(exc), status_for(exc))
+        if isinstance(result, RawResponse):
+            return Response(result.body, status_code=result.status,
+                            media_type=result.content_type)
         return JSONResponse(result)
 
     return endpoint

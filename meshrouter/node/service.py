@@ -67,6 +67,15 @@ class ApiRequest:
     body: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A handler's answer that is not JSON: a page, a picture, metrics text."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
 ApiHandler = Callable[[ApiRequest], Awaitable[Any]]
 
 
@@ -74,7 +83,7 @@ ApiHandler = Callable[[ApiRequest], Awaitable[Any]]
 class ApiRoute:
     """One route a service mounts: ``path`` uses Starlette's syntax
     (``/ip/{container}``, ``{prefix:int}``); the handler's return value is sent
-    as JSON with status 200."""
+    as JSON with status 200, or as it is when it is a ``RawResponse``."""
 
     method: str
     path: str
