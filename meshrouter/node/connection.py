@@ -70,6 +70,10 @@ class PeerConnection:
     _confirmed: bool = False
     remote_goodbye: str | None = None
     on_confirmed: Callable[[PeerConnection], None] | None = None  # also on Goodbye
+    failure: str | None = None
+    """Set when *we* found the peer's data at fault (tampering, replay, a malformed
+    or oversize frame, silence): that reason is also sent to the peer, so both
+    sides show it -- not just "connection closed by the peer" on the other."""
 
     @property
     def peer(self) -> PeerName:
@@ -122,12 +126,27 @@ class PeerConnection:
                 nursery.start_soon(self._heartbeat_timer)
                 nursery.start_soon(self._guarded, self._send_loop, nursery.cancel_scope)
                 await self._guarded(self._receive_loop, nursery.cancel_scope)
+        if self.failure is not None and self.remote_goodbye is None:
+            await self._tell_peer(self.failure)
         return self.close_reason or "closed"
+
+    async def _tell_peer(self, reason: str) -> None:
+        """Best effort: a Goodbye with our reason, within a second (our sending
+        direction is intact even when theirs was tampered with)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            try:
+                await self._send(Goodbye(f"refused by the peer: {reason}"))
+            except (MeshError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     async def _guarded(self, loop: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
         try:
             await loop()
+        except (PeerGoodbyeError, ConnectionClosedError) as exc:
+            self._note_end(str(exc))
         except MeshError as exc:  # ProtocolError and any other refusal by a core
+            if self.close_reason is None:
+                self.failure = str(exc)
             self._note_end(str(exc))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._note_end(f"connection broken: {exc or type(exc).__name__}")

@@ -68,6 +68,8 @@ class Refusal:
     peer: PeerName | None
     reason: str
     at: float
+    ended: bool = False
+    """An established inbound connection that failed (not a refused handshake)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -401,6 +403,11 @@ class Router:
             self._emit("up", f"{format_peer_name(conn.peer)} {'out' if outbound else 'in'}")
             reason = await conn.run()
             log.info("connection %s closed: %s", conn.label, reason)
+            if not outbound and conn.failure is not None:
+                # Inbound connections have no target row: keep why it failed.
+                self.refusals.append(
+                    Refusal(address, conn.peer, conn.failure, trio.current_time(), ended=True)
+                )
             self._emit("down", f"{format_peer_name(conn.peer)} {reason}")
             self._unregister(conn, reason)
         finally:

@@ -81,8 +81,8 @@ class RouterStatus:
                     "address": refusal.address,
                     "state": TargetState.FAILED.value,
                     "outbound": False,
-                    "info": f"inbound connection refused {now - refusal.at:.0f}s ago: "
-                    f"{refusal.reason}",
+                    "info": f"inbound connection {'ended' if refusal.ended else 'refused'} "
+                    f"{now - refusal.at:.0f}s ago: {refusal.reason}",
                 }
             )
         return rows
