@@ -1,7 +1,8 @@
-"""Helpers to build peer records and small graphs for the topology tests."""
+"""Helpers to build peer names, records, topologies and small graphs for the topology tests."""
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -10,11 +11,24 @@ from hypothesis import strategies as st
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import ConnectionRecord, PeerRecord
+from meshrouter.topology.topology import Topology
 
 K = TypeVar("K", bound=int)
 
 # A directed "link": owner lists peer, with the established flag.
 DirectedLinks = Mapping[tuple[int, int], bool]
+
+
+def P(n: int) -> PeerName:
+    return PeerName(n)
+
+
+def make_topology(name: int = 1, *, short_id: int | None = None, uid: int = 100,
+                  seed: int = 0) -> Topology:
+    """Router ``name``'s topology, its short ID its own name unless given."""
+    return Topology(local_name=PeerName(name), nickname=f"host{name}", uid=uid,
+                    listen_port=6783, rng=random.Random(seed),
+                    short_id=short_id if short_id is not None else name)
 
 
 def address_of(name: int, port: int = 6783) -> str:

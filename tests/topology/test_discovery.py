@@ -13,15 +13,10 @@ from meshrouter.names import PeerName
 from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
 from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import PeerRecord, records_fingerprint
-from meshrouter.topology.topology import Topology
 
-from .builders import conn, record
+from .builders import P, conn, make_topology, record
 
 PROPERTY = settings(deadline=None, max_examples=200)
-
-
-def P(n: int) -> PeerName:
-    return PeerName(n)
 
 
 def reference_candidates(records: Mapping[PeerName, PeerRecord],
@@ -87,17 +82,12 @@ def test_address_book_candidates_equal_the_per_router_scan(
         assert book.candidates(local, connected) == reference_candidates(records, local)
 
 
-def make(name: int) -> Topology:
-    return Topology(local_name=P(name), nickname=f"host{name}", uid=100, listen_port=6783,
-                    rng=random.Random(0), short_id=name)
-
-
 def test_routers_with_the_same_records_share_one_address_book() -> None:
     SHARED_DIAL_ADDRESSES.clear()
     others = [record(2, connections=[conn(1), conn(3), conn(4, outbound=False,
                                                             address="10.9.9.4:40000")]),
               record(3, connections=[conn(2)]), record(4, connections=[conn(2)])]
-    a, b = make(1), make(1)
+    a, b = make_topology(1), make_topology(1)
     for topo in (a, b):
         topo.set_local_connections([conn(2)])
         topo.apply(PeerMap.of(*others), random.Random(0))

@@ -8,7 +8,6 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshrouter.names import PeerName
 from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import (
     ConnectionRecord,
@@ -18,14 +17,10 @@ from meshrouter.topology.records import (
 )
 from meshrouter.topology.topology import Topology
 
-from .builders import conn, record
+from .builders import P, conn, make_topology, record
 
 PROPERTY = settings(deadline=None, max_examples=200)
 POOL = range(1, 9)  # peer names; 1 is the local router
-
-
-def P(n: int) -> PeerName:
-    return PeerName(n)
 
 
 def test_equal_records_have_equal_fingerprints_whatever_the_object() -> None:
@@ -60,11 +55,6 @@ def test_set_fingerprint_ignores_order(names: list[int], shuffler: random.Random
 
 
 # -- incremental maintenance in Topology ---------------------------------------------------
-
-
-def make() -> Topology:
-    return Topology(local_name=P(1), nickname="host1", uid=100, listen_port=6783,
-                    rng=random.Random(0), short_id=1)
 
 
 connections = st.lists(
@@ -110,7 +100,7 @@ def run(topo: Topology, ops: list[Operation], rng: random.Random) -> None:
 @PROPERTY
 @given(st.lists(operations, max_size=25))
 def test_fingerprint_is_maintained_through_every_change(ops: list[Operation]) -> None:
-    topo = make()
+    topo = make_topology()
     assert topo.fingerprint == records_fingerprint(topo.records())
     run(topo, ops, random.Random(3))
 
@@ -125,7 +115,7 @@ def test_equal_record_sets_have_equal_fingerprints(ops: list[Operation],
                                                    shuffler: random.Random) -> None:
     """Same operations with every received map in another order, and the received
     records in another order altogether: fingerprints agree iff the records do."""
-    a, b, c = make(), make(), make()
+    a, b, c = make_topology(), make_topology(), make_topology()
     run(a, ops, random.Random(3))
     reordered: list[Operation] = []
     for kind, arg in ops:
@@ -144,7 +134,7 @@ def test_equal_record_sets_have_equal_fingerprints(ops: list[Operation],
 
 
 def test_limbo_promotion_and_gc_removal_update_the_fingerprint() -> None:
-    topo = make()
+    topo = make_topology()
     topo.set_local_connections([conn(2)])
     orphan = record(3, connections=[conn(2)])
     topo.apply(PeerMap.of(orphan), random.Random(0))  # unreachable: parked in limbo
@@ -159,7 +149,7 @@ def test_limbo_promotion_and_gc_removal_update_the_fingerprint() -> None:
 
 
 def test_reasserting_our_record_updates_the_fingerprint() -> None:
-    topo = make()
+    topo = make_topology()
     ours = topo.local_record
     impostor: PeerRecord = replace(ours, version=ours.version + 3, uid=5)
     topo.apply(PeerMap.of(impostor), random.Random(0))

@@ -10,14 +10,12 @@ from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName
 from meshrouter.topology.gossiper import TopologyGossiper
 from meshrouter.topology.peer_map import PeerMap
-from meshrouter.topology.topology import Topology
 
-from .builders import conn, record
+from .builders import conn, make_topology, record
 
 
 def make_gossiper() -> TopologyGossiper:
-    topo = Topology(local_name=PeerName(1), nickname="one", uid=1, listen_port=6783,
-                    rng=random.Random(0), short_id=1)
+    topo = make_topology(1, uid=1)
     topo.set_local_connections([conn(2)])
     return TopologyGossiper(topo, random.Random(1))
 

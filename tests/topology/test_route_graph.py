@@ -26,12 +26,13 @@ from meshrouter.topology.route_graph import (
     RouteGraphCache,
 )
 from meshrouter.topology.routes import Routes, compute_routes
-from meshrouter.topology.topology import Topology
 
 from .builders import (
     NAMED_GRAPHS,
+    P,
     conn,
     graph_records,
+    make_topology,
     random_graphs,
     record,
     records_from_links,
@@ -40,15 +41,6 @@ from .reference_routes import reference_routes
 
 PROPERTY = settings(deadline=None, max_examples=150)
 UNKNOWN = PeerName(0)  # random_graphs never draws 0
-
-
-def P(n: int) -> PeerName:
-    return PeerName(n)
-
-
-def make(name: int, *, uid: int = 100) -> Topology:
-    return Topology(local_name=P(name), nickname=f"host{name}", uid=uid, listen_port=6783,
-                    rng=random.Random(0), short_id=name)
 
 
 def assert_matches_reference(records: Mapping[PeerName, PeerRecord],
@@ -179,7 +171,7 @@ def chain_records() -> list[PeerRecord]:
 
 def test_two_topologies_with_equal_records_share_one_graph() -> None:
     SHARED_ROUTE_GRAPHS.clear()
-    a, b = make(1), make(1)
+    a, b = make_topology(1), make_topology(1)
     for topo in (a, b):
         topo.set_local_connections([conn(2)])
         topo.apply(PeerMap.of(*chain_records()), random.Random(1))
@@ -203,7 +195,7 @@ def test_two_topologies_with_equal_records_share_one_graph() -> None:
 def test_routers_with_different_names_share_the_graph_of_the_same_records() -> None:
     SHARED_ROUTE_GRAPHS.clear()
     names = [1, 2, 3]
-    topologies = {n: make(n) for n in names}
+    topologies = {n: make_topology(n) for n in names}
     peers = {1: [2], 2: [1, 3], 3: [2]}
     for n, topo in topologies.items():
         topo.set_local_connections([conn(p) for p in peers[n]])
@@ -222,7 +214,7 @@ def test_routers_with_different_names_share_the_graph_of_the_same_records() -> N
 
 def test_a_topology_derives_its_next_graph_and_keeps_its_routes_while_unchanged() -> None:
     SHARED_ROUTE_GRAPHS.clear()
-    topo = make(1)
+    topo = make_topology(1)
     topo.set_local_connections([conn(2)])
     topo.apply(PeerMap.of(*chain_records()), random.Random(1))
     first = topo.routes()
@@ -281,7 +273,7 @@ def test_the_shared_cache_stays_bounded() -> None:
     SHARED_ROUTE_GRAPHS.clear()
     assert SHARED_ROUTE_GRAPHS.max_entries == DEFAULT_MAX_GRAPHS
     for k in range(DEFAULT_MAX_GRAPHS + 5):
-        topo = make(1)
+        topo = make_topology(1)
         topo.set_local_connections([conn(p) for p in range(2, 3 + k)])
         topo.routes()
     assert len(SHARED_ROUTE_GRAPHS) == DEFAULT_MAX_GRAPHS
@@ -381,7 +373,7 @@ def test_a_thousand_topologies_with_the_same_records_build_one_graph() -> None:
                     for name, r in records.items()})
     topologies = []
     for name in range(1, 41):
-        topo = make(name)
+        topo = make_topology(name)
         own = full.records[P(name)]
         assert own.short_id == name
         topo.set_local_connections(own.connections)

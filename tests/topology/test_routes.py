@@ -15,6 +15,7 @@ from meshrouter.topology.routes import compute_routes
 
 from .builders import (
     NAMED_GRAPHS,
+    P,
     conn,
     distances,
     graph_records,
@@ -25,10 +26,6 @@ from .builders import (
 )
 
 PROPERTY = settings(deadline=None, max_examples=200)
-
-
-def P(n: int) -> PeerName:
-    return PeerName(n)
 
 
 # -- hand-built topologies ------------------------------------------------------------

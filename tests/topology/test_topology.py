@@ -18,17 +18,7 @@ from meshrouter.topology.records import ConnectionRecord, PeerRecord
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS
 from meshrouter.topology.topology import MAX_LIMBO, Topology
 
-from .builders import address_of, conn, record
-
-
-def P(n: int) -> PeerName:
-    return PeerName(n)
-
-
-def make(name: int = 1, *, short_id: int | None = None, uid: int = 100,
-         seed: int = 0) -> Topology:
-    return Topology(local_name=P(name), nickname=f"host{name}", uid=uid, listen_port=6783,
-                    rng=random.Random(seed), short_id=short_id if short_id is not None else name)
+from .builders import P, address_of, conn, make_topology, record
 
 
 def rng() -> random.Random:
@@ -39,7 +29,7 @@ def rng() -> random.Random:
 
 
 def test_initial_state() -> None:
-    topo = make(1, short_id=5)
+    topo = make_topology(1, short_id=5)
     assert topo.local_record == PeerRecord(P(1), "host1", 100, 1, 5, 6783, ())
     assert topo.peer_map == PeerMap.of(topo.local_record)
     assert topo.records() == [topo.local_record]
@@ -67,7 +57,7 @@ def test_bad_configuration_is_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_set_local_connections_bumps_our_version_and_returns_our_record() -> None:
-    topo = make(1)
+    topo = make_topology(1)
     delta = topo.set_local_connections([conn(3), conn(2, established=False)])
     assert delta is not None
     ours = topo.local_record
@@ -88,7 +78,7 @@ def test_set_local_connections_bumps_our_version_and_returns_our_record() -> Non
 
 def connected_pair() -> Topology:
     """Us (1) with an established link to 2; 2's record lists us."""
-    topo = make(1)
+    topo = make_topology(1)
     topo.set_local_connections([conn(2)])
     topo.apply(PeerMap.of(record(2, connections=[conn(1)])), rng())
     return topo
@@ -135,7 +125,7 @@ def test_copies_of_our_record_that_are_older_or_equal_change_nothing() -> None:
 
 
 def test_short_id_collision_with_a_lower_name_makes_us_repick() -> None:
-    topo = make(5, short_id=7)
+    topo = make_topology(5, short_id=7)
     topo.set_local_connections([conn(3)])
     version = topo.local_record.version
     delta = topo.apply(PeerMap.of(record(3, short_id=7, connections=[conn(5)])), rng())
@@ -146,7 +136,7 @@ def test_short_id_collision_with_a_lower_name_makes_us_repick() -> None:
 
 
 def test_short_id_collision_with_a_higher_name_keeps_ours() -> None:
-    topo = make(5, short_id=7)
+    topo = make_topology(5, short_id=7)
     topo.set_local_connections([conn(9)])
     delta = topo.apply(PeerMap.of(record(9, short_id=7, connections=[conn(5)])), rng())
     assert topo.local_record.short_id == 7
@@ -154,13 +144,13 @@ def test_short_id_collision_with_a_higher_name_keeps_ours() -> None:
 
 
 def test_repick_avoids_every_short_id_in_use() -> None:
-    topo = make(4000, short_id=0)
+    topo = make_topology(4000, short_id=0)
     others = [record(n, short_id=n % SHORT_ID_COUNT, connections=[conn(4000)])
               for n in range(SHORT_ID_COUNT - 1)]
     topo.set_local_connections([conn(r.name) for r in others])
     topo.apply(PeerMap.of(*others), rng())
     assert topo.local_record.short_id == SHORT_ID_COUNT - 1
-    full = make(5000, short_id=0)
+    full = make_topology(5000, short_id=0)
     everyone = [record(n, short_id=n, connections=[conn(5000)]) for n in range(SHORT_ID_COUNT)]
     full.set_local_connections([conn(r.name) for r in everyone])
     full.apply(PeerMap.of(*everyone), rng())
@@ -187,7 +177,7 @@ def converge(topologies: dict[int, Topology], edges: list[tuple[int, int]]) -> i
 
 def test_lowest_name_keeps_a_shared_short_id_across_a_mesh() -> None:
     names = [10, 3, 7, 25, 4]
-    topologies = {n: make(n, short_id=42, seed=n) for n in names}
+    topologies = {n: make_topology(n, short_id=42, seed=n) for n in names}
     converge(topologies, [(10, 3), (3, 7), (7, 25), (25, 4)])
     maps = [t.peer_map for t in topologies.values()]
     assert all(m == maps[0] for m in maps)
@@ -206,7 +196,7 @@ def test_lowest_name_keeps_a_shared_short_id_across_a_mesh() -> None:
 
 def chain_topology() -> Topology:
     """Us (1) - 2 - 3 - 4, all records known."""
-    topo = make(1)
+    topo = make_topology(1)
     topo.set_local_connections([conn(2)])
     topo.apply(PeerMap.of(
         record(2, connections=[conn(1), conn(3)]),
@@ -307,7 +297,7 @@ def test_records_are_always_exactly_the_reachable_set(
     """After every apply we hold exactly the records reachable from us, each the
     newest one received: checked against a model that keeps every record ever
     received (a dropped one may come back) and a BFS written here."""
-    topo = make(1)
+    topo = make_topology(1)
     topo.set_local_connections([conn(2), conn(3)])
     received: dict[PeerName, PeerRecord] = {}
     for name, version, peers in updates:
@@ -352,7 +342,7 @@ def test_routes_follow_the_records() -> None:
 
 
 def test_discovery_candidates() -> None:
-    topo = make(1)
+    topo = make_topology(1)
     topo.set_local_connections([conn(2)])
     topo.apply(PeerMap.of(
         record(2, connections=[
@@ -393,7 +383,7 @@ def test_no_candidates_when_fully_connected() -> None:
 
 def test_digest_newer_than_and_lacks_from() -> None:
     a = chain_topology()
-    b = make(2)
+    b = make_topology(2)
     b.set_local_connections([conn(1), conn(3)])
     b.apply(PeerMap.of(record(3, version=5, connections=[conn(2), conn(4)])), rng())
     assert a.full_digest() == pack({
@@ -421,14 +411,14 @@ def test_malformed_summary_digest_is_a_protocol_error() -> None:
     from meshrouter.errors import MalformedMessageError as _Malformed
 
     with _pytest.raises(_Malformed):
-        make(2).wants_full_digest(b"\x01short")
+        make_topology(2).wants_full_digest(b"\x01short")
 
 
 @pytest.mark.parametrize("bad", [b"", b"\xc1", pack([1, 2]), pack({1: [1]}),
                                  pack({1: [1, -1]}), pack({-1: [1, 1]}), pack({1: [True, 1]}),
                                  pack({"x": [1, 1]})])
 def test_malformed_digests_are_refused(bad: bytes) -> None:
-    topo = make(1)
+    topo = make_topology(1)
     with pytest.raises(MalformedMessageError):
         topo.newer_than(bad)
     with pytest.raises(MalformedMessageError):
