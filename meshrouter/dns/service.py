@@ -255,8 +255,8 @@ class DnsService(ServiceBase):
         return {"name": names.pop(), "addresses": addresses}
 
     async def _api_remove(self, request: ApiRequest) -> Any:
-        return {"removed": self.remove(request.path_params["name"],
-                                       request.query.get("address"))}
+        records = self.remove(request.path_params["name"], request.query.get("address"))
+        return {"removed": len(records), "records": records}
 
     async def _api_lookup(self, request: ApiRequest) -> Any:
         name = request.path_params["name"]
