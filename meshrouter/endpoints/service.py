@@ -139,6 +139,10 @@ class DataplaneService(ServiceBase):
 
     async def _restore_ports(self) -> None:
         """Re-create the ports of before a restart; drop those that cannot be."""
+        async with self._lock:
+            await self._restore_ports_locked()
+
+    async def _restore_ports_locked(self) -> None:
         for request, ip, prefix, from_ipam in self._loaded:
             try:
                 port = await self.context.datapath.attach_port(request)
