@@ -311,3 +311,21 @@ def _alive(pid: int) -> bool:
 
 def names(items: Sequence[Container]) -> list[str]:
     return [c.name for c in items]
+
+
+def tcp_transfer(src: Container, dst: Container, size: int) -> tuple[str, str]:
+    """(what the sender sent, what the receiver got): ``<bytes> <sha256>`` each."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", dst.ns, sys.executable, "-m", "tests.integration.tcpcheck",
+         "serve", dst.ip, "5201"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "listening"
+        sent = src.exec(sys.executable, "-m", "tests.integration.tcpcheck", "send", dst.ip,
+                        "5201", str(size), timeout=90)
+        got, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return sent.strip(), got.strip()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.lab import REPO, Container, Lab, RouterInHost
+from tests.integration.lab import REPO, Container, Host, Lab, RouterInHost, tcp_transfer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -56,28 +56,41 @@ def _cli_has_ovs() -> bool:
 
 
 @pytest.mark.skipif(not _cli_has_ovs(), reason="launch peer has no --datapath ovs yet")
-def test_issue9_three_hosts_through_the_cli(lab: Lab) -> None:  # pragma: no cover - gated
+def test_issue9_three_hosts_through_the_cli(lab: Lab) -> None:
     hosts = [lab.add_host() for _ in range(3)]
     containers = [lab.add_container(h) for h in hosts for _ in range(2)]
-    common = ["--datapath", "ovs", "--datapath-type", "netdev", "--ovs-daemons", "own",
-              "--underlay-dev", "ul0", "--ipalloc-range", "10.77.0.0/16",
-              "--heartbeat-interval", "0.5"]
-    routers = [hosts[0].launch_router(extra=common)]
-    routers += [h.launch_router(f"{hosts[0].ip}:6783", extra=common) for h in hosts[1:]]
+
+    def common(h: Host) -> list[str]:
+        # --ovs-db: the socket of the router's own daemons under its data dir, so a
+        # lab host never uses an OVS that happens to run in the root namespace
+        return ["--datapath", "ovs", "--datapath-type", "netdev", "--underlay-dev", "ul0",
+                "--ovs-db", str(h.base / "router" / "ovs" / "run" / "db.sock"),
+                "--ipalloc-range", "10.77.0.0/16", "--no-dns", "--heartbeat-interval", "0.5",
+                "--heartbeat-timeout", "2"]
+
+    routers = [hosts[0].launch_router(extra=common(hosts[0]))]
+    routers += [h.launch_router(f"{hosts[0].ip}:6783", extra=common(h)) for h in hosts[1:]]
     by_host = {h.index: r for h, r in zip(hosts, routers, strict=True)}
 
-    def attach(c: Container) -> None:
-        by_host[c.host.index].cli("attach", c.name, c.ns, "--ip", f"{c.ip}/16")
+    def attach(c: Container) -> dict[str, object]:
+        """Attach with an address from IPAM; the container learns its IP and MAC."""
+        out = json.loads(by_host[c.host.index].cli("attach", c.name, c.ns, "--json"))
+        c.ip, c.mac = str(out["ip"]).split("/")[0], str(out["mac"])
+        return dict(out)
 
-    for c in containers:
-        attach(c)
-    for c in containers:
-        attach(c)  # idempotent
+    first = [attach(c) for c in containers]
+    assert [attach(c) for c in containers] == first, "attach is idempotent"
+    assert len({c.ip for c in containers}) == len(containers)
 
     def all_ping() -> bool:
         return all(a.ping(b) for a in containers for b in containers if a is not b)
 
     _wait(all_ping, 60, "every container to reach every other one")
+    size = 10 * 1024 * 1024
+    sent, got = tcp_transfer(containers[0], containers[5], size)
+    assert sent == got and sent.startswith(f"{size} ")
+    listed = routers[0].cli("ps")
+    assert all(c.ip in listed for c in containers), listed
     lab.block(hosts[0], hosts[2])
     c1, c3 = containers[0], containers[4]
     _wait(lambda: c1.ping(c3) and c3.ping(c1), 60, "h1 <-> h3 through h2")
@@ -91,6 +104,6 @@ def test_issue9_three_hosts_through_the_cli(lab: Lab) -> None:  # pragma: no cov
     _wait(lambda: c1.ping(containers[2]), 60, "connectivity after a vswitchd kill")
     # router restart on h2
     routers[1].stop()
-    routers[1] = hosts[1].launch_router(f"{hosts[0].ip}:6783", extra=common)
+    routers[1] = hosts[1].launch_router(f"{hosts[0].ip}:6783", extra=common(hosts[1]))
     _wait(lambda: c1.ping(containers[2]) and containers[2].ping(c1), 60,
           "connectivity after a router restart")

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 import trio
@@ -23,10 +20,9 @@ from meshrouter.dataplane.ovs import OvsDatapath
 from meshrouter.errors import ConflictError, InvalidRequestError, NotFoundError
 from meshrouter.node.datapath import PortRequest
 from tests.integration.flows import lab_flows
-from tests.integration.lab import Container, Host, Lab
+from tests.integration.lab import Container, Host, Lab, tcp_transfer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-ROOT = Path(__file__).resolve().parents[2]
 
 Body = Callable[[list[OvsDatapath], trio.Nursery], Awaitable[None]]
 
@@ -66,24 +62,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) 
                 return True
             await trio.sleep(0.2)
     return False
-
-
-def tcp_transfer(src: Container, dst: Container, size: int) -> tuple[str, str]:
-    """(what the sender sent, what the receiver got): ``<bytes> <sha256>`` each."""
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", dst.ns, sys.executable, "-m", "tests.integration.tcpcheck",
-         "serve", dst.ip, "5201"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "listening"
-        sent = src.exec(sys.executable, "-m", "tests.integration.tcpcheck", "send", dst.ip,
-                        "5201", str(size), timeout=90)
-        got, _ = server.communicate(timeout=60)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-    return sent.strip(), got.strip()
 
 
 def test_two_hosts_ping_tcp_and_clean_exit(lab: Lab) -> None:

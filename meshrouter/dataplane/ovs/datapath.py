@@ -19,6 +19,7 @@ a recovery's full replace.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 
 COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
 _FLOW_COUNT = re.compile(r"flow_count=(\d+)")
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 class OvsDatapath:
@@ -260,8 +265,11 @@ class OvsDatapath:
             socket_path = s.db_socket or SYSTEM_DB_SOCKET
             external = OvsTools(db_socket=socket_path, rundir=str(Path(socket_path).parent),
                                 timeout=s.tool_timeout)
+            # the socket of our own daemons (under the data dir) is ours to run,
+            # restart and stop, even when a previous run left them answering
+            ours = _same_path(socket_path, str(s.ovs_dir / "run" / "db.sock"))
             if s.own_daemons == "never" or (
-                s.own_daemons == "auto" and await external.db_answers()
+                not ours and s.own_daemons == "auto" and await external.db_answers()
             ):
                 self._tools = external
             else:
