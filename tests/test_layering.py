@@ -39,10 +39,19 @@ LAYERS: dict[str, int] = {
     "meshrouter.endpoints.service": 3,
     "meshrouter.dns.service": 3,
     "meshrouter.metrics": 3,
+    "meshrouter.metrics.reasons": 1,
+    "meshrouter.metrics.events": 1,
+    "meshrouter.metrics.histogram": 1,
+    "meshrouter.ui": 3,
+    "meshrouter.ui.graph": 1,
+    "meshrouter.ui.page": 1,
+    "meshrouter.explain": 3,
+    "meshrouter.explain.core": 1,
     "meshrouter.api": 3,
     "meshrouter.dns.server": 3,
     "meshrouter.dataplane": 3,
     "meshrouter.cli": 4,
+    "meshrouter.__main__": 4,  # python -m meshrouter: the CLI
 }
 CORE_PREFIXES = (
     "meshrouter.errors",
@@ -56,6 +65,12 @@ CORE_PREFIXES = (
     "meshrouter.dataplane.core",
     "meshrouter.endpoints",
     "meshrouter.config",
+    "meshrouter.metrics.reasons",
+    "meshrouter.metrics.events",
+    "meshrouter.metrics.histogram",
+    "meshrouter.ui.graph",
+    "meshrouter.ui.page",
+    "meshrouter.explain.core",
 )
 CORE_EXCLUDED = (
     "meshrouter.dns.server",

@@ -16,6 +16,7 @@ from meshrouter.dns.service import DnsService
 from meshrouter.endpoints.service import DataplaneService
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.service import IpamService
+from meshrouter.metrics.service import MetricsService
 from meshrouter.node.datapath import Datapath
 from meshrouter.node.router import Router
 from meshrouter.node.service import Service
@@ -67,4 +68,5 @@ def standard_services(config: RouterConfig) -> list[Service]:
         )
     if config.dns is not None and config.dns.enabled:
         services.append(DnsService(config.dns))
+    services.append(MetricsService())
     return services

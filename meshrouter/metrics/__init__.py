@@ -1,0 +1,1 @@
+"""Prometheus metrics of a router (``GET /metrics``), collected at scrape time."""
