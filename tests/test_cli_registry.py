@@ -87,3 +87,26 @@ def test_a_client_verb_imports_only_what_it_needs(argv: tuple[str, ...]) -> None
     modules = loaded_modules(*argv)
     assert "meshrouter.api.client" in modules  # the verb got as far as calling the API
     assert heavy(modules) == []
+
+
+CLIENT_MODULES = sorted(
+    {
+        "meshrouter.cli" + entry.target.split(":")[0]
+        for name, entry in COMMANDS.items()
+        if entry.target.startswith(".") and name != "launch"
+    }
+)
+
+
+@pytest.mark.parametrize("module", CLIENT_MODULES)
+def test_every_client_verb_module_is_light(module: str) -> None:
+    """A verb added later (its own module, one line in COMMANDS) is held to the
+    same rule without a new test: only ``launch`` may import the router."""
+    probe = f"import sys, {module}\nprint()\nprint('MODULES', ' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    modules = set(result.stdout[result.stdout.rindex("\nMODULES "):].split()[1:])
+    assert module in modules
+    assert heavy(modules) == []
