@@ -46,16 +46,26 @@ class Result:
     vswitchd: dict[str, float] = field(default_factory=dict)
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread kind of ``pid`` (main, handler, revalidator, pmd, ...)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            head, tail = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1].rstrip("0123456789")
+        fields = tail.split()
+        kind = "main" if name.startswith("ovs-vswitchd") else name
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
+            "SC_CLK_TCK")
+    return out
 
 
 def iperf(client_ns: str, server_ns: str, server_ip: str, streams: int, seconds: int,
           pidfile: Path, watch: dict[str, int]) -> tuple[float, int, dict[str, float]]:
+    """One iperf3 run; (Gbit/s received, retransmits, vswitchd CPU % of a core per host
+    and its busiest thread kind)."""
     sh("ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-D", "--pidfile", str(pidfile))
     time.sleep(0.5)
     before = {h: _cpu_seconds(p) for h, p in watch.items()}
@@ -71,7 +81,13 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, streams: int, seconds:
             os.kill(int(pidfile.read_text().strip()), 15)
         except (OSError, ValueError):
             pass
-    cpu = {h: round(100 * (_cpu_seconds(p) - before[h]) / elapsed) for h, p in watch.items()}
+    cpu: dict[str, float] = {}
+    for h, p in watch.items():
+        after = _cpu_seconds(p)
+        busy = {k: 100 * (v - before[h].get(k, 0.0)) / elapsed for k, v in after.items()}
+        cpu[h] = round(sum(busy.values()))
+        top = max(busy, key=lambda k: busy[k]) if busy else "-"
+        cpu[f"{h} top thread: {top}"] = round(busy.get(top, 0.0))
     try:
         end = json.loads(out)["end"]
         return (end["sum_received"]["bits_per_second"] / 1e9,
