@@ -5,6 +5,7 @@ simulator.  Start-up *time* is measured by ``bench/cli_startup.py``, not here.""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from meshrouter.cli import COMMANDS, DEFAULT_API, main
+from meshrouter.cli.lazy import LazyCommand, LazyGroup
 from meshrouter.config import DEFAULT_API_PORT
 
 
@@ -34,6 +36,51 @@ def test_help_lists_every_registered_command() -> None:
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["frobnicate"])
     assert result.exit_code == 2 and "No such command 'frobnicate'" in result.stderr
+
+
+def _group(lazy: dict[str, LazyCommand]) -> click.Group:
+    @click.group(cls=LazyGroup, lazy=lazy)
+    def group() -> None:
+        """A test group."""
+
+    return group
+
+
+def test_a_missing_command_module_is_one_clear_error() -> None:
+    group = _group({"gone": LazyCommand("no_such_package.cli:main", "Not installed.")})
+    listing = CliRunner().invoke(group, ["--help"])
+    assert listing.exit_code == 0 and "gone  Not installed." in listing.stdout
+    result = CliRunner().invoke(group, ["gone"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: command 'gone' is not available: No module named 'no_such_package'\n"
+    )
+
+
+def test_an_unregistered_name_is_looked_up_among_plugin_entry_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @click.command()
+    def hello() -> None:
+        click.echo("hello from a plugin")
+
+    class Entry:
+        name = "hello"
+
+        def load(self) -> click.Command:
+            return hello
+
+    asked: list[tuple[str, str]] = []
+
+    def entry_points(*, group: str, name: str) -> list[Entry]:
+        asked.append((group, name))
+        return [Entry()] if name == "hello" else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    group = _group({})
+    assert CliRunner().invoke(group, ["hello"]).stdout == "hello from a plugin\n"
+    assert CliRunner().invoke(group, ["nope"]).exit_code == 2
+    assert asked == [("meshrouter.commands", "hello"), ("meshrouter.commands", "nope")]
 
 
 def test_the_default_api_address_is_the_configured_port() -> None:
