@@ -15,6 +15,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shutdown", ("shutting down",)),
     ("heartbeat_timeout", ("heartbeat timeout",)),
     ("connection_limit", ("connection limit", "too many", "dropped to make room")),
+    ("name_collision", ("share one peer name", "impostor")),
     ("duplicate", ("duplicate", "superseded", "replaced")),
     ("password", ("password", "authentic", "decrypt", "encryption")),
     ("cluster_mismatch", ("cluster",)),

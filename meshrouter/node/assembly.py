@@ -22,6 +22,7 @@ from meshrouter.node.router import Router
 from meshrouter.node.service import Service
 from meshrouter.node.transport import Transport
 from meshrouter.storage import Storage
+from meshrouter.ui.service import UiService
 
 
 def build_router(
@@ -69,4 +70,5 @@ def standard_services(config: RouterConfig) -> list[Service]:
     if config.dns is not None and config.dns.enabled:
         services.append(DnsService(config.dns))
     services.append(MetricsService())
+    services.append(UiService())
     return services
