@@ -53,15 +53,17 @@ class ClusterMismatchError(ProtocolError):
 
 
 class ConnectionToSelfError(ProtocolError):
-    """We dialled ourselves (same peer name and UID)."""
+    """We dialled ourselves (same peer name and UID).
 
-    retryable = False
+    Retried with backoff, never marked failed for good: the claim comes from the
+    remote before it proved anything (a plaintext listener can echo our own
+    identity back), and a real self-dial costs one attempt per backoff period.
+    """
 
 
 class NameCollisionError(ProtocolError):
-    """Another router uses our peer name with a different UID."""
-
-    retryable = False
+    """Another router uses our peer name with a different UID (retried with backoff:
+    an unauthenticated claim must not stop us dialling an address for good)."""
 
 
 class FrameTooLargeError(ProtocolError):

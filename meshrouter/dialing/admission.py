@@ -7,7 +7,12 @@ that they are tested without sockets:
   connections compute the same connection UID (local conn ID XOR remote conn ID),
   so both keep the one with the *lower* UID; equal UIDs drop both (a retry then
   draws new IDs).  A duplicate from a peer whose UID changed (it restarted) or
-  whose old connection is already closing simply replaces the old one.
+  whose old connection is already closing replaces the old one -- unless the old
+  one is alive (heard from within a heartbeat interval): then the newcomer's
+  claim to be that peer is refused as a name collision (retried with backoff),
+  so a stranger claiming a connected peer's name cannot make the real link flap.
+  A restarted peer's old connection ends at once on EOF, or within the dead
+  timeout when its host crashed, after which its next dial succeeds.
 * **Eviction at the connection limit.**  Only a newcomer we cannot reach through
   the mesh (another component, or a brand-new peer) justifies dropping a
   neighbour: admitting it is what joins parts that would otherwise stay apart.
@@ -28,6 +33,8 @@ class Duplicate(enum.Enum):
 
     REPLACE_STALE = "replace-stale"
     """The old connection belongs to an earlier incarnation, or is closing."""
+    COLLISION = "collision"
+    """Another UID claims a peer whose live connection we hear from: refuse it."""
     KEEP_EXISTING = "keep-existing"
     DROP_BOTH = "drop-both"
     SUPERSEDE_EXISTING = "supersede-existing"
@@ -40,10 +47,17 @@ def duplicate_decision(
     existing_conn_uid: int,
     new_remote_uid: int,
     new_conn_uid: int,
+    existing_alive: bool = False,
 ) -> Duplicate:
-    """The tie-break between an existing and a new connection to the same peer."""
-    if existing_remote_uid != new_remote_uid or existing_closing:
+    """The tie-break between an existing and a new connection to the same peer.
+
+    ``existing_alive``: the existing connection delivered a message within the
+    last heartbeat interval.
+    """
+    if existing_closing:
         return Duplicate.REPLACE_STALE
+    if existing_remote_uid != new_remote_uid:
+        return Duplicate.COLLISION if existing_alive else Duplicate.REPLACE_STALE
     if existing_conn_uid < new_conn_uid:
         return Duplicate.KEEP_EXISTING
     if existing_conn_uid == new_conn_uid:

@@ -71,6 +71,8 @@ class PeerConnection:
     remote_goodbye: str | None = None
     on_confirmed: Callable[[PeerConnection], None] | None = None  # also on Goodbye
     failure: str | None = None
+    last_heard: float = 0.0
+    """When the last complete message arrived (a live link vs a half-open one)."""
     """Set when *we* found the peer's data at fault (tampering, replay, a malformed
     or oversize frame, silence): that reason is also sent to the peer, so both
     sides show it -- not just "connection closed by the peer" on the other."""
@@ -121,7 +123,7 @@ class PeerConnection:
         ExceptionGroup) and cancels the other; Cancelled is never caught.
         """
         with self._cancel_scope:
-            self._last_sent = trio.current_time()
+            self._last_sent = self.last_heard = trio.current_time()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._heartbeat_timer)
                 nursery.start_soon(self._guarded, self._send_loop, nursery.cancel_scope)
@@ -177,7 +179,7 @@ class PeerConnection:
                 self.bytes_in += len(data)
                 messages = self.session.receive_data(bytes(data))
                 if messages:
-                    last_message = trio.current_time()
+                    last_message = self.last_heard = trio.current_time()
                     timer.deadline = last_message + self.heartbeat_timeout
                 for message in messages:
                     self.messages_in += 1

@@ -32,6 +32,7 @@ from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
     ConnectionLimitError,
     ConnectionRefusedByPolicyError,
+    NameCollisionError,
     ProtocolError,
 )
 from meshrouter.gossip.core import GossipCore
@@ -514,12 +515,21 @@ class Router:
                 existing_conn_uid=existing.conn_uid,
                 new_remote_uid=conn.remote.uid,
                 new_conn_uid=conn.conn_uid,
+                existing_alive=trio.current_time() - existing.last_heard
+                < self.config.timing.heartbeat_interval,
             )
             if decision is Duplicate.REPLACE_STALE:
                 # The peer restarted (the old connection is half-open) or the old
                 # one is already closing: the new connection simply replaces it.
                 existing.close("replaced by a new connection from a restarted peer")
                 self._unregister(existing, existing.close_reason or "replaced")
+            elif decision is Duplicate.COLLISION:
+                raise NameCollisionError(
+                    f"{format_peer_name(conn.peer)} is connected and alive with UID "
+                    f"{existing.remote.uid:#x}; a connection claiming its name with UID "
+                    f"{conn.remote.uid:#x} is refused (two routers share one peer name, or "
+                    "an impostor); retried with backoff"
+                )
             elif decision is Duplicate.KEEP_EXISTING:
                 raise ConnectionRefusedByPolicyError(
                     f"duplicate connection to {format_peer_name(conn.peer)}: keeping the other one"

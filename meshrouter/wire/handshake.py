@@ -378,14 +378,14 @@ class Handshake:
                 raise ConnectionToSelfError(
                     f"connected to ourselves ({local.describe()}, UID {local.uid:#x}): "
                     "this target address leads back to this router; remove it from "
-                    "the peer list"
+                    "the peer list (retried slowly meanwhile)"
                 )
             raise NameCollisionError(
                 f"the remote router {remote.describe()} uses our peer name "
                 f"{format_peer_name(local.name)} with a different UID "
                 f"({remote.uid:#x}, ours is {local.uid:#x}): two running routers share "
                 "one peer name (cloned machine ID or copied data directory?); give "
-                "one of them a different peer name"
+                "one of them a different peer name (retried with backoff meanwhile)"
             )
         if local.cluster_id and remote.cluster_id and local.cluster_id != remote.cluster_id:
             raise ClusterMismatchError(

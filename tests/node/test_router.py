@@ -164,13 +164,22 @@ def test_encrypted_mesh_works_with_same_password() -> None:
     run_sim(body)
 
 
-def test_dialing_self_fails_permanently() -> None:
+def test_dialing_self_is_reported_and_retried_with_backoff() -> None:
+    # The claim "you reached yourself" comes before the remote proved anything
+    # (a plaintext listener can echo our identity), so it never fails a target
+    # for good (issue 15, item 8): it is shown, and retried ever more slowly.
     async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
         a = make_router(net, 1, peers=("10.0.0.1:6783",))
         await _start(nursery, a)
         await trio.sleep(10)
         row = next(r for r in a.status.connection_rows() if r["address"] == "10.0.0.1:6783")
-        assert row["state"] == "failed" and "will not retry" in row["info"]
+        assert row["state"] == "retrying" and "connected to ourselves" in row["info"]
+        attempts = next(t["attempts"] for t in a.status.target_rows()
+                        if t["address"] == "10.0.0.1:6783")
+        await trio.sleep(60)
+        later = next(t["attempts"] for t in a.status.target_rows()
+                     if t["address"] == "10.0.0.1:6783")
+        assert attempts < later < attempts + 12  # backoff: a few tries a minute, not hundreds
 
     run_sim(body)
 
