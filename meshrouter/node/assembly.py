@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from meshrouter.config import RouterConfig
 from meshrouter.dns.service import DnsService
 from meshrouter.endpoints.service import DataplaneService
+from meshrouter.explain.service import ExplainService
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.service import IpamService
 from meshrouter.metrics.service import MetricsService
@@ -71,4 +72,5 @@ def standard_services(config: RouterConfig) -> list[Service]:
         services.append(DnsService(config.dns))
     services.append(MetricsService())
     services.append(UiService())
+    services.append(ExplainService())
     return services

@@ -1,0 +1,1 @@
+"""``explain SRC DST``: which layer stops two containers from talking."""
