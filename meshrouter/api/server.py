@@ -162,12 +162,17 @@ def build_app(router: Router) -> Starlette:
 
 
 class ApiServer:
-    """Serves ``build_app(router)`` on ``host:port`` until cancelled."""
+    """Serves ``build_app(router)`` on ``host:port`` until cancelled, or until
+    ``shutdown`` is set: then requests in flight get up to ``graceful_timeout``
+    to be answered (a waiting allocation answers 503 with the reason)."""
 
-    def __init__(self, router: Router, host: str, port: int) -> None:
+    def __init__(
+        self, router: Router, host: str, port: int, shutdown: trio.Event | None = None
+    ) -> None:
         self.router = router
         self.host = host
         self.port = port
+        self.shutdown = shutdown if shutdown is not None else trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         config = HypercornConfig()
@@ -180,7 +185,7 @@ class ApiServer:
         async with trio.open_nursery() as nursery:
             try:
                 binds = await nursery.start(
-                    partial(serve, app, config, shutdown_trigger=trio.sleep_forever)  # type: ignore[arg-type]
+                    partial(serve, app, config, shutdown_trigger=self.shutdown.wait)  # type: ignore[arg-type]
                 )
             except OSError as exc:
                 raise ConfigError(

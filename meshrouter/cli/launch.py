@@ -54,6 +54,8 @@ from meshrouter.config import (
 from meshrouter.errors import MeshError, StateFileError
 from meshrouter.storage import Storage, atomic_write
 
+API_DRAIN = 1.0  # seconds requests in flight get to answer when the router stops
+
 log = logging.getLogger("meshrouter")
 
 ADDRESSES_FILE = "addresses.json"
@@ -274,11 +276,27 @@ async def _run_peer(
     try:
         async with trio.open_nursery() as nursery:
 
+            api_shutdown = trio.Event()
+            api_done = trio.Event()
+
             async def run_router(
                 task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
             ) -> None:
                 await router.run(task_status=task_status)
+                # Let requests in flight answer (e.g. a waiting allocation's 503),
+                # then end everything else.
+                api_shutdown.set()
+                with trio.move_on_after(API_DRAIN):
+                    await api_done.wait()
                 nursery.cancel_scope.cancel()
+
+            async def run_api(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await ApiServer(router, api_host, api_port, api_shutdown).run(
+                        task_status=task_status
+                    )
+                finally:
+                    api_done.set()
 
             async def watch_signals() -> None:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -288,7 +306,7 @@ async def _run_peer(
 
             nursery.start_soon(watch_signals)
             listen = await nursery.start(run_router)
-            api = await nursery.start(ApiServer(router, api_host, api_port).run)
+            api = await nursery.start(run_api)
             written = write_addresses(data_dir, listen, api)
             log.info(
                 "meshrouter %s peer %s ready: mesh on %s, API on %s (written to %s)",

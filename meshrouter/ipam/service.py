@@ -65,6 +65,7 @@ class IpamService(ServiceBase):
         self._changed = trio.Event()
         self._ring_saved_at = -1e18
         self._unsaved_broadcast: Any = None
+        self.stopping = False
 
     def attach(self, context: ServiceContext) -> None:
         super().attach(context)
@@ -93,11 +94,17 @@ class IpamService(ServiceBase):
         self.core.start(trio.current_time())
         self.step()
         task_status.started()
-        while True:
-            with trio.move_on_after(self.tick_interval):
-                await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            self.step()
+        try:
+            while True:
+                with trio.move_on_after(self.tick_interval):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                self.step()
+        finally:
+            # The router stops: waiting requests answer now, with the reason,
+            # instead of ending in a dropped connection.
+            self.stopping = True
+            self._changed.set()
 
     def on_topology_changed(self, change: TopologyChange) -> None:
         self.wake()  # reachability may have changed
@@ -176,6 +183,11 @@ class IpamService(ServiceBase):
                     self.wake()
                     first = False
                 await self._changed.wait()
+                if self.stopping:
+                    self.core.cancel(container)
+                    raise IpamUnavailableError(
+                        f"the router is shutting down; no address for {container}"
+                    )
         reasons = [p.reason for p in self.core.pending.values() if p.container == container]
         self.core.cancel(container)
         raise IpamUnavailableError(
