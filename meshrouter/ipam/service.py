@@ -66,6 +66,8 @@ class IpamService(ServiceBase):
         self._ring_saved_at = -1e18
         self._unsaved_broadcast: Any = None
         self.stopping = False
+        self.unknown_owners: set[PeerName] = set()
+        self._seen_peers: set[PeerName] = set()
 
     def attach(self, context: ServiceContext) -> None:
         super().attach(context)
@@ -118,6 +120,7 @@ class IpamService(ServiceBase):
         self.core.tick(now, self.reachable(), self.rng)
         self.core.attempt(now)
         self.flush()
+        self._note_unknown_owners()
         # Waiting requests retry after each step (never after one another's
         # attempts, which could wake each other forever at one instant).
         self._changed.set()
@@ -233,8 +236,34 @@ class IpamService(ServiceBase):
         self.save()
         return heir
 
+    def _note_unknown_owners(self) -> None:
+        """Ring entries whose owner no peer of our topology has ever named are
+        logged once and counted: a corrupted or lying ring would otherwise leave
+        every router waiting on a peer that does not exist, silently."""
+        ring = self.core.ring
+        if ring is None:
+            return
+        for owner in ring.owners() - self._seen_peers - self.unknown_owners:
+            if self.context.topology.record(owner) is not None:
+                self._seen_peers.add(owner)
+                continue
+            self.unknown_owners.add(owner)
+            log.warning(
+                "%s: the IPAM ring gives space to %s, a peer no router of the mesh "
+                "knows (dead before we started, or a corrupt/forged entry); `meshrouter "
+                "rmpeer %s` takes its space if it is gone for good",
+                self.label, format_peer_name(owner), format_peer_name(owner),
+            )
+        # A name that later appears in the topology was a peer after all.
+        for owner in list(self.unknown_owners):
+            if self.context.topology.record(owner) is not None:
+                self.unknown_owners.discard(owner)
+                self._seen_peers.add(owner)
+
     def status(self) -> dict[str, object]:
-        return self.core.status(trio.current_time(), self.reachable())
+        status = self.core.status(trio.current_time(), self.reachable())
+        status["unknown_owners"] = sorted(format_peer_name(o) for o in self.unknown_owners)
+        return status
 
     def report(self) -> dict[str, Any] | None:
         return self.status()
