@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "meshrouter.errors": 0,
     "meshrouter.names": 0,
     "meshrouter.codec": 0,
+    "meshrouter.addresses": 0,
     "meshrouter": 0,  # the package __init__ (version only)
     "meshrouter.wire": 1,
     "meshrouter.gossip": 1,
@@ -57,6 +58,7 @@ CORE_PREFIXES = (
     "meshrouter.errors",
     "meshrouter.names",
     "meshrouter.codec",
+    "meshrouter.addresses",
     "meshrouter.wire",
     "meshrouter.gossip",
     "meshrouter.topology",

@@ -21,7 +21,7 @@ import socket
 import time
 from typing import Any
 
-from meshrouter.config import DEFAULT_API_PORT, format_host_port, parse_host_port
+from meshrouter.addresses import DEFAULT_API_PORT, format_host_port, parse_host_port
 from meshrouter.errors import ApiError, ConfigError
 
 DEFAULT_TIMEOUT = 10.0

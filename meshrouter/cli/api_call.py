@@ -12,13 +12,13 @@ from urllib.parse import quote
 
 import click
 
-from meshrouter.api.client import ApiClient
-from meshrouter.config import (
+from meshrouter.addresses import (
     DEFAULT_API_PORT,
     format_host_port,
     normalise_peer_address,
     parse_host_port,
 )
+from meshrouter.api.client import ApiClient
 from meshrouter.errors import ApiError, ConfigError
 
 # A waiting IPAM verb may take its --wait; the HTTP call allows that much more.
