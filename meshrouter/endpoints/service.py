@@ -70,6 +70,14 @@ class AddressService(Protocol):
     def release(self, container: str, address_text: str | None) -> list[str]: ...
 
 
+class NameRegistry(Protocol):
+    """What the dataplane needs of the DNS service."""
+
+    def register(self, container_id: str, name: str, address: str) -> str: ...
+
+    def unregister_container(self, container_id: str) -> list[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """A container port of ours: what was asked, what the datapath made."""
@@ -208,6 +216,13 @@ class DataplaneService(ServiceBase):
 
     # -- attach / detach -----------------------------------------------------------------
 
+    def _names(self) -> NameRegistry | None:
+        """The DNS service, when this router runs one (``attach --name``)."""
+        for service in self.context.services():
+            if service.name == "dns" and hasattr(service, "unregister_container"):
+                return service  # type: ignore[return-value]
+        return None
+
     def _ipam(self) -> AddressService | None:
         for service in self.context.services():
             if service.name == "ipam" and hasattr(service, "allocate"):
@@ -236,6 +251,13 @@ class DataplaneService(ServiceBase):
             attachment = Attachment(port_request, port, ip, prefix, from_ipam)
             self.attachments[request.container_id] = attachment
             self._commit()
+            names = self._names()
+            if request.name and names is not None:
+                try:
+                    names.register(request.container_id, request.name, ip)
+                except MeshError as exc:  # the attachment stands; the name is reported
+                    log.warning("%s: name %s for %s not registered: %s", self.context.label,
+                                request.name, request.container_id, exc)
             return self._view(attachment)
 
     async def detach_container(self, container_id: str) -> dict[str, Any]:
@@ -275,6 +297,9 @@ class DataplaneService(ServiceBase):
 
     def _forget_local(self, container_id: str, from_ipam: bool, ip: str) -> list[str]:
         self.table.remove_local(container_id)
+        names = self._names()
+        if names is not None:  # detached or vanished: its names go everywhere too
+            names.unregister_container(container_id)
         return self._release(container_id, ip) if from_ipam else []
 
     def _check_same(self, existing: Attachment, request: AttachRequest) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def standard_services(config: RouterConfig) -> list[Service]:
                 ipam_wait=config.dataplane.ipam_wait, flow_delay=config.dataplane.flow_delay
             )
         )
-    if config.dns is not None and config.dns.enabled:
+    if config.dns is not None:  # enabled=False: records and gossip, no server
         services.append(DnsService(config.dns))
     services.append(MetricsService())
     services.append(UiService())

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from meshrouter.config import RouterConfig
 from meshrouter.names import PeerName
 from meshrouter.node.assembly import build_router
+from meshrouter.node.datapath import Datapath
 from meshrouter.node.router import Router
 from sim.network import LinkProfile, SimNetwork, SimTransport
 
@@ -27,7 +28,13 @@ FAST = dict(
 
 
 def make_router(
-    net: SimNetwork, index: int, *, seed: int = 0, peers: tuple[str, ...] = (), **overrides: Any
+    net: SimNetwork,
+    index: int,
+    *,
+    seed: int = 0,
+    peers: tuple[str, ...] = (),
+    datapath: Datapath | None = None,
+    **overrides: Any,
 ) -> Router:
     host = f"10.0.0.{index}"
     settings: dict[str, Any] = dict(FAST)
@@ -45,6 +52,7 @@ def make_router(
         config,
         transport=SimTransport(net, host, 6783),
         rng=rng,
+        datapath=datapath,
         key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
     )
 

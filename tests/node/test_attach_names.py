@@ -1,0 +1,57 @@
+"""``attach --name`` registers the name in DNS mesh-wide, and detach takes it
+out everywhere: the dataplane and DNS services of real routers, assembled from
+the config as ``launch peer`` does, over the simulated network."""
+
+from __future__ import annotations
+
+import trio
+
+from meshrouter.config import DataplaneSettings
+from meshrouter.dataplane.memory import MemoryDatapath
+from meshrouter.dns.service import DnsService
+from meshrouter.dns.settings import DnsSettings
+from meshrouter.endpoints.service import DataplaneService, body_of
+from meshrouter.node.router import Router
+from sim.network import SimNetwork
+from tests.node.harness import make_router, run_sim
+
+FEATURES = dict(
+    ipalloc_init="consensus=2",
+    ipalloc_range="10.40.0.0/24",
+    dataplane=DataplaneSettings(),
+    dns=DnsSettings(enabled=False, overlay_networks=("10.40.0.0/24",)),
+)
+
+
+def dns(router: Router) -> DnsService:
+    found = router.service("dns")
+    assert isinstance(found, DnsService)
+    return found
+
+
+def dataplane(router: Router) -> DataplaneService:
+    found = router.service("dataplane")
+    assert isinstance(found, DataplaneService)
+    return found
+
+
+def test_attach_with_a_name_is_answered_everywhere_and_detach_removes_it() -> None:
+    async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
+        a = make_router(net, 1, datapath=MemoryDatapath(), **FEATURES)
+        b = make_router(net, 2, peers=("10.0.0.1:6783",), datapath=MemoryDatapath(),
+                        **FEATURES)
+        for router in (a, b):
+            await nursery.start(router.run)
+        await trio.sleep(3)
+        attached = await dataplane(a)._api_attach(
+            body_of({"container_id": "c1", "netns": "ns-c1", "name": "web"})
+        )
+        ip = attached["ip"].split("/")[0]
+        await trio.sleep(2)
+        assert dns(a).lookup("web") == [ip]
+        assert dns(b).lookup("web.mesh.local.") == [ip]
+        await dataplane(a).detach_container("c1")
+        await trio.sleep(2)
+        assert dns(a).lookup("web") == [] and dns(b).lookup("web") == []
+
+    run_sim(body)
