@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from meshrouter.metrics.access import router_of
 from meshrouter.metrics.collector import MeshCollector
@@ -31,6 +31,10 @@ from meshrouter.node.service import (
     ServiceContext,
     TopologyChange,
 )
+
+# The classic text format: every name here is a legacy-valid name, and every
+# Prometheus server version reads it (newer clients default to 1.0.0).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class MetricsService(ServiceBase):
@@ -88,4 +92,4 @@ class MetricsService(ServiceBase):
         return [ApiRoute("GET", "/metrics", self._api_metrics)]
 
     async def _api_metrics(self, request: ApiRequest) -> Any:
-        return RawResponse(self.render(), CONTENT_TYPE_LATEST)
+        return RawResponse(self.render(), CONTENT_TYPE)

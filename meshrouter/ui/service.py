@@ -30,10 +30,16 @@ class UiService(ServiceBase):
 
     def api_routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/", self._api_page),
-                ApiRoute("GET", "/graph.svg", self._api_graph)]
+                ApiRoute("GET", "/graph.svg", self._api_graph),
+                ApiRoute("GET", "/graph/facts", self._api_facts)]
 
     async def _api_page(self, request: ApiRequest) -> Any:
         return RawResponse(status_page(), HTML_TYPE)
 
     async def _api_graph(self, request: ApiRequest) -> Any:
         return RawResponse(self.svg().encode("utf-8"), SVG_TYPE)
+
+    async def _api_facts(self, request: ApiRequest) -> Any:
+        """The picture's input as JSON: ``status --graph`` draws it client-side
+        (the CLI's client speaks JSON only; ``ui.graph`` is pure and light)."""
+        return graph_facts(self.context)
