@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -150,6 +151,8 @@ def main(
     plot: Path | None,
 ) -> None:
     """Run N real routers in one process on a simulated clock and network."""
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise click.ClickException("--plot needs matplotlib: pip install 'meshrouter[sim]'")
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(levelname)-7s %(name)s: %(message)s"
     )
