@@ -1,4 +1,5 @@
-"""RouterConfig validation and the address parsers: every check, at and beyond its edge.
+"""RouterConfig validation and the address parsers (``addresses.py``): every check,
+at and beyond its edge.
 
 Expected values are written out here, never computed with the parser itself
 (except the round-trip property, which judges ``format_host_port`` by ``parse``).
@@ -12,16 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshrouter.config import (
+from meshrouter.addresses import (
     DEFAULT_PORT,
-    IpamSettings,
-    MeshSettings,
-    RouterConfig,
-    TimingSettings,
     format_host_port,
     normalise_peer_address,
     parse_host_port,
 )
+from meshrouter.config import IpamSettings, MeshSettings, RouterConfig, TimingSettings
 from meshrouter.errors import ConfigError
 from meshrouter.ipam.founding import CONSENSUS, OBSERVER, SEED, FoundingMode
 from meshrouter.names import PeerName
