@@ -176,7 +176,13 @@ class GossipCore:
         self.stats.register(name)
 
     def set_routes(self, routes: RouteView) -> None:
-        """Use these routes from now on (call again whenever they change)."""
+        """Ask ``routes`` for next hops and broadcast trees from now on.
+
+        The core asks it at the moment it forwards, so one view that always
+        answers for the current topology (the router's
+        ``topology/current_routes.CurrentRoutes``) is set once; a view that
+        answers for a snapshot must be replaced whenever the routes change.
+        """
         self._routes = routes
 
     def neighbour_up(self, peer: PeerName) -> None:
