@@ -155,3 +155,8 @@ class IpamUnavailableError(IpamError, UnavailableError):
 
 class IpamNotFoundError(IpamError, NotFoundError):
     """An address request names an unknown container or peer."""
+
+
+class DemoError(MeshError):
+    """``meshrouter demo`` cannot build or check its lab (a tool failed, a router
+    did not start, a check timed out); the message says which step and why."""

@@ -38,6 +38,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "dns-remove": LazyCommand(".dns_verbs:dns_remove", "Remove this router's records of a name."),
     "dns-lookup": LazyCommand(".dns_verbs:dns_lookup", "Print the live addresses of a name."),
     "explain": LazyCommand(".ops_verbs:explain", "Walk the layers between two containers; name the first that fails."),
+    "demo": LazyCommand(".demo:demo", "Build a 3-host mesh in network namespaces and show what it does (root)."),
     "keygen": LazyCommand(".keygen:keygen", "Write a random 256-bit mesh secret for --password-file."),
     # The simulator is a plugin (an entry point of the ``sim`` package); named here so
     # that neither its import nor an entry-point scan is paid by any other command.
