@@ -65,6 +65,9 @@ class ExplainService(ServiceBase):
     def explain(self, src: str, dst: str) -> dict[str, Any]:
         return explain(self.facts(), src, dst)
 
+    def report(self) -> dict[str, Any] | None:
+        return {"path": "/explain?src=CONTAINER&dst=CONTAINER"}
+
     def api_routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/explain", self._api_explain)]
 

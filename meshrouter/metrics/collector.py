@@ -174,6 +174,13 @@ class MeshCollector(Collector):
         for rcode in sorted(set(stats.responses) | {"NOERROR", "NXDOMAIN", "SERVFAIL"}):
             responses.add_metric([rcode], stats.responses.get(rcode, 0))
         yield responses
+        by_type = getattr(stats, "queries", None)  # a Counter by query type, once kept
+        if isinstance(by_type, dict):
+            queries = CounterMetricFamily("meshrouter_dns_queries",
+                                          "DNS queries received, by query type.", labels=["type"])
+            for qtype, count in sorted(by_type.items()):
+                queries.add_metric([str(qtype)], int(count))
+            yield queries
         dropped = CounterMetricFamily("meshrouter_dns_dropped",
                                       "DNS queries dropped, by reason.", labels=["reason"])
         for reason, count in sorted(stats.dropped.items()):

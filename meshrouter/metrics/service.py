@@ -88,6 +88,11 @@ class MetricsService(ServiceBase):
     def summary(self) -> dict[str, Any] | None:
         return None
 
+    def report(self) -> dict[str, Any] | None:
+        return {"path": "/metrics", "route_computations": self.route_computations,
+                "connection_terminations": dict(self.events.terminations),
+                "flow_applies_observed": self.applies.count}
+
     def api_routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/metrics", self._api_metrics)]
 

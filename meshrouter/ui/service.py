@@ -28,6 +28,9 @@ class UiService(ServiceBase):
         """The mesh picture as this router sees it now."""
         return render_svg(graph_facts(self.context))
 
+    def report(self) -> dict[str, Any] | None:
+        return {"page": "/", "picture": "/graph.svg"}
+
     def api_routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/", self._api_page),
                 ApiRoute("GET", "/graph.svg", self._api_graph),

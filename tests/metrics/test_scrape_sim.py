@@ -4,12 +4,15 @@ there, follow the conventions, and counters move when what they count happens.""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
+from meshrouter.dns.service import DnsService
+from meshrouter.dns.settings import DnsSettings
 from meshrouter.metrics.service import MetricsService
 from meshrouter.names import PeerName
 from meshrouter.node.assembly import build_router
@@ -102,5 +105,32 @@ def test_flow_apply_histogram_counts_the_datapath_applies() -> None:
         assert value(two, "meshrouter_flow_apply_duration_seconds_bucket", le="0.005") == 1
         assert value(two, "meshrouter_flow_apply_duration_seconds_bucket", le="0.5") == 2
         assert value(scrape(router), "meshrouter_flow_apply_duration_seconds_count") == 2
+
+    run_sim(body)
+
+
+def test_dns_families_read_the_dns_service_counters() -> None:
+    async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
+        config = RouterConfig.from_flat(PeerName(0x0200_0000_0001), "host1",
+                                        listen_host="10.0.0.1", listen_port=6783, **FAST)
+        rng = random.Random(1)
+        dns = DnsService(DnsSettings(enabled=False))
+        router = Router(config, transport=SimTransport(net, "10.0.0.1", 6783), rng=rng,
+                        services=[dns, MetricsService()],
+                        key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)))
+        await nursery.start(router.run)
+        dns.stats.responses.update({"NOERROR": 5, "NXDOMAIN": 2})
+        dns.stats.dropped["client not allowed"] += 1
+        families = scrape(router)
+        check_conventions(families)
+        assert value(families, "meshrouter_dns_responses_total", rcode="NOERROR") == 5
+        assert value(families, "meshrouter_dns_responses_total", rcode="NXDOMAIN") == 2
+        assert value(families, "meshrouter_dns_responses_total", rcode="SERVFAIL") == 0
+        assert value(families, "meshrouter_dns_dropped_total", reason="client not allowed") == 1
+        assert "meshrouter_dns_queries" not in families  # not counted by the DNS server yet
+        dns.stats.queries = Counter({"A": 3, "PTR": 1})  # type: ignore[attr-defined]
+        families = scrape(router)
+        assert value(families, "meshrouter_dns_queries_total", type="A") == 3
+        assert value(families, "meshrouter_dns_queries_total", type="PTR") == 1
 
     run_sim(body)
