@@ -21,7 +21,6 @@ through the resolver, as a client would get them.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,17 +28,13 @@ from typing import Any
 
 import trio
 import trio.testing
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from dnslib import QTYPE, DNSRecord
 
-from meshrouter.config import RouterConfig
 from meshrouter.dns.names import format_ipv4
 from meshrouter.dns.service import DnsService
 from meshrouter.dns.settings import DnsSettings
-from meshrouter.node.assembly import standard_services
-from meshrouter.node.router import Router
-from sim.cluster import PORT, SimCluster, SimHost
-from sim.network import LinkProfile, SimTransport
+from sim.cluster import SimCluster, SimHost
+from sim.network import LinkProfile
 
 SAMPLE = 0.005
 NAMES = 5
@@ -60,23 +55,6 @@ class DnsSimResult:
     restart_answered_everywhere_after: float | None = None
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-class DnsCluster(SimCluster):
-    """A SimCluster whose routers also run a DnsService (no sockets: ``enabled=False``)."""
-
-    def _make_router(self, host: SimHost, peers: list[str]) -> Router:
-        config = RouterConfig.from_flat(
-            host.name, f"h{host.index}", listen_host=host.ip, listen_port=PORT,
-            initial_peers=tuple(peers), **self.router_settings)
-        rng = random.Random(self.rng.getrandbits(64))
-        dns = DnsService(DnsSettings(enabled=False, overlay_networks=("10.32.0.0/12",)),
-                         local_addresses=set)
-        return Router(
-            config, transport=SimTransport(self.network, host.ip, PORT), rng=rng,
-            storage=host.storage, observer=self._observe,
-            key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
-            services=[*standard_services(config), dns])
 
 
 def dns_of(host: SimHost) -> DnsService:
@@ -119,8 +97,11 @@ def _agree(cluster: SimCluster) -> bool:
 async def scenario(nursery: trio.Nursery, peers: int, seed: int, conn_limit: int,
                    latency: float) -> DnsSimResult:
     result = DnsSimResult(peers, seed)
-    cluster = DnsCluster(nursery, seed=seed, profile=LinkProfile(latency=latency),
-                         router_settings={"conn_limit": conn_limit, "ipam": False,
+    # Each router runs the standard services, DNS among them: records and
+    # gossip without a server (no sockets in the simulator).
+    dns = DnsSettings(enabled=False, overlay_networks=("10.32.0.0/12",))
+    cluster = SimCluster(nursery, seed=seed, profile=LinkProfile(latency=latency),
+                         router_settings={"conn_limit": conn_limit, "ipam": False, "dns": dns,
                                           "heartbeat_interval": 2.0,
                                           "heartbeat_timeout": 6.0},
                          record_events=False)
