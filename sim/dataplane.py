@@ -206,7 +206,8 @@ def run_dataplane_simulation(
     options: SimOptions, *, per_host: int = 2, partition: bool = True, sample: int = 12,
     inspect: Callable[[SimCluster], Any] | None = None,
 ) -> DataplaneRun:
-    """Join, attach containers, check; then partition, check; then heal, check."""
+    """Join, attach containers, check; partition, check; attach one container on
+    each side; heal, check."""
     result = DataplaneRun()
 
     async def quiesce(sim: Simulation, name: str, action: Callable[[], Any] | None) -> None:
@@ -222,7 +223,12 @@ def run_dataplane_simulation(
         result.seconds[name] = (phase.converged or trio.current_time()) - phase.started
         if inspect is not None:
             inspect(sim.cluster)
-        result.phases[name] = check_reachability(sim.cluster, sample=sample, seed=options.seed)
+        found = check_reachability(sim.cluster, sample=sample, seed=options.seed)
+        if phase.converged is None:  # say so first: flows over a moving topology may loop
+            found.insert(0, Violation("dataplane_reachability", (),
+                                      f"topology did not converge in phase {name}",
+                                      options.seed))
+        result.phases[name] = found
         result.flows[name] = sum(len(datapath_of(r).installed) for r in sim.cluster.routers())
 
     async def main() -> None:
@@ -243,6 +249,15 @@ def run_dataplane_simulation(
                 groups = [sorted(h.ip for h in shuffled[:half]),
                           sorted(h.ip for h in shuffled[half:])]
                 await quiesce(sim, "partition", lambda: cluster.network.partition(groups))
+                # One container starts on each side while they are apart: after the
+                # heal, each side learns it only through the digest exchange of the
+                # new connections (the broadcast could not cross).
+                for host in (shuffled[0], shuffled[half]):
+                    assert host.router is not None
+                    ip, _ = parse_cidr(f"10.200.{host.index & 255}.2")
+                    await service_of(host.router).attach_container(AttachRequest(
+                        f"late-h{host.index}", "sim", ip=ip, prefix=8))
+                    result.containers += 1
                 await quiesce(sim, "heal", cluster.network.heal)
             nursery.cancel_scope.cancel()
 

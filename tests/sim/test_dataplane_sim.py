@@ -31,10 +31,10 @@ def test_reachability_in_a_partial_mesh_through_partition_and_heal() -> None:
         relayed.append(partial)
 
     result = run_dataplane_simulation(OPTIONS, per_host=1, sample=8, inspect=count_relays)
-    assert result.containers == 50
+    assert result.containers == 52  # 50, and one on each side during the partition
     assert {name: [str(v) for v in found] for name, found in result.phases.items()} == {
         "attached": [], "partition": [], "heal": []}
-    assert result.flows["partition"] < result.flows["heal"] == result.flows["attached"]
+    assert result.flows["partition"] < result.flows["attached"] < result.flows["heal"]
     assert relayed[0] > 0
 
 
