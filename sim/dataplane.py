@@ -61,7 +61,9 @@ class DataplaneCluster(SimCluster):
             rng=rng,
             storage=host.storage,
             datapath=MemoryDatapath(),
-            services=[*standard_services(config), DataplaneService(flow_delay=FLOW_DELAY)],
+            services=[*(s for s in standard_services(config)
+                        if not isinstance(s, DataplaneService)),
+                      DataplaneService(flow_delay=FLOW_DELAY)],
             observer=self._observe,
             key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)),
         )
