@@ -13,6 +13,7 @@ import pytest
 from meshrouter.ipam.service import ipam_of
 from sim.invariants import check_all
 from sim.runner import SimOptions, Simulation, run_simulation
+from tests.sim.support import run_ok
 
 BASE = SimOptions(
     peers=10, seed=3, latency=0.005, heartbeat_interval=2.0, heartbeat_timeout=6.0,
@@ -20,17 +21,14 @@ BASE = SimOptions(
 )
 
 
-def _assert_ok(options: SimOptions) -> dict[str, float]:
-    result = run_simulation(options)
-    context = f"scenario {options.scenario} seed {options.seed}"
-    assert result.converged, f"{context}: {[(p.name, p.converged) for p in result.phases]}"
-    assert not result.violations, f"{context}: {[str(v) for v in result.violations]}"
+def ipam_figures(options: SimOptions) -> dict[str, float]:
+    result = run_ok(options)
     assert result.ipam is not None
     return result.ipam
 
 
 def test_ipam_scenario_allocates_through_partition_crash_and_restart() -> None:
-    figures = _assert_ok(replace(BASE, scenario="ipam"))
+    figures = ipam_figures(replace(BASE, scenario="ipam"))
     assert figures["allocations_met"] > 80
     assert figures["duplicates_seen"] == 0
     assert figures["reclaims"] > 0, "the partition and the crashes should cause reclaims"
@@ -39,7 +37,7 @@ def test_ipam_scenario_allocates_through_partition_crash_and_restart() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_ipam_campaign_seeds(seed: int) -> None:
-    figures = _assert_ok(
+    figures = ipam_figures(
         replace(BASE, peers=7, seed=seed, scenario="ipam-campaign", duration=80.0)
     )
     assert figures["duplicates_seen"] == 0

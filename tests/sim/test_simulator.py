@@ -15,15 +15,9 @@ import pytest
 from meshrouter.names import PeerName
 from sim.invariants import check_all
 from sim.runner import SimOptions, Simulation, run_simulation
+from tests.sim.support import run_ok
 
 BASE = SimOptions(peers=12, seed=7, latency=0.005, heartbeat_interval=2.0, heartbeat_timeout=6.0)
-
-
-def _assert_ok(options: SimOptions) -> None:
-    result = run_simulation(options)
-    context = f"scenario {options.scenario} seed {options.seed}"
-    assert result.converged, f"{context}: {[(p.name, p.converged) for p in result.phases]}"
-    assert not result.violations, f"{context}: {[str(v) for v in result.violations]}"
 
 
 def test_same_seed_same_digest_and_different_seed_different_digest() -> None:
@@ -59,17 +53,17 @@ def test_digest_does_not_depend_on_hash_seed() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_join_converges(seed: int) -> None:
-    _assert_ok(replace(BASE, scenario="join", peers=30, seed=seed))
+    run_ok(replace(BASE, scenario="join", peers=30, seed=seed))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_partition_heal_converges(seed: int) -> None:
-    _assert_ok(replace(BASE, scenario="partition-heal", peers=20, seed=seed))
+    run_ok(replace(BASE, scenario="partition-heal", peers=20, seed=seed))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_crash_restart_converges(seed: int) -> None:
-    _assert_ok(replace(BASE, scenario="crash-restart", peers=20, seed=seed))
+    run_ok(replace(BASE, scenario="crash-restart", peers=20, seed=seed))
 
 
 def test_conn_limit_builds_a_partial_mesh_that_converges() -> None:
@@ -97,7 +91,7 @@ def test_limited_mesh_is_repaired_long_before_the_periodic_digest() -> None:
 
 
 def test_churn_with_loss_converges() -> None:
-    _assert_ok(replace(BASE, scenario="churn", peers=15, duration=10.0, loss=0.05))
+    run_ok(replace(BASE, scenario="churn", peers=15, duration=10.0, loss=0.05))
 
 
 class _LoopyRoutes:
