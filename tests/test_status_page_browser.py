@@ -63,6 +63,7 @@ def test_status_page_shows_the_mesh_without_console_errors(
     assert dumped.returncode == 0, dumped.stderr[-3000:]
     dom = dumped.stdout
     assert 'data-loaded="yes"' in dom, dom[:2000]
+    assert 'data-graph="yes"' in dom  # the picture loaded as an image
     peers_table = dom[dom.index('id="peers"'):dom.index('id="connections-section"')]
     for router in (a, b, c):
         assert f"<td>{router.nickname}</td>" in peers_table, peers_table

@@ -181,6 +181,11 @@ async function refresh() {
   }
   window.setTimeout(refresh, every);
 }
+byId("graph").addEventListener("load", () => { document.body.dataset.graph = "yes"; });
+byId("graph").addEventListener("error", () => {
+  document.body.dataset.graph = "no";
+  byId("error").textContent = "the picture (/graph.svg) did not load (retrying)";
+});
 refresh();
 </script>
 </body>
