@@ -6,6 +6,8 @@ import random
 import pytest
 
 from meshrouter.codec import pack
+from meshrouter.dns.gossiper import DnsGossiper
+from meshrouter.endpoints.gossiper import EndpointsGossiper
 from meshrouter.errors import ConfigError, MalformedMessageError
 from meshrouter.gossip.core import GossipCore, fanout_size, payload_hash
 from meshrouter.gossip.interfaces import Gossiper
@@ -458,7 +460,8 @@ def test_an_equal_summary_ends_the_exchange() -> None:
 def test_every_channel_implements_the_whole_gossiper_protocol() -> None:
     members = {name for name in vars(Gossiper) if not name.startswith("_")}
     assert {"full_digest", "wants_full_digest", "on_unicast"} <= members
-    for channel in (TopologyGossiper, IpamGossiper, CounterSetChannel):
+    for channel in (TopologyGossiper, IpamGossiper, DnsGossiper, EndpointsGossiper,
+                    CounterSetChannel):
         missing = {name for name in members if not callable(getattr(channel, name, None))}
         assert not missing, f"{channel.__name__} lacks {sorted(missing)}"
 
