@@ -12,7 +12,7 @@ vanished namespace would show: in ``health``, never as an exception from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -32,8 +32,12 @@ class MemoryDatapath:
 
     kind = "memory"
 
-    def __init__(self, *, mtu: int = DEFAULT_MTU) -> None:
+    def __init__(self, *, mtu: int = DEFAULT_MTU,
+                 on_port_lost: Callable[[str], None] | None = None) -> None:
+        """``on_port_lost`` is told the container ID of a port that vanished (as
+        the OVS datapath does when a container's namespace is deleted)."""
         self.mtu = mtu
+        self.on_port_lost = on_port_lost
         self.ports: dict[str, LocalPort] = {}
         self.requests: dict[str, PortRequest] = {}
         self.desired: dict[FlowKey, Flow] = {}
@@ -101,6 +105,13 @@ class MemoryDatapath:
     def process(self, packet: Packet) -> list[Emission]:
         """What the installed flows do with ``packet``."""
         return self.compiled.process(packet)
+
+    def vanish(self, container_id: str) -> None:
+        """Simulate a deleted namespace: the port is gone, and we say so."""
+        if self.ports.pop(container_id, None) is not None:
+            self.requests.pop(container_id, None)
+            if self.on_port_lost is not None:
+                self.on_port_lost(container_id)
 
     def fail(self, reason: str) -> None:
         """Simulate a switch fault: degraded health, an empty flow table."""

@@ -271,6 +271,18 @@ class DataplaneService(ServiceBase):
             self._commit()
             return {"container_id": container_id, "released": released}
 
+    def port_lost(self, container_id: str) -> None:
+        """The datapath found a port gone (its namespace was deleted): the
+        endpoint goes everywhere and its address is released.  Synchronous, so
+        a datapath can call it from any task (wire it as ``on_port_lost``)."""
+        attachment = self.attachments.pop(container_id, None)
+        if attachment is None:
+            return
+        log.warning("%s: container %s vanished; its endpoint is removed", self.context.label,
+                    container_id)
+        self._forget_local(container_id, attachment.from_ipam, attachment.ip)
+        self._commit()
+
     async def _take_address(self, request: AttachRequest) -> tuple[str, int, bool]:
         ipam = self._ipam()
         if request.ip is None:

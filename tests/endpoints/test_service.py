@@ -244,3 +244,29 @@ def test_peer_paths_say_direct_or_relayed_and_via_whom() -> None:
             for r in service.peer_paths()]
     assert rows == [("02", "direct", "02", "192.168.0.2", True),
                     ("03", "relayed", "02", "192.168.0.2", True)]
+
+
+def test_a_vanished_container_is_taken_out_everywhere() -> None:
+    service, datapath, ipam, _ = make_service()
+    datapath.on_port_lost = service.port_lost
+    seen: list[Any] = []
+
+    async def scenario() -> None:
+        await service.attach_container(parse_attach(body().body))
+        await service.attach_container(parse_attach(body(container_id="c2").body))
+        service.context.gossip.neighbour_up(OTHER)  # to see the tombstone leave
+        while service.context.gossip.pop_outgoing(OTHER) is not None:
+            pass
+        datapath.vanish("c1")
+        seen.append(service.context.gossip.pop_outgoing(OTHER))
+        await trio.sleep(0.1)
+        seen.append(len(routes_of(service, "10.40.0.2")))
+
+    run_with(service, scenario)
+    assert [e.container_id for e in service.table.live()] == ["c2"]
+    assert list(service.attachments) == ["c2"] and list(ipam.owners.values()) == ["c2"]
+    broadcast, flows_for_c1 = seen
+    assert broadcast is not None and broadcast.channel == CHANNEL
+    tomb = EndpointSet.decode(broadcast.payload).get(LOCAL, "c1")
+    assert tomb is not None and tomb.tombstone
+    assert flows_for_c1 == 0
