@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,20 @@ def test_status_peers_through_the_cli(fake_api: FakeApi) -> None:
     result = CliRunner().invoke(main, ["--api", fake_api.address, "status", "peers"])
     assert result.exit_code == 0
     assert f"->{B}, <-{C} (pending)" in result.stdout and "bravo" in result.stdout
+
+
+def test_status_graph_writes_the_picture(fake_api: FakeApi, tmp_path: Path) -> None:
+    facts = {
+        "local": A,
+        "peers": [{"name": A, "nickname": "alpha", "addresses": 3, "containers": 1},
+                  {"name": B, "nickname": "bravo", "addresses": 0, "containers": 0}],
+        "links": [{"a": A, "b": B, "state": "established"}],
+        "paths": [{"peer": B, "path": "direct", "via": B}],
+    }
+    fake_api.json("GET", "/graph/facts", facts)
+    target = tmp_path / "mesh.svg"
+    result = CliRunner().invoke(main, ["--api", fake_api.address, "status", "--graph",
+                                       str(target)])
+    assert result.exit_code == 0, result.output
+    svg = target.read_text()
+    assert svg.startswith("<svg") and "alpha" in svg and "bravo" in svg

@@ -41,12 +41,19 @@ def forget(ctx: click.Context, peers: tuple[str, ...]) -> None:
 @click.command()
 @click.argument("what", required=False, type=click.Choice(STATUS_SECTIONS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--graph", "graph", metavar="FILE.svg", help="Write the mesh picture to FILE.svg.")
 @click.pass_context
-def status(ctx: click.Context, what: str | None, as_json: bool) -> None:
+def status(ctx: click.Context, what: str | None, as_json: bool, graph: str | None) -> None:
     """Show the router's status: summary or one section.
 
     WHAT: peers, connections, targets, ipam, dns or dataplane.
     """
+    if graph is not None:
+        from meshrouter.cli.ops_verbs import save_graph
+
+        save_graph(ctx, graph)
+        click.echo(f"mesh picture written to {graph}")
+        return
     data = call(ctx, "GET", "/status" if what is None else f"/status/{what}")
     if what == "peers":
         _add_data_paths(ctx, data)
