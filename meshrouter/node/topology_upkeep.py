@@ -24,7 +24,6 @@ from meshrouter.config import RouterConfig
 from meshrouter.gossip.core import GossipCore
 from meshrouter.node.service import TopologyChange
 from meshrouter.node.topology_signal import TopologySignal
-from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.topology import Topology
 
 TOPOLOGY_CHANNEL = "topology"
@@ -105,9 +104,10 @@ class TopologyUpkeep:
                 self._broadcast_timer_pending = True
                 self._nursery.start_soon(self._broadcast_later, self._next_broadcast_at)
             return
-        self._broadcast_version = ours.version
+        since, self._broadcast_version = self._broadcast_version, ours.version
         self._next_broadcast_at = now + self.config.timing.topology_batch
-        self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, PeerMap({ours.name: ours}))
+        # The links changed since our last broadcast, or our whole record.
+        self.gossip.originate_broadcast(TOPOLOGY_CHANNEL, self.topology.own_update_since(since))
 
     async def _broadcast_later(self, when: float) -> None:
         await trio.sleep_until(when)

@@ -83,6 +83,11 @@ class PeerRecord:
     _established: frozenset[PeerName] | None = field(
         default=None, init=False, repr=False, compare=False)
     _fingerprint: int | None = field(default=None, init=False, repr=False, compare=False)
+    # Recent history of this record's lineage (see ``deltas``): not part of the
+    # value, and any true history is as good as another, so shared records may
+    # carry whichever one their first builder knew.
+    _log: tuple[tuple[int, frozenset[int]], ...] = field(
+        default=(), init=False, repr=False, compare=False)
 
     def precedence(self) -> tuple[int, int, bool, bytes]:
         """The total order merges use: the greater record wins.
@@ -106,6 +111,17 @@ class PeerRecord:
     def connected_peers(self) -> frozenset[PeerName]:
         """Names of all peers this record lists, in any state."""
         return frozenset(c.peer for c in self.connections)
+
+
+def record_log(record: PeerRecord) -> tuple[tuple[int, frozenset[int]], ...]:
+    """The record's change log: ``(from_version, changed)`` steps, newest first
+    (see ``deltas``); empty when its history is unknown."""
+    return record._log
+
+
+def set_record_log(record: PeerRecord, log: tuple[tuple[int, frozenset[int]], ...]) -> None:
+    """Attach a change log (not part of the record's value; see ``deltas``)."""
+    object.__setattr__(record, "_log", log)
 
 
 def record_beats(candidate: PeerRecord, current: PeerRecord) -> bool:
@@ -265,7 +281,22 @@ def _record_from_wire_checked(value: Any) -> PeerRecord:
     short_id = (None if short_id_value is None
                 else _bounded_int(short_id_value, SHORT_ID_COUNT - 1, "short ID"))
     listen_port = _bounded_int(fields[5], MAX_PORT, "listen port")
-    raw_connections = expect(fields[6], list, "connections")
+    connections = connections_from_wire(fields[6], name)
+    return PeerRecord(
+        name=name,
+        nickname=nickname,
+        uid=uid,
+        version=version,
+        short_id=short_id,
+        listen_port=listen_port,
+        connections=connections,
+    )
+
+
+def connections_from_wire(value: Any, owner: PeerName) -> tuple[ConnectionRecord, ...]:
+    """Validate a list of connections in canonical form (strictly increasing
+    peers, none to ``owner``), as records and deltas carry them."""
+    raw_connections = expect(value, list, "connections")
     if len(raw_connections) > MAX_CONNECTIONS_PER_RECORD:
         raise MalformedMessageError(
             f"peer record lists {len(raw_connections)} connections, "
@@ -280,7 +311,7 @@ def _record_from_wire_checked(value: Any) -> PeerRecord:
                 f"expected {_CONNECTION_FIELDS}")
         peer, address, outbound, established = raw
         if type(peer) is not int or not 0 <= peer <= PEER_NAME_MAX:
-            raise MalformedMessageError(f"invalid peer name {peer!r} in connection")
+            raise MalformedMessageError(f"invalid peer name {peer!r:.40} in connection")
         if type(address) is not str or len(address) > MAX_ADDRESS_LEN:
             raise MalformedMessageError(
                 f"connection address must be a string of at most {MAX_ADDRESS_LEN} characters")
@@ -290,16 +321,8 @@ def _record_from_wire_checked(value: Any) -> PeerRecord:
             raise MalformedMessageError("connection established flag must be a boolean")
         if peer <= previous:
             raise MalformedMessageError("connections are not sorted by peer or repeat a peer")
-        if peer == name:
+        if peer == owner:
             raise MalformedMessageError("peer record lists a connection to itself")
         previous = peer
         connections.append(ConnectionRecord(PeerName(peer), address, outbound, established))
-    return PeerRecord(
-        name=name,
-        nickname=nickname,
-        uid=uid,
-        version=version,
-        short_id=short_id,
-        listen_port=listen_port,
-        connections=tuple(connections),
-    )
+    return tuple(connections)

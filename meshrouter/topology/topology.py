@@ -47,6 +47,16 @@ from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, MalformedMessageError
 from meshrouter.names import SHORT_ID_COUNT, PeerName
+from meshrouter.topology.deltas import (
+    HEADER,
+    RecordDelta,
+    apply_delta,
+    changed_peers,
+    derive_log,
+    make_delta,
+    record_check,
+    record_reaches,
+)
 from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
 from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
 from meshrouter.topology.records import (
@@ -58,6 +68,7 @@ from meshrouter.topology.records import (
     normalize_connections,
     record_beats,
     record_fingerprint,
+    set_record_log,
 )
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, RouteGraph
 from meshrouter.topology.routes import Routes
@@ -108,6 +119,8 @@ class Topology:
         self.version = 0
         self.routes_computed = 0  # route graphs this topology had to build
         self.routes_shared = 0    # route graphs found already built (same records elsewhere)
+        self.deltas_applied = 0   # per-link deltas that moved a record forward
+        self.deltas_unusable = 0  # deltas whose base we lacked (or that failed their check)
         self._routes: Routes | None = None
         self._candidates: list[tuple[PeerName, str]] | None = None
         self._candidates_fingerprint = 0
@@ -172,6 +185,7 @@ class Topology:
             return None
         lost = _lost_peers(ours, normalized)
         updated = replace(ours, version=ours.version + 1, connections=normalized)
+        derive_log(updated, ours, changed_peers(ours, normalized))
         self._store(self._local, updated)
         changed: dict[PeerName, PeerRecord] = {self._local: updated}
         new_names: set[PeerName] = set()
@@ -190,6 +204,7 @@ class Topology:
         if ours.listen_port == port:
             return None
         updated = replace(ours, version=ours.version + 1, listen_port=port)
+        derive_log(updated, ours, (HEADER,))
         self._store(self._local, updated)
         self._touch()
         return PeerMap({self._local: updated})
@@ -224,13 +239,58 @@ class Topology:
                 changed[name] = record
                 if record.connections != current.connections:
                     at_risk |= _lost_peers(current, record.connections)
+        unusable = False
+        if received.deltas:
+            unusable, reassert_above = self._apply_deltas(
+                received, changed, new_names, at_risk, reassert_above)
         if limbo and changed:
             self._promote_from_limbo(changed, new_names)
         removed = self._settle(changed, new_names, at_risk)
         self._update_local(changed, reassert_above, rng)
-        if changed or removed:
+        if changed or removed or unusable:
             self._touch()
         return PeerMap(changed) if changed else None
+
+    def _apply_deltas(self, received: PeerMap, changed: dict[PeerName, PeerRecord],
+                      new_names: set[PeerName], at_risk: set[PeerName],
+                      reassert_above: int | None) -> tuple[bool, int | None]:
+        """Apply ``received``'s deltas (per peer in base order, so a chain applies
+        in one go); return whether one was unusable, and the re-issue floor.
+
+        An unusable delta (we lack its base) counts as a change of ``version``
+        although no record changed: the shell's maintenance step then runs an
+        anti-entropy round, which brings the record whole.
+        """
+        local = self._local
+        records = self._records
+        limbo = self._limbo
+        ours = records[local]
+        unusable = False
+        for delta in received.delta_list():
+            name = delta.name
+            if name == local:
+                if delta.version > ours.version or (delta.version == ours.version and (
+                        delta.uid != ours.uid or delta.check != record_check(ours))):
+                    reassert_above = max(delta.version, reassert_above or 0)
+                continue
+            current = records.get(name)
+            base = current if current is not None else limbo.get(name)
+            if base is not None and record_reaches(base, delta):
+                continue  # nothing new to us
+            result = None if base is None else apply_delta(base, delta)
+            if result is None:
+                self.deltas_unusable += 1
+                unusable = True
+                continue
+            self.deltas_applied += 1
+            self._store(name, result)
+            changed[name] = result
+            if current is None:
+                del limbo[name]
+                new_names.add(name)
+            else:
+                at_risk.update(delta.removed)
+        return unusable, reassert_above
 
     def garbage_collect(self) -> list[PeerName]:
         """Drop every record not reachable from us over listed connections; return their names."""
@@ -309,10 +369,36 @@ class Topology:
         return _is_summary(digest) and digest != self.digest()
 
     def newer_than(self, digest: bytes) -> PeerMap | None:
-        """Our records that the digest's owner lacks or holds at a lower (version, uid)."""
+        """What the digest's owner lacks or holds at a lower (version, uid): a
+        per-link delta from the version it holds where our record's log reaches
+        back that far, else the whole record."""
         if _is_summary(digest):
             return None  # a summary says only whether we differ
-        return PeerMap(self._records).newer_than(decode_digest(digest))
+        theirs = decode_digest(digest)
+        whole: dict[PeerName, PeerRecord] = {}
+        deltas: list[RecordDelta] = []
+        for name, record in self._records.items():
+            held = theirs.get(name)
+            if held is not None:
+                if (record.version, record.uid) <= held:
+                    continue
+                if held[1] == record.uid:
+                    delta = make_delta(record, held[0])
+                    if delta is not None:
+                        deltas.append(delta)
+                        continue
+            whole[name] = record
+        if not whole and not deltas:
+            return None
+        return PeerMap.of_deltas(*deltas, records=whole)
+
+    def own_update_since(self, version: int) -> PeerMap:
+        """What to broadcast so that holders of our record at ``version`` (the one
+        we last broadcast) catch up: the links that changed since, when our
+        record's log reaches back that far, else our whole record."""
+        ours = self._records[self._local]
+        delta = make_delta(ours, version)
+        return PeerMap({ours.name: ours}) if delta is None else PeerMap.of_deltas(delta)
 
     def lacks_from(self, digest: bytes) -> bool:
         """True if the digest shows a record we lack or hold at a lower (version, uid)."""
@@ -357,6 +443,12 @@ class Topology:
             return
         floor = max(ours.version, reassert_above or 0)
         updated = replace(ours, version=floor + 1, short_id=new_short_id)
+        if reassert_above is None:
+            derive_log(updated, ours, (HEADER,))
+        else:
+            # Holders of the competing copy must get our record whole: no delta
+            # may start from a version below the one we re-issue above.
+            set_record_log(updated, ())
         self._store(local, updated)
         changed[local] = updated
 
