@@ -45,11 +45,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from meshrouter.errors import ConfigError, MalformedMessageError
+from meshrouter.errors import ConfigError
 from meshrouter.names import SHORT_ID_COUNT, PeerName
+from meshrouter.topology import anti_entropy
 from meshrouter.topology.deltas import (
     HEADER,
-    RecordDelta,
     apply_delta,
     changed_peers,
     derive_log,
@@ -58,7 +58,7 @@ from meshrouter.topology.deltas import (
     record_reaches,
 )
 from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
-from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
+from meshrouter.topology.peer_map import PeerMap, encode_digest
 from meshrouter.topology.records import (
     MAX_NICKNAME_LEN,
     MAX_PORT,
@@ -355,7 +355,7 @@ class Topology:
         Neighbours that already agree (the common case on a new connection and
         in periodic anti-entropy) settle in 17 bytes instead of an O(N) list.
         """
-        return SUMMARY_DIGEST_MARKER + self._fingerprint.to_bytes(16, "big")
+        return anti_entropy.summary_digest(self._fingerprint)
 
     def full_digest(self) -> bytes:
         """msgpack ``{name: [version, uid]}`` of all records (cached per version)."""
@@ -366,31 +366,12 @@ class Topology:
 
     def wants_full_digest(self, digest: bytes) -> bool:
         """A summary digest that differs from ours: ask for the full one."""
-        return _is_summary(digest) and digest != self.digest()
+        return anti_entropy.is_summary(digest) and digest != self.digest()
 
     def newer_than(self, digest: bytes) -> PeerMap | None:
-        """What the digest's owner lacks or holds at a lower (version, uid): a
-        per-link delta from the version it holds where our record's log reaches
-        back that far, else the whole record."""
-        if _is_summary(digest):
-            return None  # a summary says only whether we differ
-        theirs = decode_digest(digest)
-        whole: dict[PeerName, PeerRecord] = {}
-        deltas: list[RecordDelta] = []
-        for name, record in self._records.items():
-            held = theirs.get(name)
-            if held is not None:
-                if (record.version, record.uid) <= held:
-                    continue
-                if held[1] == record.uid:
-                    delta = make_delta(record, held[0])
-                    if delta is not None:
-                        deltas.append(delta)
-                        continue
-            whole[name] = record
-        if not whole and not deltas:
-            return None
-        return PeerMap.of_deltas(*deltas, records=whole)
+        """What the digest's owner lacks: deltas where it holds the base, else
+        whole records (see ``anti_entropy``)."""
+        return anti_entropy.newer_than(self._records, digest)
 
     def own_update_since(self, version: int) -> PeerMap:
         """What to broadcast so that holders of our record at ``version`` (the one
@@ -402,9 +383,7 @@ class Topology:
 
     def lacks_from(self, digest: bytes) -> bool:
         """True if the digest shows a record we lack or hold at a lower (version, uid)."""
-        if _is_summary(digest):
-            return False
-        return PeerMap(self._records).lacks_from(decode_digest(digest))
+        return anti_entropy.lacks_from(self._records, digest)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -537,17 +516,6 @@ class Topology:
         used = {r.short_id for name, r in self._records.items() if name != self._local}
         free = [i for i in range(SHORT_ID_COUNT) if i not in used]
         return rng.choice(free) if free else None
-
-
-SUMMARY_DIGEST_MARKER = b"\x01"  # never the first byte of a msgpack map
-
-
-def _is_summary(digest: bytes) -> bool:
-    if digest[:1] != SUMMARY_DIGEST_MARKER:
-        return False
-    if len(digest) != 17:
-        raise MalformedMessageError(f"summary digest of {len(digest)} bytes, expected 17")
-    return True
 
 
 def _lost_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]) -> set[PeerName]:
