@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack
@@ -43,11 +43,13 @@ def as_dict(s: EndpointSet) -> dict[tuple[int, str], Endpoint]:
     return {(e.owner, e.container_id): e for e in s}
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoint_sets(), endpoint_sets())
 def test_merge_is_commutative(a: EndpointSet, b: EndpointSet) -> None:
     assert merged(a, b) == merged(b, a)
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoint_sets(), endpoint_sets(), endpoint_sets())
 def test_merge_is_associative_and_matches_the_oracle(
         a: EndpointSet, b: EndpointSet, c: EndpointSet) -> None:
@@ -60,6 +62,7 @@ def test_merge_is_associative_and_matches_the_oracle(
     assert as_dict(left) == oracle(a, b, c)
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoint_sets())
 def test_merge_is_idempotent(a: EndpointSet) -> None:
     b = a.copy()
@@ -67,6 +70,7 @@ def test_merge_is_idempotent(a: EndpointSet) -> None:
     assert b == a
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoint_sets(), endpoint_sets())
 def test_delta_is_exactly_what_was_new(a: EndpointSet, b: EndpointSet) -> None:
     before = a.copy()
@@ -79,6 +83,7 @@ def test_delta_is_exactly_what_was_new(a: EndpointSet, b: EndpointSet) -> None:
     assert replay == a
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoint_sets())
 def test_decode_inverts_encode(a: EndpointSet) -> None:
     assert EndpointSet.decode(a.encode()) == a
@@ -121,6 +126,7 @@ def test_malformed_payloads_are_refused(payload: bytes) -> None:
         EndpointSet.decode(payload)
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_malformed(payload: bytes) -> None:
     try:
@@ -129,6 +135,7 @@ def test_random_bytes_raise_only_malformed(payload: bytes) -> None:
         pass
 
 
+@settings(deadline=None)  # the VM is shared: wall time is not ours
 @given(endpoints())
 def test_tombstones_carry_no_fields(e: Endpoint) -> None:
     if e.tombstone:
