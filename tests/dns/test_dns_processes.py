@@ -9,12 +9,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rcode
 import pytest
 
 from tests.procs import RouterFleet, RouterProcess, wait_until
+
+pytest.importorskip("dns", reason="dnspython (in the test extra) is not installed")
+import dns.message
+import dns.query
+import dns.rcode
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
 
