@@ -68,8 +68,12 @@ INTRO = (
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the lab is removed), exit status 143."""
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    raise Terminated(signal.Signals(signum).name)
 
 
 @click.command()
@@ -136,9 +140,9 @@ def _run(console: Console, state_dir: Path, keep: bool) -> int:
         console.print(f"[red]meshrouter demo: {exc}[/red]")
     except KeyboardInterrupt as exc:
         console.print(f"[yellow]interrupted ({exc or 'SIGINT'}): removing the lab[/yellow]")
-        keep, status = False, 130
+        keep, status = False, 143 if isinstance(exc, Terminated) else 130
     finally:
-        if keep and status != 130:
+        if keep:
             _explain_kept(console, lab)
         else:
             _close(console, lab)

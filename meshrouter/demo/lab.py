@@ -143,11 +143,15 @@ class Lab:
         self.columns = 100
         """Width the client verbs draw their tables for (the demo's terminal)."""
         self.ul = f"{self.prefix}ul"
+
+    # -- building ---------------------------------------------------------------------
+
+    def add_underlay(self) -> None:
+        """The underlay switch; made apart from ``__init__`` so that a Ctrl-C at any
+        point after the run directory exists finds a ``Lab`` to close."""
         self._netns_add(self.ul)
         sh("ip", "-n", self.ul, "link", "add", "br-ul", "type", "bridge")
         sh("ip", "-n", self.ul, "link", "set", "br-ul", "up")
-
-    # -- building ---------------------------------------------------------------------
 
     def _netns_add(self, name: str) -> None:
         sh("ip", "netns", "add", name)

@@ -72,6 +72,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = CONVERGE,
 
 def build(lab: Lab, report: Reporter) -> None:
     with report.step(f"underlay bridge and {HOSTS} host namespaces"):
+        lab.add_underlay()
         hosts = [lab.add_host() for _ in range(HOSTS)]
     with report.step("a router in each host, each starting its own OVS (userspace datapath)"):
         first = hosts[0]
@@ -259,8 +260,15 @@ def direct_when_restored(lab: Lab, report: Reporter) -> Check:
     return Check("direct path again when the link is restored", ok, detail)
 
 
-FETCH = ("import sys, urllib.request; "
-         "sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())")
+FETCH = """
+import sys, urllib.error, urllib.request
+try:
+    sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())
+except urllib.error.HTTPError as exc:
+    sys.exit(f"HTTP {exc.code}")
+except OSError as exc:
+    sys.exit(str(exc))
+"""
 
 
 def where_to_look(lab: Lab, report: Reporter, snapshot_dir: Path) -> Check:
@@ -273,7 +281,7 @@ def where_to_look(lab: Lab, report: Reporter, snapshot_dir: Path) -> Check:
             body = sh("ip", "netns", "exec", h1.ns, sys.executable, "-c", FETCH,
                       f"http://{API}{path}")
         except DemoError as exc:
-            problems.append(f"GET {path}: {exc}")
+            problems.append(f"GET {path}: {str(exc).rsplit(': ', 1)[-1]}")
             continue
         if not body.strip():
             problems.append(f"GET {path}: empty")
