@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,6 +22,9 @@ from meshrouter.config import DataplaneSettings
 from meshrouter.dns.settings import DnsSettings
 from meshrouter.errors import ConfigError
 from meshrouter.node.datapath import Datapath
+
+if TYPE_CHECKING:
+    from meshrouter.dataplane.ovs.settings import OwnDaemons
 
 log = logging.getLogger("meshrouter")
 
@@ -56,6 +59,22 @@ FEATURE_OPTIONS = [
     ),
     click.option(
         "--bridge", default="mr-int", show_default=True, help="Integration bridge name."
+    ),
+    click.option(
+        "--ovs-daemons",
+        type=click.Choice(["auto", "own", "external"]),
+        default="auto",
+        show_default=True,
+        help="own: always run our own ovsdb-server/ovs-vswitchd under the data dir; "
+        "external: only use --ovs-db; auto: our own when none answers.",
+    ),
+    click.option(
+        "--port-io",
+        type=click.Choice(["auto", "afxdp", "afpacket"]),
+        default="auto",
+        show_default=True,
+        help="netdev ports: AF_XDP (faster, slower to attach) or AF_PACKET; auto tries "
+        "AF_XDP per port.",
     ),
     click.option(
         "--mtu",
@@ -122,6 +141,8 @@ def make_datapath(options: dict[str, Any], data_dir: Path, listen_host: str) -> 
     from meshrouter.dataplane.ovs.datapath import OvsDatapath
     from meshrouter.dataplane.ovs.settings import OvsSettings
 
+    own_daemons: dict[str, OwnDaemons] = {"auto": "auto", "own": "always", "external": "never"}
+
     settings = OvsSettings(
         data_dir=data_dir,
         db_socket=options["ovs_db"],
@@ -130,6 +151,8 @@ def make_datapath(options: dict[str, Any], data_dir: Path, listen_host: str) -> 
         underlay_dev=options["underlay_dev"],
         listen_address=None if listen_host in ("", "0.0.0.0", "::") else listen_host,
         container_mtu=options["container_mtu"],
+        own_daemons=own_daemons[options["ovs_daemons"]],
+        port_io=options["port_io"],
     )
     return OvsDatapath(settings)
 

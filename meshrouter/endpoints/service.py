@@ -118,6 +118,8 @@ class DataplaneService(ServiceBase):
         self.table = EndpointTable(context.name)
         self.gossiper = EndpointsGossiper(self.table, trio.current_time, self._on_gossip)
         context.gossip.add_channel(CHANNEL, self.gossiper)
+        # A container whose namespace vanishes leaves the mesh (and its address).
+        context.datapath.on_port_lost = self.port_lost
 
     def load(self) -> None:
         blob = self.context.storage.load(STATE_KEY)

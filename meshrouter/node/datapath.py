@@ -13,7 +13,7 @@ Implementations never raise from ``run`` for a datapath fault: they report it in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +61,10 @@ class Datapath(Protocol):
     kind: str
     """``none``, ``memory``, ``ovs-netdev``, ``ovs-system``."""
 
+    on_port_lost: Callable[[str], None] | None
+    """Told the container ID of a port whose namespace vanished under us (the
+    dataplane service sets it, and takes the container's endpoint out)."""
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start (or connect to) the switch, then supervise it until cancelled."""
         ...
@@ -83,6 +87,7 @@ class NullDatapath:
     """No datapath (``--datapath none``): the control plane alone."""
 
     kind = "none"
+    on_port_lost: Callable[[str], None] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -55,3 +55,28 @@ def test_attach_with_a_name_is_answered_everywhere_and_detach_removes_it() -> No
         assert dns(a).lookup("web") == [] and dns(b).lookup("web") == []
 
     run_sim(body)
+
+
+def test_a_vanished_namespace_takes_the_container_out_everywhere() -> None:
+    # The datapath reports the lost port through on_port_lost, which the
+    # dataplane service wires itself to when it is attached to the router.
+    async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
+        datapath = MemoryDatapath()
+        a = make_router(net, 1, datapath=datapath, **FEATURES)
+        b = make_router(net, 2, peers=("10.0.0.1:6783",), datapath=MemoryDatapath(),
+                        **FEATURES)
+        for router in (a, b):
+            await nursery.start(router.run)
+        await trio.sleep(3)
+        await dataplane(a)._api_attach(
+            body_of({"container_id": "c9", "netns": "ns-c9", "name": "gone"})
+        )
+        await trio.sleep(2)
+        assert [e["container_id"] for e in dataplane(b).endpoints()] == ["c9"]
+        datapath.vanish("c9")
+        await trio.sleep(2)
+        assert dataplane(b).endpoints() == [] and dns(b).lookup("gone") == []
+        ipam = a.service("ipam")
+        assert ipam is not None and ipam.lookup("c9") == []  # type: ignore[attr-defined]
+
+    run_sim(body)
