@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
 from meshrouter.dataplane.memory import MemoryDatapath
+from meshrouter.dns.service import DnsService
+from meshrouter.dns.settings import DnsSettings
 from meshrouter.endpoints.requests import AttachRequest
 from meshrouter.endpoints.service import DataplaneService
 from meshrouter.errors import InvalidRequestError
@@ -32,7 +34,8 @@ def make(net: SimNetwork, index: int, peers: tuple[str, ...] = ()) -> Router:
     rng = random.Random(index)
     return Router(config, transport=SimTransport(net, host, 6783), rng=rng,
                   datapath=MemoryDatapath(),
-                  services=[*standard_services(config), DataplaneService(flow_delay=0.1)],
+                  services=[*standard_services(config), DataplaneService(flow_delay=0.1),
+                            DnsService(DnsSettings(enabled=False))],
                   key_factory=lambda: X25519PrivateKey.from_private_bytes(rng.randbytes(32)))
 
 
@@ -62,7 +65,15 @@ def test_explain_from_a_router_sees_its_flows_and_the_route() -> None:
         assert layers["route"]["hops"] == ["02:00:00:00:00:01", "02:00:00:00:00:02"]
         assert layers["flows"]["ok"] is True
         assert layers["flows"]["hosts"] == ["host1(02:00:00:00:00:01)"]
-        assert layers["dns"]["ok"] is None  # no DNS service in this cluster
+        assert layers["dns"]["ok"] is True  # attach --name registered db in DNS
+        assert layers["dns"]["detail"].startswith("db.") and "10.32.0.3" in layers["dns"]["detail"]
+
+        # the record goes (removed on b, gossiped to a): the walk names the dns layer
+        dns_b = b.service("dns")
+        assert isinstance(dns_b, DnsService)
+        dns_b.remove("db")
+        await trio.sleep(5)
+        assert explain.explain("web", "db")["failing"] == "dns"
 
         # the flow for db's MAC leaves a's table: the walk names the flows layer
         dataplane, _ = services(a)
