@@ -1,0 +1,226 @@
+"""Theory of operation: what a runtime hands the plugin, validated before any request.
+
+A runtime passes the verb and the container in environment variables
+(``CNI_COMMAND``, ``CNI_CONTAINERID``, ``CNI_NETNS``, ``CNI_IFNAME``,
+``CNI_ARGS``, ``CNI_PATH``) and the network configuration as JSON on stdin.
+Both are parsed here completely, and every problem becomes a ``CniError`` with
+the spec's code (4: environment, 6: undecodable, 7: bad configuration, 1:
+version) and a message that names the variable or field and what to write
+instead.  Pure: the caller passes the environment mapping and the bytes.
+
+The router keys attachments by one ID of at most 128 characters
+(``[A-Za-z0-9][A-Za-z0-9_.-]*``); a CNI attachment is (container ID,
+interface), so ``attachment_id`` maps the pair to ``cni-<container>`` (plus
+``-<ifname>`` for a second interface), or to a hash of the pair when that
+does not fit.  The ``cni-`` prefix is how GC tells the plugin's attachments
+from those made with ``meshrouter attach``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshrouter.cni.spec import (
+    DECODE_FAILURE,
+    INVALID_ENVIRONMENT,
+    INVALID_NETWORK_CONFIG,
+    VERBS,
+    CniError,
+    check_version,
+)
+
+MAX_CONFIG = 1024 * 1024  # bytes read from stdin
+DEFAULT_API = "127.0.0.1:6784"
+DEFAULT_TIMEOUT = 60.0  # an ADD may wait for IPAM (the router waits up to 30 s)
+ATTACHMENT_PREFIX = "cni-"
+MAX_ID = 128
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+_DNS_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """The environment of one call."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: dict[str, str] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetConf:
+    """The network configuration (the fields this plugin reads; others are ignored)."""
+
+    cni_version: str
+    name: str
+    api: str = DEFAULT_API
+    address_file: str = ""
+    mtu: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    dns: dict[str, Any] | None = None
+    prev_result: dict[str, Any] | None = None
+    valid_attachments: tuple[tuple[str, str], ...] | None = None
+    runtime_ips: tuple[str, ...] = ()
+
+
+def parse_environment(env: Mapping[str, str]) -> Invocation:
+    """The ``CNI_*`` variables of one call; CniError code 4 names what is missing."""
+    command = env.get("CNI_COMMAND", "")
+    if command not in VERBS:
+        shown = f"{command[:20]!r}" if command else "not set"
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_COMMAND is {shown}; it must be one of "
+                       f"{', '.join(VERBS)} (meshrouter-cni is run by a container runtime)")
+    container_id = env.get("CNI_CONTAINERID", "")
+    netns = env.get("CNI_NETNS", "")
+    ifname = env.get("CNI_IFNAME", "")
+    if command in ("ADD", "DEL", "CHECK"):
+        if not container_id:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_CONTAINERID is required for {command}")
+        if len(container_id) > 1024 or not _ID.match(container_id):
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_CONTAINERID {container_id[:40]!r} must "
+                           "be letters, digits, '_', '.' or '-', starting with a letter or digit")
+        if not ifname:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME is required for {command}")
+        if not _IFNAME.match(ifname):
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {ifname[:40]!r} must be 1-15 "
+                           "letters, digits, '_', '.' or '-'")
+        if command != "DEL" and not netns:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS is required for {command}")
+        if len(netns) > 4096 or "\0" in netns:
+            raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS must be a namespace path")
+    return Invocation(command, container_id, netns, ifname, parse_cni_args(env.get("CNI_ARGS", "")),
+                      tuple(p for p in env.get("CNI_PATH", "").split(":") if p))
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """``K1=V1;K2=V2`` -> dict; CniError code 4 for a pair without ``=``."""
+    out: dict[str, str] = {}
+    if len(text) > 64 * 1024:
+        raise CniError(INVALID_ENVIRONMENT, "CNI_ARGS is longer than 64 KiB")
+    for pair in text.split(";"):
+        if not pair:
+            continue
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise CniError(INVALID_ENVIRONMENT, f"CNI_ARGS item {pair[:40]!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def decode_config(data: bytes) -> dict[str, Any]:
+    """The JSON object on stdin; CniError code 6 when it is not one."""
+    if len(data) > MAX_CONFIG:
+        raise CniError(DECODE_FAILURE, f"network configuration on stdin exceeds {MAX_CONFIG} "
+                       "bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise CniError(DECODE_FAILURE, "network configuration on stdin is not valid JSON",
+                       str(exc)) from None
+    if not isinstance(value, dict):
+        raise CniError(DECODE_FAILURE, "network configuration on stdin must be a JSON object")
+    return value
+
+
+def parse_netconf(raw: Mapping[str, Any]) -> NetConf:
+    """A validated ``NetConf``; CniError 1 (version) or 7 (a field, named)."""
+    version = raw.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise CniError(INVALID_NETWORK_CONFIG, 'network configuration needs "cniVersion" '
+                       '(a string such as "1.1.0")')
+    check_version(version)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NETWORK_NAME.match(name) or len(name) > 255:
+        raise CniError(INVALID_NETWORK_CONFIG, 'network configuration needs "name": letters, '
+                       "digits, '_', '.' or '-', starting with a letter or digit")
+    api = _text(raw, "api", DEFAULT_API)
+    address_file = _text(raw, "addressFile", "")
+    mtu = raw.get("mtu")
+    if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool)
+                            or not 576 <= mtu <= 65535):
+        raise CniError(INVALID_NETWORK_CONFIG, '"mtu" must be an integer 576..65535')
+    timeout = raw.get("timeout", DEFAULT_TIMEOUT)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 600:
+        raise CniError(INVALID_NETWORK_CONFIG, '"timeout" must be a number of seconds (0, 600]')
+    dns = raw.get("dns")
+    if dns is not None and not isinstance(dns, dict):
+        raise CniError(INVALID_NETWORK_CONFIG, '"dns" must be an object (nameservers, domain, '
+                       "search, options)")
+    prev = raw.get("prevResult")
+    if prev is not None and not isinstance(prev, dict):
+        raise CniError(INVALID_NETWORK_CONFIG, '"prevResult" must be an object')
+    return NetConf(version, name, api, address_file, mtu, float(timeout), dns, prev,
+                   _valid_attachments(raw), _runtime_ips(raw))
+
+
+def _text(raw: Mapping[str, Any], key: str, default: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or len(value) > 4096:
+        raise CniError(INVALID_NETWORK_CONFIG, f'"{key}" must be a string')
+    return value
+
+
+def _valid_attachments(raw: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    value = raw.get("cni.dev/valid-attachments")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise CniError(INVALID_NETWORK_CONFIG, '"cni.dev/valid-attachments" must be a list')
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) \
+                or not isinstance(item.get("ifname"), str):
+            raise CniError(INVALID_NETWORK_CONFIG, '"cni.dev/valid-attachments" items need '
+                           '"containerID" and "ifname" strings')
+        out.append((item["containerID"], item["ifname"]))
+    return tuple(out)
+
+
+def _runtime_ips(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    runtime = raw.get("runtimeConfig")
+    if runtime is None:
+        return ()
+    if not isinstance(runtime, dict):
+        raise CniError(INVALID_NETWORK_CONFIG, '"runtimeConfig" must be an object')
+    ips = runtime.get("ips", [])
+    if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+        raise CniError(INVALID_NETWORK_CONFIG, '"runtimeConfig.ips" must be a list of strings')
+    return tuple(ips)
+
+
+def attachment_id(container_id: str, ifname: str) -> str:
+    """The router's ID for the attachment (container ID, interface); see the module doc."""
+    plain = ATTACHMENT_PREFIX + container_id + ("" if ifname == "eth0" else f"-{ifname}")
+    if len(plain) <= MAX_ID and _ID.match(plain):
+        return plain
+    digest = hashlib.sha256(f"{container_id}\0{ifname}".encode()).hexdigest()
+    return f"{ATTACHMENT_PREFIX}h{digest}"
+
+
+def requested_ip(inv: Invocation, conf: NetConf) -> str | None:
+    """A static address asked by ``CNI_ARGS`` ``IP=`` or ``runtimeConfig.ips``."""
+    if inv.args.get("IP"):
+        return inv.args["IP"]
+    if conf.runtime_ips:
+        if len(conf.runtime_ips) > 1:
+            raise CniError(INVALID_NETWORK_CONFIG, "meshrouter gives a container one address; "
+                           "runtimeConfig.ips lists more")
+        return conf.runtime_ips[0]
+    return None
+
+
+def container_name(inv: Invocation) -> str:
+    """The DNS name of the container: ``K8S_POD_NAME`` (or ``NAME``) as a DNS label, or ''."""
+    raw = inv.args.get("NAME") or inv.args.get("K8S_POD_NAME") or ""
+    label = _DNS_LABEL.sub("-", raw.lower()).strip("-")
+    return label[:63].rstrip("-")
