@@ -1,6 +1,7 @@
 """``meshrouter demo`` end to end, as a user runs it (a subprocess, as root), and
 what it leaves behind: nothing -- after a normal run, after Ctrl-C halfway, and
-a killed run's leftovers are swept by the next run, which still passes.
+a killed run's leftovers are swept by the next run, which still passes; a kept
+lab can be looked at from here and ``--clean`` removes it.
 
 The leftover oracle looks at the machine directly (``ip netns list``,
 ``/etc/netns``, the root namespace's links, every process's command line) and
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,16 +116,34 @@ pytestmark = [pytest.mark.timeout(600)]
 
 
 @lab_only
-def test_demo_passes_every_check_and_leaves_nothing(state_dir: Path) -> None:
+def test_kept_lab_answers_from_here_and_clean_removes_it(state_dir: Path) -> None:
+    """``--keep``: every check passes, the lab stays up, the printed status page URL
+    answers from the root namespace and a printed command works; ``--clean`` then
+    leaves nothing.  (A run without --keep is judged in the next test.)"""
     links = _root_links()
-    process = _demo(state_dir)
+    process = _demo(state_dir, "--keep")
     output, _ = process.communicate(timeout=400)
     assert process.returncode == 0, output
     assert "6 of 6 checks passed" in output, output
     for claim in ("pairs ping by name", "DNS load balancing", "relayed path",
                   "direct path again", "graph.svg"):
         assert claim in output, output
-    assert leftovers(state_dir, _run_id(output), links) == []
+    run_id = _run_id(output)
+    assert f"netns mrdemo-{run_id}-h1" in str(leftovers(state_dir, run_id, links))
+    page = re.search(r"status page (http://127\.0\.0\.1:\d+/) ", output)
+    assert page, output
+    with urllib.request.urlopen(page.group(1) + "graph.svg", timeout=10) as answer:
+        assert b"<svg" in answer.read()
+    ping = re.search(r"  (ip netns exec \S+ ping -c 3 db-3)", output)
+    assert ping, output
+    done = subprocess.run(ping.group(1).replace("-c 3", "-c 1").split(), capture_output=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done
+    cleaned = subprocess.run([sys.executable, "-m", "meshrouter.cli", "demo", "--clean",
+                              "--state-dir", str(state_dir)], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert cleaned.returncode == 0 and run_id in cleaned.stdout, cleaned
+    assert leftovers(state_dir, run_id, links) == []
 
 
 @lab_only
@@ -150,6 +170,7 @@ def test_interrupted_and_killed_runs_leave_nothing_and_the_next_run_passes(
     output, _ = process.communicate(timeout=400)
     assert f"removed what earlier demo runs left: {killed}" in output, output
     assert process.returncode == 0, output
+    assert "6 of 6 checks passed" in output, output
     assert leftovers(state_dir, killed, links) == []
     assert leftovers(state_dir, _run_id(output), links) == []
 

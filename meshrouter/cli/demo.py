@@ -179,6 +179,9 @@ def _explain_kept(console: Console, lab: Any) -> None:
     ]
     if first:
         lines.append(f"  ip netns exec {first} ping -c 3 db-3             # by name")
+    if lab.forward_port:
+        lines.append(f"  status page http://127.0.0.1:{lab.forward_port}/  "
+                     f"picture http://127.0.0.1:{lab.forward_port}/graph.svg  (h1's API)")
     lines += [
         f"  router logs and OVS under {lab.base}",
         "Remove it:",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -141,6 +142,8 @@ class Lab:
         self.hosts: list[Host] = []
         self.blocked: set[tuple[int, int]] = set()
         self.columns = 100
+        self.forwarder: subprocess.Popen[bytes] | None = None
+        self.forward_port: int | None = None
         """Width the client verbs draw their tables for (the demo's terminal)."""
         self.ul = f"{self.prefix}ul"
 
@@ -241,6 +244,29 @@ class Lab:
             raise DemoError(f"attach {container_id} answered {out!r}")
         return str(out["ip"]).split("/")[0], str(out.get("mac", ""))
 
+    def start_forwarder(self, host: Host) -> int:
+        """A port on 127.0.0.1 *here* (the root namespace) that reaches ``host``'s
+        API, for a browser (``forward.py``); returns the port."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+            port = int(listener.getsockname()[1])
+            fd = listener.fileno()
+            argv = ["ip", "netns", "exec", host.ns, sys.executable, "-m",
+                    "meshrouter.demo.forward", "--fd", str(fd), "--to", API,
+                    "--run", str(self.base)]
+            with (self.base / "forward.log").open("wb") as log:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, pass_fds=(fd,),
+                                           start_new_session=True)
+        finally:
+            listener.close()
+        (self.base / "forward.pid").write_text(f"{process.pid}\n")
+        self.forwarder = process
+        self.forward_port = port
+        return port
+
     # -- underlay faults ------------------------------------------------------------------
 
     def block(self, a: Host, b: Host) -> None:
@@ -284,8 +310,10 @@ class Lab:
 
 
 def run_pidfiles(base: Path) -> list[Path]:
-    """The pidfiles of one run: routers, and the OVS daemons under their data dirs."""
-    return [*base.glob("h*/router.pid"), *base.glob("h*/router/ovs/run/*.pid")]
+    """The pidfiles of one run: routers, the OVS daemons under their data dirs, and
+    the API forwarder."""
+    return [*base.glob("h*/router.pid"), *base.glob("h*/router/ovs/run/*.pid"),
+            base / "forward.pid"]
 
 
 def remove_run(base: Path, prefix: str) -> list[str]:

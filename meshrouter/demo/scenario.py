@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -28,7 +30,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meshrouter.demo.lab import API, DOMAIN, Container, Host, Lab
-from meshrouter.demo.procs import sh
 from meshrouter.errors import DemoError
 
 HOSTS = 3
@@ -132,6 +133,22 @@ def show(lab: Lab, report: Reporter, snapshot_dir: Path) -> list[Check]:
     check = where_to_look(lab, report, snapshot_dir)
     report.check(check)
     return [*checks, check]
+
+
+def _get(url: str, attempts: int = 20) -> tuple[bytes, str]:
+    """(body, "") or (b"", why): the forwarder may need a moment to start."""
+    why = ""
+    for _ in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body = bytes(answer.read())
+            return (body, "") if body.strip() else (b"", "empty answer")
+        except urllib.error.HTTPError as exc:
+            return b"", f"HTTP {exc.code}"
+        except OSError as exc:
+            why = str(exc)
+            time.sleep(0.25)
+    return b"", why
 
 
 def containers(lab: Lab) -> list[Container]:
@@ -260,39 +277,27 @@ def direct_when_restored(lab: Lab, report: Reporter) -> Check:
     return Check("direct path again when the link is restored", ok, detail)
 
 
-FETCH = """
-import sys, urllib.error, urllib.request
-try:
-    sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=10).read())
-except urllib.error.HTTPError as exc:
-    sys.exit(f"HTTP {exc.code}")
-except OSError as exc:
-    sys.exit(str(exc))
-"""
-
-
 def where_to_look(lab: Lab, report: Reporter, snapshot_dir: Path) -> Check:
-    """The topology picture and the status page: fetched once (snapshots kept in
-    ``snapshot_dir``), and the URLs, which answer inside the host's namespace."""
+    """The topology picture and the status page of h1, through a forwarder from
+    127.0.0.1 here into h1's namespace (``forward.py``): fetched once (snapshots
+    kept in ``snapshot_dir``) and the URLs, live for as long as the lab runs."""
     h1 = lab.hosts[0]
     saved, problems = [], []
+    port = lab.start_forwarder(h1)
+    base = f"http://127.0.0.1:{port}"
     for path, file in (("/graph.svg", "graph.svg"), ("/", "status.html")):
-        try:
-            body = sh("ip", "netns", "exec", h1.ns, sys.executable, "-c", FETCH,
-                      f"http://{API}{path}")
-        except DemoError as exc:
-            problems.append(f"GET {path}: {str(exc).rsplit(': ', 1)[-1]}")
-            continue
-        if not body.strip():
-            problems.append(f"GET {path}: empty")
+        body, problem = _get(base + path)
+        if problem:
+            problems.append(f"GET {path}: {problem}")
             continue
         target = snapshot_dir / file
-        target.write_text(body)
+        target.write_bytes(body)
         saved.append(str(target))
     text = "\n".join([
-        f"topology picture: http://{API}/graph.svg   status page: http://{API}/",
-        f"(the API of {h1.nickname} listens inside its namespace; from a shell there:",
-        f"  sudo ip netns exec {h1.ns} curl -s http://{API}/graph.svg > mesh.svg )",
+        f"status page:      {base}/",
+        f"topology picture: {base}/graph.svg",
+        f"(h1's API, {API} inside {h1.ns}, forwarded; live while the lab runs: "
+        "`meshrouter demo --keep`)",
         *(f"snapshot: {s}" for s in saved),
     ])
     report.show("where to look", text)
