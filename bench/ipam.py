@@ -69,7 +69,7 @@ def service_rate(count: int = 2000) -> float:
                 return None
 
             service.attach(ServiceContext(
-                name=ME, uid=1, nickname="bench", label="bench", gossip=GossipCore(ME),
+                name=ME, uid=1, nickname="bench", label="bench", gossip=GossipCore(ME, rng=rng),
                 storage=FileStorage(Path(tmp)), rng=rng,
                 topology=Topology(local_name=ME, nickname="bench", uid=1, listen_port=0,
                                   rng=rng),

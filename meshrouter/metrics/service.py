@@ -11,14 +11,12 @@ datapath's recent applies).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from meshrouter.metrics.access import router_of
 from meshrouter.metrics.collector import MeshCollector
 from meshrouter.metrics.events import ConnectionEvents
 from meshrouter.metrics.histogram import ApplyLog
@@ -53,16 +51,7 @@ class MetricsService(ServiceBase):
     def attach(self, context: ServiceContext) -> None:
         super().attach(context)
         self.own_name = format_peer_name(context.name)
-        router = router_of(context)
-        if router is not None:
-            previous: Callable[[Any, str, str], None] | None = router.observer
-
-            def observe(source: Any, kind: str, detail: str) -> None:
-                self.events.observe(kind, detail)
-                if previous is not None:
-                    previous(source, kind, detail)
-
-            router.observer = observe
+        context.subscribe_events(self.events.observe)
 
     def on_topology_changed(self, change: TopologyChange) -> None:
         self.route_computations += 1

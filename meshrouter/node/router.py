@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -26,9 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from meshrouter.config import RouterConfig
 from meshrouter.dialing.admission import Duplicate, duplicate_decision, eviction_candidate
 from meshrouter.dialing.discovery_policy import discovered_targets
-from meshrouter.dialing.inbound_limits import InboundLimits, inbound_refusal
 from meshrouter.dialing.targets import TargetTable
-from meshrouter.dialing.throttle import TokenBucket
 from meshrouter.errors import (
     ConnectionLimitError,
     ConnectionRefusedByPolicyError,
@@ -42,6 +38,7 @@ from meshrouter.node.datapath import Datapath, NullDatapath
 from meshrouter.node.dialer import Dialer
 from meshrouter.node.direct_peers import DirectPeers
 from meshrouter.node.handshaking import run_handshake
+from meshrouter.node.inbound_gate import Handshaking, InboundGate
 from meshrouter.node.service import Service, ServiceContext, TopologyChange
 from meshrouter.node.status_rows import RouterStatus
 from meshrouter.node.topology_signal import TopologySignal
@@ -58,27 +55,6 @@ from meshrouter.wire.messages import Goodbye, Message
 
 log = logging.getLogger(__name__)
 
-REFUSALS_KEPT = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """An inbound connection we refused (or that failed its handshake), and why."""
-
-    address: str
-    peer: PeerName | None
-    reason: str
-    at: float
-    ended: bool = False
-    """An established inbound connection that failed (not a refused handshake)."""
-
-
-@dataclass(eq=False, slots=True)
-class Handshaking:
-    """A connection whose handshake is under way (counts toward the limit)."""
-
-    address: str
-    outbound: bool
 
 
 def _default_key_factory() -> X25519PrivateKey:
@@ -107,6 +83,7 @@ class Router:
         self.datapath: Datapath = datapath if datapath is not None else NullDatapath()
         self.key_factory = key_factory
         self.observer = observer
+        self._event_subscribers: list[Callable[[str, str], None]] = []
         self.uid = rng.getrandbits(64)
         self.topology = Topology(
             local_name=config.name,
@@ -115,22 +92,23 @@ class Router:
             listen_port=config.mesh.listen_port,
             rng=rng,
         )
-        self.gossip = GossipCore(config.name)
+        self.gossip = GossipCore(config.name, rng=rng)
         self.gossip.add_channel(TOPOLOGY_CHANNEL, TopologyGossiper(self.topology, rng))
         self.gossip.on_outgoing = self._wake_sender
         self.gossip.set_routes(CurrentRoutes(self.topology))
         self.targets = TargetTable(config.timing.backoff)
         self.direct_peers = DirectPeers(self.storage, self.targets)
-        self.inbound_limits = InboundLimits(
-            max_pending=config.mesh.max_inbound_handshakes or config.mesh.conn_limit,
-            per_source=config.mesh.max_handshakes_per_source,
-            max_sockets=config.mesh.max_sockets,
-        )
-        self.throttle = TokenBucket(config.mesh.accept_burst, config.mesh.accept_refill_interval)
         self.connections: dict[PeerName, PeerConnection] = {}
         self.transient: dict[PeerName, PeerConnection] = {}
         self.handshaking: set[Handshaking] = set()
-        self.refusals: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
+        self.inbound = InboundGate(
+            config,
+            handshaking=self.handshaking,
+            pending_elsewhere=lambda: [c.address for c in self.transient.values()],
+            open_sockets=lambda: len(self.connections) + len(self.handshaking)
+            + len(self.transient),
+            on_refusal=lambda address, reason: self._emit("refused", f"in {address} {reason}"),
+        )
         self.listen_address: str | None = None
         self.started_at: float | None = None
         self.connection_terminations = 0
@@ -176,6 +154,8 @@ class Router:
             leave_mesh=self.leave,
             drain_gossip=self.drain_gossip,
             services=lambda: list(self.services),
+            status=self.status,
+            subscribe_events=self._event_subscribers.append,
         )
         for service in self.services:
             service.attach(context)
@@ -297,42 +277,13 @@ class Router:
     # ------------------------------------------------------------------ accepting
 
     async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
-        """Admit an unauthenticated connection within the inbound limits; the
-        handshake deadline covers the wait for the accept throttle too."""
-        refused = inbound_refusal(
-            remote_address,
-            pending=[p.address for p in self.handshaking if not p.outbound]
-            + [c.address for c in self.transient.values()],
-            open_sockets=len(self.connections) + len(self.handshaking) + len(self.transient),
-            limits=self.inbound_limits,
-        )
-        if refused is not None:
-            self.refusals.append(Refusal(remote_address, None, refused, trio.current_time()))
-            await trio.aclose_forcefully(stream)
-            return
-        pending = Handshaking(remote_address, outbound=False)
-        self.handshaking.add(pending)
-        deadline = trio.current_time() + self.config.timing.handshake_timeout
-        try:
-            with trio.move_on_at(deadline):
-                while not self.throttle.try_take(trio.current_time()):  # noqa: ASYNC110
-                    await trio.sleep(self.throttle.wait_time(trio.current_time()))
-        except BaseException:
-            self.handshaking.discard(pending)
-            await trio.aclose_forcefully(stream)
-            raise
-        if trio.current_time() >= deadline:
-            self.handshaking.discard(pending)
-            self.refusals.append(Refusal(
-                remote_address, None,
-                f"handshake not completed within {self.config.timing.handshake_timeout:g}s "
-                "(still waiting for the accept throttle)", trio.current_time()))
-            await trio.aclose_forcefully(stream)
-            return
-        await self._run_stream(
-            stream, remote_address, outbound=False, target=None, pending=pending,
-            deadline=deadline,
-        )
+        admitted = await self.inbound.admit(stream, remote_address)
+        if admitted is not None:
+            pending, deadline = admitted
+            await self._run_stream(
+                stream, remote_address, outbound=False, target=None, pending=pending,
+                deadline=deadline,
+            )
 
     # ------------------------------------------------------------------ one connection
 
@@ -406,9 +357,7 @@ class Router:
             log.info("connection %s closed: %s", conn.label, reason)
             if not outbound and conn.failure is not None:
                 # Inbound connections have no target row: keep why it failed.
-                self.refusals.append(
-                    Refusal(address, conn.peer, conn.failure, trio.current_time(), ended=True)
-                )
+                self.inbound.refuse(address, conn.peer, conn.failure, ended=True)
             self._emit("down", f"{format_peer_name(conn.peer)} {reason}")
             self._unregister(conn, reason)
         finally:
@@ -493,7 +442,7 @@ class Router:
                 self.targets.dial_failed(target, now, reason, self.rng, retryable=retryable)
                 self.dialer.wake()
         else:
-            self.refusals.append(Refusal(address, peer, reason, now))
+            self.inbound.refuse(address, peer, reason)
         self._emit("refused", f"{'out' if outbound else 'in'} {address} {reason}")
         log.warning(
             "connection %s %s %s refused: %s",
@@ -599,7 +548,7 @@ class Router:
     def _deliver(self, conn: PeerConnection, message: Message) -> None:
         """Hand one received message to the gossip core; a bad one closes the connection."""
         before = self.topology.version
-        self.gossip.handle(conn.peer, message, self.rng)  # type: ignore[arg-type]
+        self.gossip.handle(conn.peer, message)  # type: ignore[arg-type]
         if self.topology.version != before:
             self.upkeep.changed()
 
@@ -661,8 +610,10 @@ class Router:
     def _emit(self, kind: str, detail: str) -> None:
         if self.observer is not None:
             self.observer(self, kind, detail)
+        for subscriber in self._event_subscribers:
+            subscriber(kind, detail)
 
     async def _gossip_loop(self) -> None:
         while True:
             await trio.sleep(self.config.timing.gossip_interval * (0.75 + 0.5 * self.rng.random()))
-            self.gossip.periodic(self.rng)
+            self.gossip.periodic()

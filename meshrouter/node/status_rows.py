@@ -71,7 +71,7 @@ class RouterStatus:
                         "info": "inbound handshake in progress",
                     }
                 )
-        for refusal in router.refusals:
+        for refusal in router.inbound.refusals:
             if now - refusal.at > REFUSAL_SHOWN_FOR:
                 continue
             rows.append(

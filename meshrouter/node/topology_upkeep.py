@@ -131,4 +131,4 @@ class TopologyUpkeep:
     async def _repair_later(self) -> None:
         await trio.sleep(self.config.timing.repair_delay)
         self._repair_pending = False
-        self.gossip.periodic(self.rng)
+        self.gossip.periodic()
