@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -195,3 +196,41 @@ def test_a_dead_runs_directory_is_swept_and_a_live_one_is_left(tmp_path: Path) -
         for p in (child, live_owner):
             p.kill()
             p.wait()
+
+
+def test_the_forwarder_carries_both_ways_through_an_inherited_socket() -> None:
+    """Without root or namespaces: a listener made here, handed over by fd, reaches
+    the target; a second connection works too (the forwarder keeps accepting)."""
+    import socketserver
+    import threading
+
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = self.request.recv(1024)
+            self.request.sendall(b"echo:" + data)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    forward = subprocess.Popen(
+        [sys.executable, "-m", "meshrouter.demo.forward", "--fd", str(listener.fileno()),
+         "--to", f"127.0.0.1:{server.server_address[1]}", "--run", "/nonexistent"],
+        pass_fds=(listener.fileno(),), cwd=REPO)
+    listener.close()
+    try:
+        for word in (b"one", b"two"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                c.sendall(word)
+                c.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := c.recv(1024):
+                    got += chunk
+            assert got == b"echo:" + word
+    finally:
+        forward.kill()
+        forward.wait()
+        server.shutdown()
+        server.server_close()

@@ -22,12 +22,13 @@ CHUNK = 65536
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    """Copy until ``src`` ends; pass its end on as a half-close (the answer may
+    still come the other way); on an error, end both."""
     try:
         while data := src.recv(CHUNK):
             dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
     except OSError:
-        pass
-    finally:
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
