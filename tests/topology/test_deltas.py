@@ -349,3 +349,49 @@ def test_a_delta_of_our_own_name_that_would_win_makes_us_reissue() -> None:
     rival = replace(echo, version=ours.version + 3, check=0)
     topo.apply(PeerMap.of_deltas(rival), random.Random(0))
     assert topo.local_record.version == ours.version + 4
+
+
+@PROPERTY
+@given(st.data())
+def test_routers_exchanging_deltas_in_any_order_with_losses_converge_after_repair(
+        data: st.DataObject) -> None:
+    """Every node keeps a link to node 1 (so all stay reachable) and toggles others;
+    each change is broadcast as ``own_update_since(last sent)`` to every other
+    node, delivered in a drawn order, some lost.  Then digest answers (deltas or
+    whole records) are exchanged until nothing changes: every node must hold
+    exactly each owner's own record."""
+    names = list(range(1, data.draw(st.integers(3, 6)) + 1))
+    nodes = {n: owner(n, uid=n * 10) for n in names}
+    links = {n: {1} - {n} for n in names}
+    links[1] = set(names) - {1}
+    sent = {n: 0 for n in names}
+    queue: list[tuple[int, bytes]] = []
+
+    def change(node: int) -> None:
+        # FAR links (to peers nobody hears of) make deltas worth sending.
+        nodes[node].set_local_connections([conn(p) for p in links[node]] + FAR)
+        update = nodes[node].own_update_since(sent[node])
+        sent[node] = nodes[node].local_record.version
+        queue.extend((dst, update.encode()) for dst in names if dst != node)
+
+    for node in names:
+        change(node)
+    for _ in range(data.draw(st.integers(0, 12))):
+        node = data.draw(st.sampled_from(names[1:]))
+        peer = data.draw(st.sampled_from([p for p in names[1:] if p != node] or [1]))
+        if peer != 1:
+            links[node] ^= {peer}
+            change(node)
+        while queue and data.draw(st.booleans()):
+            dst, payload = queue.pop(data.draw(st.integers(0, len(queue) - 1)))
+            if not data.draw(st.booleans()):  # lost
+                continue
+            nodes[dst].apply(PeerMap.decode(payload), random.Random(0))
+    for _ in range(len(names) + 2):  # anti-entropy rounds: every pair, both ways
+        for a in names:
+            for b in names:
+                answer = nodes[a].newer_than(nodes[b].full_digest()) if a != b else None
+                if answer is not None:
+                    nodes[b].apply(PeerMap.decode(answer.encode()), random.Random(0))
+    for node in nodes.values():
+        assert node.records() == [nodes[n].local_record for n in names]
