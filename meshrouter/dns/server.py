@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+from dnslib import QTYPE
 
 from .access import ClientFilter
 from .resolver import Answer, Drop, Forward, Resolver
@@ -39,11 +40,34 @@ TCP_IDLE = 10.0
 RESOLV_CONF_RECHECK = 5.0
 
 
+def query_type(data: bytes) -> str:
+    """The type of a query's first question, read from the bytes (bounded: at
+    most 255 labels), for the per-type counter; ``malformed`` when unreadable."""
+    index = 12
+    for _ in range(255):
+        if index >= len(data):
+            return "malformed"
+        length = data[index]
+        if length == 0:
+            break
+        if length & 0xC0:
+            return "malformed"  # no compression in a question we are sent
+        index += length + 1
+    else:
+        return "malformed"
+    if index + 3 > len(data):
+        return "malformed"
+    code = int.from_bytes(data[index + 1 : index + 3], "big")
+    return str(QTYPE.get(code, f"TYPE{code}"))
+
+
 class DnsStats:
     """Counters shown by ``status dns``: responses by code and every drop by reason."""
 
     def __init__(self) -> None:
         self.responses: Counter[str] = Counter()
+        self.queries: Counter[str] = Counter()
+        """Queries by type (A, AAAA, PTR, ...; ``malformed`` when unreadable)."""
         self.dropped: Counter[str] = Counter()
         self.forwarded = 0
         self.forward_failures = 0
@@ -52,6 +76,7 @@ class DnsStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "responses": dict(sorted(self.responses.items())),
+            "queries": dict(sorted(self.queries.items())),
             "dropped": dict(sorted(self.dropped.items())),
             "forwarded": self.forwarded,
             "forward_failures": self.forward_failures,
@@ -166,6 +191,7 @@ class DnsServer:
         if not self.client_filter.allows(addr[0]):
             self.stats.dropped["client not allowed"] += 1
             return self.resolver.error(data, "REFUSED")
+        self.stats.queries[query_type(data)] += 1
         outcome = self.resolver.resolve(data, self.view(), self.rng, tcp=False)
         if isinstance(outcome, Answer):
             self._count(outcome)
@@ -233,6 +259,7 @@ class DnsServer:
                 query = await _receive_message(stream)
             if query is None:
                 return  # EOF or idle
+            self.stats.queries[query_type(query)] += 1
             outcome = self.resolver.resolve(query, self.view(), self.rng, tcp=True)
             reply: bytes | None
             if isinstance(outcome, Answer):
