@@ -67,10 +67,12 @@ def dns_section(configured: dict[str, Any] | None, status: dict[str, Any] | None
     listen = str(status.get("listen", ""))
     host = listen.rsplit(":", 1)[0].strip("[]") if ":" in listen else ""
     try:
-        ipaddress.ip_address(host)
-        out["nameservers"] = [host]
+        address = ipaddress.ip_address(host)
     except ValueError:
-        pass  # "disabled", or not an address a container can use
+        address = None  # "disabled"
+    # 0.0.0.0 or 127.x is no address a container can reach: the runtime's resolver stays.
+    if address is not None and not (address.is_unspecified or address.is_loopback):
+        out["nameservers"] = [host]
     domain = str(status.get("domain", "")).rstrip(".")
     if domain:
         out["domain"] = domain

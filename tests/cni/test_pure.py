@@ -154,6 +154,9 @@ def test_dns_section() -> None:
     assert dns_section(None, {"listen": "172.17.0.1:53", "domain": "weave.local."}) == {
         "nameservers": ["172.17.0.1"], "domain": "weave.local", "search": ["weave.local"]}
     assert dns_section(None, {"listen": "disabled", "domain": ""}) == {}
+    assert dns_section(None, {"listen": "0.0.0.0:53", "domain": "m."}) == {
+        "domain": "m", "search": ["m"]}
+    assert "nameservers" not in dns_section(None, {"listen": "127.0.0.1:53", "domain": "m."})
     assert dns_section({"nameservers": ["1.1.1.1"]}, {"listen": "1.2.3.4:53"}) == {
         "nameservers": ["1.1.1.1"]}
     assert dns_section(None, None) == {}
