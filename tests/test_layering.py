@@ -52,6 +52,8 @@ LAYERS: dict[str, int] = {
     "meshrouter.dns.server": 3,
     "meshrouter.dataplane": 3,
     "meshrouter.cli": 4,
+    "meshrouter.demo": 4,
+    "meshrouter.cni": 4,
     "meshrouter.__main__": 4,  # python -m meshrouter: the CLI
 }
 CORE_PREFIXES = (

@@ -275,7 +275,7 @@ class DnsService(ServiceBase):
             if service is not self and getattr(service, "name", "") == "ipam" and lookup:
                 found = lookup(container)
                 if isinstance(found, list):
-                    return [str(a) for a in found]
+                    return [str(a).split("/")[0] for a in found]  # IPAM gives A.B.C.D/P
         return []
 
     # ------------------------------------------------------------ status

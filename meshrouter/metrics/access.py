@@ -13,7 +13,8 @@ from meshrouter.node.service import Service, ServiceContext
 
 def router_of(context: ServiceContext) -> Router | None:
     """The Router owning ``context``, or None when it was not built by one."""
-    return context.status.router if context.status is not None else None
+    owner = context.status.router if context.status is not None else None
+    return owner if isinstance(owner, Router) else None
 
 
 def service_named(context: ServiceContext, name: str) -> Service | None:

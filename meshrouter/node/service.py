@@ -35,7 +35,6 @@ from meshrouter.names import PeerName
 if TYPE_CHECKING:
     from meshrouter.gossip.core import GossipCore
     from meshrouter.node.datapath import Datapath
-    from meshrouter.node.status_rows import RouterStatus
     from meshrouter.storage import Storage
     from meshrouter.topology.routes import Routes
     from meshrouter.topology.topology import Topology
@@ -114,9 +113,11 @@ class ServiceContext:
     drain_gossip: Callable[[float], Awaitable[None]]
     services: Callable[[], list[Service]]
     """Every service of this router, so one may consult another (e.g. metrics)."""
-    status: RouterStatus | None = None
-    """The rows behind ``status``/``report``: connections, refusals, targets, peers
-    (None in a context built without a Router, e.g. a benchmark of one service)."""
+    status: Any = None
+    """The router's ``RouterStatus`` (node/status_rows.py, a shell above this
+    interface, hence untyped here): the rows behind ``status``/``report`` --
+    connections, refusals, targets, peers.  None in a context built without a
+    Router (a benchmark of one service)."""
     subscribe_events: Callable[[Callable[[str, str], None]], None] = lambda subscriber: None
     """Be told each connection event ``(kind, detail)``: up, down, refused, dial-failed,
     peer-gone (the same events the simulator logs)."""

@@ -80,3 +80,20 @@ def test_a_vanished_namespace_takes_the_container_out_everywhere() -> None:
         assert ipam is not None and ipam.lookup("c9") == []  # type: ignore[attr-defined]
 
     run_sim(body)
+
+
+def test_dns_add_by_container_id_uses_its_ipam_address() -> None:
+    async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
+        a = make_router(net, 1, datapath=MemoryDatapath(), **dict(FEATURES,
+                        ipalloc_init="consensus=1"))
+        await nursery.start(a.run)
+        ipam = a.service("ipam")
+        assert ipam is not None
+        address = await ipam.allocate("c5", None, 10)  # type: ignore[attr-defined]
+        from meshrouter.node.service import ApiRequest
+
+        answer = await dns(a)._api_add(ApiRequest({}, body={"name": "api", "container_id": "c5"}))
+        assert answer["addresses"] == [address.split("/")[0]]
+        assert dns(a).lookup("api") == [address.split("/")[0]]
+
+    run_sim(body)
