@@ -67,8 +67,15 @@ class Plugin:
         self.inv = inv
         self.conf = conf
         self.log = log
-        self.api = ApiClient(api_address(conf), timeout=conf.timeout)
+        self._api: ApiClient | None = None
         self.aid = attachment_id(inv.container_id, inv.ifname) if inv.container_id else ""
+
+    @property
+    def api(self) -> ApiClient:
+        """The router's API client (its address is looked up at first use)."""
+        if self._api is None:
+            self._api = ApiClient(api_address(self.conf), timeout=self.conf.timeout)
+        return self._api
 
     def call(self, method: str, path: str, what: str, body: dict[str, Any] | None = None,
              ) -> Any:
@@ -108,7 +115,15 @@ class Plugin:
     def delete(self) -> None:
         path = f"/attach/{quote(self.aid, safe='')}"
         try:
-            self.api.request("DELETE", path)
+            api = self.api
+        except CniError as exc:
+            if exc.code != TRY_AGAIN_LATER:
+                raise
+            print(f"meshrouter-cni: DEL {self.inv.container_id}: {exc.msg}; the router is "
+                  "down, nothing to do", file=self.log)
+            return
+        try:
+            api.request("DELETE", path)
         except ApiError as exc:
             if exc.status == 404:
                 return  # never attached, or already detached: DEL is idempotent
@@ -135,6 +150,8 @@ class Plugin:
             self.api.get("/status")
         except ApiError as exc:
             raise CniError(NOT_AVAILABLE, f"the meshrouter router is not ready: {exc}") from None
+        except CniError as exc:  # no addresses.json: the router has not started
+            raise CniError(NOT_AVAILABLE, exc.msg, exc.details) from None
         try:
             ipam = self.api.get("/status/ipam")
         except ApiError as exc:

@@ -132,6 +132,8 @@ def test_missing_router(netns: str) -> None:
     assert (status, out) == (0, None) and "router is down" in err
     missing_file = {**conf, "addressFile": "/nonexistent/addresses.json"}
     assert call("ADD", missing_file, netns=netns)[1]["code"] == 11
+    assert call("STATUS", missing_file)[1]["code"] == 50
+    assert call("DEL", missing_file, netns=netns)[:2] == (0, None)
 
 
 def test_address_file(router: FakeRouter, netns: str, tmp_path: Path) -> None:
