@@ -1,9 +1,12 @@
 """Cost of one change: mesh-wide gossip messages and bytes for ONE peer joining a
-converged mesh of N peers (connection limit 16), for several N, and the fitted
-exponent of bytes against N.  O(N) per change is the goal (Weave's topology
-gossip was O(N^2) per change).
+converged mesh of N peers (connection limit 16, or ``--conn-limit``), for several
+N, and the fitted exponent of bytes against N.  O(N) per change is the goal in a
+limited mesh (Weave's topology gossip was O(N^2) per change); in a full mesh
+(``--conn-limit 200``) one join adds N links, each a fact every peer must learn,
+so O(N^2) is the floor -- whole records made it O(N^3) before per-link deltas.
 
-    python bench/change_cost.py [N ...]        # default: 100 300 1000
+    python bench/change_cost.py [N ...]                     # default: 100 300 1000
+    python bench/change_cost.py --conn-limit 200 25 50 100  # full mesh
 """
 
 from __future__ import annotations
@@ -41,12 +44,16 @@ def measure(n: int, seed: int = 1, conn_limit: int = 16) -> dict[str, float]:
 
 def main() -> None:
     quiet()
-    sizes = [int(a) for a in sys.argv[1:]] or [100, 300, 1000]
+    args = sys.argv[1:]
+    conn_limit = 16
+    if args[:1] == ["--conn-limit"]:
+        conn_limit, args = int(args[1]), args[2:]
+    sizes = [int(a) for a in args] or [100, 300, 1000]
     rows = []
     header = ("N", "messages", "bytes", "msgs/N", "bytes/N", "converge s", "wall s")
     print(" ".join(f"{h:>10}" for h in header))
     for n in sizes:
-        f = measure(n)
+        f = measure(n, conn_limit=conn_limit)
         rows.append((n, f))
         print(f"{n:>10} {f['messages']:>10.0f} {f['bytes']:>10.0f} {f['messages'] / n:>10.1f} "
               f"{f['bytes'] / n:>10.0f} {f['converge_s']:>10.2f} {f['wall_s']:>10.1f}", flush=True)
