@@ -6,6 +6,11 @@ delta is what the core relays.  Gossip and broadcast are handled alike because
 topology merges are idempotent: whichever way a record arrives, only what is
 new to us goes on.  The topology channel sends no unicasts, so one arriving is
 a protocol violation.
+
+Payloads carry whole records and per-link deltas (see ``deltas``).  Gossip
+relays only whole records of peers that were unknown; a delta is never relayed
+by gossip (its receivers may lack the base), only forwarded on its origin's
+broadcast tree by the gossip core, with its original bytes.
 """
 
 from __future__ import annotations

@@ -4,14 +4,19 @@
 writer of our own record.  It changes in three ways:
 
 * ``set_local_connections``: the shell reports our connections; if they differ
-  we bump our record's version and hand back the delta to broadcast.
-* ``apply``: records arrive by gossip.  They are merged per name (the greatest
-  precedence wins, see ``records``) with two exceptions that keep our record
-  ours.  A copy of *our* name that would compete with our record (an older
-  incarnation of this router with a higher version, or a same-version record
-  with other content) is never adopted: we re-issue our record above it, so
-  ours wins everywhere.  A lower-named peer using our short ID makes us pick a
-  free one (the lowest name keeps the ID, as in Weave).
+  we bump our record's version and log which links changed, so that
+  ``own_update_since(last broadcast version)`` can broadcast only those links.
+* ``apply``: records and per-link deltas arrive by gossip.  Records are merged
+  per name (the greatest precedence wins, see ``records``); a delta moves the
+  record we hold forward when we hold its base (see ``deltas``), and one we
+  cannot use is counted (``deltas_unusable``) and bumps ``version`` so that the
+  shell's maintenance step runs an anti-entropy round, which brings the record
+  whole.  Two exceptions keep our record ours.  A copy of *our* name that
+  would compete with our record (an older incarnation of this router with a
+  higher version, or a same-version record with other content) is never
+  adopted: we re-issue our record above it, so ours wins everywhere.  A
+  lower-named peer using our short ID makes us pick a free one (the lowest
+  name keeps the ID, as in Weave).
 * garbage collection: records that cannot be reached from us by following the
   connections records list are dropped, so dead peers and the far side of a
   partition vanish.  GC runs after every change, but cheaply: if a change only
