@@ -18,12 +18,10 @@ from those made with ``meshrouter attach``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshrouter.cni.spec import (
     DECODE_FAILURE,
@@ -45,20 +43,18 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(NamedTuple):
     """The environment of one call."""
 
     command: str
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = {}  # a shared default: never mutated
     path: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class NetConf:
+class NetConf(NamedTuple):
     """The network configuration (the fields this plugin reads; others are ignored)."""
 
     cni_version: str
@@ -203,6 +199,8 @@ def attachment_id(container_id: str, ifname: str) -> str:
     plain = ATTACHMENT_PREFIX + container_id + ("" if ifname == "eth0" else f"-{ifname}")
     if len(plain) <= MAX_ID and _ID.match(plain):
         return plain
+    import hashlib  # only for IDs that do not fit: most starts never pay for it
+
     digest = hashlib.sha256(f"{container_id}\0{ifname}".encode()).hexdigest()
     return f"{ATTACHMENT_PREFIX}h{digest}"
 

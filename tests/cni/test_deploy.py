@@ -1,5 +1,5 @@
 """The deployment files parse and carry what issue 14 requires; the installer's
-zipapp runs on its own (only the standard library besides its own modules)."""
+zip runs on its own (only the standard library besides its own modules)."""
 
 from __future__ import annotations
 
@@ -110,12 +110,13 @@ def test_unit_verifies(tmp_path: Path) -> None:
     assert result.returncode == 0 and not ours, result.stdout + result.stderr
 
 
-def test_installer_writes_a_zipapp_that_needs_nothing_else(tmp_path: Path) -> None:
+def test_installer_writes_a_zip_that_needs_nothing_else(tmp_path: Path) -> None:
     conflist = DEPLOY / "cni" / "10-meshrouter.conflist"
     written = install(tmp_path / "bin", tmp_path / "net.d", conflist,
                       interpreter=sys.executable)
     plugin = tmp_path / "bin" / "meshrouter-cni"
-    assert written == [plugin, tmp_path / "net.d" / conflist.name]
+    assert written == [tmp_path / "bin" / "meshrouter-cni.pyz", plugin,
+                       tmp_path / "net.d" / conflist.name]
     assert os.access(plugin, os.X_OK)
     assert (tmp_path / "net.d" / conflist.name).read_bytes() == conflist.read_bytes()
     # -I: isolated, so the installed meshrouter package cannot be found: only the zip's
@@ -131,7 +132,7 @@ def test_installer_writes_a_zipapp_that_needs_nothing_else(tmp_path: Path) -> No
     assert bad.returncode == 1 and json.loads(bad.stdout)["code"] == 4
 
 
-def test_zipapp_lists_every_module_the_plugin_imports() -> None:
+def test_zip_lists_every_module_the_plugin_imports() -> None:
     probe = ("import sys, meshrouter.cni.plugin; print('\\n'.join(sorted(m for m in "
              "sys.modules if m.startswith('meshrouter'))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
