@@ -253,6 +253,9 @@ class DataplaneService(ServiceBase):
             attachment = Attachment(port_request, port, ip, prefix, from_ipam)
             self.attachments[request.container_id] = attachment
             self._commit()
+            # The new port's flows are in the switch before attach answers, so a
+            # container started right after can send at once (no coalescing wait).
+            await self._recompute()
             names = self._names()
             if request.name and names is not None:
                 try:
