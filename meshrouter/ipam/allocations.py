@@ -12,7 +12,7 @@ demand.  Ring edits it makes are reported through the shared ``Outbox``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from meshrouter.errors import IpamConflictError
 from meshrouter.ipam.address_range import AddressRange
@@ -134,33 +134,64 @@ class Allocations:
                 self._hint[token] = address + 1
         return address
 
+    def pool_size(self, ring: Ring) -> int:
+        """The pool kept ahead of demand: ``pool``, but at most an eighth of an
+        equal share of the range, so that small ranges are not tied up in
+        pools (16 per peer would be a quarter of a /26 shared by three)."""
+        owners = len({e.owner for e in ring.entries.values() if not e.frozen}) or 1
+        return max(1, min(self.pool, self.range.size // (8 * owners)))
+
     def available(self, ring: Ring, start: int, end: int) -> int:
         """Acknowledged, unallocated addresses in [start, end) (capped at the pool)."""
         count = 0
+        pool = self.pool_size(ring)
         for _address in self.free_addresses(ring, start, end):
             count += 1
-            if count >= self.pool:
+            if count >= pool:
                 break
         return count
 
     def refill(self, ring: Ring, start: int, end: int) -> None:
         """Keep a pool of acknowledged addresses ahead of demand."""
-        if self.available(ring, start, end) < max(1, self.pool // 2):
+        if self.available(ring, start, end) < max(1, self.pool_size(ring) // 2):
             self.extend(ring, start, end)
 
-    def extend(self, ring: Ring, start: int, end: int) -> int | None:
-        """Ask for more reservation in [start, end); return the entry's token."""
+    def extend(self, ring: Ring, start: int, end: int, want: int = 0,
+               avoid: Collection[PeerName] = ()) -> int | None:
+        """Ask for more reservation in [start, end) -- the pool, or ``want`` addresses
+        when that many requests wait -- and return the entry's token.
+
+        Entries whose heir is in ``avoid`` (unreachable: no ack soon) are tried
+        last, so that space donated to us is reserved while they wait.
+        """
+        stuck: int | None = None
         for entry, entry_end in ring.owned_by(self.me):
             if entry.frozen or entry.reserved >= min(entry_end, end) or entry_end <= start:
+                continue
+            if avoid and ring.heir(entry.token) in avoid:
+                stuck = entry.token if stuck is None else stuck
                 continue
             if entry.reserved > self.usable_end(ring, entry) and entry.reserved > start:
                 return entry.token  # already asked; waiting for the ack
             target = max(entry.reserved, start, self.floor.get(entry.token, entry.token))
-            ring.extend(entry.token, min(target + self.pool, entry_end), self.me)
+            step = max(self.pool_size(ring), want)
+            ring.extend(entry.token, min(target + step, entry_end), self.me)
             self.note_written(ring, entry.token)
             self.out.changed()
             return entry.token
+        if stuck is not None:
+            return self._extend_one(ring, stuck, start, end, want)
         return None
+
+    def _extend_one(self, ring: Ring, token: int, start: int, end: int, want: int) -> int:
+        entry = ring.entries[token]
+        if not (entry.reserved > self.usable_end(ring, entry) and entry.reserved > start):
+            target = max(entry.reserved, start, self.floor.get(token, token))
+            step = max(self.pool_size(ring), want)
+            ring.extend(token, min(target + step, ring.range_end(token)), self.me)
+            self.note_written(ring, token)
+            self.out.changed()
+        return token
 
     def free_count(self, ring: Ring | None) -> int:
         """Usable, unallocated addresses in our unfrozen entries."""

@@ -29,11 +29,16 @@ import hashlib
 import random
 from typing import Any
 
-from meshrouter.errors import IpamConflictError, IpamError, IpamInvalidError
+from meshrouter.errors import (
+    IpamConflictError,
+    IpamError,
+    IpamInvalidError,
+    IpamUnavailableError,
+)
 from meshrouter.ipam import founding_vote, leaving, persistence, reasons, reclaim
 from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.allocations import Allocations
-from meshrouter.ipam.donation import Donations
+from meshrouter.ipam.donation import RANGE_FULL, Donations, refusal
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
 from meshrouter.ipam.majority import Majority
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
@@ -50,6 +55,8 @@ __all__ = ["POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore", "Pen
 
 POOL = 16
 STARTUP_GRACE = 5.0
+FULL_GRACE = 2.0  # a full range is refused this long after the request (fresh notes)
+ACK_PATIENCE = 5.0  # waiting longer than this for an ack, also ask for a donation
 
 
 class IpamCore:
@@ -88,6 +95,7 @@ class IpamCore:
         self.left = False  # after reset: ignore gossip until the router stops
         self.conflicting: set[int] = set()  # our addresses in another's entry (never expected)
         self._started_at: float | None = None
+        self._ack_wait: dict[int, float] = {}  # token -> since when we wait for its ack
         self.primed = False  # found now, without waiting for a request
 
     # ------------------------------------------------------------------ views
@@ -173,6 +181,7 @@ class IpamCore:
             else:
                 changed = self.ring.merge(state.ring)
                 if changed:
+                    self.donations.landed(self.ring)
                     self.local.raise_floors(self.ring)
                     self.conflicting |= self.local.foreign(self.ring)
                     self.counters.conflicts = len(self.conflicting)
@@ -211,13 +220,15 @@ class IpamCore:
     def on_unicast(self, src: PeerName, payload: bytes, now: float) -> None:
         message = SpaceMessage.decode(payload)
         if message.kind == SPACE_DENIED:
-            self.donations.on_denied(src, now)
+            self.donations.on_denied(src, now, message.reason, self.ring)
         elif message.kind == SPACE_REQUEST:
-            # A cut-off minority must not add voters (each recipient becomes
-            # an owner), or both sides of a split could count a majority.
-            may_give = (self.ring is not None and self.synced
-                        and self.majority.holds(self.ring))
-            self.donations.on_request(self.ring, src, message, may_give)
+            self.donations.on_request(self.ring, src, message, self._refusal())
+
+    def _refusal(self) -> str:
+        """Why we may not donate at all right now ("" when we may)."""
+        return refusal(self.ring, self.synced,
+                       self.ring is not None and self.majority.holds(self.ring),
+                       any(p.kind == "allocate" for p in self.pending.values()))
 
     def _adopt(self, ring: Ring) -> None:
         """Take a ring as ours (founded here or learned from a peer)."""
@@ -237,10 +248,13 @@ class IpamCore:
         self.pending.wait(key, container, kind, subnet, address, now, reason)
         return True
 
-    def allocate(self, container: str, subnet: tuple[int, int] | None, now: float) -> int | None:
+    def allocate(self, container: str, subnet: tuple[int, int] | None, now: float,
+                 *, refuse: bool = True) -> int | None:
         """An address for ``container`` (the one it has in the subnet, if any).
 
         Returns None when the request must wait; its reason is in ``pending``.
+        Raises IpamUnavailableError when the range is full (``refuse``: the
+        caller's own attempt; retries of the tick leave the request waiting).
         """
         check_container(container)
         if self.left:
@@ -259,6 +273,14 @@ class IpamCore:
             self.local.refill(self.ring, start, end)
             return found
         reason = self._make_room(start, end, now)
+        waiting = self.pending.get(key)
+        if (refuse and reason == RANGE_FULL and waiting is not None
+                and now - waiting.since >= FULL_GRACE):
+            # Nothing anyone does can free an address (short of a release):
+            # say so now rather than after the caller's whole wait.  The grace
+            # lets the peers' published free counts catch up (a tick).
+            self.pending.pop(key, None)
+            raise IpamUnavailableError(f"no address for {container}: {reason}")
         self.pending.wait(key, container, "allocate", (start, end), None, now, reason)
         return None
 
@@ -319,7 +341,7 @@ class IpamCore:
         done: list[tuple[str, int]] = []
         for key, request in list(self.pending.items()):
             if request.kind == "allocate":
-                address = self.allocate(request.container, request.subnet, now)
+                address = self.allocate(request.container, request.subnet, now, refuse=False)
                 if address is not None:
                     done.append((request.container, address))
             else:
@@ -423,11 +445,22 @@ class IpamCore:
         ring = self.ring
         assert ring is not None
         if self.local.available(ring, start, end) > 0:
+            self._ack_wait.clear()
             return "ready"
-        token = self.local.extend(ring, start, end)
-        if token is not None:
-            return reasons.ack_reason(ring, token, now, self.majority)
-        return self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
+        want = sum(1 for p in self.pending.values()
+                   if p.kind == "allocate" and p.subnet == (start, end))
+        token = self.local.extend(ring, start, end, want, self.majority.unreachable_since)
+        if token is None:
+            return self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
+        waiting = reasons.ack_reason(ring, token, now, self.majority)
+        since = self._ack_wait.setdefault(token, now)
+        heir = ring.heir(token)
+        if heir not in self.majority.unreachable_since and now - since < ACK_PATIENCE:
+            return waiting
+        # An heir that is unreachable, or slow (not in its majority yet, say),
+        # may not acknowledge for long: ask a peer for space meanwhile.
+        asked = self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
+        return f"{waiting}; meanwhile {asked}"
 
     def _no_ring_reason(self) -> str:
         return reasons.no_ring_reason(self.paxos, self.mode)

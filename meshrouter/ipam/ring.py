@@ -192,10 +192,11 @@ class Ring:
     def owners(self) -> set[PeerName]:
         return {e.owner for e in self.entries.values()}
 
-    def heir(self, token: int) -> PeerName | None:
-        """Who acknowledges (and may reclaim) the entry at ``token``, or None."""
+    def heir(self, token: int, owner: PeerName | None = None) -> PeerName | None:
+        """Who acknowledges (and may reclaim) the entry at ``token``, or None;
+        with ``owner``, who would if that peer owned the entry."""
         tokens = self.tokens()
-        owner = self.entries[token].owner
+        owner = self.entries[token].owner if owner is None else owner
         i = tokens.index(token)
         for step in range(1, len(tokens)):
             candidate = self.entries[tokens[(i - step) % len(tokens)]]
@@ -260,11 +261,21 @@ class Ring:
             self.entries[token] = replace(entry, version=entry.version + 1, reserved=reserved)
 
     def donate(self, token: int, split_at: int, recipient: PeerName, me: PeerName) -> Entry:
-        """Give [split_at, end of the entry) to ``recipient``; return the new entry."""
+        """Give [split_at, end of the entry) to ``recipient``; return the new entry.
+
+        The split may fall inside our reservation: the reservation then ends at
+        ``split_at``.  Only the owner knows which reserved addresses it handed
+        out, so the caller guarantees it uses none at or above ``split_at``
+        (``donation.py``).  That is no less safe than giving unreserved space:
+        an heir that missed the split still never reclaims below the old
+        reservation, and the recipient uses the space only once the donor's
+        heir has acknowledged the split (``origin_settled``).
+        """
         entry = self._own(token, me)
-        if not entry.reserved <= split_at < self.range_end(token) or split_at <= token:
-            raise IpamError("cannot donate reserved or foreign space")
-        donor = replace(entry, version=entry.version + 1)
+        if not token < split_at < self.range_end(token):
+            raise IpamError("cannot donate foreign space")
+        donor = replace(entry, version=entry.version + 1,
+                        reserved=min(entry.reserved, split_at))
         self.entries[token] = donor
         new = Entry(split_at, recipient, 0, split_at, origin=(token, donor.version))
         self.entries[split_at] = new

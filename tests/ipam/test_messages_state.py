@@ -141,8 +141,11 @@ def test_space_message_round_trip(kind: str, start: int, size: int) -> None:
     ("value", "message"),
     [
         ({"kind": "space?"}, "ipam message: expected"),
-        (["space?", 1], "ipam message: expected 3 fields"),
-        (["space?", 1, 2, 3], "ipam message: expected 3 fields"),
+        (["space?", 1], "ipam message: expected 3 or 4 fields"),
+        (["space?", 1, 2, "why", 4], "ipam message: expected 3 or 4 fields"),
+        (["denied", 1, 2, 3], "reason: expected"),
+        (["denied", 1, 2, "x" * 201], "ipam message: bad reason"),
+        (["denied", 1, 2, "new\nline"], "ipam message: bad reason"),
         (["gimme", 1, 2], "unknown ipam message 'gimme'"),
         ([b"space?", 1, 2], "ipam message kind: expected"),
         (["space?", "1", 2], "start: expected"),
@@ -160,8 +163,16 @@ def test_space_message_refuses_malformed(value: Any, message: str) -> None:
 
 
 def test_space_message_refuses_oversized() -> None:
-    with pytest.raises(MalformedMessageError, match="exceeds 256"):
-        SpaceMessage.decode(pack(["space?", 1, 2, "x" * 300]))
+    with pytest.raises(MalformedMessageError, match="exceeds 512"):
+        SpaceMessage.decode(pack(["space?", 1, 2, "x" * 600]))
+
+
+def test_a_denial_carries_its_reason_exactly() -> None:
+    message = SpaceMessage(SPACE_DENIED, 1, 2, "no majority")
+    assert message.encode() == pack(["denied", 1, 2, "no majority"])
+    assert SpaceMessage.decode(message.encode()) == message
+    long = SpaceMessage(SPACE_DENIED, 1, 2, "y" * 300)
+    assert SpaceMessage.decode(long.encode()).reason == "y" * 200
 
 
 @FUZZ

@@ -749,11 +749,23 @@ def test_donation_by_a_sole_owner_makes_the_recipient_its_heir() -> None:
     assert alone.origin_settled(32)
 
 
-def test_donate_refuses_reserved_or_foreign_space() -> None:
+def test_donate_inside_the_reservation_shortens_it() -> None:
     ring = Ring.found(0, 64, [A, B])
     ring.extend(0, 10, A)
-    with pytest.raises(IpamError, match="cannot donate"):
-        ring.donate(0, 5, C, A)  # reserved
+    ring.set_note(B, acks={0: Ack(A, 1, 10)})
+    assert ring.effective_reserved(0) == 10
+    new = ring.donate(0, 5, C, A)
+    assert new == Entry(5, C, 0, 5, origin=(0, 2))
+    assert ring.entries[0] == Entry(0, A, 2, 5)
+    # The old ack no longer reaches past the split, for use or for reclaim.
+    assert ring.effective_reserved(0) == 5
+    assert ring.reclaim_floor(0) == 5
+    assert ring.reclaim_floor(5) == 5
+
+
+def test_donate_refuses_foreign_space() -> None:
+    ring = Ring.found(0, 64, [A, B])
+    ring.extend(0, 10, A)
     with pytest.raises(IpamError, match="cannot donate"):
         ring.donate(0, 32, C, A)  # B's
     with pytest.raises(IpamError, match="cannot donate"):
