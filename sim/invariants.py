@@ -223,6 +223,51 @@ def ipam_rings_agree(cluster: SimCluster, sample: int) -> list[Violation]:
     return violations
 
 
+def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
+    """Live peers reachable from ``requester`` that could give it an address now.
+
+    Worked out here from each peer's own state, not by asking its donation code:
+    the peer holds a ring and has learned the current one, waits for no address
+    itself, reaches a strict majority of the owners of live space in its ring
+    (counted over its network component), and has an unfrozen entry with a usable
+    address above every address it handed out there and above the entry's floor
+    -- space it can give by a split without risking a duplicate.  Free addresses
+    below ones in use are not counted: giving them would need a split in the
+    middle of an entry, which donation does not do.
+    """
+    component = next((c for c in cluster.components()
+                      if any(h.name == requester for h in c)), [])
+    names = {h.name for h in component}
+    donors = []
+    for host in component:
+        service = ipam_of(host.router) if host.router is not None else None
+        if host.name == requester or service is None:
+            continue
+        core = service.core
+        ring = core.ring
+        if ring is None or not core.synced or core.left:
+            continue
+        if any(p.kind == "allocate" for p in core.pending.values()):
+            continue
+        voters = {e.owner for e in ring.entries.values() if not e.frozen}
+        if 2 * len(voters & names) <= len(voters):
+            continue
+        tokens = sorted(ring.entries)
+        for i, token in enumerate(tokens):
+            entry = ring.entries[token]
+            if entry.owner != host.name or entry.frozen:
+                continue
+            end = tokens[i + 1] if i + 1 < len(tokens) else ring.end
+            used = [a for a in core.user_of if token <= a < end]
+            # Above the token: an entry's first address goes only with the whole
+            # entry, which donation may refuse (see ``Donations._may_transfer``).
+            low = max(max(used) + 1 if used else token + 1, core.floor.get(token, token))
+            if any(core.range.usable(a) for a in range(low, end)):
+                donors.append(host.name)
+                break
+    return donors
+
+
 def check_all(cluster: SimCluster, *, sample: int = 64) -> list[Violation]:
     """Run every registered invariant; each violation carries the seed."""
     found: list[Violation] = []

@@ -5,7 +5,10 @@ Containers are allocated through each router's own ``IpamService`` -- the code
 behind ``POST /ip/...`` -- so requests wait for founding, acknowledgements and
 donations exactly as a user's would.  The ``ipam-no-duplicates`` invariant is
 checked after every step of a campaign, not only at the end: a duplicate that
-exists for a moment is a failure.
+exists for a moment is a failure.  Every refused allocation that waited at
+least ``DONOR_CHECK_WAIT`` is checked against ``ipam-no-refusal-while-donatable``:
+no peer reachable from the requester could have given it an address (by
+``sim.invariants.ipam_donors``) both when it asked and when it was refused.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import trio
 from meshrouter.errors import IpamError
 from meshrouter.ipam.service import IpamService, ipam_of
 from sim.cluster import SimHost
-from sim.invariants import INVARIANTS, Violation
+from sim.invariants import INVARIANTS, Violation, ipam_donors
 from sim.runner import Simulation, _join_phase, scenario
+
+# A refusal after a shorter wait may be the donation chain still in flight, or a
+# partition the requester has not noticed yet (heartbeat timeout): not checked.
+DONOR_CHECK_WAIT = 20.0
 
 
 class Workload:
@@ -31,9 +38,13 @@ class Workload:
         self.latencies: list[float] = []
         self.violations: list[Violation] = []
 
-    def _services(self) -> list[IpamService]:
-        found = (ipam_of(h.router) for h in self.sim.cluster.live() if h.router is not None)
-        return [service for service in found if service is not None]
+    def _services(self) -> list[tuple[SimHost, IpamService]]:
+        found = []
+        for host in self.sim.cluster.live():
+            service = ipam_of(host.router) if host.router is not None else None
+            if service is not None:
+                found.append((host, service))
+        return found
 
     async def allocate(self, count: int, wait: float = 30.0) -> None:
         """``count`` concurrent allocations on random live routers."""
@@ -43,16 +54,38 @@ class Workload:
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 self.serial += 1
-                nursery.start_soon(
-                    self._one, self.sim.rng.choice(services), f"c{self.serial}", wait
-                )
+                host, service = self.sim.rng.choice(services)
+                nursery.start_soon(self._one, host, service, f"c{self.serial}", wait)
 
-    async def _one(self, service: IpamService, container: str, wait: float) -> None:
+    async def burst(self, count: int, wait: float = 30.0) -> None:
+        """``count`` concurrent allocations at one random live router."""
+        services = self._services()
+        if not services:
+            return
+        host, service = self.sim.rng.choice(services)
+        async with trio.open_nursery() as nursery:
+            for _ in range(count):
+                self.serial += 1
+                nursery.start_soon(self._one, host, service, f"c{self.serial}", wait)
+
+    async def _one(self, host: SimHost, service: IpamService, container: str,
+                   wait: float) -> None:
         started = trio.current_time()
+        donors = ipam_donors(self.sim.cluster, host.name) if wait >= DONOR_CHECK_WAIT else []
         try:
             await service.allocate(container, None, wait)
-        except IpamError:
+        except IpamError as exc:
             self.unmet += 1
+            if donors and host.alive:
+                still = sorted(set(donors) & set(ipam_donors(self.sim.cluster, host.name)))
+                if still:
+                    self.violations.append(Violation(
+                        "ipam-no-refusal-while-donatable",
+                        (self.sim.cluster.describe(host.name),
+                         *(self.sim.cluster.describe(n) for n in still[:3])),
+                        f"{container} refused after {trio.current_time() - started:.1f}s "
+                        f"while reachable majority peers could give an address: {exc}",
+                        self.sim.options.seed))
         else:
             self.met += 1
             self.latencies.append(trio.current_time() - started)
@@ -60,7 +93,7 @@ class Workload:
     def release(self, count: int) -> None:
         """Release ``count`` random containers on random live routers."""
         for _ in range(count):
-            services = [s for s in self._services() if s.core.allocations]
+            services = [s for _h, s in self._services() if s.core.allocations]
             if not services:
                 return
             service = self.sim.rng.choice(services)
@@ -215,6 +248,10 @@ async def ipam_campaign_scenario(sim: Simulation) -> None:
                     contacts = [] if host.storage.blobs else sim.random_contacts(
                         sim.cluster.live())
                     await sim.start_host(host, contacts)
+            elif choice < 0.85:
+                # Many containers starting at once on one host.
+                await work.burst(rng.randint(5, 30))
+                work.check(f"burst at step {step}")
             else:
                 work.release(rng.randint(0, 3))
             await work.allocate(rng.randint(1, 6), wait=rng.uniform(1.0, 10.0))
