@@ -21,7 +21,7 @@ from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.core import STATE_FORMAT, IpamCore
 from meshrouter.ipam.founding import CONSENSUS, OBSERVER, SEED, FoundingMode
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
-from meshrouter.ipam.ring import Ring
+from meshrouter.ipam.ring import Ack, Entry, Note, Ring
 from meshrouter.ipam.state import IpamState
 from meshrouter.names import PeerName, format_peer_name
 from tests.ipam.harness import CoreNet
@@ -838,3 +838,27 @@ def test_two_peers_cut_apart_are_told_to_use_rmpeer() -> None:
     assert reason.startswith("waiting for peer 5a:00:00:00:00:02 to acknowledge a reservation")
     assert "no majority" in reason and "meshrouter rmpeer 5a:00:00:00:00:02" in reason
     assert a.counters.reclaims == 0
+
+
+def test_an_heir_never_acknowledges_an_entry_holding_addresses_it_handed_out() -> None:
+    # A peer acting on a stale ring (e.g. restarted without its data) carved an entry
+    # for D out of A's space, over an address A has handed out.  A is that entry's
+    # heir; acknowledging D's reservation would let D hand the same address out.
+    net = seeded(A, B, C)
+    a = net.cores[A]
+    used = allocate_settled(net, a, "one")
+    assert a.ring is not None
+    forged = a.ring.copy()
+    mine = forged.entries[RANGE.start]
+    forged.entries[RANGE.start] = Entry(mine.token, A, mine.version + 5, used)
+    forged.entries[used] = Entry(used, D, 1, used + 4, origin=(RANGE.start, mine.version + 5))
+    forged._changed()
+    c_note = forged.notes[C]
+    forged.notes[C] = Note(c_note.version + 1, c_note.free,
+                           {**c_note.acks, RANGE.start: Ack(A, mine.version + 5, used)})
+    a.receive(IpamState(forged, None), net.now)
+    assert a.ring.heir(used) == A and a.ring.origin_settled(used)
+    for _ in range(3):
+        a.tick(net.now, net.reachable(A) | {D}, net.rng)
+    assert used not in a.ring.notes[A].acks, "A acknowledged an entry over its own address"
+    assert a.ring.effective_reserved(used) == used  # so D can hand out nothing there
