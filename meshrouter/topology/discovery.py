@@ -78,9 +78,14 @@ SHARED_DIAL_ADDRESSES: FingerprintCache[DialAddresses] = FingerprintCache(
 """The process-wide cache ``Topology.discovery_candidates`` uses."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def _parse_host_port(address: str) -> tuple[str, int] | None:
     """Split "ip:port" or "[ipv6]:port" into (canonical host text, port); None if it is
-    not a usable literal address.  The host text is ready to append ":port" to."""
+    not a usable literal address.  The host text is ready to append ":port" to.
+
+    Cached: an address book is rebuilt for every record set, and each rebuild
+    parses every link's address again (a 100-peer simulated join spent 39 s of
+    its profile here, 3.1 million calls)."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit() or len(port_text) > 5:
         return None
