@@ -76,8 +76,11 @@ from meshrouter.wire.pake import (
 )
 from meshrouter.wire.session import Session
 
-PROTOCOL_MIN_VERSION = 2
-PROTOCOL_MAX_VERSION = 2
+# Protocol 3 adds per-link topology deltas (ten-field items that a version-2
+# router refuses as malformed), so version-2 routers are refused at the
+# handshake on both sides with a version message instead.
+PROTOCOL_MIN_VERSION = 3
+PROTOCOL_MAX_VERSION = 3
 MAGIC = b"meshrtr"
 WEAVE_MAGIC = b"weave"
 FLAG_PLAINTEXT = 0
