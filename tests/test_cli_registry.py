@@ -157,3 +157,11 @@ def test_every_client_verb_module_is_light(module: str) -> None:
     modules = set(result.stdout[result.stdout.rindex("\nMODULES "):].split()[1:])
     assert module in modules
     assert heavy(modules) == []
+
+
+def test_short_help_cuts_at_a_word_with_an_ellipsis() -> None:
+    from meshrouter.cli.lazy import short_help
+
+    assert short_help("Stop the router. It exits 0.", 40) == "Stop the router."
+    assert short_help("Build a three-host mesh in namespaces", 20) == "Build a three-host..."
+    assert len(short_help("x " * 100, 30)) <= 30

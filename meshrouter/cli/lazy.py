@@ -84,10 +84,26 @@ class LazyGroup(click.Group):
                     continue
                 rows.append((name, loaded.get_short_help_str(limit)))
             else:
-                line = click.utils.make_default_short_help(self.lazy[name].help, limit)
+                line = short_help(self.lazy[name].help, limit)
                 rows.append((name, line))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def short_help(text: str, limit: int) -> str:
+    """``text``'s first sentence, cut at a word to ``limit`` characters with ``...``
+    (what click does for loaded commands; its helper is private from click 8.5)."""
+    words = text.split("\n\n", 1)[0].split()
+    first = " ".join(words)
+    end = first.find(". ")
+    if end >= 0:
+        first = first[: end + 1]
+    if len(first) <= limit:
+        return first
+    cut = first[: max(0, limit - 3)]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "..."
 
 
 def _plugin_command(name: str) -> click.Command | None:
