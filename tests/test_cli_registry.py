@@ -163,5 +163,6 @@ def test_short_help_cuts_at_a_word_with_an_ellipsis() -> None:
     from meshrouter.cli.lazy import short_help
 
     assert short_help("Stop the router. It exits 0.", 40) == "Stop the router."
-    assert short_help("Build a three-host mesh in namespaces", 20) == "Build a three-host..."
+    assert short_help("Build a three-host mesh in namespaces", 22) == "Build a three-host..."
+    assert short_help("Build a three-host mesh in namespaces", 20) == "Build a..."
     assert len(short_help("x " * 100, 30)) <= 30
