@@ -61,6 +61,9 @@ def query_type(data: bytes) -> str:
     return str(QTYPE.get(code, f"TYPE{code}"))
 
 
+PORT_ZERO_TRIES = 20
+
+
 class DnsStats:
     """Counters shown by ``status dns``: responses by code and every drop by reason."""
 
@@ -148,14 +151,22 @@ class DnsServer:
                   ) -> None:
         """Bind UDP then TCP on the same port (OSError if either is taken), serve
         until cancelled; ``task_status`` gets the bound (host, port)."""
-        host, port = self.listen
+        host, wanted = self.listen
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        udp = socket.socket(family, socket.SOCK_DGRAM)
+        # Port 0: the UDP port the kernel picks may be taken for TCP; try others.
+        for attempt in range(1 if wanted else PORT_ZERO_TRIES):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                udp.setblocking(False)
+                udp.bind((host, wanted))
+                port = udp.getsockname()[1]
+                listeners = await trio.open_tcp_listeners(port, host=host)
+                break
+            except OSError as exc:
+                udp.close()
+                if wanted or exc.errno != errno.EADDRINUSE or attempt == PORT_ZERO_TRIES - 1:
+                    raise
         try:
-            udp.setblocking(False)
-            udp.bind((host, port))
-            port = udp.getsockname()[1]
-            listeners = await trio.open_tcp_listeners(port, host=host)
             self.bound = (host, port)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._serve_udp, udp, nursery)
