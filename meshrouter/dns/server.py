@@ -166,6 +166,9 @@ class DnsServer:
                 udp.close()
                 if wanted or exc.errno != errno.EADDRINUSE or attempt == PORT_ZERO_TRIES - 1:
                     raise
+            except BaseException:
+                udp.close()
+                raise
         try:
             self.bound = (host, port)
             async with trio.open_nursery() as nursery:
