@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -31,6 +31,7 @@ from meshrouter.names import PeerName, format_peer_name, parse_peer_name
 from meshrouter.node.service import (
     ApiRequest,
     ApiRoute,
+    Service,
     ServiceBase,
     ServiceContext,
     TopologyChange,
@@ -339,7 +340,13 @@ def wait_seconds(request: ApiRequest) -> float:
     return wait
 
 
-def ipam_of(router_services: Any) -> IpamService | None:
+class HasServices(Protocol):
+    """A Router, as far as finding its services goes."""
+
+    def service(self, name: str) -> Service | None: ...
+
+
+def ipam_of(router: HasServices) -> IpamService | None:
     """The IPAM service of a router (``router.service("ipam")``), typed."""
-    found = router_services.service(IpamService.name)
+    found = router.service(IpamService.name)
     return found if isinstance(found, IpamService) else None

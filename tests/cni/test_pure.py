@@ -202,4 +202,5 @@ def test_check_problem() -> None:
 
 
 def test_result_is_json() -> None:
-    json.dumps(add_result("1.1.0", ATTACHED, "/run/netns/x", {}))
+    result = add_result("1.1.0", ATTACHED, "/run/netns/x", {})
+    assert json.loads(json.dumps(result)) == result
