@@ -49,7 +49,8 @@ def zip_bytes() -> bytes:
     """The plugin's modules (sources and this interpreter's bytecode) as a zip."""
     package = Path(meshrouter.__file__).parent
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    # stored, not deflated: zipimport would import zlib and inflate at every start
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for relative in MODULES:
             archive.write(package / relative, f"meshrouter/{relative}")
             archive.writestr(f"meshrouter/{relative}c", compiled(package / relative))

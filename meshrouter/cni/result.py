@@ -18,7 +18,6 @@ Pure: dicts in, dicts out.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from meshrouter.cni.spec import (
     INVALID_NETWORK_CONFIG,
@@ -30,6 +29,10 @@ from meshrouter.cni.spec import (
     CniError,
     version_tuple,
 )
+
+TYPE_CHECKING = False  # typing costs ~6 ms per start; mypy reads this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_result(cni_version: str, attached: dict[str, Any], netns: str,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meshrouter.cni.netconf import (
+    Invocation,
     attachment_id,
     container_name,
     decode_config,
+    is_id,
+    is_ifname,
     parse_cni_args,
     parse_environment,
     parse_netconf,
@@ -204,3 +208,23 @@ def test_check_problem() -> None:
 def test_result_is_json() -> None:
     result = add_result("1.1.0", ATTACHED, "/run/netns/x", {})
     assert json.loads(json.dumps(result)) == result
+
+
+# Oracles: the regular expressions the plugin stopped compiling at every start.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,15}")
+NOT_LABEL = re.compile(r"[^a-z0-9-]+")
+# Mostly the characters that matter, sometimes anything.
+ID_TEXT = st.text(alphabet="aZ09_.-/ \u00e9\u0130\x00", max_size=20) | st.text(max_size=20)
+
+
+@given(ID_TEXT | st.text(alphabet="aZ09_.-", min_size=14, max_size=17))
+def test_is_id_and_is_ifname_match_the_patterns(text: str) -> None:
+    assert is_id(text) == bool(ID_PATTERN.fullmatch(text))
+    assert is_ifname(text) == bool(IFNAME_PATTERN.fullmatch(text))
+
+
+@given(ID_TEXT | st.text(alphabet="ab-_. ", max_size=80))
+def test_container_name_is_the_lowercased_label(raw: str) -> None:
+    expected = NOT_LABEL.sub("-", raw.lower()).strip("-")[:63].rstrip("-")
+    assert container_name(Invocation("ADD", args={"K8S_POD_NAME": raw})) == expected
