@@ -34,6 +34,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "attach": LazyCommand(".container_verbs:attach", "Connect a container (its network namespace) to the mesh."),
     "detach": LazyCommand(".container_verbs:detach", "Disconnect a container and release its address."),
     "ps": LazyCommand(".container_verbs:ps", "List attached containers of the whole mesh."),
+    "expose": LazyCommand(".expose_verbs:expose", "Give this host an address on the overlay."),
+    "hide": LazyCommand(".expose_verbs:hide", "Take this host off the overlay and release its address."),
     "dns-add": LazyCommand(".dns_verbs:dns_add", "Register a name for an address or a container."),
     "dns-remove": LazyCommand(".dns_verbs:dns_remove", "Remove this router's records of a name."),
     "dns-lookup": LazyCommand(".dns_verbs:dns_lookup", "Print the live addresses of a name."),

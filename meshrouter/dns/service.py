@@ -9,10 +9,20 @@ of owners the topology no longer knows.
 The dataplane service calls ``register``/``unregister_container`` when a
 container with a name is attached or detached; ``POST /dns`` and ``DELETE
 /dns/{name}`` are the ``dns-add``/``dns-remove`` verbs.
+
+Where it listens.  ``--dns-listen`` is the whole choice when given (its bind
+failure stops the router).  By default the host's own listener is
+127.0.0.1:53, and the expose service (``meshrouter expose``) tells us the
+host's overlay address through ``set_exposed``: we listen there as well, port
+53, and that address is the nameserver ``status dns`` gives for containers
+(a container on the overlay has no route to any other address of its host).
+Default binds that fail are warnings in ``status dns``, retried every
+maintenance round.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +46,7 @@ from .names import format_ipv4, parse_ipv4, qualify
 from .records import RecordKey
 from .resolver import Answer, Resolver
 from .server import DnsServer, DnsStats, UpstreamSource
-from .settings import DnsSettings, Endpoint, is_self, parse_endpoint
+from .settings import DnsSettings, Endpoint, container_nameserver, is_self, parse_endpoint
 from .view import NameView
 
 log = logging.getLogger(__name__)
@@ -60,7 +70,15 @@ class DnsService(ServiceBase):
             (*self.settings.overlay_networks, *self.settings.allow_networks))
         self._local_addresses = local_addresses or _host_addresses
         self.server: DnsServer | None = None
+        """The primary listener (``--dns-listen``, else the host's 127.0.0.1:53)."""
+        self.servers: dict[Endpoint, DnsServer] = {}
+        """Every listener, the primary and the exposed address's."""
+        self.exposed: str | None = None
         self.serving_error = ""
+        self._scopes: dict[Endpoint, tuple[trio.CancelScope, trio.Event]] = {}
+        self._bind_errors: dict[Endpoint, str] = {}
+        self._listeners_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
         self._wakeup = trio.Event()
         self._core: DnsCore | None = None
         self._upstreams: UpstreamSource | None = None
@@ -90,18 +108,21 @@ class DnsService(ServiceBase):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         failure: ConfigError | None = None
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             if self.settings.enabled:
                 failure = await self._start_server(nursery)
             if failure is None:
                 task_status.started()
                 await self._maintain()
             nursery.cancel_scope.cancel()
+        self._nursery = None
         if failure is not None:
             raise failure  # outside the nursery: the caller sees the ConfigError itself
 
     async def _start_server(self, nursery: trio.Nursery) -> ConfigError | None:
-        """Start the server; a bind failure is an error for an explicit
-        ``--dns-listen`` (returned), else a warning shown by ``status dns``."""
+        """Start the primary listener and the exposed one; a bind failure is an
+        error for an explicit ``--dns-listen`` (returned), else a warning shown
+        by ``status dns``."""
         listen = self.settings.listen_endpoint()
         try:
             addresses = await trio.to_thread.run_sync(self._local_addresses)
@@ -112,24 +133,95 @@ class DnsService(ServiceBase):
         explicit = [parse_endpoint(u, 53, what="--dns-upstream") for u in self.settings.upstreams]
 
         def ourselves(endpoint: Endpoint) -> bool:
-            bound = self.server.bound if self.server and self.server.bound else listen
-            return is_self(endpoint, bound, addresses)
+            bound = [s.bound for s in self.servers.values() if s.bound] or [listen]
+            return any(is_self(endpoint, b, addresses) for b in bound)
 
         self._upstreams = UpstreamSource(explicit, self.settings.resolv_conf, ourselves)
-        self.server = DnsServer(
-            self.resolver, self.view, self.context.rng, listen=listen,
-            upstreams=self._upstreams.current, timeout=self.settings.upstream_timeout,
-            client_filter=self.client_filter, stats=self.stats)
         try:
-            await nursery.start(self.server.run)
+            self.server = await self._start_listener(nursery, listen)
         except OSError as exc:
-            self.server = None
-            self.serving_error = f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}"
+            self.serving_error = f"cannot listen on {_endpoint_text(listen)}: {exc.strerror}"
             if self.settings.listen is not None:
                 return ConfigError(f"--dns-listen: {self.serving_error}")
-            log.warning("dns: %s; DNS is not served (give --dns-listen or --no-dns)",
+            log.warning("dns: %s; the host's DNS is not served (give --dns-listen or --no-dns)",
                         self.serving_error)
+        await self._reconcile_listeners()
         return None
+
+    async def _start_listener(self, nursery: trio.Nursery, endpoint: Endpoint) -> DnsServer:
+        """A server on ``endpoint`` in its own cancel scope (OSError if it cannot bind)."""
+        assert self._upstreams is not None
+        server = DnsServer(
+            self.resolver, self.view, self.context.rng, listen=endpoint,
+            upstreams=self._upstreams.current, timeout=self.settings.upstream_timeout,
+            client_filter=self.client_filter, stats=self.stats)
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def serve(*, task_status: trio.TaskStatus[Endpoint] = trio.TASK_STATUS_IGNORED
+                        ) -> None:
+            with scope:
+                try:
+                    await server.run(task_status=task_status)
+                finally:
+                    if self.servers.get(endpoint) is server:
+                        del self.servers[endpoint]
+                        self._scopes.pop(endpoint, None)
+                    done.set()
+
+        self.servers[endpoint] = server
+        self._scopes[endpoint] = (scope, done)
+        await nursery.start(serve)
+        return server
+
+    def wants_host_address(self) -> bool:
+        """Whether we would listen on an exposed address (DNS on, no ``--dns-listen``)."""
+        return self.settings.enabled and self.settings.listen is None
+
+    async def set_exposed(self, cidr: str | None) -> None:
+        """The host's overlay address (``meshrouter expose``), or None (hidden).
+
+        By default (no ``--dns-listen``) the server listens on it too, port 53,
+        and ``status dns`` gives it as the nameserver for containers.  Returns
+        once the listener is bound (or its failure is recorded)."""
+        iface = ipaddress.ip_interface(cidr) if cidr else None
+        self.exposed = str(iface.ip) if iface is not None else None
+        self.client_filter.set_extra_networks([str(iface.network)] if iface is not None else [])
+        await self._reconcile_listeners()
+
+    async def _reconcile_listeners(self) -> None:
+        """Listen on exactly the extra endpoints wanted now (the exposed
+        address); a failed bind is recorded and retried at the next round."""
+        nursery = self._nursery
+        if nursery is None or not self.settings.enabled or self._upstreams is None:
+            return
+        async with self._listeners_lock:
+            primary = self.settings.listen_endpoint()
+            wanted = [e for e in self.settings.container_endpoints(self.exposed)
+                      if e != primary]
+            for endpoint, (scope, done) in list(self._scopes.items()):
+                if endpoint != primary and endpoint not in wanted:
+                    scope.cancel()
+                    self._scopes.pop(endpoint, None)
+                    self.servers.pop(endpoint, None)
+                    self._bind_errors.pop(endpoint, None)
+                    await done.wait()  # its sockets are closed when we return
+            for endpoint in wanted:
+                if endpoint in self.servers:
+                    continue
+                try:
+                    await self._start_listener(nursery, endpoint)
+                except OSError as exc:
+                    error = f"cannot listen on {_endpoint_text(endpoint)}: {exc.strerror}"
+                    if self._bind_errors.get(endpoint) != error:
+                        log.warning("dns: %s; containers cannot use it (retried every %.0f s)",
+                                    error, MAINTENANCE_INTERVAL)
+                    self._bind_errors[endpoint] = error
+                else:
+                    self._bind_errors.pop(endpoint, None)
+            for endpoint in list(self._bind_errors):
+                if endpoint not in wanted:
+                    del self._bind_errors[endpoint]
 
     async def _maintain(self) -> None:
         while True:
@@ -140,6 +232,8 @@ class DnsService(ServiceBase):
             now = trio.current_time()
             self.core.collect(now)
             self.core.sweep_unknown(self._known, now)
+            if self._bind_errors:
+                await self._reconcile_listeners()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -285,6 +379,7 @@ class DnsService(ServiceBase):
         return {
             "domain": self.settings.domain,
             "listen": self._listen_text(),
+            "nameserver": self.nameserver() or "",
             "names": len(view.addresses),
             "own_records": len(self.core.mine()),
             "responses": dict(sorted(self.stats.responses.items())),
@@ -296,6 +391,9 @@ class DnsService(ServiceBase):
             **self.summary(),
             "serving": self.server is not None and self.server.bound is not None,
             "error": self.serving_error,
+            "listening": [_endpoint_text(e) for e in self._bound()],
+            "exposed": self.exposed or "",
+            "nameserver_error": self._nameserver_error(),
             "upstreams": [f"{h}:{p}" for h, p in upstreams.last] if upstreams else [],
             "upstream_error": upstreams.error if upstreams else "",
             "ttl": self.settings.ttl,
@@ -304,6 +402,25 @@ class DnsService(ServiceBase):
             "counters": self.stats.as_dict(),
         }
 
+    def _bound(self) -> list[Endpoint]:
+        return [s.bound for s in self.servers.values() if s.bound is not None]
+
+    def nameserver(self) -> str | None:
+        """The address containers should use (their resolv.conf), or None."""
+        return container_nameserver(self._bound(), self.exposed)
+
+    def _nameserver_error(self) -> str:
+        """Why containers have no nameserver, in one line ("" when they have one)."""
+        if self.nameserver() is not None:
+            return ""
+        if not self.settings.enabled:
+            return "DNS is not served (--no-dns)"
+        if self._bind_errors:
+            return "; ".join(self._bind_errors.values())
+        if self.exposed is None and self.settings.listen is None:
+            return "the host is not exposed on the overlay (`meshrouter expose`)"
+        return "no listener on port 53 that containers can reach (see --dns-listen)"
+
     def _listen_text(self) -> str:
         if self.server is not None and self.server.bound is not None:
             host, port = self.server.bound
@@ -311,7 +428,12 @@ class DnsService(ServiceBase):
             return "disabled"
         else:
             host, port = self.settings.listen_endpoint()
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return _endpoint_text((host, port))
+
+
+def _endpoint_text(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _describe(key: RecordKey) -> dict[str, str]:

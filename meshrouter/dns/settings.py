@@ -9,7 +9,7 @@ so it is tested without files or sockets; the server only reads files.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from meshrouter.errors import ConfigError, InvalidRequestError
@@ -18,7 +18,9 @@ from .names import canonical_name
 
 DEFAULT_DOMAIN = "mesh.local."
 DEFAULT_PORT = 53
-DEFAULT_LISTEN = "0.0.0.0:53"
+DEFAULT_LISTEN = "127.0.0.1:53"
+"""The host's own listener by default; containers use the exposed address
+(``meshrouter expose``, served as well unless ``--dns-listen`` is given)."""
 DEFAULT_TTL = 5
 MAX_UPSTREAMS = 8
 
@@ -35,8 +37,12 @@ class DnsSettings:
     enabled: bool = True
     domain: str = DEFAULT_DOMAIN
     listen: str | None = None
-    """HOST[:PORT]; None = ``DEFAULT_LISTEN`` where a failure to bind is reported
-    in ``status dns`` instead of stopping the router."""
+    """HOST[:PORT]; None = ``DEFAULT_LISTEN`` for the host plus the exposed
+    address (port 53) for containers, where a failure to bind is reported in
+    ``status dns`` instead of stopping the router."""
+    host_listen: str = DEFAULT_LISTEN
+    """The host's own listener when ``listen`` is not given (not a CLI option:
+    tests and embedders move it off port 53)."""
     upstreams: tuple[str, ...] = ()
     """HOST[:PORT] each; when given, resolv.conf is not read."""
     resolv_conf: str = "/etc/resolv.conf"
@@ -62,8 +68,9 @@ class DnsSettings:
             raise ConfigError(f"at most {MAX_UPSTREAMS} --dns-upstream servers")
         for text in self.upstreams:
             parse_endpoint(text, DEFAULT_PORT, what="--dns-upstream")
-        if self.listen is not None:
-            parse_endpoint(self.listen, DEFAULT_PORT, what="--dns-listen", allow_zero=True)
+        for listen in (self.listen, self.host_listen):
+            if listen is not None:
+                parse_endpoint(listen, DEFAULT_PORT, what="--dns-listen", allow_zero=True)
         for net in (*self.overlay_networks, *self.allow_networks):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -71,8 +78,17 @@ class DnsSettings:
                 raise ConfigError(f"{net!r} is not a network (CIDR)") from None
 
     def listen_endpoint(self) -> Endpoint:
-        return parse_endpoint(self.listen or DEFAULT_LISTEN, DEFAULT_PORT, what="--dns-listen",
-                              allow_zero=True)
+        """The first (primary) listener: the explicit one, else the host's."""
+        return parse_endpoint(self.listen or self.host_listen, DEFAULT_PORT,
+                              what="--dns-listen", allow_zero=True)
+
+    def container_endpoints(self, exposed: str | None) -> list[Endpoint]:
+        """Listeners beyond the primary one: the exposed address (port 53) when
+        the host is exposed and no ``--dns-listen`` was given (an explicit
+        address is the user's whole choice)."""
+        if not self.enabled or self.listen is not None or exposed is None:
+            return []
+        return [(str(ipaddress.ip_address(exposed)), DEFAULT_PORT)]
 
 
 def parse_endpoint(text: str, default_port: int, *, what: str,
@@ -123,6 +139,26 @@ def parse_resolv_conf(text: str, *,
         if len(found) == MAX_UPSTREAMS:
             break
     return found
+
+
+def container_nameserver(listening: Iterable[Endpoint], exposed: str | None) -> str | None:
+    """The address to give containers as their nameserver, from what is bound.
+
+    A resolv.conf names no port, so only listeners on port 53 count.  The
+    exposed address is the one every container on the overlay can reach: it
+    is chosen when a listener covers it (itself or a wildcard); otherwise an
+    explicit non-loopback address (``--dns-listen 172.17.0.1``: the user knows
+    their containers reach it); loopback is nothing a container can reach."""
+    bound = [(ipaddress.ip_address(h), p) for h, p in listening if p == DEFAULT_PORT]
+    if exposed is not None:
+        target = ipaddress.ip_address(exposed)
+        if any(ip == target or (ip.is_unspecified and ip.version == target.version)
+               for ip, _ in bound):
+            return str(target)
+    for ip, _ in bound:
+        if not (ip.is_unspecified or ip.is_loopback):
+            return str(ip)
+    return None
 
 
 def is_self(endpoint: Endpoint, listen: Endpoint, local_addresses: set[str]) -> bool:
