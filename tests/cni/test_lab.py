@@ -10,102 +10,22 @@ router finds its API through ``addressFile`` (the router's ``addresses.json``).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.lab import REPO, Container, Host, Lab, RouterInHost, lab_skip_reason
+from tests.cni.runtime import cni, conf, finish, learn, open_lab, start_plugin, two_hosts, wait_for
+from tests.integration.lab import REPO, Lab, lab_skip_reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-RANGE = "10.78.0.0/16"
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    reason = lab_skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    made = Lab(subnet=78)
-    try:
+    with open_lab(78, lab_skip_reason()) as made:
         yield made
-    finally:
-        made.close()
-        left = made.leftovers()
-        assert not left, f"the lab left {left} behind"
-
-
-def router_args(h: Host) -> list[str]:
-    return ["--datapath", "ovs", "--datapath-type", "netdev", "--underlay-dev", "ul0",
-            "--ovs-daemons", "own", "--port-io", "afpacket",
-            "--ovs-db", str(h.base / "router" / "ovs" / "run" / "db.sock"),
-            "--ipalloc-range", RANGE, "--dns-listen", f"{h.ip}:53",
-            "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2"]
-
-
-def conf(router: RouterInHost, **extra: Any) -> dict[str, Any]:
-    return {"cniVersion": "1.1.0", "name": "meshlab", "type": "meshrouter-cni",
-            "addressFile": str(router.data_dir / "addresses.json"), **extra}
-
-
-def cni_env(command: str, container: Container | None, cid: str, args: str) -> list[str]:
-    env = [f"CNI_COMMAND={command}", "CNI_IFNAME=eth0", "CNI_PATH=/opt/cni/bin",
-           f"CNI_ARGS={args}"]
-    if container is not None:
-        env += [f"CNI_CONTAINERID={cid}", f"CNI_NETNS=/run/netns/{container.ns}"]
-    return env
-
-
-def start_plugin(host: Host, command: str, config: dict[str, Any],
-                 container: Container | None = None, cid: str = "",
-                 args: str = "") -> subprocess.Popen[str]:
-    """The plugin as a runtime starts it: in the host's namespace, env + stdin."""
-    argv = ["ip", "netns", "exec", host.ns, "env", "-i", "PATH=/usr/bin:/bin",
-            *cni_env(command, container, cid or (container.name if container else ""), args),
-            sys.executable, "-m", "meshrouter.cni.plugin"]
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=REPO)
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(config))
-    process.stdin.close()
-    return process
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, Any]:
-    assert process.stdout is not None
-    out = process.stdout.read()
-    code = process.wait(timeout=120)
-    return code, json.loads(out) if out.strip() else None
-
-
-def cni(host: Host, command: str, config: dict[str, Any], container: Container | None = None,
-        cid: str = "", args: str = "") -> tuple[int, Any]:
-    return finish(start_plugin(host, command, config, container, cid, args))
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
-def learn(container: Container, result: dict[str, Any]) -> None:
-    container.ip = result["ips"][0]["address"].split("/")[0]
-
-
-def two_hosts(lab: Lab) -> tuple[Host, Host, RouterInHost, RouterInHost]:
-    h1, h2 = lab.add_host(), lab.add_host()
-    r1 = h1.launch_router(extra=router_args(h1))
-    r2 = h2.launch_router(f"{h1.ip}:6783", extra=router_args(h2))
-    return h1, h2, r1, r2
 
 
 def test_every_verb_as_a_runtime_drives_it(lab: Lab) -> None:
