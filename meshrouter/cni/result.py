@@ -3,8 +3,9 @@
 * ``add_result``: an attach answer (``POST /attach``) plus the DNS status
   becomes the ADD result: the container interface (with its sandbox) and the
   host end of the veth, the address with its interface index, the route of the
-  container's network, and DNS (the router's built-in server and domain, unless
-  the configuration gives ``dns``).
+  container's network, and DNS (the router's built-in server at the address it
+  names for containers -- the host's exposed overlay address -- and its domain,
+  unless the configuration gives ``dns``).
 * ``error_for``: an API failure (HTTP status and message) becomes a
   ``CniError`` with the spec's code: unreachable or busy -> 11 (try again
   later), invalid -> 7, not found -> 3, conflict -> 100, internal -> 101.
@@ -67,20 +68,36 @@ def dns_section(configured: dict[str, Any] | None, status: dict[str, Any] | None
     if not status:
         return {}
     out: dict[str, Any] = {}
-    listen = str(status.get("listen", ""))
-    host = listen.rsplit(":", 1)[0].strip("[]") if ":" in listen else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None  # "disabled"
-    # 0.0.0.0 or 127.x is no address a container can reach: the runtime's resolver stays.
-    if address is not None and not (address.is_unspecified or address.is_loopback):
-        out["nameservers"] = [host]
+    nameserver = _nameserver(status)
+    if nameserver:
+        out["nameservers"] = [nameserver]
     domain = str(status.get("domain", "")).rstrip(".")
     if domain:
         out["domain"] = domain
         out["search"] = [domain]
     return out
+
+
+def _nameserver(status: dict[str, Any]) -> str:
+    """The DNS server's address for containers, or '' (the runtime's resolver stays).
+
+    The router names it (``nameserver``: the host's exposed overlay address, the
+    one address of the host a container on the overlay can reach, or '' when it
+    has none).  A router from before ``expose`` only says where it listens: that
+    address, unless it is 0.0.0.0 or loopback, which no container can reach."""
+    if "nameserver" in status:
+        named = str(status["nameserver"] or "")
+        try:
+            return str(ipaddress.ip_address(named)) if named else ""
+        except ValueError:
+            return ""  # not an address: nothing a resolv.conf can name
+    listen = str(status.get("listen", ""))
+    host = listen.rsplit(":", 1)[0].strip("[]") if ":" in listen else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return ""  # "disabled"
+    return "" if address.is_unspecified or address.is_loopback else host
 
 
 def error_for(status: int, message: str, what: str) -> CniError:

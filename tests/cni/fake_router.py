@@ -86,7 +86,8 @@ class FakeRouter:
                 return 404, {"error": "Not Found"}
             return 200, self.ipam
         if method == "GET" and path == "/status/dns":
-            return 200, {"domain": "mesh.local.", "listen": "192.168.5.1:53"}
+            return 200, {"domain": "mesh.local.", "listen": "127.0.0.1:53",
+                         "nameserver": "192.168.5.1"}
         return 404, {"error": f"no route {method} {path}"}
 
     def close(self) -> None:

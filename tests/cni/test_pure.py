@@ -164,6 +164,13 @@ def test_dns_section() -> None:
     assert dns_section({"nameservers": ["1.1.1.1"]}, {"listen": "1.2.3.4:53"}) == {
         "nameservers": ["1.1.1.1"]}
     assert dns_section(None, None) == {}
+    # the router names the address for containers (its exposed overlay address)
+    exposed = {"listen": "127.0.0.1:53", "nameserver": "10.32.0.1", "domain": "m."}
+    assert dns_section(None, exposed) == {"nameservers": ["10.32.0.1"], "domain": "m",
+                                          "search": ["m"]}
+    assert dns_section(None, {"listen": "192.168.1.5:53", "nameserver": "",
+                              "domain": "m."}) == {"domain": "m", "search": ["m"]}
+    assert "nameservers" not in dns_section(None, {"nameserver": "bogus", "domain": "m."})
 
 
 @pytest.mark.parametrize(("status", "code"), [
