@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     "meshrouter.ipam.service": 3,
     "meshrouter.endpoints.service": 3,
     "meshrouter.dns.service": 3,
+    "meshrouter.expose": 1,
+    "meshrouter.expose.service": 3,
     "meshrouter.metrics": 3,
     "meshrouter.metrics.reasons": 1,
     "meshrouter.metrics.events": 1,
@@ -75,10 +77,12 @@ CORE_PREFIXES = (
     "meshrouter.ui.graph",
     "meshrouter.ui.page",
     "meshrouter.explain.core",
+    "meshrouter.expose",
 )
 CORE_EXCLUDED = (
     "meshrouter.dns.server",
     "meshrouter.dns.service",
+    "meshrouter.expose.service",
     "meshrouter.ipam.service",
     "meshrouter.endpoints.service",
 )

@@ -14,7 +14,7 @@ import click
 from meshrouter.cli.api_call import call, check_peers, client
 from meshrouter.errors import ApiError
 
-STATUS_SECTIONS = ("peers", "connections", "targets", "ipam", "dns", "dataplane")
+STATUS_SECTIONS = ("peers", "connections", "targets", "ipam", "dns", "dataplane", "expose")
 
 
 @click.command()
@@ -46,7 +46,7 @@ def forget(ctx: click.Context, peers: tuple[str, ...]) -> None:
 def status(ctx: click.Context, what: str | None, as_json: bool, graph: str | None) -> None:
     """Show the router's status: summary or one section.
 
-    WHAT: peers, connections, targets, ipam, dns or dataplane.
+    WHAT: peers, connections, targets, ipam, dns, dataplane or expose.
     """
     if graph is not None:
         from meshrouter.cli.ops_verbs import save_graph

@@ -99,13 +99,21 @@ def read_password(password_file: Path | None) -> bytes | None:
 
 
 def host_routes() -> list[str]:
-    """Destinations of the host's IPv4 routes (main table, and local networks)."""
+    """Destinations of the host's IPv4 routes (main table, and local networks),
+    except those through the exposed interface: the host's own overlay address
+    (``meshrouter expose``) stays across a restart of the router and its route to
+    the range is ours, not a clash."""
     from pyroute2 import IPRoute
+
+    from meshrouter.expose.state import IFNAME as EXPOSE_IFNAME
 
     found: list[str] = []
     with IPRoute() as ipr:
+        ours = set(ipr.link_lookup(ifname=EXPOSE_IFNAME))
         for table in (254, 255):
             for route in ipr.get_routes(family=socket.AF_INET, table=table):
+                if route.get_attr("RTA_OIF") in ours:
+                    continue
                 dst, length = route.get_attr("RTA_DST"), route["dst_len"]
                 if dst and 0 < length < 32:
                     found.append(f"{dst}/{length}")

@@ -90,7 +90,8 @@ FEATURE_OPTIONS = [
     click.option(
         "--dns-listen",
         default=None,
-        help="HOST[:PORT] of the DNS server (default 0.0.0.0:53; shown by `status dns`).",
+        help="HOST[:PORT] of the DNS server (default: 127.0.0.1:53 for the host and the "
+        "exposed overlay address for containers, `meshrouter expose`; shown by `status dns`).",
     ),
     click.option(
         "--dns-upstream",

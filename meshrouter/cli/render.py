@@ -62,7 +62,9 @@ def print_summary(console: Console, data: dict[str, Any]) -> None:
         ))
     dns = data.get("dns")
     if dns:
-        rows.append(("DNS", f"{dns['domain']} on {dns['listen']}, {dns['names']} names"))
+        for_containers = f", containers use {dns['nameserver']}" if dns.get("nameserver") else ""
+        rows.append(("DNS", f"{dns['domain']} on {dns['listen']}{for_containers}, "
+                     f"{dns['names']} names"))
     for key, value in rows:
         table.add_row(key + ":", value)
     console.print(table)
@@ -180,6 +182,9 @@ def print_dns(console: Console, data: dict[str, Any]) -> None:
     head.add_row("Domain:", data["domain"])
     serving = data["listen"] if data.get("serving") else f"{data['listen']} (not serving)"
     head.add_row("Listen:", serving + (f": {data['error']}" if data.get("error") else ""))
+    if "nameserver" in data:
+        head.add_row("For containers:", data["nameserver"]
+                     or f"none ({data.get('nameserver_error') or 'not exposed'})")
     head.add_row("Upstreams:", ", ".join(data.get("upstreams") or []) or "(none)")
     responses = ", ".join(f"{code} {n}" for code, n in data.get("responses", {}).items())
     head.add_row("Answers:", responses or "none yet")
@@ -204,6 +209,17 @@ def print_dataplane(console: Console, data: dict[str, Any]) -> None:
     print_endpoints(data.get("endpoints", []), console)
 
 
+def print_expose(console: Console, data: dict[str, Any]) -> None:
+    head = _key_value_grid()
+    head.add_row("State:", str(data["state"]) + (" (automatic)" if data.get("auto") else ""))
+    head.add_row("Address:", data.get("address") or "(none)")
+    head.add_row("Interface:", str(data.get("interface", "")))
+    head.add_row("Mode:", str(data.get("mode", "")))
+    if data.get("error"):
+        head.add_row("Error:", str(data["error"]))
+    console.print(head)
+
+
 RENDERERS: dict[str | None, Callable[[Console, Any], None]] = {
     None: print_summary,
     "peers": print_peers,
@@ -212,4 +228,5 @@ RENDERERS: dict[str | None, Callable[[Console, Any], None]] = {
     "ipam": print_ipam,
     "dns": print_dns,
     "dataplane": print_dataplane,
+    "expose": print_expose,
 }

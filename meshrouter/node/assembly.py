@@ -15,6 +15,7 @@ from meshrouter.config import RouterConfig
 from meshrouter.dns.service import DnsService
 from meshrouter.endpoints.service import DataplaneService
 from meshrouter.explain.service import ExplainService
+from meshrouter.expose.service import ExposeService
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.service import IpamService
 from meshrouter.metrics.service import MetricsService
@@ -70,6 +71,8 @@ def standard_services(config: RouterConfig) -> list[Service]:
         )
     if config.dns is not None:  # enabled=False: records and gossip, no server
         services.append(DnsService(config.dns))
+    if config.dataplane is not None:  # the host's overlay address: meshrouter expose / hide
+        services.append(ExposeService())
     services.append(MetricsService())
     services.append(UiService())
     services.append(ExplainService())
