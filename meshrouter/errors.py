@@ -160,3 +160,13 @@ class IpamNotFoundError(IpamError, NotFoundError):
 class DemoError(MeshError):
     """``meshrouter demo`` cannot build or check its lab (a tool failed, a router
     did not start, a check timed out); the message says which step and why."""
+
+
+class OpenFlowChannelError(UnavailableError):
+    """The router's own OpenFlow connection to a bridge cannot be used (no socket,
+    handshake refused, broken, timed out); the OVS shell falls back to ovs-ofctl."""
+
+
+class OpenFlowError(UnavailableError):
+    """The switch answered an OpenFlow request with an error (a refused flow_mod,
+    a failed bundle commit); the message names the OpenFlow error and the flow."""

@@ -16,20 +16,51 @@ texts it produces through ``ovs-ofctl -O OpenFlow13 --bundle``.
   no packet sees a half-applied change.  One endpoint change is a few lines
   instead of a 10,000-flow replace (which costs ~95 ms however small the change:
   ovs-lab/NOTES.md section 5).
+
+Two channels carry these changes (``FlowSync``):
+
+* **openflow** (preferred): the router's own OpenFlow 1.4 connection to the
+  bridge (``ofchannel``), with flow_mods it encodes itself
+  (``meshrouter.dataplane.openflow``).  Every flow's ``OFPFC_ADD`` message is
+  encoded once, when the flow object is first rendered (in the datapath's worker
+  thread), so an apply is a ``b"".join`` of cached bytes and one round trip.
+  A full apply is one bundle: delete every flow with our cookie prefix, then add
+  the table (no dump, no diff: the switch does the work atomically; other
+  owners' flows are untouched by the cookie mask).  A delta is one bundle of
+  adds and cookie-restricted strict deletes, exactly as the text above.
+* **ovs-ofctl** (fallback): the texts above through ``ovs-ofctl``.  Used when
+  the connection cannot be made or breaks (retried natively after
+  ``NATIVE_RETRY`` seconds), and for good when the switch refuses a native
+  bundle that ``ovs-ofctl`` then applies (our encoding would be at fault).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from meshrouter.errors import InvalidRequestError
+import trio
+
+from meshrouter.dataplane.core.flow import Flow
+from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
+from meshrouter.dataplane.openflow import flowmod, wire
+from meshrouter.dataplane.ovs.ofchannel import OpenFlowChannel, mgmt_path
+from meshrouter.dataplane.ovs.tools import OvsTools
+from meshrouter.errors import InvalidRequestError, OpenFlowChannelError, OpenFlowError
+
+log = logging.getLogger(__name__)
 
 _TUN_DST = re.compile(r"set_field:(\d{1,3}(?:\.\d{1,3}){3})->tun_dst")
 _COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
 MAX_FLOW_LINE = 8192
+XID_FLOW = 0x6D720010
+"""The xid of every flow_mod we send (and of its bundle wrapper): constant, so a
+flow's messages are cached bytes; an error names the flow by its echoed start."""
+NATIVE_RETRY = 5.0
+COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
 
 
 class OfctlFlow(Protocol):
@@ -54,6 +85,28 @@ class Delta:
         return self.added == 0 and self.removed == 0
 
 
+Entry = tuple[OfctlFlow, str, str, "bytes | None"]
+"""(flow, match_text, line, bundled OFPFC_ADD message or None) of one rendered flow."""
+
+
+class DesiredTable(dict[str, str]):
+    """``{match_text: line}`` as before, plus each key's rendered entry (the flow
+    object and its cached OpenFlow add message) for the native channel."""
+
+    __slots__ = ("encoded", "entries")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, Entry] = {}
+        self.encoded = True
+        """Whether every flow has an OpenFlow encoding (structured ``Flow`` objects)."""
+
+
+def encode_add(flow: Flow) -> bytes:
+    """The ``OFPT_BUNDLE_ADD_MESSAGE`` holding ``flow``'s ``OFPFC_ADD``."""
+    return wire.bundle_add(XID_FLOW, flowmod.add(XID_FLOW, flow))
+
+
 class RenderCache:
     """Renderings of the flow *objects* of the previous apply, by identity.
 
@@ -63,26 +116,33 @@ class RenderCache:
     Keyed by ``id()`` with the object kept alive in the entry, and checked with
     ``is``, so a recycled id can never return another flow's text.  Value
     equality is not used: hashing and comparing dataclasses costs nearly as much
-    as rendering them.
+    as rendering them.  The entry also holds the flow's OpenFlow add message.
     """
 
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[OfctlFlow, str, str]] = {}
+    def __init__(self, *, encode: bool = True) -> None:
+        self._entries: dict[int, Entry] = {}
         self.hits = 0
+        self.encode = encode
 
-    @staticmethod
-    def _render(flow: OfctlFlow) -> tuple[OfctlFlow, str, str]:
+    def _render(self, flow: OfctlFlow) -> Entry:
         line = flow.to_ofctl()
         if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
             raise InvalidRequestError(f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
-        return (flow, flow.match_text(), line)
+        encoded = None
+        if self.encode and isinstance(flow, Flow):
+            try:
+                encoded = encode_add(flow)
+            except ValueError as exc:  # over 64 KiB, or a value the codec refuses
+                log.warning("flow %s has no OpenFlow encoding: %s", flow.match_text(), exc)
+        return (flow, flow.match_text(), line, encoded)
 
-    def table(self, flows: Iterable[OfctlFlow]) -> dict[str, str]:
+    def table(self, flows: Iterable[OfctlFlow]) -> DesiredTable:
         """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
         second flow_mod and two different flows with the same match."""
         old_get = self._entries.get
-        new: dict[int, tuple[OfctlFlow, str, str]] = {}
-        table: dict[str, str] = {}
+        new: dict[int, Entry] = {}
+        table = DesiredTable()
+        entries = table.entries
         put = table.setdefault
         misses = 0
         for flow in flows:  # the hot loop of every apply: kept lean on purpose
@@ -96,15 +156,17 @@ class RenderCache:
             previous = put(entry[1], line)
             if previous is not line and previous != line:
                 raise InvalidRequestError(f"two different flows with the same match: {entry[1]}")
+            entries[entry[1]] = entry
         hits = len(new) - misses
         self._entries = new
         self.hits = hits
+        table.encoded = all(e[3] is not None for e in entries.values())
         return table
 
 
 def desired_table(
     flows: Iterable[OfctlFlow], cache: RenderCache | None = None
-) -> dict[str, str]:
+) -> DesiredTable:
     """``{match_text: line}`` (see ``RenderCache.table``)."""
     return (cache or RenderCache()).table(flows)
 
@@ -150,3 +212,138 @@ def foreign_lines(dump: str, prefix: int, mask: int) -> list[str]:
         if value & mask != prefix & mask:
             out.append(line)
     return out
+
+
+# -- the shell: pushing a desired table to the switch ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """What one push did: ``full`` or ``delta``, how many flow_mods, over which channel."""
+
+    kind: str
+    flow_mods: int
+    channel: str
+    new_lines: Iterable[str]
+
+
+def native_messages(installed: DesiredTable | None, desired: DesiredTable) -> list[bytes]:
+    """The bundle's flow_mods: a full table (``installed`` None: delete all of ours,
+    add everything) or the delta (adds of new/changed lines, then strict deletes)."""
+    if installed is None:
+        messages = [wire.bundle_add(XID_FLOW, flowmod.delete_cookie(
+            XID_FLOW, COOKIE_PREFIX, COOKIE_MASK))]
+        messages += [entry[3] for entry in desired.entries.values()]  # type: ignore[misc]
+        return messages
+    get = installed.get
+    messages = [entry[3] for key, entry in desired.entries.items()  # type: ignore[misc]
+                if get(key) != entry[2]]
+    for key, entry in installed.entries.items():
+        if key not in desired:
+            flow = entry[0]
+            assert isinstance(flow, Flow)
+            messages.append(wire.bundle_add(XID_FLOW, flowmod.delete_strict(
+                XID_FLOW, flow, COOKIE_MASK)))
+    return messages
+
+
+class FlowSync:
+    """Pushes desired tables to one bridge: natively when it can, else ovs-ofctl."""
+
+    def __init__(self, bridge: str, *, native: bool = True, timeout: float = 10.0) -> None:
+        self.bridge = bridge
+        self.native = native
+        self.timeout = timeout
+        self._channel: OpenFlowChannel | None = None
+        self._retry_at = 0.0
+        self.disabled = "" if native else "native channel switched off"
+        self.fallback_reason = ""
+        self.last_channel = "none"
+
+    def status(self) -> dict[str, Any]:
+        """For the datapath's status: which channel carries the flows, and why not the
+        native one when it does not."""
+        ch = self._channel
+        return {
+            "channel": self.last_channel,
+            "native": not self.disabled,
+            "fallback_reason": self.disabled or self.fallback_reason,
+            "openflow_connects": ch.connects if ch else 0,
+            "openflow_bundles": ch.bundles if ch else 0,
+        }
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    async def push(self, tools: OvsTools, desired: dict[str, str],
+                   installed: dict[str, str] | None) -> Pushed:
+        """Make the switch hold ``desired`` of our flows; ``installed`` is what it holds
+        (None: unknown, so a full atomic replace).  Raises ``UnavailableError`` kinds."""
+        if self._native_ready(desired, installed):
+            assert isinstance(desired, DesiredTable)
+            assert installed is None or isinstance(installed, DesiredTable)
+            try:
+                return await self._push_native(tools, desired, installed)
+            except OpenFlowChannelError as exc:
+                self.fallback_reason = str(exc)
+                self._retry_at = trio.current_time() + NATIVE_RETRY
+                log.warning("OpenFlow channel failed (%s); using ovs-ofctl", exc)
+            except OpenFlowError as exc:
+                # ovs-ofctl decides: if it applies the same table, our encoding is wrong
+                pushed = await self._push_ofctl(tools, desired, None)
+                self.disabled = f"the switch refused a native bundle that ovs-ofctl applied: {exc}"
+                log.error("native OpenFlow switched off: %s", self.disabled)
+                return pushed
+        return await self._push_ofctl(tools, desired, installed)
+
+    def _native_ready(self, desired: dict[str, str], installed: dict[str, str] | None) -> bool:
+        if self.disabled or trio.current_time() < self._retry_at:
+            return False
+        if not isinstance(desired, DesiredTable) or not desired.encoded:
+            return False
+        return installed is None or (isinstance(installed, DesiredTable) and installed.encoded)
+
+    async def _push_native(self, tools: OvsTools, desired: DesiredTable,
+                           installed: DesiredTable | None) -> Pushed:
+        path = mgmt_path(tools.rundir, self.bridge)
+        if self._channel is None or self._channel.path != path:
+            self.close()
+            self._channel = OpenFlowChannel(path, timeout=self.timeout)
+        messages = native_messages(installed, desired)
+        new_lines: Iterable[str]
+        if installed is None:
+            kind, size, new_lines = "full", len(desired), desired.values()
+        else:
+            adds = [line for key, line in desired.items() if installed.get(key) != line]
+            kind, size, new_lines = "delta", len(messages), adds
+        if messages:
+            was_connected = self._channel.connected
+            try:
+                await self._channel.bundle(messages)
+            except OpenFlowChannelError:
+                if not was_connected:
+                    raise
+                # an idle connection may have died with a restarted vswitchd:
+                # once more on a fresh one (the switch discarded the half bundle)
+                await self._channel.bundle(messages)
+        self.fallback_reason = ""
+        self.last_channel = "openflow"
+        return Pushed(kind, size, "openflow", new_lines)
+
+    async def _push_ofctl(self, tools: OvsTools, desired: dict[str, str],
+                          installed: dict[str, str] | None) -> Pushed:
+        new_lines: Iterable[str]
+        if installed is None:
+            dump = await tools.ofctl("dump-flows", self.bridge, "--no-stats")
+            text = full_text(desired, foreign_lines(dump, COOKIE_PREFIX, COOKIE_MASK))
+            await tools.ofctl("--bundle", "replace-flows", self.bridge, "-", stdin=text.encode())
+            kind, size, new_lines = "full", len(desired), desired.values()
+        else:
+            change = delta(installed, desired, COOKIE_MATCH)
+            if not change.empty:
+                await tools.ofctl("--bundle", "add-flows", self.bridge, "-",
+                                  stdin=change.text.encode())
+            kind, size, new_lines = "delta", change.added + change.removed, change.add_lines
+        self.last_channel = "ovs-ofctl"
+        return Pushed(kind, size, "ovs-ofctl", new_lines)
