@@ -173,7 +173,7 @@ class Podman:
         rootfs = self.base / "rootfs"
         (rootfs / "bin").mkdir(parents=True)
         shutil.copy(shutil.which("busybox") or "/bin/busybox", rootfs / "bin" / "busybox")
-        for tool in ("sh", "ping", "sleep", "ip", "cat", "nslookup"):
+        for tool in ("sh", "ping", "sleep", "ip", "cat", "nslookup", "grep", "echo"):
             os.symlink("busybox", rootfs / "bin" / tool)
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(self.base / "rootfs.tar"), "."],
                        check=True)
