@@ -111,7 +111,9 @@ def decode(msg: Message) -> FlowMod:
 def describe(data: bytes) -> str:
     """Best-effort ``table=T,priority=P,cookie=C`` of a (possibly truncated) flow_mod,
     for error messages: the switch echoes only the first 64 bytes of what it refused."""
-    if len(data) < 8 + _FIXED.size:
+    if len(data) >= 16 and data[1] == MsgType.BUNDLE_ADD_MESSAGE:
+        data = data[16:]  # header + bundle id, pad, flags: the refused flow_mod follows
+    if len(data) < 8 + 26:
         return "a truncated message"
     _, mtype, _, _ = struct.unpack_from("!BBHI", data)
     if mtype != MsgType.FLOW_MOD:

@@ -7,13 +7,16 @@ messages ``ovs-ofctl`` sends, so the router keeps one connection there and
 sends the bundles it encodes itself (``meshrouter.dataplane.openflow``).
 
 The connection is opened lazily and re-opened on the next use after any
-failure (vswitchd restarted, socket gone).  ``bundle`` sends open, the adds and
-commit without waiting in between, and reads concurrently: the switch stops
+failure (vswitchd restarted, socket gone).  ``bundle`` sends open, the adds and a
+barrier without waiting in between, reading concurrently (the switch stops
 reading a connection whose replies we do not read, so a long bundle with many
-errors would otherwise deadlock.  A bundle on a connection that broke before
-its commit was answered is discarded by the switch; the caller may then send
-it again on a fresh connection (adds and strict deletes are idempotent).  Echo
-requests are answered whenever we read.
+errors would otherwise deadlock), then commits -- or discards, when any add
+was refused: OVS checks a message when it is added to a bundle, and would
+commit the others (measured; ``ovs-ofctl --bundle`` does the same barrier).
+A bundle on a connection that broke before its commit was answered is
+discarded by the switch; the caller may then send it again on a fresh
+connection (adds and strict deletes are idempotent).  Echo requests are
+answered whenever we read.
 
 Errors: no socket, a refused handshake, a timeout or a broken connection are
 ``OpenFlowChannelError`` (the channel is unusable: fall back to ovs-ofctl);
@@ -149,30 +152,57 @@ class OpenFlowChannel:
         payload = b"".join([
             wire.bundle_control(XID_OPEN, wire.BundleCtrl.OPEN_REQUEST),
             *messages,
-            wire.bundle_control(XID_COMMIT, wire.BundleCtrl.COMMIT_REQUEST),
+            wire.barrier_request(XID_BARRIER),
         ])
+        failure: OpenFlowChannelError | None = None
         errors: list[str] = []
+
+        async def send() -> None:
+            nonlocal failure
+            try:
+                await self._send(payload)
+            except OpenFlowChannelError as exc:
+                failure = failure or exc
+                nursery.cancel_scope.cancel()
+
+        # errors are raised after the nursery, so callers see them unwrapped
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send, payload)
-            while True:
-                msg = await self._next_message()
-                if msg.type == wire.MsgType.ERROR:
-                    err = wire.parse_error(msg)
-                    if msg.xid == XID_COMMIT:
-                        errors.append(f"commit: {err.describe()}")
-                        break
-                    if len(errors) < MAX_ERRORS_KEPT:
-                        errors.append(f"{err.describe()} on {flowmod.describe(err.data)}"
-                                      if msg.xid != XID_OPEN else f"bundle open: {err.describe()}")
-                    continue
-                if msg.xid == XID_COMMIT and msg.type == wire.MsgType.BUNDLE_CONTROL:
-                    _, ctrl, _ = wire.parse_bundle_control(msg)
-                    if ctrl == wire.BundleCtrl.COMMIT_REPLY:
-                        if errors:  # cannot happen with OVS: a failed add fails the commit
-                            raise OpenFlowError("; ".join(errors))
-                        return
-                # open reply, stray replies: nothing to do
-        raise OpenFlowError("the switch refused the bundle: " + "; ".join(errors))
+            nursery.start_soon(send)
+            try:
+                errors = await self._await(XID_BARRIER, wire.MsgType.BARRIER_REPLY)
+            except OpenFlowChannelError as exc:
+                failure = failure or exc
+            nursery.cancel_scope.cancel()  # the sender is done once the barrier is answered
+        if failure is not None:
+            raise failure
+        # OVS refuses a bad message when it is *added* and would still commit the
+        # rest: so the adds are confirmed first, and only a clean bundle is committed
+        if errors:
+            await self._send(wire.bundle_control(XID_COMMIT, wire.BundleCtrl.DISCARD_REQUEST))
+            await self._await(XID_COMMIT, wire.MsgType.BUNDLE_CONTROL)
+            raise OpenFlowError("the switch refused the bundle (discarded): " + "; ".join(errors))
+        await self._send(wire.bundle_control(XID_COMMIT, wire.BundleCtrl.COMMIT_REQUEST))
+        errors = await self._await(XID_COMMIT, wire.MsgType.BUNDLE_CONTROL)
+        if errors:
+            raise OpenFlowError("the switch refused the bundle: " + "; ".join(errors))
+
+    async def _await(self, xid: int, reply: wire.MsgType) -> list[str]:
+        """Read until the message ``xid`` is answered with ``reply`` or an error;
+        return the errors met on the way (and that one), [] when all went well."""
+        errors: list[str] = []
+        while True:
+            msg = await self._next_message()
+            if msg.type == wire.MsgType.ERROR:
+                err = wire.parse_error(msg)
+                if len(errors) < MAX_ERRORS_KEPT or msg.xid == xid:
+                    where = {XID_OPEN: "bundle open", XID_COMMIT: "bundle commit"}.get(
+                        msg.xid) or flowmod.describe(err.data)
+                    errors.append(f"{err.describe()} on {where}")
+                if msg.xid == xid:
+                    return errors
+            elif msg.xid == xid and msg.type == reply:
+                return errors
+            # the open reply and stray replies need nothing
 
 
 def mgmt_path(rundir: str, bridge: str) -> str:
