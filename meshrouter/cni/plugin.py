@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from meshrouter.api.client import ApiClient
 from meshrouter.cni.netconf import (
@@ -38,6 +39,7 @@ from meshrouter.cni.result import (
     check_problem,
     dns_section,
     error_for,
+    exposure_pending,
     status_problem,
 )
 from meshrouter.cni.spec import (
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
 UNREACHABLE = (502, 503, 504)
+EXPOSE_WAIT = 3.0  # the router's expose loop looks every second, then attaches the host
+EXPOSE_POLL = 0.1
 
 
 class Plugin:
@@ -109,11 +113,38 @@ class Plugin:
     def _dns(self) -> dict[str, Any]:
         if self.conf.dns is not None:
             return dns_section(self.conf.dns, None)
+        section = self._router_dns()
+        if section is None:
+            return {}  # a router without DNS: the container keeps the runtime's resolver
+        if "nameservers" in section or not self._exposure_pending():
+            return section
+        # The first container of a fresh mesh: its attach made the address ring, and
+        # the router is about to expose the host (the DNS address for containers).
+        deadline = time.monotonic() + EXPOSE_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(EXPOSE_POLL)
+            section = self._router_dns() or section
+            if "nameservers" in section:
+                break
+        else:
+            print(f"meshrouter-cni: ADD {self.inv.container_id}: the router did not expose "
+                  f"the host within {EXPOSE_WAIT:g} s; no DNS server in the result",
+                  file=self.log)
+        return section
+
+    def _router_dns(self) -> dict[str, Any] | None:
+        """The DNS section from the router's ``/status/dns`` (None: no DNS there)."""
         try:
             status = self.api.get("/status/dns")
         except ApiError:
-            return {}  # a router without DNS: the container keeps the runtime's resolver
+            return None
         return dns_section(None, status if isinstance(status, dict) else None)
+
+    def _exposure_pending(self) -> bool:
+        try:
+            return exposure_pending(self.api.get("/status/expose"))
+        except ApiError:
+            return False  # a router without the expose service
 
     def delete(self) -> None:
         path = f"/attach/{self.aid}"

@@ -9,6 +9,8 @@
 * ``error_for``: an API failure (HTTP status and message) becomes a
   ``CniError`` with the spec's code: unreachable or busy -> 11 (try again
   later), invalid -> 7, not found -> 3, conflict -> 100, internal -> 101.
+* ``exposure_pending``: whether ADD should wait a moment for the DNS address
+  (the first container of a fresh mesh: the router exposes the host just after).
 * ``status_problem``: why the plugin cannot serve ADD now (STATUS code 50), from
   ``/status/ipam``.
 * ``check_problem``: why a container's attachment differs from ``prevResult``.
@@ -98,6 +100,13 @@ def _nameserver(status: dict[str, Any]) -> str:
     except ValueError:
         return ""  # "disabled"
     return "" if address.is_unspecified or address.is_loopback else host
+
+
+def exposure_pending(expose: Any) -> bool:
+    """Whether the router is about to expose the host (``/status/expose`` says
+    ``pending``): then the DNS address for containers comes within a second or so."""
+    return (isinstance(expose, dict) and expose.get("pending") is True
+            and expose.get("state") != "exposed")
 
 
 def error_for(status: int, message: str, what: str) -> CniError:

@@ -16,6 +16,10 @@ class FakeRouter:
         self.ipam: dict[str, Any] | None = {"state": "ready", "pending": [],
                                             "peers": [{"reachable": True, "size": 256}]}
         self.fail: dict[str, tuple[int, str]] = {}  # "METHOD path" -> (status, error)
+        self.dns: dict[str, Any] = {"domain": "mesh.local.", "listen": "127.0.0.1:53",
+                                    "nameserver": "192.168.5.1"}
+        self.dns_later: list[dict[str, Any]] = []  # answered first, one per request
+        self.expose: dict[str, Any] | None = None  # None: no expose service (404)
         self.next_ip = 2
         router = self
 
@@ -86,8 +90,9 @@ class FakeRouter:
                 return 404, {"error": "Not Found"}
             return 200, self.ipam
         if method == "GET" and path == "/status/dns":
-            return 200, {"domain": "mesh.local.", "listen": "127.0.0.1:53",
-                         "nameserver": "192.168.5.1"}
+            return 200, self.dns_later.pop(0) if self.dns_later else self.dns
+        if method == "GET" and path == "/status/expose" and self.expose is not None:
+            return 200, self.expose
         return 404, {"error": f"no route {method} {path}"}
 
     def close(self) -> None:

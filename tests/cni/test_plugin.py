@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from meshrouter.cni import plugin
 from meshrouter.cni.plugin import run
 from tests.cni.fake_router import FakeRouter
 
@@ -177,6 +178,44 @@ def test_gc_releases_only_invalid_plugin_attachments(router: FakeRouter, netns: 
     assert sorted(router.attached) == ["cni-keep", "manual"]
     deletes = [path for method, path, _ in router.requests if method == "DELETE"]
     assert deletes == ["/attach/cni-drop1", "/attach/cni-drop2"]
+
+
+def dns_requests(router: FakeRouter) -> list[str]:
+    return [path for _, path, _ in router.requests if path.startswith("/status/")]
+
+
+def test_the_first_container_waits_for_the_exposed_dns_address(
+        router: FakeRouter, netns: str) -> None:
+    """A fresh mesh: the ADD's attach made the address ring and the router is about to
+    expose the host; the result carries the address once the router names it."""
+    router.expose = {"state": "not exposed", "mode": "auto", "pending": True}
+    not_yet = {**router.dns, "nameserver": ""}
+    router.dns_later = [not_yet, not_yet, not_yet]
+    status, result, _ = call("ADD", conf_for(router), netns=netns)
+    assert status == 0 and result["dns"]["nameservers"] == ["192.168.5.1"]
+    assert dns_requests(router) == ["/status/dns", "/status/expose"] + ["/status/dns"] * 3
+
+
+def test_no_wait_when_the_router_will_not_expose(router: FakeRouter, netns: str) -> None:
+    router.dns = {**router.dns, "nameserver": ""}
+    for expose in (None, {"state": "not exposed", "mode": "auto", "pending": False},
+                   {"state": "hidden", "mode": "hidden"}):
+        router.expose = expose
+        router.requests.clear()
+        status, result, _ = call("ADD", conf_for(router), netns=netns)
+        assert status == 0 and "nameservers" not in result["dns"]
+        assert dns_requests(router) == ["/status/dns", "/status/expose"], expose
+
+
+def test_the_wait_for_the_dns_address_is_bounded(router: FakeRouter, netns: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugin, "EXPOSE_WAIT", 0.3)
+    router.dns = {**router.dns, "nameserver": ""}
+    router.expose = {"state": "not exposed", "mode": "auto", "pending": True}
+    status, result, err = call("ADD", conf_for(router), netns=netns)
+    assert status == 0 and "nameservers" not in result["dns"]
+    assert "did not expose the host within 0.3 s" in err
+    assert 2 <= dns_requests(router).count("/status/dns") <= 5
 
 
 def test_executable_speaks_on_stdout_with_exit_status(router: FakeRouter, netns: str) -> None:
