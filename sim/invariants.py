@@ -228,8 +228,8 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
 
     Worked out here from each peer's own state, not by asking its donation code:
     the peer holds a ring and has learned the current one, waits for no address
-    itself, reaches a strict majority of the owners of live space in its ring
-    (counted over its network component), and has an unfrozen entry with a usable
+    itself, reaches the owners of a strict majority of the live (unfrozen) addresses
+    of its ring (counted over its network component), and has an unfrozen entry with a usable
     address above every address it handed out there and above the entry's floor
     -- space it can give by a split without risking a duplicate.  Free addresses
     below ones in use are not counted: giving them would need a split in the
@@ -249,10 +249,13 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
             continue
         if any(p.kind == "allocate" for p in core.pending.values()):
             continue
-        voters = {e.owner for e in ring.entries.values() if not e.frozen}
-        if 2 * len(voters & names) <= len(voters):
-            continue
         tokens = sorted(ring.entries)
+        ends = [*tokens[1:], ring.end]
+        live = [(ring.entries[t], end) for t, end in zip(tokens, ends, strict=True)
+                if not ring.entries[t].frozen]
+        if 2 * sum(end - e.token for e, end in live if e.owner in names) <= sum(
+                end - e.token for e, end in live):
+            continue
         for i, token in enumerate(tokens):
             entry = ring.entries[token]
             if entry.owner != host.name or entry.frozen:

@@ -39,9 +39,9 @@ def refusal(ring: Ring | None, synced: bool, in_majority: bool, waiting: bool) -
     if not synced:
         return "it is still learning the address ring"
     if not in_majority:
-        # A cut-off minority must not add voters (each recipient becomes an
-        # owner), or both sides of a split could count a majority.
-        return "it cannot reach a majority of the peers owning space"
+        # The recipient could use the space only through acknowledgements,
+        # which nobody without a majority may give: say so at once.
+        return "it cannot reach the owners of most of the range"
     if waiting:
         return "it is waiting for addresses itself"
     return ""

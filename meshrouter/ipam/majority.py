@@ -1,18 +1,51 @@
 """Theory of operation: who is reachable, and whether we are in the majority.
 
-Only a peer that reaches a *strict majority* of the owners of live (unfrozen)
-space may acknowledge reservations or donate, and only one that has been in
-such a majority without a gap for the whole reclaim delay may reclaim: of two
-sides of a partition at most one has a majority, so a cut-off minority can
-neither take space from the others nor let its members grow theirs.
-``Majority`` keeps, from the reachable set each tick brings, since when each
-ring owner has been unreachable and since when we have been in the majority.
+Only a peer that reaches the owners of a *strict majority of the live
+addresses* (the addresses of unfrozen entries) may acknowledge reservations or
+donate, and only one that has been in such a majority without a gap for the
+whole reclaim delay may reclaim: of two sides of a partition at most one has
+a majority, so a cut-off minority can neither take space from the others nor
+let its members grow theirs.  ``Majority`` keeps, from the reachable set each
+tick brings, since when each ring owner has been unreachable and since when we
+have been in the majority.
+
+**Why addresses and not owners are counted.**  The votes must be a quantity
+that no side of a partition can create on its own.  Owners are not: every
+donation makes its recipient an owner, and donations made in the window
+before a partition is noticed (the heartbeat timeout) added a voter on *both*
+sides -- 6 owners split 3|3, each side donated once and counted 4 of 7, both
+reclaimed, and an entry frozen by one side was acknowledged by the other
+(campaign seed 3, small ranges; ``tests/ipam/test_partition_window.py``).
+Addresses are conserved: the ring partitions the range, and a donation or a
+transfer only moves addresses from their owner to another peer.  So, for any
+address, the edits a side makes after the split move it only between that
+side's peers or out of the side, never in; and the only edits that change the
+live total, reclaims (freezing), need the majority already.  Hence, once each
+side has merged what its own members know (anti-entropy, well within the
+reclaim delay), the addresses one side counts as its own and those another
+side counts as its own are disjoint sets of live addresses of the ring before
+the split, minus what the majority froze since: at most one side can count
+more than half.  A peer with a stale view may briefly believe otherwise; it
+can then acknowledge or donate (the edits are harmless, see ``reclaim.py``)
+but not reclaim, which needs the majority held, gap-free, for the whole delay.
 """
 
 from __future__ import annotations
 
 from meshrouter.ipam.ring import Ring
 from meshrouter.names import PeerName
+
+
+def live_share(ring: Ring, names: set[PeerName]) -> tuple[int, int]:
+    """(live addresses owned by ``names``, live addresses) in ``ring``."""
+    reached = total = 0
+    for entry, end in ring.ordered():
+        if entry.frozen:
+            continue
+        total += end - entry.token
+        if entry.owner in names:
+            reached += end - entry.token
+    return reached, total
 
 
 class Majority:
@@ -24,6 +57,8 @@ class Majority:
         self.unreachable_since: dict[PeerName, float] = {}
         self.reachable: set[PeerName] = set()
         self.since: float | None = None  # in the majority without a gap since
+        # token -> (owner, since when we have been the heir of its entry with that owner)
+        self.heir_since: dict[int, tuple[PeerName, float]] = {}
         self._last_tick: float | None = None
 
     def track(self, now: float, reachable: set[PeerName], ring: Ring | None) -> None:
@@ -49,10 +84,32 @@ class Majority:
             self.since = now
 
     def holds(self, ring: Ring) -> bool:
-        """Can we reach a strict majority of the peers that own live space?"""
-        voters = {e.owner for e in ring.entries.values() if not e.frozen}
-        reachable = self.reachable | {self.me}
-        return 2 * len(voters & reachable) > len(voters)
+        """Do the peers we reach (and we) own a strict majority of the live addresses?"""
+        reached, total = live_share(ring, self.reachable | {self.me})
+        return 2 * reached > total
+
+    def track_heirs(self, ring: Ring, now: float) -> None:
+        """Note since when we have been the heir of each entry (with its owner)."""
+        heir_since: dict[int, tuple[PeerName, float]] = {}
+        for entry, _end in ring.ordered():
+            if entry.owner == self.me or entry.frozen or ring.heir(entry.token) != self.me:
+                continue
+            known = self.heir_since.get(entry.token)
+            heir_since[entry.token] = (
+                known if known is not None and known[0] == entry.owner else (entry.owner, now))
+        self.heir_since = heir_since
+
+    def heir_before_gone(self, token: int, owner: PeerName) -> bool:
+        """Were we already the heir of the entry when its owner became unreachable?
+
+        Only then do we know every acknowledgement its owner may be using: a
+        peer that becomes the heir later (by reclaiming the previous heir's
+        space, say) cannot know what the previous heir acknowledged in the
+        window before the partition was noticed (``reclaim.py``).
+        """
+        known = self.heir_since.get(token)
+        gone = self.unreachable_since.get(owner)
+        return known is not None and known[0] == owner and gone is not None and known[1] <= gone
 
     def held_for_reclaim(self, now: float) -> bool:
         """In the majority, without a gap, for the whole reclaim delay."""

@@ -39,7 +39,8 @@ def ack_reason(ring: Ring, token: int, now: float, majority: Majority) -> str:
     )
     if not majority.holds(ring):
         return (
-            f"{waiting}; no majority of the peers owning space is reachable, so nobody "
+            f"{waiting}; no majority: the reachable peers own at most half of the live "
+            "addresses, so nobody "
             "can reclaim it: if it is gone for good, run `meshrouter rmpeer "
             f"{format_peer_name(heir)}`"
         )

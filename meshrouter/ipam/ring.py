@@ -35,9 +35,17 @@ recipient's reservations only once its own heir has acknowledged that version,
 so the peer that could reclaim the donor's entry always knows about the split
 before the recipient uses any of it.  Founding entries have no origin.
 
+Who may acknowledge and reclaim is decided by a *majority of the live
+addresses* (``majority.py``: addresses, unlike owners, are conserved by
+donations, so two sides of a partition never both count a majority), and an
+heir reclaims an entry only if it was already the heir when the owner went out
+of reach (``reclaim.py``: a later heir cannot know what the previous one
+acknowledged in the window before a partition is noticed).
+
 Residual assumption (documented in docs/architecture.md): an acknowledgement
 reaches the rest of the mesh before its author, the acknowledged owner and
-every copy of it fail at once.  Acknowledgements are broadcast when made.
+every copy of it fail at once (crashes, not partitions: a partition leaves the
+author's side holding the copies).  Acknowledgements are broadcast when made.
 """
 
 from __future__ import annotations

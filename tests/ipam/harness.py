@@ -2,6 +2,10 @@
 
 Every broadcast reaches every peer in the sender's partition group at once;
 unicasts likewise.  ``settle`` runs ticks and deliveries until nothing moves.
+``noticed`` (when set) is the grouping the cores' ticks are told about, so a
+test can open the window between a partition and its detection: messages
+already stop at the new groups while every core still believes it reaches the
+old ones (a router notices only after the heartbeat timeout).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class CoreNet:
         self.cores: dict[PeerName, IpamCore] = {}
         self.groups: dict[PeerName, int] = {}
         self.down: set[PeerName] = set()
+        self.noticed: dict[PeerName, int] | None = None  # None: as ``groups``
         for i, name in enumerate(names):
             self.cores[PeerName(name)] = IpamCore(
                 PeerName(name), 1000 + i, self.range, mode, reclaim_after=reclaim_after, pool=pool
@@ -40,6 +45,16 @@ class CoreNet:
             other for other in self.cores
             if other not in self.down and self.groups[other] == self.groups[name]
         }
+
+    def believed(self, name: PeerName) -> set[PeerName]:
+        """Whom ``name``'s tick is told it reaches (``noticed`` groups, if set)."""
+        if self.noticed is None:
+            return self.reachable(name)
+        if name in self.down:
+            return {name}
+        groups = self.noticed
+        return {other for other in self.cores
+                if other not in self.down and groups[other] == groups[name]}
 
     def deliver(self) -> bool:
         moved = False
@@ -70,7 +85,7 @@ class CoreNet:
         self.exchange_digests()
         for name, core in self.cores.items():
             if name not in self.down:
-                core.tick(self.now, self.reachable(name), self.rng)
+                core.tick(self.now, self.believed(name), self.rng)
                 core.attempt(self.now)
         for _ in range(50):
             if not self.deliver():
