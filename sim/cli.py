@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from meshrouter.errors import ConfigError
+from meshrouter.ipam.address_range import AddressRange
 from sim.runner import SCENARIOS, SimOptions, SimResult, run_simulation
 
 
@@ -78,6 +80,14 @@ def _print_summary(console: Console, result: SimResult) -> None:
         console.print(f"[red]{violation}[/red]")
 
 
+def _check_range(value: str) -> str:
+    """``--ipalloc-range``: refused here, in one line, if the routers would refuse it."""
+    try:
+        return str(AddressRange.parse(value))
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command("sim")
 @click.option("--peers", type=click.IntRange(min=1, max=4000), default=20, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
@@ -126,6 +136,11 @@ def _print_summary(console: Console, result: SimResult) -> None:
     help="IPAM: seconds before an unreachable peer's free space is reclaimed.",
 )
 @click.option(
+    "--ipalloc-range", metavar="CIDR", default=SimOptions.ipalloc_range, show_default=True,
+    callback=lambda _ctx, _param, value: _check_range(value),
+    help="IPAM: the simulated routers' allocation range (e.g. a /26 to press it).",
+)
+@click.option(
     "--allocations", type=click.IntRange(min=0), default=0,
     help="IPAM scenarios: allocations per phase (default 2 per peer).",
 )
@@ -145,6 +160,7 @@ def main(
     heartbeat_timeout: float,
     log_level: str,
     reclaim_after: float,
+    ipalloc_range: str,
     allocations: int,
     no_ipam: bool,
     as_json: bool,
@@ -171,6 +187,7 @@ def main(
         heartbeat_timeout=heartbeat_timeout,
         heartbeat_interval=min(30.0, heartbeat_timeout / 2),
         reclaim_after=reclaim_after,
+        ipalloc_range=ipalloc_range,
         allocations=allocations,
         ipam=not no_ipam,
     )
