@@ -15,7 +15,8 @@ Answers are read from each service's ``NameView`` (the resolver's only input;
 the resolver itself is tested byte by byte elsewhere), and at quiescence also
 through the resolver, as a client would get them.
 
-``python -m sim.dns 300`` prints the figures.
+``python -m sim.dns 300`` prints the figures (JSON, then the sentence with
+the comparison: the same peer's own topology change, timed the same way).
 """
 
 from __future__ import annotations
@@ -33,21 +34,29 @@ from dnslib import QTYPE, DNSRecord
 from meshrouter.dns.names import format_ipv4
 from meshrouter.dns.service import DnsService
 from meshrouter.dns.settings import DnsSettings
+from meshrouter.names import PeerName
 from sim.cluster import SimCluster, SimHost
 from sim.network import LinkProfile
 
 SAMPLE = 0.005
 NAMES = 5
+CONN_LIMIT = 16
+LATENCY = 0.01
 
 
 @dataclass
 class DnsSimResult:
     peers: int
     seed: int
+    conn_limit: int = CONN_LIMIT
+    latency: float = LATENCY
     joined_after: float = 0.0
     names_agree_after: float = 0.0
     agree_at_quiescence: bool = False
     removal_everywhere_after: float | None = None
+    topology_change_everywhere_after: float | None = None
+    """For comparison: the same peer's own topology record (a new link) from the
+    moment it changed until every live peer holds that version."""
     crash_unreachable_everywhere_after: float | None = None
     crash_unanswered_everywhere_after: float | None = None
     answered_while_unreachable: int = 0
@@ -96,7 +105,7 @@ def _agree(cluster: SimCluster) -> bool:
 
 async def scenario(nursery: trio.Nursery, peers: int, seed: int, conn_limit: int,
                    latency: float) -> DnsSimResult:
-    result = DnsSimResult(peers, seed)
+    result = DnsSimResult(peers, seed, conn_limit, latency)
     # Each router runs the standard services, DNS among them: records and
     # gossip without a server (no sockets in the simulator).
     dns = DnsSettings(enabled=False, overlay_networks=("10.32.0.0/12",))
@@ -187,10 +196,70 @@ async def scenario(nursery: trio.Nursery, peers: int, seed: int, conn_limit: int
     if result.restart_answered_everywhere_after is not None and \
             result.restart_reachable_everywhere_after is not None:
         result.restart_answered_everywhere_after += result.restart_reachable_everywhere_after
+
+    # 4. For comparison with 2: a topology change of the same peer (last, so
+    #    that closing a link perturbs none of the checks above).
+    await _wait_until(cluster.converged, 60.0)
+    result.topology_change_everywhere_after = await _topology_change(cluster, gone)
     return result
 
 
-def run(peers: int, seed: int = 1, conn_limit: int = 16, latency: float = 0.01) -> DnsSimResult:
+async def _topology_change(cluster: SimCluster, origin: SimHost) -> float | None:
+    """Seconds a topology change of ``origin`` takes to reach every live peer:
+    it closes one of its connections (to its best-connected neighbour: the
+    mesh stays whole); timed from the moment its own record changes until
+    every live peer holds that version of its record -- the path a DNS change
+    also takes (a broadcast on the origin's tree, digests behind it)."""
+    router = origin.router
+    assert router is not None
+    own = router.topology.record(origin.name)
+    assert own is not None and router.connections
+
+    def links(name: PeerName) -> int:
+        record = router.topology.record(name)
+        return len(record.connections) if record is not None else 0
+
+    neighbour = max(sorted(router.connections), key=links)
+    before = own.version
+    router.connections[neighbour].close("sim.dns: a topology change to time")
+    changed = await _wait_until(
+        lambda: (r := router.topology.record(origin.name)) is not None and r.version > before,
+        30.0)
+    if changed is None:
+        return None
+    current = router.topology.record(origin.name)
+    assert current is not None
+    version = current.version
+
+    def everywhere() -> bool:
+        for host in cluster.live():
+            record = host.router.topology.record(origin.name) if host.router else None
+            if record is None or record.version < version:
+                return False
+        return True
+
+    return await _wait_until(everywhere, 60.0)
+
+
+def figure(result: DnsSimResult) -> str:
+    """The issue's sentence, with the comparison."""
+    def seconds(value: float | None) -> str:
+        return "never (within the limit)" if value is None else f"{value:.3f} s"
+
+    removal, topo = result.removal_everywhere_after, result.topology_change_everywhere_after
+    ratio = f" (ratio {removal / topo:.2f})" if removal is not None and topo else ""
+    return (f"N = {result.peers}: a detached container's record disappears from every peer's "
+            f"answers within {seconds(removal)} of simulated time; a topology change of the "
+            f"same peer reaches every peer in {seconds(topo)}{ratio}. A crashed peer is "
+            f"unreachable everywhere after {seconds(result.crash_unreachable_everywhere_after)}"
+            f" and unanswered after {seconds(result.crash_unanswered_everywhere_after)} "
+            f"({result.answered_while_unreachable} answers for it while unreachable); "
+            f"samples every {SAMPLE * 1000:.0f} ms, links {result.latency * 1000:.0f} ms, "
+            f"connection limit {result.conn_limit}; {result.wall_seconds} s of wall time.")
+
+
+def run(peers: int, seed: int = 1, conn_limit: int = CONN_LIMIT,
+        latency: float = LATENCY) -> DnsSimResult:
     holder: list[DnsSimResult] = []
 
     async def main() -> None:
@@ -209,4 +278,6 @@ def run(peers: int, seed: int = 1, conn_limit: int = 16, latency: float = 0.01) 
 
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    print(json.dumps(asdict(run(count)), indent=2))
+    outcome = run(count)
+    print(json.dumps(asdict(outcome), indent=2))
+    print(figure(outcome))
