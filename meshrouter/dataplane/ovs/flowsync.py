@@ -91,15 +91,37 @@ Entry = tuple[OfctlFlow, str, str, "bytes | None"]
 
 class DesiredTable(dict[str, str]):
     """``{match_text: line}`` as before, plus each key's rendered entry (the flow
-    object and its cached OpenFlow add message) for the native channel."""
+    object and its cached OpenFlow add message) for the native channel, and --
+    when it was derived from the previous table -- which keys changed since."""
 
-    __slots__ = ("encoded", "entries")
+    __slots__ = ("base", "changed", "encoded", "entries")
 
     def __init__(self) -> None:
         super().__init__()
         self.entries: dict[str, Entry] = {}
         self.encoded = True
         """Whether every flow has an OpenFlow encoding (structured ``Flow`` objects)."""
+        self.base: DesiredTable | None = None
+        """The table this one was derived from (``changed`` is relative to it)."""
+        self.changed: set[str] = set()
+
+    def derive(self) -> DesiredTable:
+        """A copy to change, remembering this table as its base (and forgetting this
+        table's own base, so a chain of applies keeps two tables alive, not all)."""
+        table = DesiredTable()
+        dict.update(table, self)
+        table.entries = dict(self.entries)
+        table.encoded = self.encoded
+        table.base = self
+        self.base = None
+        return table
+
+    def changed_since(self, other: dict[str, str]) -> Iterable[str]:
+        """Keys whose line may differ between ``other`` and this table: the recorded
+        changes when ``other`` is the base, else every key of both."""
+        if other is self.base:
+            return self.changed
+        return self.keys() | other.keys()
 
 
 def encode_add(flow: Flow) -> bytes:
@@ -112,15 +134,24 @@ class RenderCache:
 
     Rendering 10,000 flows costs tens of milliseconds of Python, more than the
     whole budget of a one-endpoint delta; a builder that reuses unchanged ``Flow``
-    objects (or a caller passing the same list) then pays only for the new ones.
-    Keyed by ``id()`` with the object kept alive in the entry, and checked with
-    ``is``, so a recycled id can never return another flow's text.  Value
-    equality is not used: hashing and comparing dataclasses costs nearly as much
-    as rendering them.  The entry also holds the flow's OpenFlow add message.
+    objects (``table.py`` memoises them) then pays only for the new ones.  Keyed
+    by ``id()`` with the object kept alive in the entry, so an id present in both
+    the previous and the new list is the same object.  Value equality is not
+    used: hashing and comparing dataclasses costs nearly as much as rendering.
+
+    When most objects are the same as last time, the new table is *derived*
+    from the previous one: only the objects that appeared or disappeared are
+    looked at (set operations on their ids), and the table records which keys
+    changed, so the delta that follows is computed from those keys alone.  A
+    one-endpoint change to a 10,000-flow table thus costs a few milliseconds of
+    Python instead of tens.  ``_counts`` keeps how many objects hold each key,
+    because two equal flows may be two objects and one of them may go.
     """
 
     def __init__(self, *, encode: bool = True) -> None:
         self._entries: dict[int, Entry] = {}
+        self._counts: dict[str, int] = {}
+        self._last: DesiredTable | None = None
         self.hits = 0
         self.encode = encode
 
@@ -139,29 +170,84 @@ class RenderCache:
     def table(self, flows: Iterable[OfctlFlow]) -> DesiredTable:
         """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
         second flow_mod and two different flows with the same match."""
+        seq = flows if isinstance(flows, list | tuple) else list(flows)
+        by_id = dict(zip(map(id, seq), seq, strict=True))
+        old = self._entries
+        last = self._last
+        if last is not None:
+            gone = old.keys() - by_id.keys()
+            new = by_id.keys() - old.keys()
+            if len(gone) + len(new) <= len(by_id) // 2:
+                return self._derive(last, by_id, gone, new)
+        return self._full(by_id)
+
+    def _full(self, by_id: dict[int, OfctlFlow]) -> DesiredTable:
         old_get = self._entries.get
         new: dict[int, Entry] = {}
+        counts: dict[str, int] = {}
         table = DesiredTable()
         entries = table.entries
         put = table.setdefault
         misses = 0
-        for flow in flows:  # the hot loop of every apply: kept lean on purpose
-            fid = id(flow)
+        for fid, flow in by_id.items():  # a cold apply: every object looked at
             entry = old_get(fid)
-            if entry is None or entry[0] is not flow:
+            if entry is None:
                 entry = self._render(flow)
                 misses += 1
             new[fid] = entry
-            line = entry[2]
-            previous = put(entry[1], line)
+            key, line = entry[1], entry[2]
+            previous = put(key, line)
             if previous is not line and previous != line:
-                raise InvalidRequestError(f"two different flows with the same match: {entry[1]}")
-            entries[entry[1]] = entry
-        hits = len(new) - misses
-        self._entries = new
-        self.hits = hits
+                raise InvalidRequestError(f"two different flows with the same match: {key}")
+            if key not in counts:
+                entries[key] = entry
+            counts[key] = counts.get(key, 0) + 1
         table.encoded = all(e[3] is not None for e in entries.values())
+        self._commit(table, new, counts, len(new) - misses)
         return table
+
+    def _derive(self, last: DesiredTable, by_id: dict[int, OfctlFlow], gone: set[int],
+                new: set[int]) -> DesiredTable:
+        table = last.derive()
+        entries = dict(self._entries)
+        counts = dict(self._counts)
+        changed = table.changed
+        for fid in gone:
+            key = entries.pop(fid)[1]
+            left = counts[key] - 1
+            if left:
+                counts[key] = left  # an equal flow (another object) still holds the key
+            else:
+                del counts[key], table[key], table.entries[key]
+                changed.add(key)
+        encoded = table.encoded
+        for fid in new:
+            entry = entries[fid] = self._render(by_id[fid])
+            key, line = entry[1], entry[2]
+            previous = table.get(key)
+            if previous is None:
+                table[key] = line
+                table.entries[key] = entry
+                counts[key] = 1
+                changed.add(key)
+                if entry[3] is None:
+                    encoded = False
+            elif previous == line:
+                counts[key] += 1
+            else:
+                raise InvalidRequestError(f"two different flows with the same match: {key}")
+        if not table.encoded:  # the flow without an encoding may be one that went
+            encoded = all(e[3] is not None for e in table.entries.values())
+        table.encoded = encoded
+        self._commit(table, entries, counts, len(by_id) - len(new))
+        return table
+
+    def _commit(self, table: DesiredTable, entries: dict[int, Entry], counts: dict[str, int],
+                hits: int) -> None:
+        self._entries = entries
+        self._counts = counts
+        self._last = table
+        self.hits = hits
 
 
 def desired_table(
@@ -177,6 +263,27 @@ def full_text(desired: dict[str, str], foreign: Iterable[str] = ()) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def changes(installed: dict[str, str], desired: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(keys to add or replace, keys to delete) to turn ``installed`` into ``desired``:
+    from the keys ``desired`` recorded as changed when ``installed`` is its base
+    (a few, whatever the table size), else by comparing every key."""
+    if isinstance(desired, DesiredTable):
+        keys: Iterable[str] = desired.changed_since(installed)
+    else:
+        keys = desired.keys() | installed.keys()
+    get = installed.get
+    adds: list[str] = []
+    dels: list[str] = []
+    for key in keys:
+        line = desired.get(key)
+        if line is None:
+            if key in installed:
+                dels.append(key)
+        elif get(key) != line:
+            adds.append(key)
+    return adds, dels
+
+
 def delta(installed: dict[str, str], desired: dict[str, str], cookie_match: str) -> Delta:
     """The bundle that turns ``installed`` into ``desired``.
 
@@ -185,9 +292,9 @@ def delta(installed: dict[str, str], desired: dict[str, str], cookie_match: str)
     anyway.  ``cookie_match`` (``cookie=V/M``) keeps the deletes off other owners'
     flows that happen to have the same match.
     """
-    adds = sorted(f"add {line}" for key, line in desired.items() if installed.get(key) != line)
-    dels = sorted(f"delete_strict {cookie_match},{key}" for key in installed
-                  if key not in desired)
+    adds_keys, dels_keys = changes(installed, desired)
+    adds = sorted(f"add {desired[key]}" for key in adds_keys)
+    dels = sorted(f"delete_strict {cookie_match},{key}" for key in dels_keys)
     lines = adds + dels
     return Delta("\n".join(lines) + "\n" if lines else "", len(adds), len(dels), adds)
 
@@ -227,24 +334,30 @@ class Pushed:
     new_lines: Iterable[str]
 
 
-def native_messages(installed: DesiredTable | None, desired: DesiredTable) -> list[bytes]:
-    """The bundle's flow_mods: a full table (``installed`` None: delete all of ours,
-    add everything) or the delta (adds of new/changed lines, then strict deletes)."""
+def native_messages(installed: DesiredTable | None, desired: DesiredTable
+                    ) -> tuple[list[bytes], list[str]]:
+    """The bundle's flow_mods and the lines they add: a full table (``installed``
+    None: delete all of ours, add everything) or the delta (adds of new or changed
+    lines, then cookie-restricted strict deletes)."""
     if installed is None:
         messages = [wire.bundle_add(XID_FLOW, flowmod.delete_cookie(
             XID_FLOW, COOKIE_PREFIX, COOKIE_MASK))]
-        messages += [entry[3] for entry in desired.entries.values()]  # type: ignore[misc]
-        return messages
-    get = installed.get
-    messages = [entry[3] for key, entry in desired.entries.items()  # type: ignore[misc]
-                if get(key) != entry[2]]
-    for key, entry in installed.entries.items():
-        if key not in desired:
-            flow = entry[0]
-            assert isinstance(flow, Flow)
-            messages.append(wire.bundle_add(XID_FLOW, flowmod.delete_strict(
-                XID_FLOW, flow, COOKIE_MASK)))
-    return messages
+        messages += [_encoded(entry) for entry in desired.entries.values()]
+        return messages, list(desired.values())
+    adds, dels = changes(installed, desired)
+    messages = [_encoded(desired.entries[key]) for key in adds]
+    for key in dels:
+        flow = installed.entries[key][0]
+        assert isinstance(flow, Flow)  # an encoded table holds Flow objects only
+        messages.append(wire.bundle_add(XID_FLOW, flowmod.delete_strict(
+            XID_FLOW, flow, COOKIE_MASK)))
+    return messages, [desired[key] for key in adds]
+
+
+def _encoded(entry: Entry) -> bytes:
+    encoded = entry[3]
+    assert encoded is not None  # callers check DesiredTable.encoded first
+    return encoded
 
 
 class FlowSync:
@@ -310,13 +423,11 @@ class FlowSync:
         if self._channel is None or self._channel.path != path:
             self.close()
             self._channel = OpenFlowChannel(path, timeout=self.timeout)
-        messages = native_messages(installed, desired)
-        new_lines: Iterable[str]
+        messages, new_lines = native_messages(installed, desired)
         if installed is None:
-            kind, size, new_lines = "full", len(desired), desired.values()
+            kind, size = "full", len(desired)
         else:
-            adds = [line for key, line in desired.items() if installed.get(key) != line]
-            kind, size, new_lines = "delta", len(messages), adds
+            kind, size = "delta", len(messages)
         if messages:
             was_connected = self._channel.connected
             try:
