@@ -25,11 +25,17 @@ Why the pieces look the way they do:
   readiness.
 * One warm-up attach is made and not counted (the first port of a bridge pays
   for OVS's first-port set-up).
+* The breakdown comes from the routers' own records
+  (``GET /status/dataplane/timings``: each attach's steps on host 1, each
+  learned endpoint's on host 2, stamped with CLOCK_MONOTONIC), so the steps
+  of two processes line up: host 1's steps, the gossip hop (host 1's
+  broadcast -> host 2's merge), host 2's flow delta and announcement
+  (gratuitous ARP into its containers), then the prober's first reply.
 
 Root, openvswitch-switch and nftables needed; everything is removed afterwards:
 
     sudo python bench/attach_to_ping.py [--attaches 20] [--via api|cli]
-        [--port-io auto|afxdp|afpacket] [--interval 2] [--arp-retrans-ms 10]
+        [--port-io auto|afxdp|afpacket] [--interval 2] [--arp-retrans-ms 10] [--gap 1]
 """
 
 from __future__ import annotations
@@ -103,6 +109,47 @@ for line in sys.stdin:
 """
 
 
+TIMINGS = r"""
+import json, sys
+from meshrouter.api.client import ApiClient
+print(json.dumps(ApiClient(sys.argv[1]).request("GET", "/status/dataplane/timings")))
+"""
+
+
+def timings(host: Host, api: str) -> dict[str, dict[str, object]]:
+    """A router's records by container ID (the helper runs in the host's namespace)."""
+    out = subprocess.run(["ip", "netns", "exec", host.ns, sys.executable, "-c", TIMINGS, api],
+                         capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
+    return {str(r["container_id"]): r for r in json.loads(out.stdout)}
+
+
+def breakdown(attached: dict[str, float], got: float, h1: dict[str, object] | None,
+              h2: dict[str, object] | None) -> dict[str, float]:
+    """Seconds per step of one attach: host 1's steps from the client's request to
+    its answer (they add up to "attach answered"), then host 2's from host 1's
+    broadcast (in parallel with host 1's later steps), then how host 2's
+    readiness and the first reply fall relative to the answer."""
+    out: dict[str, float] = {}
+    if h1 is None or h2 is None:
+        return out
+    steps1 = [(str(m["step"]), float(m["at"])) for m in h1["steps"]]  # type: ignore[attr-defined]
+    steps2 = [(str(m["step"]), float(m["at"])) for m in h2["steps"]]  # type: ignore[attr-defined]
+    last = attached["t0"]
+    for name, at in steps1:
+        out[f"h1: {name}"] = at - last
+        last = at
+    out["h1: answer reaches the client"] = attached["t1"] - last
+    last = dict(steps1).get("saved and broadcast", last)
+    for name, at in steps2:
+        key = ("h2: endpoint received (gossip from h1's broadcast)"
+               if name == "endpoint received" else f"h2: {name}")
+        out[key] = at - last
+        last = at
+    out["h2 ready, relative to the answer (negative: before)"] = last - attached["t1"]
+    out["first reply after the later of answer and h2 ready"] = got - max(last, attached["t1"])
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-quantile (nearest rank), in ms."""
     ordered = sorted(values)
@@ -150,6 +197,9 @@ def main() -> None:
     parser.add_argument("--via", choices=["api", "cli"], default="api")
     parser.add_argument("--port-io", default="auto", choices=["auto", "afxdp", "afpacket"])
     parser.add_argument("--interval", type=float, default=2.0, help="ms between echoes")
+    parser.add_argument("--gap", type=float, default=1.0,
+                        help="seconds between one attach's first reply and the next attach "
+                        "(0: back to back, a burst that outruns the spare ports)")
     parser.add_argument("--arp-retrans-ms", type=int, default=None,
                         help="the prober's ARP retransmit time (kernel default 1000 ms)")
     args = parser.parse_args()
@@ -161,6 +211,8 @@ def main() -> None:
     phases: dict[str, list[float]] = {"attach answered": [], "then first reply": [],
                                       "total (attach to first reply)": []}
     echoes: list[int] = []
+    steps: dict[str, list[float]] = {}
+    runs: list[tuple[str, dict[str, float], float]] = []
     try:
         h1, h2 = lab.add_host(), lab.add_host()
         r1 = h1.launch_router(extra=router_args(h1, args.port_io))
@@ -176,6 +228,7 @@ def main() -> None:
         prober = helper(prober_ns.ns, PROBER, str(args.interval))
         helpers += [attacher, prober]
         for i, target in enumerate(targets):
+            time.sleep(args.gap)
             attached = json.loads(ask(attacher, f"{target.name} {target.ns}"))
             got_text, seq = ask(prober, f"{attached['ip']} 20").split()
             got = float(got_text) if got_text != "None" else None
@@ -188,6 +241,11 @@ def main() -> None:
             phases["then first reply"].append(got - attached["t1"])
             phases["total (attach to first reply)"].append(got - attached["t0"])
             echoes.append(int(seq))
+            runs.append((target.name, attached, got))
+        t1, t2 = timings(h1, r1.api), timings(h2, r2.api)
+        for name, attached, got in runs:
+            for step, seconds in breakdown(attached, got, t1.get(name), t2.get(name)).items():
+                steps.setdefault(step, []).append(seconds)
     finally:
         for process in helpers:
             _stop(process)
@@ -196,7 +254,8 @@ def main() -> None:
         load = f.read().split()[0]
     arp = "kernel default" if args.arp_retrans_ms is None else f"{args.arp_retrans_ms} ms"
     print(f"attach on h1 -> first echo reply on h2: {args.attaches} attaches via {args.via}, "
-          f"ports {args.port_io}, echo every {args.interval:g} ms, ARP retransmit {arp}, "
+          f"ports {args.port_io}, {args.gap:g} s apart, echo every {args.interval:g} ms, "
+          f"ARP retransmit {arp}, "
           f"load average {load} on 2 shared cores")
     print("| phase | p50 ms | p95 ms | mean ms | max ms |")
     print("|---|---|---|---|---|")
@@ -205,6 +264,14 @@ def main() -> None:
               f"{statistics.mean(values) * 1000:.0f} | {max(values) * 1000:.0f} |")
     print(f"echoes sent before the first reply: median {statistics.median(echoes):g}, "
           f"max {max(echoes)}")
+    print()
+    print("breakdown: h1's steps add up to 'attach answered'; h2's run from h1's broadcast,")
+    print("in parallel with h1's port and flows")
+    print("| step | p50 ms | p95 ms | mean ms |")
+    print("|---|---|---|---|")
+    for name, values in steps.items():
+        print(f"| {name} | {pct(values, 0.5):.1f} | {pct(values, 0.95):.1f} | "
+              f"{statistics.mean(values) * 1000:.1f} |")
     total = phases["total (attach to first reply)"]
     print(f"goal p50 <= 100 ms: {'met' if pct(total, 0.5) <= 100 else 'NOT met'} "
           f"(p50 {pct(total, 0.5):.0f} ms)")

@@ -87,7 +87,7 @@ def measure(n: int, per_host: int, degree: int, seed: int) -> tuple[int, int, fl
         table._owner_digests = dict(digest_rows)
         table._counter = per_host
         core = GossipCore(name, rng=random.Random(node))
-        core.add_channel(CHANNEL, EndpointsGossiper(table, lambda: 0.0, lambda: None))
+        core.add_channel(CHANNEL, EndpointsGossiper(table, lambda: 0.0, lambda fresh: None))
         core.set_routes(compute_routes(records, name))
         cores[name], tables[name] = core, table
     for (a, b) in ((c.peer, r) for r, rec in records.items() for c in rec.connections):

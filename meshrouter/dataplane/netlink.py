@@ -234,17 +234,14 @@ def _container_matches(spec: VethSpec) -> bool:
         return str(_attr(link, "IFLA_ADDRESS")).lower() == spec.mac.lower()
 
 
-def _configure_container_end(spec: VethSpec, temp: str) -> None:
+def _configure_container_end(spec: VethSpec) -> None:
+    """Address, lo and link up, route: the end arrived already named (``finish_veth``)."""
     iface = ipaddress.IPv4Interface(spec.cidr)
     with entered(spec.container_netns), IPRoute() as ip:
-        if _index(ip, spec.ifname) is not None:
-            raise ConflictError(
-                f"interface {spec.ifname} already exists in {spec.container_netns}"
-            )
-        index = _index(ip, temp)
+        index = _index(ip, spec.ifname)
         if index is None:
-            raise UnavailableError(f"veth end {temp} did not arrive in {spec.container_netns}")
-        ip.link("set", index=index, ifname=spec.ifname, address=spec.mac, mtu=spec.mtu)
+            raise UnavailableError(
+                f"veth end {spec.ifname} did not arrive in {spec.container_netns}")
         ip.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
         lo = _index(ip, "lo")
         if lo is not None:
@@ -254,7 +251,7 @@ def _configure_container_end(spec: VethSpec, temp: str) -> None:
             ip.route("replace", dst="0.0.0.0/0", gateway=spec.gateway, oif=index)
 
 
-def _tx_checksum_off(ifname: str) -> None:
+def tx_checksum_off(ifname: str) -> None:
     """NOTES P1: the userspace datapath forwards TCP with an empty checksum otherwise."""
     with Ethtool() as et:
         features = et.get_features(ifname)
@@ -265,9 +262,11 @@ def _tx_checksum_off(ifname: str) -> None:
         et.set_features(ifname, features)
 
 
-def attach_veth(spec: VethSpec, host_mtu: int | None = None) -> tuple[str, bool]:
+def attach_veth(spec: VethSpec, host_mtu: int | None = None,
+                mark: Callable[[str], None] = lambda step: None) -> tuple[str, bool]:
     """Make the pair for ``spec`` (caller's namespace = the switch's); returns
-    (host end, created).  An existing pair whose container end matches is kept."""
+    (host end, created).  An existing pair whose container end matches is kept.
+    ``mark(step)`` is called after each step (the attach-latency breakdown)."""
     spec.validate()
     host = host_ifname(spec.container_id)
     temp = _temp_ifname(spec.container_id)
@@ -279,32 +278,58 @@ def attach_veth(spec: VethSpec, host_mtu: int | None = None) -> tuple[str, bool]
         if _index(ip, temp) is not None:
             delete_link(temp)
         try:
-            netns_fd = os.open(spec.container_netns, os.O_RDONLY)
-        except OSError:
-            raise NotFoundError(f"network namespace {spec.container_netns} vanished") from None
-        try:
             ip.link("add", ifname=host, kind="veth", peer={"ifname": temp})
-            try:
-                _tx_checksum_off(temp)
-                temp_index = _index(ip, temp)
-                if temp_index is None:
-                    raise UnavailableError(f"veth end {temp} vanished")
-                ip.link("set", index=temp_index, net_ns_fd=netns_fd)
-                _configure_container_end(spec, temp)
-                host_index = _index(ip, host)
-                if host_index is None:
-                    raise NotFoundError(
-                        f"veth {host} vanished: namespace {spec.container_netns} deleted?"
-                    )
-                ip.link("set", index=host_index, mtu=host_mtu or spec.mtu, state="up")
-            except BaseException:
-                delete_link(host)
-                raise
-        except (NetlinkError, OSError) as exc:
+        except NetlinkError as exc:
             raise UnavailableError(f"netlink: cannot make veth {host}: {exc}") from None
-        finally:
-            os.close(netns_fd)
+        mark("veth created")
+        try:
+            tx_checksum_off(temp)
+        except BaseException:
+            delete_link(host)
+            raise
+        mark("tx checksum off")
+        finish_veth(ip, spec, host, temp, host_mtu or spec.mtu, mark)
     return host, True
+
+
+def finish_veth(ip: Any, spec: VethSpec, host: str, temp: str, host_mtu: int | None,
+                mark: Callable[[str], None] = lambda step: None) -> None:
+    """Move ``temp`` (the pair's other end, TX checksum already off) into the
+    container and configure it; set ``host`` up.  Any failure deletes the pair."""
+    try:
+        netns_fd = os.open(spec.container_netns, os.O_RDONLY)
+    except OSError:
+        delete_link(host)
+        raise NotFoundError(f"network namespace {spec.container_netns} vanished") from None
+    try:
+        temp_index = _index(ip, temp)
+        if temp_index is None:
+            raise UnavailableError(f"veth end {temp} vanished")
+        # one message: move, rename, MAC and MTU (the move is the costly part: the
+        # kernel waits for an RCU grace period; a separate rename costs another)
+        try:
+            ip.link("set", index=temp_index, net_ns_fd=netns_fd, ifname=spec.ifname,
+                    address=spec.mac, mtu=spec.mtu)
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                raise ConflictError(f"interface {spec.ifname} already exists in "
+                                    f"{spec.container_netns}") from None
+            raise
+        mark("moved into netns")
+        _configure_container_end(spec)
+        mark("address and route")
+        host_index = _index(ip, host)
+        if host_index is None:
+            raise NotFoundError(f"veth {host} vanished: namespace {spec.container_netns} deleted?")
+        if host_mtu is not None:
+            ip.link("set", index=host_index, mtu=host_mtu, state="up")
+    except BaseException as exc:
+        delete_link(host)
+        if isinstance(exc, (NetlinkError, OSError)):
+            raise UnavailableError(f"netlink: cannot make veth {host}: {exc}") from None
+        raise
+    finally:
+        os.close(netns_fd)
 
 
 # -- underlay -----------------------------------------------------------------------

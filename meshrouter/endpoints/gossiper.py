@@ -8,15 +8,18 @@ arrives as gossip; its delta is relayed to a few random neighbours, each of
 which relays only what was new to it, so it still reaches everyone at
 O(fanout * N).  Whatever is missed is found by the next digest exchange,
 which costs a 17-byte summary when neighbours agree.  The core cannot read a
-clock, so the shell passes one in; ``on_change`` lets the shell recompute flows at once.
+clock, so the shell passes one in; ``on_change`` lets the shell recompute flows at once,
+and tells it which endpoints are worth announcing to its containers (``timings``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from meshrouter.endpoints.model import Endpoint
 from meshrouter.endpoints.state import EndpointSet
 from meshrouter.endpoints.table import EndpointTable
+from meshrouter.endpoints.timings import MAX_ANNOUNCE, to_announce
 from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName, format_peer_name
 
@@ -29,7 +32,7 @@ class EndpointsGossiper:
     channel = CHANNEL
 
     def __init__(self, table: EndpointTable, clock: Callable[[], float],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[list[Endpoint]], None]) -> None:
         self.table = table
         self._clock = clock
         self._on_change = on_change
@@ -41,9 +44,14 @@ class EndpointsGossiper:
         return self.on_broadcast(src, data)
 
     def on_broadcast(self, src: PeerName, data: EndpointSet) -> EndpointSet | None:
+        # what we held of the incoming entries, to tell a new or moved endpoint
+        # from a re-stamped one; only for merges small enough to be announced
+        known = ({e.key: held for e in data if (held := self.table.state.get(*e.key))}
+                 if len(data) <= MAX_ANNOUNCE else {})
         delta = self.table.receive(data, self._clock())
         if delta is not None:
-            self._on_change()
+            fresh = to_announce(delta, self.table.local, known) if len(data) <= MAX_ANNOUNCE else []
+            self._on_change(fresh)
         return delta
 
     def on_unicast(self, src: PeerName, payload: bytes) -> None:

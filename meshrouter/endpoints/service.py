@@ -5,8 +5,13 @@ container ports (what was attached here), keeps the endpoint replica in
 gossip, and after every change -- an attach or detach, an endpoint learned
 from gossip, a topology change -- recomputes the *whole* desired flow table
 (a pure function) and hands it to ``context.datapath.apply``; the datapath
-sends only the difference.  Recomputations are coalesced: the changes that
-arrive within ``flow_delay`` of the first cost one table.
+sends only the difference.  Recomputations are rate-limited, not delayed: a
+change after a quiet spell is applied at once, and the changes of a burst
+(a mesh forming) that arrive within ``flow_delay`` of the last table, or
+while it is being applied, cost one more table.  Endpoints learned from
+gossip are announced to our containers once their flows are in
+(``timings``), and every attach and learn leaves a timed record
+(``GET /status/dataplane/timings``) for the attach-latency benchmark.
 
 Attach is all-or-nothing: the request is validated first, then the address
 is taken from the IPAM service (allocated, or the given one claimed), then
@@ -19,7 +24,9 @@ the ports it had and never forgets an endpoint a peer has learned.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,9 +38,10 @@ from meshrouter.dataplane.core.flow import Flow
 from meshrouter.dataplane.core.table import FlowInputs, PortInfo, build_flows
 from meshrouter.dataplane.core.vni import assign_ids
 from meshrouter.endpoints.gossiper import CHANNEL, EndpointsGossiper
-from meshrouter.endpoints.model import mac_for
+from meshrouter.endpoints.model import Endpoint, mac_for
 from meshrouter.endpoints.requests import AttachRequest, parse_attach
 from meshrouter.endpoints.table import EndpointTable
+from meshrouter.endpoints.timings import MAX_ANNOUNCE, Record, Timings
 from meshrouter.errors import (
     ConflictError,
     InvalidRequestError,
@@ -95,9 +103,9 @@ class DataplaneService(ServiceBase):
     name = "dataplane"
 
     def __init__(self, *, ipam_wait: float = 30.0, flow_delay: float = 0.02) -> None:
-        """``flow_delay``: how long changes are gathered before one recomputation
-        (a burst of topology changes while a mesh forms costs one table, not one
-        per change; it is also the most a change waits to reach the switch)."""
+        """``flow_delay``: the least time between two recomputations (a burst of
+        topology changes while a mesh forms costs one table per ``flow_delay``,
+        not one per change); a change after a quiet spell does not wait."""
         self.ipam_wait = ipam_wait
         self.flow_delay = flow_delay
         self.attachments: dict[str, Attachment] = {}
@@ -110,6 +118,9 @@ class DataplaneService(ServiceBase):
         self._wakeup = trio.Event()
         self._lock = trio.Lock()
         self._loaded: list[tuple[PortRequest, str, int, bool]] = []
+        self._last_table = -math.inf
+        self._announce: list[tuple[Endpoint, Record]] = []
+        self.timings = Timings()
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -141,8 +152,9 @@ class DataplaneService(ServiceBase):
         while True:
             await self._recompute()
             await self._wakeup.wait()
-            if self.flow_delay > 0:
-                await trio.sleep(self.flow_delay)
+            pause = self._last_table + self.flow_delay - trio.current_time()
+            if pause > 0:
+                await trio.sleep(pause)
             else:
                 await trio.lowlevel.checkpoint()  # coalesce this tick's changes
             self._wakeup = trio.Event()
@@ -180,7 +192,12 @@ class DataplaneService(ServiceBase):
     def wake(self) -> None:
         self._wakeup.set()
 
-    def _on_gossip(self) -> None:
+    def _on_gossip(self, fresh: list[Endpoint]) -> None:
+        now = time.monotonic()
+        for entry in fresh[:MAX_ANNOUNCE - len(self._announce)]:
+            record = self.timings.begin("learn", entry.container_id, entry.owner, now,
+                                        "endpoint received")
+            self._announce.append((entry, record))
         self._commit(save=False)  # re-assertions of ours go out at once
 
     # -- flows ---------------------------------------------------------------------------
@@ -208,13 +225,42 @@ class DataplaneService(ServiceBase):
             self._ids = (graph, assign_ids([*graph.names, self.context.name]))
         return self._ids[1]
 
-    async def _recompute(self) -> None:
+    async def _recompute(self, record: Record | None = None) -> None:
+        fresh, self._announce = self._announce, []
         self.flows = self.desired_flows()
         self.recomputes += 1
+        built = time.monotonic()
+        for r in [record] if record else [r for _, r in fresh]:
+            r.marks.append(("flow table built", built))
         try:
             await self.context.datapath.apply(self.flows)
         except MeshError as exc:  # the datapath says so in health(); it restores by itself
             log.warning("%s: flow apply failed: %s", self.context.label, exc)
+        self._last_table = trio.current_time()
+        if fresh:
+            applied = time.monotonic()
+            for _, record in fresh:
+                record.marks.append(("flows applied", applied))
+            # an unreachable owner's endpoint has no flows: telling containers its
+            # MAC would only send their frames into a drop
+            routes = self._routes if self._routes is not None else self.context.topology.routes()
+            reachable = routes.reachable()
+            fresh = [(e, r) for e, r in fresh if e.owner in reachable]
+            await self._send_announce([(e.mac, e.ip) for e, _ in fresh])
+            done = time.monotonic()
+            for _, record in fresh:
+                record.marks.append(("announced", done))
+
+    async def _send_announce(self, endpoints: Sequence[tuple[str, str]],
+                             skip: str | None = None) -> None:
+        """Gratuitous ARP to our containers, if the datapath can (``timings``)."""
+        announce = getattr(self.context.datapath, "announce", None)
+        if announce is None:
+            return
+        try:
+            await announce(endpoints, skip)
+        except MeshError as exc:  # a courtesy: the containers' ARP retry still works
+            log.info("%s: announcement failed: %s", self.context.label, exc)
 
     # -- attach / detach -----------------------------------------------------------------
 
@@ -238,24 +284,45 @@ class DataplaneService(ServiceBase):
             if existing is not None:
                 return self._check_same(existing, request)
             self._check_name_free(request)
+            record = self.timings.begin("attach", request.container_id, self.context.name,
+                                        time.monotonic(), "request")
             ip, prefix, from_ipam = await self._take_address(request)
+            record.marks.append(("address", time.monotonic()))
+            announced = False
             try:
                 self._check_ip_free(request.container_id, ip)
                 mac = self._fresh_mac(request.container_id)
                 port_request = PortRequest(request.container_id, request.netns, request.ifname,
                                            mac, f"{ip}/{prefix}", None, request.mtu)
+                # The endpoint goes out before the port is made, so the peers'
+                # flow deltas overlap our veth and OVS work; a frame reaching us
+                # meanwhile finds no port and is dropped, as for any unknown MAC.
+                self.table.put_local(request.container_id, mac, ip, request.name)
+                self._commit()
+                announced = True
+                record.marks.append(("saved and broadcast", time.monotonic()))
                 port = await self.context.datapath.attach_port(port_request)
             except BaseException:
-                if from_ipam:  # synchronous: runs even when we are being cancelled
+                # synchronous: runs even when we are being cancelled
+                if announced:  # take it back everywhere (a tombstone)
+                    self.table.remove_local(request.container_id)
+                    self._commit()
+                if from_ipam:
                     self._release(request.container_id, ip)
                 raise
-            self.table.put_local(request.container_id, mac, ip, request.name)
+            marks = getattr(self.context.datapath, "attach_marks", {})
+            record.marks += marks.get(request.container_id, [])
+            record.marks.append(("port ready", time.monotonic()))
             attachment = Attachment(port_request, port, ip, prefix, from_ipam)
             self.attachments[request.container_id] = attachment
-            self._commit()
             # The new port's flows are in the switch before attach answers, so a
             # container started right after can send at once (no coalescing wait).
-            await self._recompute()
+            await self._recompute(record)
+            record.marks.append(("local flows applied", time.monotonic()))
+            self._save()  # the port request, for a restart; before we answer
+            record.marks.append(("saved", time.monotonic()))
+            await self._send_announce([(mac, ip)], skip=request.container_id)
+            record.marks.append(("announced here", time.monotonic()))
             names = self._names()
             if request.name and names is not None:
                 try:
@@ -429,6 +496,7 @@ class DataplaneService(ServiceBase):
             ApiRoute("GET", "/endpoints", self._api_endpoints),
             ApiRoute("GET", "/status/dataplane", self._api_status),
             ApiRoute("GET", "/status/dataplane/peers", self._api_peers),
+            ApiRoute("GET", "/status/dataplane/timings", self._api_timings),
         ]
 
     async def _api_attach(self, request: ApiRequest) -> Any:
@@ -445,6 +513,10 @@ class DataplaneService(ServiceBase):
 
     async def _api_peers(self, request: ApiRequest) -> Any:
         return self.peer_paths()
+
+    async def _api_timings(self, request: ApiRequest) -> Any:
+        """Recent attaches and learned endpoints, step by step (CLOCK_MONOTONIC)."""
+        return self.timings.view()
 
 
 def body_of(data: Mapping[str, Any]) -> ApiRequest:

@@ -76,6 +76,7 @@ class Host:
             "netns": self.ns,
             "probe_interval": 0.2,
             "verify_interval": 1.0,
+            "port_pool": 0,  # the ordinary attach path; tests of the pool ask for one
         }
         values.update(overrides)
         return OvsSettings(**values)  # type: ignore[arg-type]

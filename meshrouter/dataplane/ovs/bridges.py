@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from meshrouter.dataplane import netlink
@@ -81,7 +82,8 @@ async def setup_integration(tools: OvsTools, s: OvsSettings, dp_type: str) -> No
 
 async def add_port_with_io(
     tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str],
-    *, fresh: bool = False,
+    *, fresh: bool = False, xdp_mode: str = "generic",
+    on_xdp: Callable[[bool, str], None] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Add ``ifname`` (with ``extra`` interface settings) on AF_XDP when asked and it
     works, else AF_PACKET; returns which, and the interface's row.
@@ -89,7 +91,8 @@ async def add_port_with_io(
     The mode is set at creation only: a working port is kept as it is unless
     ``fresh`` (its device was just made, so any row is stale and is replaced in
     the same transaction).  Two tool calls in the usual case: add, then read back
-    ``ofport`` (vswitchd fills it in after the commit).
+    ``ofport`` (vswitchd fills it in after the commit).  ``on_xdp(ok, detail)``
+    hears how an AF_XDP attempt went (``portio.after_attempt``).
     """
     if not fresh:
         existing = await interface(tools, ifname)
@@ -97,19 +100,24 @@ async def add_port_with_io(
             io = "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
             return io, existing
     if port_io in AFXDP_TYPE:
+        kind = f"{AFXDP_TYPE[port_io]} xdp-mode={xdp_mode}"
         try:
             await tools.vsctl(
                 "--if-exists", "del-port", ifname, "--", "add-port", bridge, ifname,
                 "--", "set", "interface", ifname,
-                f"type={AFXDP_TYPE[port_io]}", "options:xdp-mode=generic", *extra,
+                f"type={AFXDP_TYPE[port_io]}", f"options:xdp-mode={xdp_mode}", *extra,
             )
             row = await interface(tools, ifname)
             if row is not None and isinstance(row.get("ofport"), int) and row["ofport"] > 0:
+                if on_xdp is not None:
+                    on_xdp(True, f"{kind} on {ifname}")
                 return "afxdp", row
-            log.warning("AF_XDP port %s failed (%s); using AF_PACKET",
-                        ifname, row.get("error") if row else "gone")
+            error = f"{kind} on {ifname}: {(row.get('error') if row else None) or 'no port'}"
         except OvsToolError as exc:
-            log.warning("AF_XDP port %s refused (%s); using AF_PACKET", ifname, exc)
+            error = f"{kind} on {ifname}: {exc}"
+        log.warning("AF_XDP port failed (%s); using AF_PACKET", error)
+        if on_xdp is not None:
+            on_xdp(False, error)
     args = ["--", "set", "interface", ifname, *extra] if extra else []
     await tools.vsctl("--if-exists", "del-port", ifname, "--", "add-port", bridge, ifname, *args)
     row = await interface(tools, ifname)
@@ -171,7 +179,8 @@ class UnderlayBridge:
         self.underlay = found
         return found
 
-    async def setup(self, port_io: str) -> None:
+    async def setup(self, port_io: str, xdp_mode: str = "generic",
+                    on_xdp: Callable[[bool, str], None] | None = None) -> None:
         underlay = self.underlay or await self.discover()
         if not underlay.addresses:
             raise UnavailableError(f"underlay device {underlay.dev} has no IPv4 address")
@@ -185,7 +194,8 @@ class UnderlayBridge:
         if not self.state_file.exists():
             s.ovs_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.state_file, json.dumps(underlay.to_json()).encode())
-        self.io, _ = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [])
+        self.io, _ = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [],
+                                            xdp_mode=xdp_mode, on_xdp=on_xdp)
         await netlink.in_netns(
             self.netns_path, lambda: netlink.move_addresses(underlay, underlay.dev, s.phy_bridge)
         )

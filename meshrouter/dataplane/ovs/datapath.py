@@ -13,14 +13,19 @@ never raises for a datapath fault; ``apply`` records the desired table even when
 OVS is down and installs it on recovery.
 
 All changes to OVS are serialised by one lock, so an apply never interleaves with
-a recovery's full replace.
+a recovery's full replace -- except the making of spare ports (``pool.py``),
+which runs beside it under its own lock: a slow AF_XDP port add must not hold
+up the flows of the attach that used the last spare.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,7 @@ import trio
 
 from meshrouter.dataplane import netlink
 from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX, TUNNEL_PORT
-from meshrouter.dataplane.ovs import flowsync, ports
+from meshrouter.dataplane.ovs import announce, bridges, flowsync, pool, portio, ports
 from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
 from meshrouter.dataplane.ovs.daemons import OwnDaemons
 from meshrouter.dataplane.ovs.settings import (
@@ -82,6 +87,17 @@ class OvsDatapath:
         self._applies: list[dict[str, Any]] = []
         self.recoveries = 0
         self.last_apply: dict[str, Any] = {}
+        self._pool = pool.PortPool(settings.port_pool)
+        self._pool_lock = trio.Lock()
+        self._pool_wake = trio.Event()
+        self._pool_checked = False
+        self._last_busy = -math.inf
+        self._arp_sock: socket.socket | None = None
+        self._nursery: trio.Nursery | None = None
+        self._xdp = portio.UNKNOWN
+        self._xdp_probed = False
+        self.attach_marks: dict[str, list[tuple[str, float]]] = {}
+        """Per container, the last attach's steps (CLOCK_MONOTONIC): its latency breakdown."""
 
     # -- Datapath protocol ----------------------------------------------------------
 
@@ -89,25 +105,32 @@ class OvsDatapath:
         try:
             async with self._lock:
                 await self._recover()
-            task_status.started()
-            next_verify = trio.current_time() + self.settings.verify_interval
-            failures = 0
-            while True:
-                # a recovery that keeps failing (say, vswitchd crashing at start) is
-                # retried with backoff up to 30 s, not every probe
-                failures = 0 if self._ready else failures + 1
-                pause = self.settings.probe_interval * (2 ** min(failures, 5) if failures else 1)
-                await trio.sleep(min(pause, max(30.0, self.settings.probe_interval)))
-                verify = trio.current_time() >= next_verify
-                if verify:
-                    next_verify = trio.current_time() + self.settings.verify_interval
-                async with self._lock:
-                    await self._probe(verify)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._keep_pool)
+                task_status.started()
+                await self._supervise()
         finally:
             with trio.CancelScope(shield=True):
                 await self._shutdown()
 
+    async def _supervise(self) -> None:
+        next_verify = trio.current_time() + self.settings.verify_interval
+        failures = 0
+        while True:
+            # a recovery that keeps failing (say, vswitchd crashing at start) is
+            # retried with backoff up to 30 s, not every probe
+            failures = 0 if self._ready else failures + 1
+            pause = self.settings.probe_interval * (2 ** min(failures, 5) if failures else 1)
+            await trio.sleep(min(pause, max(30.0, self.settings.probe_interval)))
+            verify = trio.current_time() >= next_verify
+            if verify:
+                next_verify = trio.current_time() + self.settings.verify_interval
+            async with self._lock:
+                await self._probe(verify)
+
     async def apply(self, flows: Sequence[Any]) -> None:
+        self._last_busy = trio.current_time()
         async with self._lock:
             # rendering thousands of new flows takes long enough to stall the
             # router's event loop: a worker thread (under the lock: one cache user)
@@ -125,7 +148,14 @@ class OvsDatapath:
                 self._degrade(f"flow apply failed: {exc}")
 
     async def attach_port(self, request: PortRequest) -> LocalPort:
+        marks: list[tuple[str, float]] = []
+
+        def mark(step: str) -> None:
+            marks.append((step, time.monotonic()))
+
+        self._last_busy = trio.current_time()
         async with self._lock:
+            mark("datapath lock")
             existing = ports.check_request(request, self._ports)
             tools = self._need_ready()
             if existing is not None:
@@ -135,8 +165,21 @@ class OvsDatapath:
                     return existing
                 await ports.detach(tools, existing.host_ifname, self._netns_path)
                 del self._ports[existing.container_id]
-            used = {p.port for p in self._ports.values()}
+            used = {p.port for p in self._ports.values()} | self._pool.ofports()
             ofport = request.extra.get("ofport")
+            mtu = request.mtu or self._container_mtu()
+            spare = self._pool.take(mtu) if ofport is None else None
+            if spare is not None:
+                self._pool_wake.set()
+                mark("took a spare port")
+                port = await ports.attach_spare(
+                    tools, bridge=self.settings.bridge, request=request, spare=spare,
+                    switch_netns=self._netns_path, mark=mark)
+                if self._nursery is not None:
+                    self._nursery.start_soon(ports.relabel, tools, self.settings.bridge, port)
+                else:
+                    await ports.relabel(tools, self.settings.bridge, port)
+                return self._attached(port, spare.io, marks)
             if ofport is None:
                 ofport = ports.next_ofport(used)
             elif not isinstance(ofport, int) or not 1 <= ofport <= ports.MAX_OFPORT:
@@ -147,14 +190,92 @@ class OvsDatapath:
                 tools,
                 bridge=self.settings.bridge,
                 request=request,
-                mtu=request.mtu or self._container_mtu(),
+                mtu=mtu,
                 ofport=ofport,
                 port_io=self._wanted_io(),
                 switch_netns=self._netns_path,
+                mark=mark,
+                xdp_mode=self.settings.xdp_mode,
+                on_xdp=self._xdp_result,
             )
-            self._ports[port.container_id] = port
-            self._port_io[port.container_id] = io
-            return port
+            return self._attached(port, io, marks)
+
+    def _attached(self, port: LocalPort, io: str, marks: list[tuple[str, float]]) -> LocalPort:
+        self._ports[port.container_id] = port
+        self._port_io[port.container_id] = io
+        if len(self.attach_marks) >= 64:
+            self.attach_marks.pop(next(iter(self.attach_marks)))
+        self.attach_marks[port.container_id] = marks
+        return port
+
+    async def _keep_pool(self) -> None:
+        """Make spares while fewer than wanted (woken by a take or a recovery),
+        once the switch has been quiet for ``POOL_QUIET``: adding an AF_XDP port
+        stalls vswitchd's main loop for a few hundred ms, which must not land on
+        the flows of the attach that just took a spare, nor of its peers'."""
+        failures = 0
+        while True:
+            if not (self._ready and self._pool.wanted()):
+                await self._pool_wake.wait()
+                self._pool_wake = trio.Event()
+                continue
+            quiet = trio.current_time() - self._last_busy
+            if quiet < pool.POOL_QUIET:
+                await trio.sleep(pool.POOL_QUIET - quiet)
+                continue
+            try:
+                async with self._pool_lock:
+                    await self._make_spare()
+                failures = 0
+            except Exception as exc:  # a spare is an optimisation: log, back off, retry
+                failures += 1
+                log.warning("cannot make a spare port: %s", exc)
+                await trio.sleep(min(30.0, 0.5 * 2 ** failures))
+
+    async def _make_spare(self) -> None:
+        tools = self._need_ready()
+        if not self._pool_checked:  # a crashed run's spares: ours to remove
+            keep = {s.host for s in self._pool.spares}
+            await pool.remove_stale(tools, self.settings.bridge, self._netns_path, keep)
+            self._pool_checked = True
+        ofport = ports.next_ofport({p.port for p in self._ports.values()} | self._pool.ofports())
+        mtu = self._container_mtu()
+        host, free = pool.spare_names()
+        self._pool.making.add(ofport)
+        try:
+            await netlink.in_netns(self._netns_path, lambda: pool.make_link(host, free, mtu))
+            try:
+                extra = [f"ofport_request={ofport}",
+                         f'external_ids:{pool.SPARE_KEY}="{self.settings.bridge}"']
+                io, row = await bridges.add_port_with_io(
+                    tools, self.settings.bridge, host, self._wanted_io(), extra, fresh=True,
+                    xdp_mode=self.settings.xdp_mode, on_xdp=self._xdp_result)
+                if row.get("ofport") != ofport:
+                    raise UnavailableError(f"spare {host} did not get ofport {ofport}: "
+                                           f"{row.get('error') or 'missing'}")
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await pool.remove(tools, host, self._netns_path)
+                raise
+            self._pool.spares.append(pool.Spare(host, free, ofport, mtu, io))
+            self._pool.made += 1
+        finally:
+            self._pool.making.discard(ofport)
+
+    async def announce(self, endpoints: Sequence[tuple[str, str]],
+                       skip: str | None = None) -> int:
+        """Gratuitous ARP for ``endpoints`` (mac, ip) to every local container
+        (but ``skip``); see ``announce.py``.  Returns the frames sent."""
+        targets = [p.host_ifname for cid, p in self._ports.items() if cid != skip]
+        if not targets or not endpoints or not self._ready:
+            return 0
+        if self._arp_sock is None:
+            try:
+                self._arp_sock = await netlink.in_netns(self._netns_path, announce.open_socket)
+            except (MeshError, OSError) as exc:  # the switch's namespace vanished
+                log.debug("announcement skipped: %s", exc)
+                return 0
+        return announce.send_garps(self._arp_sock, targets, endpoints)
 
     async def detach_port(self, container_id: str) -> None:
         async with self._lock:
@@ -182,9 +303,12 @@ class OvsDatapath:
             "daemons": "own" if self._daemons is not None else "external",
             "db_socket": self._tools.db_socket if self._tools else None,
             "ports": len(self._ports),
+            **self._pool.status(),
             "port_io": {
                 "underlay": underlay.io if underlay else None,
                 "containers": sorted(ios),
+                "next": self._wanted_io(),
+                "why": portio.choose(self.settings.port_io, self._dp_type, self._xdp)[1],
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
@@ -235,9 +359,23 @@ class OvsDatapath:
         self._installed = None
 
     def _wanted_io(self) -> str:
-        if self._dp_type != "netdev" or self.settings.port_io == "afpacket":
-            return "afpacket"
-        return "afxdp" if self.settings.port_io == "auto" else self.settings.port_io
+        return portio.choose(self.settings.port_io, self._dp_type, self._xdp)[0]
+
+    def _xdp_result(self, ok: bool, detail: str) -> None:
+        before = self._xdp
+        self._xdp = portio.after_attempt(self._xdp, ok, detail)
+        if self._xdp != before:
+            log.info("port I/O: %s", portio.choose(self.settings.port_io, self._dp_type,
+                                                   self._xdp)[1])
+
+    async def _probe_xdp(self, tools: OvsTools) -> None:
+        """Once per datapath: can AF_XDP work here at all (``portio.static_probe``)?"""
+        if self._xdp_probed or self._dp_type != "netdev" or self.settings.port_io == "afpacket":
+            return
+        types = await tools.vsctl("get", "Open_vSwitch", ".", "iface_types")
+        self._xdp = portio.static_probe(types)
+        self._xdp_probed = True
+        log.info("port I/O: %s", portio.choose(self.settings.port_io, self._dp_type, self._xdp)[1])
 
     def _container_mtu_or_none(self) -> int | None:
         if self.settings.container_mtu is not None:
@@ -297,10 +435,12 @@ class OvsDatapath:
             if self._vswitchd_pid is None:
                 raise UnavailableError("ovs-vswitchd is not running")
             assert self._dp_type is not None
+            await self._probe_xdp(tools)
             if self._dp_type == "netdev" and self.settings.manage_underlay:
                 if self._underlay is None:
                     self._underlay = UnderlayBridge(tools, self.settings, self._netns_path)
-                await self._underlay.setup(self._wanted_io())
+                await self._underlay.setup(self._wanted_io(), self.settings.xdp_mode,
+                                           self._xdp_result)
             await setup_integration(tools, self.settings, self._dp_type)
             await self._reload_ports(tools)
             self._installed = None
@@ -322,6 +462,7 @@ class OvsDatapath:
             log.info("OVS datapath ready (%s, %d flows)", self.kind, len(self._desired))
         self._ready = True
         self._reason = ""
+        self._pool_wake.set()
 
     async def _reload_ports(self, tools: OvsTools) -> None:
         found = await ports.load_ports(tools, self.settings.bridge)
@@ -424,7 +565,17 @@ class OvsDatapath:
 
     async def _shutdown(self) -> None:
         """Own daemons: give the underlay its address back, then stop them.  An
-        external OVS keeps its bridges and flows (its owner manages it)."""
+        external OVS keeps its bridges and flows (its owner manages it).  Spare
+        ports go either way (they are ours, not the owner's)."""
+        if self._arp_sock is not None:
+            self._arp_sock.close()
+            self._arp_sock = None
+        if self._tools is not None and (self._pool.spares or self._pool_checked):
+            with trio.move_on_after(10):
+                async with self._pool_lock:
+                    for spare in self._pool.spares:
+                        await pool.remove(self._tools, spare.host, self._netns_path)
+                    self._pool.spares.clear()
         if self._daemons is None:
             return
         try:

@@ -10,10 +10,14 @@ re-creates them by itself after a restart.  Port numbers are fixed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
+
+import trio
 
 from meshrouter.dataplane import netlink
 from meshrouter.dataplane.core.pipeline import FIRST_CONTAINER_PORT
+from meshrouter.dataplane.ovs import pool
 from meshrouter.dataplane.ovs.bridges import add_port_with_io, parse_json_table
 from meshrouter.dataplane.ovs.tools import OvsTools
 from meshrouter.errors import ConflictError, InvalidRequestError, UnavailableError
@@ -70,20 +74,16 @@ async def attach(
     ofport: int,
     port_io: str,
     switch_netns: str | None,
+    mark: Callable[[str], None] = lambda step: None,
+    xdp_mode: str = "generic",
+    on_xdp: Callable[[bool, str], None] | None = None,
 ) -> tuple[LocalPort, str]:
-    """veth pair, then the OVS port; removes what it made if a later step fails."""
-    container_netns = netlink.resolve_netns(request.netns)
-    spec = netlink.VethSpec(
-        container_id=request.container_id,
-        container_netns=container_netns,
-        ifname=request.ifname,
-        mac=request.mac.lower(),
-        cidr=request.cidr,
-        mtu=mtu,
-        gateway=request.gateway,
-    )
-    spec.validate()
-    host, created = await netlink.in_netns(switch_netns, lambda: netlink.attach_veth(spec))
+    """veth pair, then the OVS port; removes what it made if a later step fails.
+    ``mark(step)`` is called after each step (the attach-latency breakdown)."""
+    spec = _spec(request, mtu)
+    host, created = await netlink.in_netns(
+        switch_netns, lambda: netlink.attach_veth(spec, mark=mark))
+    mark("veth done")
     extra = [
         f"ofport_request={ofport}",
         f'external_ids:{KEY}="{request.container_id}"',
@@ -92,7 +92,9 @@ async def attach(
         f"external_ids:meshrouter-mtu={mtu}",
     ]
     try:
-        io, row = await add_port_with_io(tools, bridge, host, port_io, extra, fresh=created)
+        io, row = await add_port_with_io(tools, bridge, host, port_io, extra, fresh=created,
+                                         xdp_mode=xdp_mode, on_xdp=on_xdp)
+        mark(f"ovs port ({io})")
         got = row.get("ofport")
         if got != ofport:
             raise UnavailableError(
@@ -101,6 +103,62 @@ async def attach(
         await _undo(tools, host, switch_netns, created)
         raise
     return LocalPort(request.container_id, ofport, host, spec.mac, mtu), io
+
+
+async def attach_spare(
+    tools: OvsTools,
+    *,
+    bridge: str,
+    request: PortRequest,
+    spare: pool.Spare,
+    switch_netns: str | None,
+    mark: Callable[[str], None] = lambda step: None,
+) -> LocalPort:
+    """Give ``spare`` to the container (``pool.py``); the spare is used up either way.
+    The OVS row still says "spare": ``relabel`` it (off the attach's critical path)."""
+    try:
+        spec = _spec(request, spare.mtu)
+        await netlink.in_netns(switch_netns, lambda: pool.adopt(spec, spare, mark))
+        mark("veth done")
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await pool.remove(tools, spare.host, switch_netns)
+        raise
+    return LocalPort(request.container_id, spare.ofport, spare.host, spec.mac, spare.mtu)
+
+
+async def relabel(tools: OvsTools, bridge: str, port: LocalPort) -> None:
+    """Record in OVS that ``port`` (a former spare) belongs to its container, so a
+    restarted router finds it (database only).  Until then it is a spare there:
+    a router that crashes meanwhile removes it at start, which takes the
+    container's veth with it, and the restored attach makes a new one."""
+    labels = [
+        f'external_ids:{KEY}="{port.container_id}"',
+        f'external_ids:meshrouter-bridge="{bridge}"',
+        f'external_ids:meshrouter-mac="{port.mac}"',
+        f"external_ids:meshrouter-mtu={port.mtu}",
+    ]
+    try:
+        await tools.vsctl_nowait("set", "interface", port.host_ifname, *labels,
+                                 "--", "remove", "interface", port.host_ifname,
+                                 "external_ids", pool.SPARE_KEY)
+    except UnavailableError as exc:  # the port works; a restart would re-make it
+        log.warning("cannot label port %s for %s: %s", port.host_ifname,
+                    port.container_id, exc)
+
+
+def _spec(request: PortRequest, mtu: int) -> netlink.VethSpec:
+    spec = netlink.VethSpec(
+        container_id=request.container_id,
+        container_netns=netlink.resolve_netns(request.netns),
+        ifname=request.ifname,
+        mac=request.mac.lower(),
+        cidr=request.cidr,
+        mtu=mtu,
+        gateway=request.gateway,
+    )
+    spec.validate()
+    return spec
 
 
 async def _undo(tools: OvsTools, host: str, switch_netns: str | None, created: bool) -> None:

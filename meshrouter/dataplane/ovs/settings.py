@@ -23,6 +23,7 @@ VXLAN_OVERHEAD = 50
 DatapathType = Literal["auto", "system", "netdev"]
 OwnDaemons = Literal["auto", "always", "never"]
 PortIo = Literal["auto", "afxdp", "afxdp-pmd", "afpacket"]
+XdpMode = Literal["generic", "native", "native-with-zerocopy", "best-effort"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,14 @@ class OvsSettings:
     container_mtu: int | None = None
     """Default: underlay MTU minus the VXLAN overhead."""
     port_io: PortIo = "auto"
-    """netdev only: ``auto`` tries AF_XDP (non-PMD, generic mode) per port, else AF_PACKET."""
+    """netdev only: ``auto`` tries AF_XDP (non-PMD) where the host supports it, else
+    AF_PACKET (``portio.py``)."""
+    xdp_mode: XdpMode = "generic"
+    """AF_XDP ports' ``options:xdp-mode``: generic was as fast as native on veth
+    (NOTES), and ``native-with-zerocopy`` fails there (the fallback test uses it)."""
+    port_pool: int = 2
+    """Spare container ports kept ready (``pool.py``): an attach takes one instead
+    of waiting for vswitchd to add a port (0: none)."""
     netns: str | None = None
     """The switch's network namespace (name or path); None: the router's own."""
     probe_interval: float = 1.0
@@ -69,6 +77,8 @@ class OvsSettings:
             raise ConfigError(f"VXLAN port {self.vxlan_port} out of range")
         if self.container_mtu is not None and not 576 <= self.container_mtu <= 65000:
             raise ConfigError(f"container MTU {self.container_mtu} out of range (576-65000)")
+        if not 0 <= self.port_pool <= 64:
+            raise ConfigError(f"port pool of {self.port_pool} out of range (0-64)")
         if self.probe_interval <= 0 or self.verify_interval <= 0:
             raise ConfigError("probe intervals must be positive")
 

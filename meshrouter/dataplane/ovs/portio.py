@@ -1,0 +1,81 @@
+"""Which port I/O to ask OVS for: AF_XDP where this host supports it, else AF_PACKET.
+
+ovs-lab/NOTES.md ("AF_XDP measured"): with the userspace datapath, AF_XDP on the
+underlay *and* the container ports (``afxdp-nonpmd``, ``xdp-mode=generic``) ran
+2x the AF_PACKET throughput on these veths (3x with PMD threads, which on 2
+shared cores cost everything else its CPU).  Whether AF_XDP works depends on
+the host: the OVS build (``iface_types``), the kernel (XDP sockets), the
+device and the mode (``native-with-zerocopy`` fails on veth).  So:
+
+* a cheap probe first (``static_probe``): OVS lists ``afxdp``, the kernel opens
+  an AF_XDP socket;
+* then the first AF_XDP port decides (``after_attempt``): if it fails before
+  any has worked, AF_XDP is taken as unusable here, with OVS's own error as
+  the reason, and every later port goes straight to AF_PACKET instead of
+  paying a failed reconfiguration each.  Once one port has worked, a later
+  failure is that port's own (it still falls back, alone);
+* the answer is kept for the datapath's life (recoveries included), and shown
+  in ``status`` and at start.
+
+``choose`` is the whole decision, a pure function tested case by case.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+AF_XDP = 44
+"""``socket.AF_XDP`` (Linux); not every Python build names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class XdpProbe:
+    """What is known of AF_XDP here: ``supported`` None until a port has tried it."""
+
+    supported: bool | None
+    reason: str
+
+
+UNKNOWN = XdpProbe(None, "not tried yet")
+
+
+def choose(wanted: str, dp_type: str | None, probe: XdpProbe) -> tuple[str, str]:
+    """(the I/O to ask for the next port -- ``afxdp``, ``afxdp-pmd`` or
+    ``afpacket`` -- and why).  ``wanted`` is the ``--port-io`` setting."""
+    if dp_type != "netdev":
+        return "afpacket", f"{dp_type or 'unknown'} datapath: kernel ports, no port I/O to choose"
+    if wanted == "afpacket":
+        return "afpacket", "AF_PACKET asked for (--port-io afpacket)"
+    if probe.supported is False:
+        return "afpacket", f"AF_XDP unusable here: {probe.reason}"
+    io = "afxdp-pmd" if wanted == "afxdp-pmd" else "afxdp"
+    if probe.supported:
+        return io, f"AF_XDP works here ({probe.reason})"
+    return io, "AF_XDP to be tried on the first port"
+
+
+def after_attempt(probe: XdpProbe, ok: bool, detail: str) -> XdpProbe:
+    """The probe after one AF_XDP port attempt (see the module doc)."""
+    if probe.supported is True:
+        return probe  # one port worked: later failures are those ports' own
+    if ok:
+        return XdpProbe(True, detail)
+    return XdpProbe(False, detail)
+
+
+def static_probe(iface_types: str) -> XdpProbe:
+    """Before any port: does this OVS build have AF_XDP ports, and this kernel
+    XDP sockets?  ``iface_types`` is ``ovs-vsctl get Open_vSwitch . iface_types``."""
+    if "afxdp" not in iface_types:
+        return XdpProbe(False, "this OVS build has no afxdp interface type "
+                        f"(iface_types: {iface_types.strip() or 'empty'})")
+    try:
+        sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EINVAL):
+            return XdpProbe(False, f"the kernel has no AF_XDP sockets ({exc.strerror})")
+        return UNKNOWN  # e.g. EPERM: let OVS itself try
+    sock.close()
+    return UNKNOWN

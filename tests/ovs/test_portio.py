@@ -1,0 +1,56 @@
+"""The AF_XDP / AF_PACKET decision (``portio``), case by case."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshrouter.dataplane.ovs import portio
+from meshrouter.dataplane.ovs.portio import UNKNOWN, XdpProbe, after_attempt, choose
+
+WORKS = XdpProbe(True, "afxdp-nonpmd xdp-mode=generic on ul0")
+BROKEN = XdpProbe(False, "afxdp-nonpmd xdp-mode=generic on ul0: Invalid argument")
+
+
+@pytest.mark.parametrize(("wanted", "dp_type", "probe", "io"), [
+    # the kernel datapath has no port I/O to choose, whatever was asked
+    ("auto", "system", UNKNOWN, "afpacket"),
+    ("afxdp", "system", WORKS, "afpacket"),
+    ("auto", None, UNKNOWN, "afpacket"),
+    # asked for AF_PACKET: never AF_XDP
+    ("afpacket", "netdev", WORKS, "afpacket"),
+    ("afpacket", "netdev", UNKNOWN, "afpacket"),
+    # auto: try until it fails, keep using it once it worked
+    ("auto", "netdev", UNKNOWN, "afxdp"),
+    ("auto", "netdev", WORKS, "afxdp"),
+    ("auto", "netdev", BROKEN, "afpacket"),
+    # forced AF_XDP still falls back where it cannot work (else no port would)
+    ("afxdp", "netdev", BROKEN, "afpacket"),
+    ("afxdp-pmd", "netdev", UNKNOWN, "afxdp-pmd"),
+    ("afxdp-pmd", "netdev", WORKS, "afxdp-pmd"),
+])
+def test_choose(wanted: str, dp_type: str | None, probe: XdpProbe, io: str) -> None:
+    assert choose(wanted, dp_type, probe)[0] == io
+
+
+def test_the_reason_names_the_cause() -> None:
+    assert choose("auto", "netdev", BROKEN)[1] == (
+        "AF_XDP unusable here: afxdp-nonpmd xdp-mode=generic on ul0: Invalid argument")
+    assert "--port-io afpacket" in choose("afpacket", "netdev", UNKNOWN)[1]
+    assert "first port" in choose("auto", "netdev", UNKNOWN)[1]
+
+
+def test_the_first_attempt_decides_and_a_later_failure_is_the_ports_own() -> None:
+    failed = after_attempt(UNKNOWN, False, "on ul0: Invalid argument")
+    assert failed == XdpProbe(False, "on ul0: Invalid argument")
+    worked = after_attempt(UNKNOWN, True, "on ul0")
+    assert worked == XdpProbe(True, "on ul0")
+    assert after_attempt(worked, False, "on mp12: too big") == worked
+    # a static probe's "no" is only overturned by a port that really worked
+    assert after_attempt(BROKEN, True, "on mp1") == XdpProbe(True, "on mp1")
+
+
+def test_static_probe_reads_the_ovs_build() -> None:
+    no_xdp = portio.static_probe("[dpdk, erspan, geneve, internal, patch, system, tap, vxlan]\n")
+    assert no_xdp.supported is False and "no afxdp interface type" in no_xdp.reason
+    types = "[afxdp, afxdp-nonpmd, erspan, geneve, internal, patch, system, tap, vxlan]"
+    assert portio.static_probe(types).supported in (None, False)  # the kernel decides
