@@ -8,18 +8,48 @@ while a reachable majority peer could have given an address
 one router are among the steps.  Prints the seeds that failed; replay seed S
 alone with ``python bench/ipam_campaign.py 1 PEERS RANGES S``.
 
-    python bench/ipam_campaign.py [SEEDS] [PEERS] [RANGES] [FIRST]  # default 200 8 /24 1
+    python bench/ipam_campaign.py [SEEDS] [PEERS] [RANGES] [FIRST] [JOBS]
+        # default 200 8 /24 1 1
     python bench/ipam_campaign.py 200 8 small     # /26, /27, /28 in turn by seed
+    nice -n 10 python bench/ipam_campaign.py 200 8 small 1 4   # 4 seeds at a time
+
+Each seed is a deterministic run; JOBS > 1 runs seeds in that many processes
+(the summary is the same, the order of the progress lines is not).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import time
+from typing import Any
 
 from _common import quiet
 
 from sim.runner import SimOptions, run_simulation
+
+TOTALS = ("allocations_met", "allocations_unmet", "reclaims", "donations", "duplicates_seen")
+
+
+def run_seed(job: tuple[int, int, str]) -> dict[str, Any]:
+    """One seed: its IPAM totals, refusals and (at most 3) violations."""
+    seed, peers, address_range = job
+    quiet()
+    options = SimOptions(
+        peers=peers, seed=seed, scenario="ipam-campaign", latency=0.005,
+        loss=0.01 if seed % 2 else 0.0, heartbeat_interval=2.0, heartbeat_timeout=6.0,
+        reclaim_after=20.0, duration=120.0, ipalloc_range=address_range,
+    )
+    result = run_simulation(options)
+    assert result.ipam is not None
+    return {
+        "seed": seed,
+        "totals": {key: int(result.ipam[key]) for key in TOTALS},
+        "refusals": sum(1 for v in result.violations
+                        if v.invariant == "ipam-no-refusal-while-donatable"),
+        "failed": bool(result.violations) or not result.converged,
+        "violations": [str(v) for v in result.violations][:3],
+    }
 
 
 def main() -> None:
@@ -30,30 +60,27 @@ def main() -> None:
     ranges = (["10.32.0.0/26", "10.32.0.0/27", "10.32.0.0/28"] if which == "small"
               else [f"10.32.0.0{which}"])
     first = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    jobs = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     start = time.perf_counter()
+    work = [(seed, peers, ranges[seed % len(ranges)]) for seed in range(first, first + seeds)]
     failed: list[tuple[int, list[str]]] = []
-    totals = {"allocations_met": 0, "allocations_unmet": 0, "reclaims": 0, "donations": 0,
-              "duplicates_seen": 0}
+    totals = dict.fromkeys(TOTALS, 0)
     refusals = 0
-    for seed in range(first, first + seeds):
-        options = SimOptions(
-            peers=peers, seed=seed, scenario="ipam-campaign", latency=0.005,
-            loss=0.01 if seed % 2 else 0.0, heartbeat_interval=2.0, heartbeat_timeout=6.0,
-            reclaim_after=20.0, duration=120.0, ipalloc_range=ranges[seed % len(ranges)],
-        )
-        result = run_simulation(options)
-        assert result.ipam is not None
-        for key in totals:
-            totals[key] += int(result.ipam[key])
-        refusals += sum(1 for v in result.violations
-                        if v.invariant == "ipam-no-refusal-while-donatable")
-        if result.violations or not result.converged:
-            failed.append((seed, [str(v) for v in result.violations][:3]))
-            print(f"seed {seed}: FAILED {failed[-1][1]}", flush=True)
-        elif (seed - first + 1) % 20 == 0:
-            print(f"{seed} seeds done, {time.perf_counter() - start:.0f} s", flush=True)
+    done = 0
+    with multiprocessing.Pool(jobs) if jobs > 1 else _Serial() as pool:
+        for outcome in pool.imap_unordered(run_seed, work):
+            done += 1
+            for key in TOTALS:
+                totals[key] += outcome["totals"][key]
+            refusals += outcome["refusals"]
+            if outcome["failed"]:
+                failed.append((outcome["seed"], outcome["violations"]))
+                print(f"seed {outcome['seed']}: FAILED {outcome['violations']}", flush=True)
+            elif done % 20 == 0:
+                print(f"{done} seeds done, {time.perf_counter() - start:.0f} s", flush=True)
     print(
-        f"{seeds} seeds x {peers} peers, ranges {', '.join(ranges)}: {len(failed)} failed; "
+        f"{seeds} seeds x {peers} peers, ranges {', '.join(ranges)}: {len(failed)} failed"
+        f"{' (' + ', '.join(str(s) for s, _ in sorted(failed)) + ')' if failed else ''}; "
         f"duplicates found: {totals['duplicates_seen']}; refusals while a reachable "
         f"majority peer could donate: {refusals}; "
         f"allocations met {totals['allocations_met']}, "
@@ -62,6 +89,19 @@ def main() -> None:
     )
     if failed:
         sys.exit(1)
+
+
+class _Serial:
+    """``Pool``'s interface, in this process (JOBS = 1: seeds in order)."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def imap_unordered(self, fn: Any, items: list[Any]) -> Any:
+        return map(fn, items)
 
 
 if __name__ == "__main__":

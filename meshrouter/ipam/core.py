@@ -270,7 +270,7 @@ class IpamCore:
         found = self.local.find_free(self.ring, start, end)
         if found is not None:
             self._record(container, found)
-            self.local.refill(self.ring, start, end)
+            self.local.refill(self.ring, start, end, self._waiting(start, end))
             return found
         reason = self._make_room(start, end, now)
         waiting = self.pending.get(key)
@@ -447,8 +447,7 @@ class IpamCore:
         if self.local.available(ring, start, end) > 0:
             self._ack_wait.clear()
             return "ready"
-        want = sum(1 for p in self.pending.values()
-                   if p.kind == "allocate" and p.subnet == (start, end))
+        want = self._waiting(start, end)
         token = self.local.extend(ring, start, end, want, self.majority.unreachable_since)
         if token is None:
             return self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
@@ -461,6 +460,11 @@ class IpamCore:
         # may not acknowledge for long: ask a peer for space meanwhile.
         asked = self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
         return f"{waiting}; meanwhile {asked}"
+
+    def _waiting(self, start: int, end: int) -> int:
+        """Allocation requests waiting for an address in [start, end)."""
+        return sum(1 for p in self.pending.values()
+                   if p.kind == "allocate" and p.subnet == (start, end))
 
     def _no_ring_reason(self) -> str:
         return reasons.no_ring_reason(self.paxos, self.mode)

@@ -50,7 +50,7 @@ def test_one_router_gets_every_address_of_a_small_range(cidr: str, peers: int) -
     # Full: the next request is refused within FULL_GRACE, saying why.
     assert core.allocate("one-more", None, net.now) is None
     assert [p.reason for p in core.pending.values()] == [RANGE_FULL]
-    net.now += FULL_GRACE
+    net.now += FULL_GRACE + 0.1  # a tick past the grace (float sums of 0.1 s steps)
     with pytest.raises(IpamUnavailableError, match=RANGE_FULL):
         core.allocate("one-more", None, net.now)
     assert core.pending == {}
@@ -102,6 +102,6 @@ def test_a_donor_with_one_free_address_gives_it() -> None:
     assert c.free_count() == 0 and c.counters.donations_given == 1
     net.settle(1.0)
     assert a.allocate("one-more", None, net.now) is None
-    net.now += FULL_GRACE
+    net.now += FULL_GRACE + 0.1  # a tick past the grace (float sums of 0.1 s steps)
     with pytest.raises(IpamUnavailableError, match=RANGE_FULL):
         a.allocate("one-more", None, net.now)
