@@ -52,6 +52,9 @@ OWN_NETNS = "/proc/self/ns/net"
 """The router's own namespace, as a path that stays true across restarts (the
 dataplane saves it with the port; a PID would not)."""
 QUICK = 1.0
+RING_POLL = 0.25
+"""While waiting for an address ring (automatic mode): the first container's
+attach founds it, and its host should be exposed moments later."""
 SLOW = 5.0
 MAX_BACKOFF = 30.0
 
@@ -105,7 +108,7 @@ class ExposeService(ServiceBase):
         while True:
             async with self._lock:
                 pending = await self._reconcile()
-            pause = QUICK if pending else SLOW
+            pause = RING_POLL if pending else SLOW
             if self.error:
                 pause = min(MAX_BACKOFF, QUICK * 2 ** min(self._failures, 5))
             with trio.move_on_after(pause):
