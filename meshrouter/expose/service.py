@@ -142,6 +142,9 @@ class ExposeService(ServiceBase):
         return ipam is not None and ipam.status().get("state") == "ready"
 
     def _auto_allowed(self) -> bool:
+        """Whether automatic mode wants the host exposed at all.  The ring is
+        checked only before a new attach (``_reconcile``): an exposure restored
+        at start stays while IPAM is still learning its ring."""
         dns = self._dns()
         return self.auto and auto_wanted(
             self.state, datapath_kind=self.context.datapath.kind,
