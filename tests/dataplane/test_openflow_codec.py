@@ -117,6 +117,15 @@ ffffffff ffffffff ffffffff 0000 0000
     assert wire.bundle_add(9, b"\x05\x00\x00\x08\x00\x00\x00\x09") == hexbytes(
         "05 22 0018 00000009  00006d72 0000 0003  05 00 0008 00000009")
     assert wire.hello(1) == hexbytes("05 00 0010 00000001  0001 0008 00000020")
+    assert flowmod.aggregate_request(2, COOKIE_PREFIX, COOKIE_MASK) == hexbytes("""
+05 12 0038 00000002  0002 0000 00000000   # MULTIPART_REQUEST, AGGREGATE
+ff 000000 ffffffff ffffffff 00000000      # all tables, any port, any group
+6d72000000000000 ffff000000000000         # cookie / mask
+0001 0004 00000000                        # empty match
+""")
+    reply = wire.split(hexbytes("05 13 0028 00000002  0002 0000 00000000"
+                                "0000000000000007 0000000000000100 0000002a 00000000"))
+    assert flowmod.aggregate_flow_count(reply) == 42
 
 
 # What ovs-ofctl's own decoder prints for our messages (OVS's ordering of fields).

@@ -109,6 +109,8 @@ def test_native_bundles_install_what_ovs_ofctl_installs(host: Host) -> None:
         assert (pushed.kind, pushed.channel, pushed.flow_mods) == ("full", "openflow", 86)
         native = dump(host, bridge)
         assert len(native) == 87 and any("cookie=0x1," in line for line in native)
+        assert await sync.count_ours(tools) == 86  # natively, over the same connection
+        assert await flowsync.FlowSync(bridge, native=False).count_ours(tools) == 86
 
         # the same table through ovs-ofctl's own parser and encoder dumps the same
         assert await installed_by_ofctl(full) == native

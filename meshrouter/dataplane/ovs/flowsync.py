@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _TUN_DST = re.compile(r"set_field:(\d{1,3}(?:\.\d{1,3}){3})->tun_dst")
 _COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
+_FLOW_COUNT = re.compile(r"flow_count=(\d+)")
 MAX_FLOW_LINE = 8192
 XID_FLOW = 0x6D720010
 """The xid of every flow_mod we send (and of its bundle wrapper): constant, so a
@@ -417,27 +418,44 @@ class FlowSync:
             return False
         return installed is None or (isinstance(installed, DesiredTable) and installed.encoded)
 
-    async def _push_native(self, tools: OvsTools, desired: DesiredTable,
-                           installed: DesiredTable | None) -> Pushed:
+    async def count_ours(self, tools: OvsTools) -> int:
+        """How many flows with our cookie prefix the switch holds (the periodic check):
+        one request on the native connection, else ``ovs-ofctl dump-aggregate``."""
+        if not self.disabled and trio.current_time() >= self._retry_at:
+            try:
+                return await self._native_channel(tools).count_flows(COOKIE_PREFIX, COOKIE_MASK)
+            except OpenFlowChannelError as exc:
+                self.fallback_reason = str(exc)
+                self._retry_at = trio.current_time() + NATIVE_RETRY
+        out = await tools.ofctl("dump-aggregate", self.bridge, COOKIE_MATCH)
+        found = _FLOW_COUNT.search(out)
+        return int(found.group(1)) if found else -1
+
+    def _native_channel(self, tools: OvsTools) -> OpenFlowChannel:
         path = mgmt_path(tools.rundir, self.bridge)
         if self._channel is None or self._channel.path != path:
             self.close()
             self._channel = OpenFlowChannel(path, timeout=self.timeout)
+        return self._channel
+
+    async def _push_native(self, tools: OvsTools, desired: DesiredTable,
+                           installed: DesiredTable | None) -> Pushed:
+        channel = self._native_channel(tools)
         messages, new_lines = native_messages(installed, desired)
         if installed is None:
             kind, size = "full", len(desired)
         else:
             kind, size = "delta", len(messages)
         if messages:
-            was_connected = self._channel.connected
+            was_connected = channel.connected
             try:
-                await self._channel.bundle(messages)
+                await channel.bundle(messages)
             except OpenFlowChannelError:
                 if not was_connected:
                     raise
                 # an idle connection may have died with a restarted vswitchd:
                 # once more on a fresh one (the switch discarded the half bundle)
-                await self._channel.bundle(messages)
+                await channel.bundle(messages)
         self.fallback_reason = ""
         self.last_channel = "openflow"
         return Pushed(kind, size, "openflow", new_lines)

@@ -40,6 +40,7 @@ XID_OPEN = 0x6D720001
 XID_COMMIT = 0x6D720002
 XID_HELLO = 0x6D720003
 XID_BARRIER = 0x6D720004
+XID_COUNT = 0x6D720005
 
 
 class OpenFlowChannel:
@@ -203,6 +204,30 @@ class OpenFlowChannel:
             elif msg.xid == xid and msg.type == reply:
                 return errors
             # the open reply and stray replies need nothing
+
+
+    async def count_flows(self, prefix: int, cookie_mask: int) -> int:
+        """How many flows in the switch have a cookie matching ``prefix`` under the mask."""
+        try:
+            with trio.fail_after(self.timeout):
+                await self._connect()
+                await self._send(flowmod.aggregate_request(XID_COUNT, prefix, cookie_mask))
+                while True:
+                    msg = await self._next_message()
+                    if msg.xid != XID_COUNT:
+                        continue  # a late reply of something else
+                    if msg.type == wire.MsgType.ERROR:
+                        raise OpenFlowError(
+                            f"flow count refused: {wire.parse_error(msg).describe()}")
+                    try:
+                        return flowmod.aggregate_flow_count(msg)
+                    except MalformedMessageError as exc:
+                        self.close()
+                        raise OpenFlowChannelError(f"{self.path}: {exc}") from None
+        except trio.TooSlowError:
+            self.close()
+            raise OpenFlowChannelError(
+                f"flow count from {self.path}: no answer within {self.timeout:g} s") from None
 
 
 def mgmt_path(rundir: str, bridge: str) -> str:
