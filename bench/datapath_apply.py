@@ -142,11 +142,12 @@ class Bench:
         t1, v1, c1 = time.perf_counter(), self.cpu.vswitchd(), Cpu.children()
         return t1 - t0, c1 - c0, v1 - v0
 
-    async def timed(self, fn: Callable[[], Awaitable[object]]) -> tuple[float, float]:
-        """(wall, vswitchd CPU) of one awaited call."""
-        v0, t0 = self.cpu.vswitchd(), time.perf_counter()
+    async def timed(self, fn: Callable[[], Awaitable[object]]) -> tuple[float, float, float]:
+        """(wall, vswitchd CPU, router CPU) of one awaited call."""
+        v0, c0, t0 = self.cpu.vswitchd(), time.process_time(), time.perf_counter()
         await fn()
-        return time.perf_counter() - t0, self.cpu.vswitchd() - v0
+        t1, c1 = time.perf_counter(), time.process_time()
+        return t1 - t0, self.cpu.vswitchd() - v0, c1 - c0
 
     def clear(self) -> None:
         self.ofctl("del-flows", self.bridge)
@@ -199,9 +200,10 @@ class Bench:
             over.append(await self.timed(lambda: sync.push(self.tools, desired, None)))
         sync.close()
         self.row(f"native: bundle of {n} adds into an empty table", [e[0] for e in empty],
-                 [e[1] for e in empty])
+                 [e[1] for e in empty], f"router CPU {ms([e[2] for e in empty])}")
         self.row(f"native: bundle delete-ours + {n} adds over the same table",
-                 [e[0] for e in over], [e[1] for e in over])
+                 [e[0] for e in over], [e[1] for e in over],
+                 f"router CPU {ms([e[2] for e in over])}")
 
     async def channels(self, n: int) -> dict[str, dict[str, list[float]]]:
         """Each channel, Python side included: full apply (switch empty; switch holding
