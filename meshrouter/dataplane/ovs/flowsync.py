@@ -1,7 +1,8 @@
 """Theory of operation: what to send to the switch so its table equals the desired one.
 
-Pure (no I/O), so it is tested exactly and with properties; the shell runs the
-texts it produces through ``ovs-ofctl -O OpenFlow13 --bundle``.
+The builders of texts and messages are pure, so they are tested exactly and with
+properties; ``FlowSync`` at the end is the shell that sends them (the rendering of
+each flow, cached, is ``rendercache``).
 
 * A flow's identity is its ``match_text()`` (table, priority, match: what OpenFlow
   uses for a strict delete or modify); its full line is ``to_ofctl()``.
@@ -40,7 +41,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -48,28 +49,30 @@ from meshrouter.dataplane.core.flow import Flow
 from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
 from meshrouter.dataplane.openflow import flowmod, wire
 from meshrouter.dataplane.ovs.ofchannel import OpenFlowChannel, mgmt_path
+from meshrouter.dataplane.ovs.rendercache import (
+    XID_FLOW,
+    DesiredTable,
+    Entry,
+    OfctlFlow,
+    RenderCache,
+    encode_add,
+)
 from meshrouter.dataplane.ovs.tools import OvsTools
-from meshrouter.errors import InvalidRequestError, OpenFlowChannelError, OpenFlowError
+from meshrouter.errors import OpenFlowChannelError, OpenFlowError
+
+__all__ = [
+    "NATIVE_RETRY", "Delta", "DesiredTable", "FlowSync", "Pushed", "RenderCache", "changes",
+    "delta", "desired_table", "encode_add", "foreign_lines", "full_text", "native_messages",
+    "tunnel_destinations",
+]
 
 log = logging.getLogger(__name__)
 
 _TUN_DST = re.compile(r"set_field:(\d{1,3}(?:\.\d{1,3}){3})->tun_dst")
 _COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
 _FLOW_COUNT = re.compile(r"flow_count=(\d+)")
-MAX_FLOW_LINE = 8192
-XID_FLOW = 0x6D720010
-"""The xid of every flow_mod we send (and of its bundle wrapper): constant, so a
-flow's messages are cached bytes; an error names the flow by its echoed start."""
 NATIVE_RETRY = 5.0
 COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
-
-
-class OfctlFlow(Protocol):
-    """What the shell needs of a flow (``meshrouter.dataplane.core.flow.Flow`` has it)."""
-
-    def match_text(self) -> str: ...
-
-    def to_ofctl(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,171 +87,6 @@ class Delta:
     @property
     def empty(self) -> bool:
         return self.added == 0 and self.removed == 0
-
-
-Entry = tuple[OfctlFlow, str, str, "bytes | None"]
-"""(flow, match_text, line, bundled OFPFC_ADD message or None) of one rendered flow."""
-
-
-class DesiredTable(dict[str, str]):
-    """``{match_text: line}`` as before, plus each key's rendered entry (the flow
-    object and its cached OpenFlow add message) for the native channel, and --
-    when it was derived from the previous table -- which keys changed since."""
-
-    __slots__ = ("base", "changed", "encoded", "entries")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[str, Entry] = {}
-        self.encoded = True
-        """Whether every flow has an OpenFlow encoding (structured ``Flow`` objects)."""
-        self.base: DesiredTable | None = None
-        """The table this one was derived from (``changed`` is relative to it)."""
-        self.changed: set[str] = set()
-
-    def derive(self) -> DesiredTable:
-        """A copy to change, remembering this table as its base (and forgetting this
-        table's own base, so a chain of applies keeps two tables alive, not all)."""
-        table = DesiredTable()
-        dict.update(table, self)
-        table.entries = dict(self.entries)
-        table.encoded = self.encoded
-        table.base = self
-        self.base = None
-        return table
-
-    def changed_since(self, other: dict[str, str]) -> Iterable[str]:
-        """Keys whose line may differ between ``other`` and this table: the recorded
-        changes when ``other`` is the base, else every key of both."""
-        if other is self.base:
-            return self.changed
-        return self.keys() | other.keys()
-
-
-def encode_add(flow: Flow) -> bytes:
-    """The ``OFPT_BUNDLE_ADD_MESSAGE`` holding ``flow``'s ``OFPFC_ADD``."""
-    return wire.bundle_add(XID_FLOW, flowmod.add(XID_FLOW, flow))
-
-
-class RenderCache:
-    """Renderings of the flow *objects* of the previous apply, by identity.
-
-    Rendering 10,000 flows costs tens of milliseconds of Python, more than the
-    whole budget of a one-endpoint delta; a builder that reuses unchanged ``Flow``
-    objects (``table.py`` memoises them) then pays only for the new ones.  Keyed
-    by ``id()`` with the object kept alive in the entry, so an id present in both
-    the previous and the new list is the same object.  Value equality is not
-    used: hashing and comparing dataclasses costs nearly as much as rendering.
-
-    When most objects are the same as last time, the new table is *derived*
-    from the previous one: only the objects that appeared or disappeared are
-    looked at (set operations on their ids), and the table records which keys
-    changed, so the delta that follows is computed from those keys alone.  A
-    one-endpoint change to a 10,000-flow table thus costs a few milliseconds of
-    Python instead of tens.  ``_counts`` keeps how many objects hold each key,
-    because two equal flows may be two objects and one of them may go.
-    """
-
-    def __init__(self, *, encode: bool = True) -> None:
-        self._entries: dict[int, Entry] = {}
-        self._counts: dict[str, int] = {}
-        self._last: DesiredTable | None = None
-        self.hits = 0
-        self.encode = encode
-
-    def _render(self, flow: OfctlFlow) -> Entry:
-        line = flow.to_ofctl()
-        if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
-            raise InvalidRequestError(f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
-        encoded = None
-        if self.encode and isinstance(flow, Flow):
-            try:
-                encoded = encode_add(flow)
-            except ValueError as exc:  # over 64 KiB, or a value the codec refuses
-                log.warning("flow %s has no OpenFlow encoding: %s", flow.match_text(), exc)
-        return (flow, flow.match_text(), line, encoded)
-
-    def table(self, flows: Iterable[OfctlFlow]) -> DesiredTable:
-        """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
-        second flow_mod and two different flows with the same match."""
-        seq = flows if isinstance(flows, list | tuple) else list(flows)
-        by_id = dict(zip(map(id, seq), seq, strict=True))
-        old = self._entries
-        last = self._last
-        if last is not None:
-            gone = old.keys() - by_id.keys()
-            new = by_id.keys() - old.keys()
-            if len(gone) + len(new) <= len(by_id) // 2:
-                return self._derive(last, by_id, gone, new)
-        return self._full(by_id)
-
-    def _full(self, by_id: dict[int, OfctlFlow]) -> DesiredTable:
-        old_get = self._entries.get
-        new: dict[int, Entry] = {}
-        counts: dict[str, int] = {}
-        table = DesiredTable()
-        entries = table.entries
-        put = table.setdefault
-        misses = 0
-        for fid, flow in by_id.items():  # a cold apply: every object looked at
-            entry = old_get(fid)
-            if entry is None:
-                entry = self._render(flow)
-                misses += 1
-            new[fid] = entry
-            key, line = entry[1], entry[2]
-            previous = put(key, line)
-            if previous is not line and previous != line:
-                raise InvalidRequestError(f"two different flows with the same match: {key}")
-            if key not in counts:
-                entries[key] = entry
-            counts[key] = counts.get(key, 0) + 1
-        table.encoded = all(e[3] is not None for e in entries.values())
-        self._commit(table, new, counts, len(new) - misses)
-        return table
-
-    def _derive(self, last: DesiredTable, by_id: dict[int, OfctlFlow], gone: set[int],
-                new: set[int]) -> DesiredTable:
-        table = last.derive()
-        entries = dict(self._entries)
-        counts = dict(self._counts)
-        changed = table.changed
-        for fid in gone:
-            key = entries.pop(fid)[1]
-            left = counts[key] - 1
-            if left:
-                counts[key] = left  # an equal flow (another object) still holds the key
-            else:
-                del counts[key], table[key], table.entries[key]
-                changed.add(key)
-        encoded = table.encoded
-        for fid in new:
-            entry = entries[fid] = self._render(by_id[fid])
-            key, line = entry[1], entry[2]
-            previous = table.get(key)
-            if previous is None:
-                table[key] = line
-                table.entries[key] = entry
-                counts[key] = 1
-                changed.add(key)
-                if entry[3] is None:
-                    encoded = False
-            elif previous == line:
-                counts[key] += 1
-            else:
-                raise InvalidRequestError(f"two different flows with the same match: {key}")
-        if not table.encoded:  # the flow without an encoding may be one that went
-            encoded = all(e[3] is not None for e in table.entries.values())
-        table.encoded = encoded
-        self._commit(table, entries, counts, len(by_id) - len(new))
-        return table
-
-    def _commit(self, table: DesiredTable, entries: dict[int, Entry], counts: dict[str, int],
-                hits: int) -> None:
-        self._entries = entries
-        self._counts = counts
-        self._last = table
-        self.hits = hits
 
 
 def desired_table(
