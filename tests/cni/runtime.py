@@ -24,8 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,15 +112,6 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, Any]:
 def cni(host: Host, command: str, config: dict[str, Any], container: Container | None = None,
         cid: str = "", args: str = "") -> tuple[int, Any]:
     return finish(start_plugin(host, command, config, container, cid, args))
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def learn(container: Container, result: dict[str, Any]) -> None:

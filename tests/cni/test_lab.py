@@ -16,8 +16,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cni.runtime import cni, conf, finish, learn, open_lab, start_plugin, two_hosts, wait_for
+from tests.cni.runtime import (
+    cni,
+    conf,
+    finish,
+    learn,
+    open_lab,
+    start_plugin,
+    two_hosts,
+)
 from tests.integration.lab import REPO, Lab, lab_skip_reason
+from tests.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -31,7 +40,7 @@ def lab() -> Iterator[Lab]:
 def test_every_verb_as_a_runtime_drives_it(lab: Lab) -> None:
     h1, h2, r1, r2 = two_hosts(lab)
     a, b = lab.add_container(h1), lab.add_container(h2)
-    wait_for(lambda: cni(h1, "STATUS", conf(r1)) == (0, None), 60, "STATUS to succeed on h1")
+    wait_until(lambda: cni(h1, "STATUS", conf(r1)) == (0, None), 60, "STATUS to succeed on h1")
     status, version = cni(h1, "VERSION", {"cniVersion": "1.1.0"})
     assert status == 0 and "1.1.0" in version["supportedVersions"]
 
@@ -48,14 +57,14 @@ def test_every_verb_as_a_runtime_drives_it(lab: Lab) -> None:
     # the address is on the container's interface, as the result says
     shown = a.exec("ip", "-j", "addr", "show", "eth0")
     assert a.ip in shown and ra["interfaces"][1]["mac"] in shown
-    wait_for(lambda: a.ping(b) and b.ping(a), 60, "the two containers to reach each other")
+    wait_until(lambda: a.ping(b) and b.ping(a), 60, "the two containers to reach each other")
     def lookup() -> str:
         found = subprocess.run(["ip", "netns", "exec", h2.ns, sys.executable, "-m",
                                 "meshrouter.cli", "--api", r2.api, "dns-lookup", "alpha"],
                                capture_output=True, text=True, cwd=REPO, check=False)
         return found.stdout
 
-    wait_for(lambda: a.ip in lookup(), 30, "the container's name to reach h2's DNS")
+    wait_until(lambda: a.ip in lookup(), 30, "the container's name to reach h2's DNS")
 
     assert cni(h1, "ADD", conf(r1), a) == (0, ra), "ADD again returns the attachment"
     assert cni(h1, "CHECK", conf(r1, prevResult=ra), a) == (0, None)
@@ -75,7 +84,7 @@ def test_every_verb_as_a_runtime_drives_it(lab: Lab) -> None:
     assert cni(h2, "DEL", conf(r2), b) == (0, None)
     assert cni(h2, "DEL", conf(r2), b) == (0, None)
     assert b.ip not in r2.cli("ps")
-    wait_for(lambda: not a.ping(b), 30, "DEL to remove reachability")
+    wait_until(lambda: not a.ping(b), 30, "DEL to remove reachability")
 
     # GC: attachments not in cni.dev/valid-attachments go; valid ones stay
     c = lab.add_container(h1)
@@ -99,7 +108,7 @@ def test_twenty_concurrent_adds(lab: Lab) -> None:
     h1, h2, r1, r2 = two_hosts(lab)
     hosts = {h1.index: (h1, r1), h2.index: (h2, r2)}
     containers = [lab.add_container(h) for h in (h1, h2) for _ in range(10)]
-    wait_for(lambda: cni(h2, "STATUS", conf(r2)) == (0, None), 60, "STATUS on h2")
+    wait_until(lambda: cni(h2, "STATUS", conf(r2)) == (0, None), 60, "STATUS on h2")
     started = [start_plugin(hosts[c.host.index][0], "ADD", conf(hosts[c.host.index][1]), c)
                for c in containers]
     for container, process in zip(containers, started, strict=True):
@@ -108,6 +117,6 @@ def test_twenty_concurrent_adds(lab: Lab) -> None:
         learn(container, result)
     assert len({c.ip for c in containers}) == 20, [c.ip for c in containers]
     first = containers[0]
-    wait_for(lambda: first.ping(containers[-1]), 60, "the first container to reach the last")
+    wait_until(lambda: first.ping(containers[-1]), 60, "the first container to reach the last")
     unreachable = [c.name for c in containers[1:] if not (first.ping(c) and c.ping(first))]
     assert not unreachable, f"not reachable from/to {first.name}: {unreachable}"

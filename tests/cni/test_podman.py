@@ -18,9 +18,9 @@ from tests.cni.runtime import (
     open_lab,
     podman_skip_reason,
     two_hosts,
-    wait_for,
 )
 from tests.integration.lab import Lab, RouterInHost
+from tests.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -45,7 +45,7 @@ def test_podman_run_gets_an_address_and_reaches_another_host_by_name(lab: Lab) -
     status, result = cni(h2, "ADD", conf(r2), beta, args="K8S_POD_NAME=beta")
     assert status == 0, result
     learn(beta, result)
-    wait_for(lambda: nameserver(r1) != "", 30, "h1 to expose itself on the overlay")
+    wait_until(lambda: nameserver(r1) != "", 30, "h1 to expose itself on the overlay")
     dns = nameserver(r1)
     podman = Podman(h1, lab.base / "podman", r1.data_dir / "addresses.json")
     try:
@@ -56,7 +56,7 @@ def test_podman_run_gets_an_address_and_reaches_another_host_by_name(lab: Lab) -
         assert alpha["ip"] in podman("exec", "alpha", "ip", "addr", "show", "eth0")
         resolv = podman("exec", "alpha", "cat", "/etc/resolv.conf")
         assert f"nameserver {dns}" in resolv and f"search {DOMAIN}" in resolv, resolv
-        wait_for(lambda: podman.pings("alpha", beta.ip), 60, "alpha to reach beta on h2")
+        wait_until(lambda: podman.pings("alpha", beta.ip), 60, "alpha to reach beta on h2")
         # by name, from inside the container, through the nameserver in its resolv.conf
         answer = podman("exec", "alpha", "nslookup", f"beta.{DOMAIN}")
         assert beta.ip in answer, answer
