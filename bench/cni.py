@@ -34,10 +34,12 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,42 +146,78 @@ def parse_importtime(text: str) -> dict[str, tuple[int, int]]:
 # -- 2. ADD and DEL ---------------------------------------------------------------------
 
 
+def server_cpu_ms(pids: list[int]) -> float:
+    """CPU milliseconds used so far by the router (with the OVS tools it ran and
+    reaped) and the host's OVS daemons: the server side of a request, which load
+    does not inflate."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def inside(plugin: str, address_file: str, pairs: list[str]) -> None:
     """In the host's namespace: per container, the plugin (ADD, later DEL) and the same
     request over the API for its twin namespace, interleaved; timings as JSON."""
     from meshrouter.api.client import ApiClient
 
     with open(address_file) as handle:
-        client = ApiClient(json.load(handle)["api"], timeout=120)
+        record = json.load(handle)
+    client = ApiClient(record["api"], timeout=120)
+    run = Path(address_file).parent / "ovs" / "run"
+    pids = [int(record["pid"])]
+    for daemon in ("ovs-vswitchd", "ovsdb-server"):
+        try:
+            pids.append(int((run / f"{daemon}.pid").read_text().strip()))
+        except (OSError, ValueError):
+            pass
     conf = json.dumps({"cniVersion": "1.1.0", "name": "bench", "type": "meshrouter-cni",
                        "addressFile": address_file})
     timings: dict[str, list[float]] = {}
+    server: dict[str, list[float]] = {}
 
-    def measure(label: str, method: str, path: str, body: dict[str, str] | None = None,
-                ) -> None:
+    # The router and OVS use CPU when idle too (heartbeats, OVS's own loops): measured
+    # first, and taken off each step in proportion to its wall time.
+    before, start = server_cpu_ms(pids), time.perf_counter()
+    time.sleep(3)
+    idle = (server_cpu_ms(pids) - before) / ((time.perf_counter() - start) * 1000)
+
+    def step(label: str, action: Callable[[], float]) -> None:
+        before = server_cpu_ms(pids)
+        wall = action()
+        timings.setdefault(label, []).append(wall)
+        server.setdefault(label, []).append(server_cpu_ms(pids) - before - idle * wall)
+
+    def request(method: str, path: str, body: dict[str, str] | None = None) -> float:
         start = time.perf_counter()
         client.request(method, path, body)
-        timings.setdefault(label, []).append((time.perf_counter() - start) * 1000)
+        return (time.perf_counter() - start) * 1000
 
-    def plugin_env(command: str, i: int, ns: str) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": f"bench{i}",
-                "CNI_NETNS": f"/run/netns/{ns}", "CNI_IFNAME": "eth0",
-                "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": ""}
+    def plugin_run(command: str, i: int, ns: str, label: str) -> float:
+        env = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": f"bench{i}",
+               "CNI_NETNS": f"/run/netns/{ns}", "CNI_IFNAME": "eth0",
+               "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": ""}
+        return timed([plugin], env, conf, label)
 
     containers = [pair.split(",") for pair in pairs]
     for i, (ns, twin) in enumerate(containers):
-        timings.setdefault("VERSION (start-up only)", []).append(
-            timed([plugin], plugin_env("VERSION", i, ns), conf, "VERSION (start-up only)"))
-        timings.setdefault("ADD (plugin process)", []).append(
-            timed([plugin], plugin_env("ADD", i, ns), conf, "ADD (plugin process)"))
-        measure("POST /attach (API only)", "POST", "/attach",
-                {"container_id": f"api{i}", "netns": f"/run/netns/{twin}"})
-        measure("GET /status/dns (API only)", "GET", "/status/dns")
+        for label, command in (("VERSION (start-up only)", "VERSION"),
+                               ("ADD (plugin process)", "ADD")):
+            step(label, lambda c=command, x=i, n=ns, la=label: plugin_run(c, x, n, la))
+        body = {"container_id": f"api{i}", "netns": f"/run/netns/{twin}"}
+        step("POST /attach (API only)", lambda b=body: request("POST", "/attach", b))
+        step("GET /status/dns (API only)", lambda: request("GET", "/status/dns"))
     for i, (ns, _twin) in enumerate(containers):
-        timings.setdefault("DEL (plugin process)", []).append(
-            timed([plugin], plugin_env("DEL", i, ns), conf, "DEL (plugin process)"))
-        measure("DELETE /attach (API only)", "DELETE", f"/attach/api{i}")
-    print(json.dumps({"timings": timings, "cpu": CPU}))
+        step("DEL (plugin process)",
+             lambda x=i, n=ns: plugin_run("DEL", x, n, "DEL (plugin process)"))
+        step("DELETE /attach (API only)",
+             lambda x=i: request("DELETE", f"/attach/api{x}"))
+    print(json.dumps({"timings": timings, "cpu": CPU, "server": server, "idle": idle}))
 
 
 def add_del(lab: Lab, host: Host, router: RouterInHost, count: int) -> None:
@@ -194,10 +232,16 @@ def add_del(lab: Lab, host: Host, router: RouterInHost, count: int) -> None:
     measured = json.loads(out.strip().splitlines()[-1])
     timings: dict[str, list[float]] = measured["timings"]
     CPU.update(measured["cpu"])
+    server: dict[str, list[float]] = measured["server"]
     print(f"\nmeshrouter-cni ADD/DEL against a router with OVS (netdev), {count} containers one "
-          f"at a time, plugin run by {interpreter()}; {load()}; wall per process or request")
+          f"at a time, plugin run by {interpreter()}; {load()}; wall per process or request;\n  "
+          "CPU of the plugin process, and of the router (with the OVS tools it ran) and its "
+          "OVS daemons while it ran,\n  beyond their idle use "
+          f"({1000 * measured['idle']:.0f} ms of CPU per second; a mean: work the router "
+          "finishes after answering counts toward the next step)")
     for label, values in timings.items():
-        print(row(label, values, cpu_text(label)))
+        print(row(label, values, cpu_text(label)
+                  + f"  router+OVS CPU {statistics.mean(server[label]):5.1f} ms"))
     p50 = {label: percentile(values, 0.5) for label, values in timings.items()}
     parts = (p50["VERSION (start-up only)"] + p50["POST /attach (API only)"]
              + p50["GET /status/dns (API only)"])
