@@ -32,7 +32,7 @@ from meshrouter.dataplane.core.pipeline import (
     Category,
     cookie,
 )
-from meshrouter.dataplane.openflow import flowmod, wire
+from meshrouter.dataplane.openflow import actions, flowmod, wire
 from meshrouter.errors import MalformedMessageError
 from tests.dataplane.test_flow import ARP_RESPONDER, SAMPLES
 
@@ -273,6 +273,13 @@ def test_framer_refuses_a_length_below_the_header_and_holds_under_one_message() 
     assert [(m.type, len(m.body)) for m in got] == [(2, 65_527)] and framer.pending() == 5
     with pytest.raises(ValueError):
         wire.message(wire.MsgType.FLOW_MOD, 1, bytes(70_000))
+
+
+def test_an_action_without_an_encoding_is_a_value_error() -> None:
+    # Flow refuses a goto before the end; the encoder must not fail another way
+    # (the render cache turns ValueError into "no native encoding", not a crash)
+    with pytest.raises(ValueError, match="no OpenFlow action encoding"):
+        actions.encode_instructions((GotoTable(3), Output(1)))
 
 
 def test_hello_versions_and_error_descriptions() -> None:

@@ -154,8 +154,11 @@ def encode_instructions(actions: tuple[Action, ...]) -> bytes:
         goto, actions = actions[-1], actions[:-1]
     out = b""
     if actions:
-        encoders = _ENCODERS
-        body = b"".join([encoders[type(a)](a) for a in actions])
+        get = _ENCODERS.get
+        try:
+            body = b"".join([get(type(a))(a) for a in actions])  # type: ignore[misc]
+        except TypeError:  # get() gave None: not an action (a goto before the end)
+            raise ValueError(f"no OpenFlow action encoding for one of {actions!r}") from None
         out = _APPLY_HEAD.pack(OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
     if goto is not None:
         out += _GOTO.pack(OFPIT_GOTO_TABLE, 8, goto.table)
