@@ -11,9 +11,13 @@ In one run, on the same machine (issue 9's benchmark):
 
 1 and 4 streams each; a table of Gbit/s, ratios to the kernel VXLAN baseline and
 to plain veth, TCP retransmits, and the CPU of each ovs-vswitchd (% of one core),
-which is where the OVS path's time goes.  Root, OVS and iperf3 needed.
+which is where the OVS path's time goes.  With ``--perf``, each OVS
+``direct P1`` run is also sampled with ``perf record`` on h1's and h2's
+ovs-vswitchd (sender and receiver side) and the top shared objects and symbols
+are printed (kernel symbols resolve; Debian's vswitchd has no symbol table, so
+its own code shows as one object).  Root, OVS and iperf3 needed.
 
-    python bench/datapath_throughput.py [--seconds 5] [--reps 1]
+    python bench/datapath_throughput.py [--seconds 5] [--reps 1] [--perf]
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -96,13 +102,45 @@ def iperf(client_ns: str, server_ns: str, server_ip: str, streams: int, seconds:
         return 0.0, -1, cpu
 
 
+def profile_start(watch: dict[str, int], seconds: int, base: Path
+                  ) -> list[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """``perf record`` on each watched vswitchd for ``seconds`` (started now)."""
+    runs = []
+    for host, pid in watch.items():
+        if not pid:
+            continue
+        out = base / f"perf-{host}.data"
+        runs.append((host, out, subprocess.Popen(
+            ["perf", "record", "-F", "499", "-p", str(pid), "-o", str(out), "--",
+             "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    return runs
+
+
+def profile_report(runs: list[tuple[str, Path, subprocess.Popen[bytes]]]) -> None:
+    for host, out, process in runs:
+        process.wait(timeout=60)
+        for sort in ("dso", "dso,sym"):
+            report = subprocess.run(
+                ["perf", "report", "-i", str(out), "--stdio", "--no-children", "--sort", sort,
+                 "--percent-limit", "2"], capture_output=True, text=True, check=False).stdout
+            lines = [line for line in report.splitlines() if line and not line.startswith("#")]
+            print(f"  perf {host} vswitchd by {sort}:", flush=True)
+            for line in lines[:14]:
+                print(f"    {line.strip()}")
+
+
 def measure(results: dict[str, Result], name: str, client: str, server: str, ip: str,
-            args: argparse.Namespace, lab: Lab, watch: dict[str, int]) -> None:
+            args: argparse.Namespace, lab: Lab, watch: dict[str, int],
+            perf: bool = False) -> None:
     for streams in (1, 4):
         result = results.setdefault(f"{name} P{streams}", Result(name, streams))
-        for _ in range(args.reps):
+        for rep in range(args.reps):
+            runs = (profile_start({h: p for h, p in watch.items() if h in ("h1", "h2")},
+                                  max(1, args.seconds - 1), lab.base)
+                    if perf and streams == 1 and rep == 0 else [])
             gbps, retr, cpu = iperf(client, server, ip, streams, args.seconds,
                                     lab.base / "iperf.pid", watch)
+            profile_report(runs)
             result.gbps.append(gbps)
             result.retr.append(retr)
             result.vswitchd = cpu
@@ -136,7 +174,8 @@ def ovs_runs(port_io: str, results: dict[str, Result], args: argparse.Namespace)
                 label = f"OVS {port_io}"
                 await trio.to_thread.run_sync(_ping_ok, c1, c2)
                 await trio.to_thread.run_sync(
-                    measure, results, f"{label} direct", c1.ns, c2.ns, c2.ip, args, lab, watch)
+                    measure, results, f"{label} direct", c1.ns, c2.ns, c2.ip, args, lab, watch,
+                    args.perf)
                 lab.block(hosts[0], hosts[2])
                 relay = {(1, 3): hosts[1], (3, 1): hosts[1]}
                 for dp, h in zip(dps, hosts, strict=True):
@@ -195,7 +234,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--perf", action="store_true",
+                        help="sample h1's and h2's vswitchd with perf during OVS direct P1")
     args = parser.parse_args()
+    if args.perf and shutil.which("perf") is None:
+        sys.exit("--perf: perf is not installed")
     reason = lab_skip_reason()
     if reason:
         sys.exit(f"cannot run: {reason}")

@@ -3,11 +3,10 @@
 Everything a user would type is typed here: ``meshrouter launch peer`` in each
 host namespace, ``attach``, ``dns-add``, ``status``, ``ps``; containers ping
 each other *by name*, resolved by their host router's DNS server.  How a
-container reaches that server: each host's own namespace is attached to the
-mesh like a container (``dns-h<N>``, Weave's "expose"), so it has an overlay
-address; the router's DNS server listens on all of the host's addresses and
-answers overlay clients, and each container's ``/etc/netns/<ns>/resolv.conf``
-names that address with ``search mesh.local``.
+container reaches that server: ``meshrouter expose`` gives each host an
+overlay address (Weave's "expose"), where its router's DNS server answers
+overlay clients (``status dns`` names it), and each container's
+``/etc/netns/<ns>/resolv.conf`` names that address with ``search mesh.local``.
 
 ``build`` raises ``DemoError`` when the lab cannot be made; ``show`` runs the
 checks and returns one ``Check`` per claim, each passed or failed with the why.
@@ -25,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from itertools import permutations
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,9 +85,13 @@ def build(lab: Lab, report: Reporter) -> None:
         if not wait_for(lambda: all(_peer_count(h) == HOSTS for h in hosts), 45):
             raise DemoError("the routers did not form a mesh of "
                             f"{HOSTS} within 45 s:\n{hosts[0].cli('status', 'connections')}")
-    with report.step("each host on the overlay, for its router's DNS server"):
+    with report.step("each host on the overlay (`meshrouter expose`), for its router's DNS"):
         for host in hosts:
-            host.dns_ip, _ = lab.attach(host, f"dns-{host.nickname}", host.ns)
+            host.cli_json("expose")
+            if not wait_for(partial(_has_nameserver, host), 20, 0.2):
+                raise DemoError(f"{host.nickname}'s DNS names no address for containers:\n"
+                                f"{host.cli('status', 'dns')}")
+            host.dns_ip = _nameserver(host)
     with report.step(f"{len(KINDS) * HOSTS} containers attached with `meshrouter attach`"):
         for host in hosts:
             for kind in KINDS:
@@ -104,6 +108,19 @@ def build(lab: Lab, report: Reporter) -> None:
                 why = str(exc).splitlines()[-1].rsplit("error:", 1)[-1].strip()
                 report.show("note", f"dns-add web {web.name} failed ({why}); "
                             f"registered its address {web.ip} instead")
+
+
+def _has_nameserver(host: Host) -> bool:
+    return bool(_nameserver(host))
+
+
+def _nameserver(host: Host) -> str:
+    """The address the host's DNS server answers containers on (``status dns``)."""
+    try:
+        data = host.cli_json("status", "dns")
+    except DemoError:
+        return ""
+    return str(data.get("nameserver") or "") if isinstance(data, dict) else ""
 
 
 def _peer_count(host: Host) -> int:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshrouter.demo import procs
-from meshrouter.demo.lab import NAME_PREFIX, OWNER_FILE, netns_list, remove_run
+from meshrouter.demo.lab import NAME_PREFIX, OWNER_FILE
+from meshrouter.demo.netlab import netns_list, remove_run
 
 
 @dataclass

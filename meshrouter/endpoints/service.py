@@ -42,6 +42,7 @@ from meshrouter.endpoints.model import Endpoint, mac_for
 from meshrouter.endpoints.requests import AttachRequest, parse_attach
 from meshrouter.endpoints.table import EndpointTable
 from meshrouter.endpoints.timings import MAX_ANNOUNCE, Record, Timings
+from meshrouter.endpoints.views import endpoint_rows, peer_rows
 from meshrouter.errors import (
     ConflictError,
     InvalidRequestError,
@@ -443,32 +444,13 @@ class DataplaneService(ServiceBase):
 
     def endpoints(self) -> list[dict[str, Any]]:
         """Every live endpoint in the mesh (``meshrouter ps``)."""
-        rows = []
-        for e in sorted(self.table.live(), key=lambda e: (e.owner, e.container_id)):
-            rows.append({"container_id": e.container_id, "mac": e.mac, "ip": e.ip,
-                         "name": e.name, "host": format_peer_name(e.owner),
-                         "local": e.owner == self.context.name})
-        return rows
+        return endpoint_rows(self.table.live(), self.context.name)
 
     def peer_paths(self) -> list[dict[str, Any]]:
         """Per reachable peer: is the data path direct or relayed, and via whom."""
         routes = self._routes if self._routes is not None else self.context.topology.routes()
-        ids = self._peer_ids(routes)
-        rows = []
-        for peer in sorted(routes.reachable() - {self.context.name}):
-            hop = routes.next_hop(peer)
-            if hop is None:
-                continue
-            underlay = self.context.peer_address(hop)
-            rows.append({
-                "peer": format_peer_name(peer),
-                "path": "direct" if hop == peer else "relayed",
-                "via": format_peer_name(hop),
-                "underlay": underlay,
-                "vni": ids.get(peer),
-                "programmed": underlay is not None,
-            })
-        return rows
+        return peer_rows(routes, self.context.name, self._peer_ids(routes),
+                         self.context.peer_address)
 
     def report(self) -> dict[str, Any] | None:
         summary = self.summary() or {}

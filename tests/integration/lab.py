@@ -1,41 +1,35 @@
-"""The namespace lab: "hosts" as network namespaces on a private underlay bridge.
+"""The namespace lab of the tests and benches: ``meshrouter.demo.netlab`` with test helpers.
 
-Layout (as ovs-lab/NOTES.md, with unique names so parallel runs never collide):
+The namespaces, the underlay, blocking and the cleanup are the demo's own code
+(``netlab.NetLab``: one implementation), so the lab the tests trust is the
+one users run.  What is added here: names under a unique prefix ``mr<hex>``
+and a temporary run directory (parallel runs never collide), containers with
+fixed addresses ``10.<net>.<host>.<n>`` and MACs, ``OvsSettings`` for an
+``OvsDatapath`` in a host (its own daemons under ``<base>/h<N>/ovs``), routers
+launched in a host as a user would, and a TCP transfer check.
 
-* ``<p>ul``: a namespace holding the Linux bridge ``br-ul`` (the underlay switch);
-* ``<p>h<N>``: one namespace per host, with ``ul0`` (a veth whose peer is on
-  ``br-ul``) holding the host's underlay address 192.168.<net>.<N>/24; each host
-  runs its own ovsdb-server + ovs-vswitchd (started by ``OvsDatapath`` itself,
-  inside the host's namespace, under ``<base>/<host>/ovs``);
-* ``<p>c<N><x>``: container namespaces.
-
-Everything is created inside namespaces the lab owns; the root namespace is never
-touched.  ``Lab.close()`` removes everything, and is called by the fixture's
-finalizer even when a test fails: it stops only daemons whose pidfiles are under
-the lab's own directory (and whose command line names it), deletes the lab's
-namespaces and its directory.
-
-``block(a, b)`` drops underlay traffic between two hosts with a ``bridge`` family
-nft rule on ``br-ul`` (NOTES P4: an inet rule in the host would not see OVS's
-AF_PACKET output).
+``Lab.close()`` is called by the fixture's finalizer even when a test fails:
+routers first (each stops its own OVS), then ``netlab.remove_run`` (our
+pidfiles' processes, anything inside our namespaces, the namespaces, the
+directory).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshrouter.dataplane.ovs import OvsSettings
+from meshrouter.demo.netlab import NetLab, start_router, wait_published
+from meshrouter.errors import DemoError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,34 +98,25 @@ class Host:
         except (OSError, ValueError):
             return None
 
-    def launch_router(self, *peers: str, extra: Sequence[str] = ()) -> RouterInHost:
+    def launch_router(self, *peers: str, extra: Sequence[str] = (),
+                      command: Sequence[str] | None = None) -> RouterInHost:
         """``meshrouter launch peer`` inside this host's namespace, as a user would
         start it there: mesh on the host's underlay address, API on the host's own
-        loopback (reachable only from inside: use ``RouterInHost.cli``)."""
+        loopback (reachable only from inside: use ``RouterInHost.cli``).
+        ``command`` replaces ``python -m meshrouter.cli`` (e.g. a launcher script)."""
         data_dir = self.base / "router"
-        data_dir.mkdir(exist_ok=True)
-        (data_dir / "addresses.json").unlink(missing_ok=True)
         log_path = self.base / f"router-{len(self.lab.routers)}.log"
-        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "meshrouter.cli",
-                "launch", "peer", "--listen", f"{self.ip}:6783", "--api", "127.0.0.1:0",
-                "--data-dir", str(data_dir), "--nickname", f"h{self.index}", *extra, *peers]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        args = ["--listen", f"{self.ip}:6783", "--api", "127.0.0.1:0",
+                "--nickname", f"h{self.index}", *extra, *peers]
+        process = start_router(self.ns, args, data_dir, log_path, command=command, cwd=REPO)
         router = RouterInHost(self, process, data_dir, log_path)
         self.lab.routers.append(router)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"router in {self.ns} exited:\n{router.log()}")
-            try:
-                record = json.loads((data_dir / "addresses.json").read_text())
-            except (OSError, ValueError):
-                record = {}
-            if record.get("pid") == process.pid:
-                router.api = str(record["api"])
-                return router
-            time.sleep(0.1)
-        raise RuntimeError(f"router in {self.ns} did not publish its addresses:\n{router.log()}")
+        try:
+            record = wait_published(process, data_dir, log_path)
+        except DemoError as exc:
+            raise RuntimeError(f"router in {self.ns}: {exc}") from None
+        router.api = str(record["api"])
+        return router
 
 
 @dataclass
@@ -184,39 +169,21 @@ class Container:
         return result.returncode == 0
 
 
-class Lab:
-    """A set of host namespaces on one underlay bridge; see the module docstring."""
+class Lab(NetLab):
+    """``NetLab`` with test containers and routers; see the module docstring."""
 
     def __init__(self, subnet: int = 77) -> None:
-        self.prefix = "mr" + uuid.uuid4().hex[:5]
-        self.base = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-", dir="/tmp"))
+        prefix = "mr" + uuid.uuid4().hex[:5]
+        base = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp"))
+        super().__init__(prefix, base, f"192.168.{subnet}")
         self.subnet = subnet
-        self.namespaces: list[str] = []
         self.hosts: list[Host] = []
         self.routers: list[RouterInHost] = []
-        self.ul = f"{self.prefix}ul"
-        self._netns_add(self.ul)
-        sh("ip", "-n", self.ul, "link", "add", "br-ul", "type", "bridge")
-        sh("ip", "-n", self.ul, "link", "set", "br-ul", "up")
-
-    def _netns_add(self, name: str) -> None:
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-           "net.ipv6.conf.default.disable_ipv6=1")
+        self.add_underlay()
 
     def add_host(self, mtu: int = 1500) -> Host:
         index = len(self.hosts) + 1
-        ns = f"{self.prefix}h{index}"
-        self._netns_add(ns)
-        peer = f"h{index}-ul"
-        sh("ip", "link", "add", "ul0", "netns", ns, "mtu", str(mtu), "type", "veth",
-           "peer", "name", peer, "netns", self.ul, "mtu", str(mtu))
-        sh("ip", "-n", self.ul, "link", "set", peer, "master", "br-ul", "up")
-        ip = f"192.168.{self.subnet}.{index}"
-        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "ul0")
-        sh("ip", "-n", ns, "link", "set", "ul0", "up")
+        ns, ip = self.host_netns(index, mtu)
         host = Host(self, index, ns, ip, self.base / f"h{index}")
         host.base.mkdir()
         self.hosts.append(host)
@@ -228,70 +195,17 @@ class Lab:
             raise ValueError("at most 200 containers per lab host")
         name = f"c{host.index}{chr(97 + i)}" if i < 26 else f"c{host.index}n{i}"
         ns = f"{self.prefix}{name}"
-        self._netns_add(ns)
+        self.netns_add(ns)
         n = len(host.containers) + 2
         container = Container(host, name, ns, f"10.{self.subnet}.{host.index}.{n}",
                               f"02:{self.subnet:02x}:00:00:{host.index:02x}:{n:02x}")
         host.containers.append(container)
         return container
 
-    def forget_namespace(self, name: str) -> None:
-        """Delete a namespace now (a container dying under the router)."""
-        sh("ip", "netns", "del", name)
-        self.namespaces.remove(name)
-
-    # -- underlay faults --------------------------------------------------------------
-
-    def block(self, a: Host, b: Host) -> None:
-        """Drop all underlay frames between ``a`` and ``b`` (both ways)."""
-        table = f"{self.prefix}blk"
-        rules = (
-            f"table bridge {table} {{\n"
-            f"  chain fw{a.index}{b.index} {{\n"
-            "    type filter hook forward priority 0; policy accept;\n"
-            f"    ip saddr {a.ip} ip daddr {b.ip} counter drop\n"
-            f"    ip saddr {b.ip} ip daddr {a.ip} counter drop\n"
-            "  }\n}\n"
-        )
-        subprocess.run(["ip", "netns", "exec", self.ul, "nft", "-f", "-"], input=rules,
-                       text=True, check=True, capture_output=True, timeout=30)
-
-    def unblock(self, a: Host, b: Host) -> None:
-        sh("ip", "netns", "exec", self.ul, "nft", "delete", "chain", "bridge",
-           f"{self.prefix}blk", f"fw{a.index}{b.index}", check=False)
-
-    # -- cleanup -------------------------------------------------------------------------
-
-    def our_pids(self) -> list[int]:
-        """PIDs from pidfiles under our directory whose command line names it."""
-        pids = []
-        for pidfile in [*self.base.glob("*/ovs/run/*.pid"), *self.base.glob("*/*/ovs/run/*.pid")]:
-            try:
-                pid = int(pidfile.read_text().strip())
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except (OSError, ValueError):
-                continue
-            if str(self.base) in cmdline:
-                pids.append(pid)
-        return pids
-
     def close(self) -> None:
         for router in self.routers:  # first: a router stops its own OVS daemons
             router.stop()
-        pids = self.our_pids()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline and any(_alive(p) for p in pids):
-                time.sleep(0.05)
-        for name in reversed(self.namespaces):
-            sh("ip", "netns", "del", name, check=False)
-        self.namespaces.clear()
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.remove()
 
     def leftovers(self) -> list[str]:
         """Our namespaces or daemons still present (should be empty after close)."""
@@ -300,14 +214,6 @@ class Lab:
                 if line.startswith(self.prefix)]
         routers = [f"router {r.process.pid}" for r in self.routers if r.process.poll() is None]
         return left + [str(p) for p in self.our_pids()] + routers
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def names(items: Sequence[Container]) -> list[str]:

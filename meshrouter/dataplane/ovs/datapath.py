@@ -21,7 +21,6 @@ up the flows of the attach that used the last spare.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import socket
@@ -34,7 +33,7 @@ import trio
 
 from meshrouter.dataplane import netlink
 from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX, TUNNEL_PORT
-from meshrouter.dataplane.ovs import announce, bridges, flowsync, pool, portio, ports
+from meshrouter.dataplane.ovs import announce, flowsync, pool, portio, ports
 from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
 from meshrouter.dataplane.ovs.daemons import OwnDaemons
 from meshrouter.dataplane.ovs.settings import (
@@ -80,6 +79,7 @@ class OvsDatapath:
         self._installed: dict[str, str] | None = None
         self._warmed: set[str] = set()
         self._render_cache = flowsync.RenderCache()
+        self._flows = flowsync.FlowSync(settings.bridge, timeout=settings.tool_timeout)
         self._ports: dict[str, LocalPort] = {}
         self._port_io: dict[str, str] = {}
         self._lost: list[str] = []
@@ -87,15 +87,10 @@ class OvsDatapath:
         self._applies: list[dict[str, Any]] = []
         self.recoveries = 0
         self.last_apply: dict[str, Any] = {}
-        self._pool = pool.PortPool(settings.port_pool)
-        self._pool_lock = trio.Lock()
-        self._pool_wake = trio.Event()
-        self._pool_checked = False
-        self._last_busy = -math.inf
+        self._spares = pool.SpareKeeper(settings.port_pool)
         self._arp_sock: socket.socket | None = None
         self._nursery: trio.Nursery | None = None
-        self._xdp = portio.UNKNOWN
-        self._xdp_probed = False
+        self._io = portio.PortIo(settings.port_io)
         self.attach_marks: dict[str, list[tuple[str, float]]] = {}
         """Per container, the last attach's steps (CLOCK_MONOTONIC): its latency breakdown."""
 
@@ -107,7 +102,12 @@ class OvsDatapath:
                 await self._recover()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._keep_pool)
+                nursery.start_soon(self._spares.keep, pool.Switch(
+                    ready=lambda: self._ready, tools=self._need_ready,
+                    used_ofports=lambda: {p.port for p in self._ports.values()},
+                    mtu=self._container_mtu, port_io=self._io.wanted, on_xdp=self._io.result,
+                    bridge=self.settings.bridge, netns=lambda: self._netns_path,
+                    xdp_mode=self.settings.xdp_mode))
                 task_status.started()
                 await self._supervise()
         finally:
@@ -130,7 +130,7 @@ class OvsDatapath:
                 await self._probe(verify)
 
     async def apply(self, flows: Sequence[Any]) -> None:
-        self._last_busy = trio.current_time()
+        self._spares.busy()
         async with self._lock:
             # rendering thousands of new flows takes long enough to stall the
             # router's event loop: a worker thread (under the lock: one cache user)
@@ -153,7 +153,7 @@ class OvsDatapath:
         def mark(step: str) -> None:
             marks.append((step, time.monotonic()))
 
-        self._last_busy = trio.current_time()
+        self._spares.busy()
         async with self._lock:
             mark("datapath lock")
             existing = ports.check_request(request, self._ports)
@@ -165,12 +165,11 @@ class OvsDatapath:
                     return existing
                 await ports.detach(tools, existing.host_ifname, self._netns_path)
                 del self._ports[existing.container_id]
-            used = {p.port for p in self._ports.values()} | self._pool.ofports()
+            used = {p.port for p in self._ports.values()} | self._spares.pool.ofports()
             ofport = request.extra.get("ofport")
             mtu = request.mtu or self._container_mtu()
-            spare = self._pool.take(mtu) if ofport is None else None
+            spare = self._spares.take(mtu) if ofport is None else None
             if spare is not None:
-                self._pool_wake.set()
                 mark("took a spare port")
                 port = await ports.attach_spare(
                     tools, bridge=self.settings.bridge, request=request, spare=spare,
@@ -181,8 +180,8 @@ class OvsDatapath:
                     await ports.relabel(tools, self.settings.bridge, port)
                 return self._attached(port, spare.io, marks)
             if ofport is None:
-                ofport = ports.next_ofport(used)
-            elif not isinstance(ofport, int) or not 1 <= ofport <= ports.MAX_OFPORT:
+                ofport = pool.next_ofport(used)
+            elif not isinstance(ofport, int) or not 1 <= ofport <= pool.MAX_OFPORT:
                 raise InvalidRequestError(f"invalid OpenFlow port number {ofport!r}")
             elif ofport in used or ofport == TUNNEL_PORT:
                 raise ConflictError(f"OpenFlow port {ofport} is already in use")
@@ -192,11 +191,11 @@ class OvsDatapath:
                 request=request,
                 mtu=mtu,
                 ofport=ofport,
-                port_io=self._wanted_io(),
+                port_io=self._io.wanted(),
                 switch_netns=self._netns_path,
                 mark=mark,
                 xdp_mode=self.settings.xdp_mode,
-                on_xdp=self._xdp_result,
+                on_xdp=self._io.result,
             )
             return self._attached(port, io, marks)
 
@@ -207,60 +206,6 @@ class OvsDatapath:
             self.attach_marks.pop(next(iter(self.attach_marks)))
         self.attach_marks[port.container_id] = marks
         return port
-
-    async def _keep_pool(self) -> None:
-        """Make spares while fewer than wanted (woken by a take or a recovery),
-        once the switch has been quiet for ``POOL_QUIET``: adding an AF_XDP port
-        stalls vswitchd's main loop for a few hundred ms, which must not land on
-        the flows of the attach that just took a spare, nor of its peers'."""
-        failures = 0
-        while True:
-            if not (self._ready and self._pool.wanted()):
-                await self._pool_wake.wait()
-                self._pool_wake = trio.Event()
-                continue
-            quiet = trio.current_time() - self._last_busy
-            if quiet < pool.POOL_QUIET:
-                await trio.sleep(pool.POOL_QUIET - quiet)
-                continue
-            try:
-                async with self._pool_lock:
-                    await self._make_spare()
-                failures = 0
-            except Exception as exc:  # a spare is an optimisation: log, back off, retry
-                failures += 1
-                log.warning("cannot make a spare port: %s", exc)
-                await trio.sleep(min(30.0, 0.5 * 2 ** failures))
-
-    async def _make_spare(self) -> None:
-        tools = self._need_ready()
-        if not self._pool_checked:  # a crashed run's spares: ours to remove
-            keep = {s.host for s in self._pool.spares}
-            await pool.remove_stale(tools, self.settings.bridge, self._netns_path, keep)
-            self._pool_checked = True
-        ofport = ports.next_ofport({p.port for p in self._ports.values()} | self._pool.ofports())
-        mtu = self._container_mtu()
-        host, free = pool.spare_names()
-        self._pool.making.add(ofport)
-        try:
-            await netlink.in_netns(self._netns_path, lambda: pool.make_link(host, free, mtu))
-            try:
-                extra = [f"ofport_request={ofport}",
-                         f'external_ids:{pool.SPARE_KEY}="{self.settings.bridge}"']
-                io, row = await bridges.add_port_with_io(
-                    tools, self.settings.bridge, host, self._wanted_io(), extra, fresh=True,
-                    xdp_mode=self.settings.xdp_mode, on_xdp=self._xdp_result)
-                if row.get("ofport") != ofport:
-                    raise UnavailableError(f"spare {host} did not get ofport {ofport}: "
-                                           f"{row.get('error') or 'missing'}")
-            except BaseException:
-                with trio.CancelScope(shield=True):
-                    await pool.remove(tools, host, self._netns_path)
-                raise
-            self._pool.spares.append(pool.Spare(host, free, ofport, mtu, io))
-            self._pool.made += 1
-        finally:
-            self._pool.making.discard(ofport)
 
     async def announce(self, endpoints: Sequence[tuple[str, str]],
                        skip: str | None = None) -> int:
@@ -303,12 +248,12 @@ class OvsDatapath:
             "daemons": "own" if self._daemons is not None else "external",
             "db_socket": self._tools.db_socket if self._tools else None,
             "ports": len(self._ports),
-            **self._pool.status(),
+            **self._spares.pool.status(),
             "port_io": {
                 "underlay": underlay.io if underlay else None,
                 "containers": sorted(ios),
-                "next": self._wanted_io(),
-                "why": portio.choose(self.settings.port_io, self._dp_type, self._xdp)[1],
+                "next": self._io.wanted(),
+                "why": self._io.why(),
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
@@ -316,6 +261,7 @@ class OvsDatapath:
             "lost_ports": list(self._lost[-10:]),
             "recent_faults": list(self._faults),
             "recent_applies": list(self._applies),
+            "flow_channel": self._flows.status(),
         }
 
     # -- extras ----------------------------------------------------------------------
@@ -357,25 +303,6 @@ class OvsDatapath:
         self._ready = False
         self._reason = reason
         self._installed = None
-
-    def _wanted_io(self) -> str:
-        return portio.choose(self.settings.port_io, self._dp_type, self._xdp)[0]
-
-    def _xdp_result(self, ok: bool, detail: str) -> None:
-        before = self._xdp
-        self._xdp = portio.after_attempt(self._xdp, ok, detail)
-        if self._xdp != before:
-            log.info("port I/O: %s", portio.choose(self.settings.port_io, self._dp_type,
-                                                   self._xdp)[1])
-
-    async def _probe_xdp(self, tools: OvsTools) -> None:
-        """Once per datapath: can AF_XDP work here at all (``portio.static_probe``)?"""
-        if self._xdp_probed or self._dp_type != "netdev" or self.settings.port_io == "afpacket":
-            return
-        types = await tools.vsctl("get", "Open_vSwitch", ".", "iface_types")
-        self._xdp = portio.static_probe(types)
-        self._xdp_probed = True
-        log.info("port I/O: %s", portio.choose(self.settings.port_io, self._dp_type, self._xdp)[1])
 
     def _container_mtu_or_none(self) -> int | None:
         if self.settings.container_mtu is not None:
@@ -435,14 +362,16 @@ class OvsDatapath:
             if self._vswitchd_pid is None:
                 raise UnavailableError("ovs-vswitchd is not running")
             assert self._dp_type is not None
-            await self._probe_xdp(tools)
+            await self._io.probe(self._dp_type, lambda: tools.vsctl(
+                "get", "Open_vSwitch", ".", "iface_types"))
             if self._dp_type == "netdev" and self.settings.manage_underlay:
                 if self._underlay is None:
                     self._underlay = UnderlayBridge(tools, self.settings, self._netns_path)
-                await self._underlay.setup(self._wanted_io(), self.settings.xdp_mode,
-                                           self._xdp_result)
+                await self._underlay.setup(self._io.wanted(), self.settings.xdp_mode,
+                                           self._io.result)
             await setup_integration(tools, self.settings, self._dp_type)
             await self._reload_ports(tools)
+            await self._spares.sweep(tools, self.settings.bridge, self._netns_path)
             self._installed = None
             self._warmed.clear()
             if self._have_desired:
@@ -462,7 +391,7 @@ class OvsDatapath:
             log.info("OVS datapath ready (%s, %d flows)", self.kind, len(self._desired))
         self._ready = True
         self._reason = ""
-        self._pool_wake.set()
+        self._spares.wake()
 
     async def _reload_ports(self, tools: OvsTools) -> None:
         found = await ports.load_ports(tools, self.settings.bridge)
@@ -491,27 +420,15 @@ class OvsDatapath:
         tools = self._tools
         assert tools is not None
         start = trio.current_time()
-        if self._installed is None:
-            dump = await tools.ofctl("dump-flows", self.settings.bridge, "--no-stats")
-            foreign = flowsync.foreign_lines(dump, COOKIE_PREFIX, COOKIE_MASK)
-            text = flowsync.full_text(self._desired, foreign)
-            await tools.ofctl("--bundle", "replace-flows", self.settings.bridge, "-",
-                              stdin=text.encode())
-            kind, size = "full", len(self._desired)
-            new_lines: Iterable[str] = self._desired.values()
-        else:
-            change = flowsync.delta(self._installed, self._desired, COOKIE_MATCH)
-            if not change.empty:
-                await tools.ofctl("--bundle", "add-flows", self.settings.bridge, "-",
-                                  stdin=change.text.encode())
-            kind, size = "delta", change.added + change.removed
-            new_lines = change.add_lines
+        # the native OpenFlow channel when it works, ovs-ofctl otherwise (flowsync)
+        pushed = await self._flows.push(tools, self._desired, self._installed)
         self._installed = self._desired  # never mutated: apply builds a new dict
-        self.last_apply = {"kind": kind, "flow_mods": size,
+        self.last_apply = {"kind": pushed.kind, "flow_mods": pushed.flow_mods,
+                           "channel": pushed.channel,
                            "ms": round((trio.current_time() - start) * 1000, 1)}
         self._applies.append(self.last_apply)
         del self._applies[:-5]
-        await self._warm(new_lines)
+        await self._warm(pushed.new_lines)
 
     async def _warm(self, lines: Iterable[str]) -> None:
         """Resolve new tunnel destinations on the underlay (NOTES P3)."""
@@ -567,15 +484,13 @@ class OvsDatapath:
         """Own daemons: give the underlay its address back, then stop them.  An
         external OVS keeps its bridges and flows (its owner manages it).  Spare
         ports go either way (they are ours, not the owner's)."""
+        self._flows.close()
         if self._arp_sock is not None:
             self._arp_sock.close()
             self._arp_sock = None
-        if self._tools is not None and (self._pool.spares or self._pool_checked):
+        if self._tools is not None:
             with trio.move_on_after(10):
-                async with self._pool_lock:
-                    for spare in self._pool.spares:
-                        await pool.remove(self._tools, spare.host, self._netns_path)
-                    self._pool.spares.clear()
+                await self._spares.remove_all(self._tools, self._netns_path)
         if self._daemons is None:
             return
         try:

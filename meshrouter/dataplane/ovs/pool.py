@@ -22,20 +22,24 @@ ordinary way.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import trio
 from pyroute2 import IPRoute
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.ovs.bridges import parse_json_table
+from meshrouter.dataplane.core.pipeline import FIRST_CONTAINER_PORT
+from meshrouter.dataplane.ovs.bridges import add_port_with_io, parse_json_table
 from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools
 from meshrouter.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 SPARE_KEY = "meshrouter-spare"
+MAX_OFPORT = 0xFEFF
 POOL_QUIET = 0.3
 """Seconds without an attach or a flow apply before a spare is made."""
 
@@ -112,6 +116,15 @@ class PortPool:
                 "spares_taken": self.taken}
 
 
+def next_ofport(used: set[int]) -> int:
+    port = FIRST_CONTAINER_PORT
+    while port in used:
+        port += 1
+    if port > MAX_OFPORT:
+        raise UnavailableError("no free OpenFlow port number on the integration bridge")
+    return port
+
+
 async def remove(tools: OvsTools, host: str, switch_netns: str | None) -> None:
     """Take one spare out of OVS and delete its pair (never raises for a gone one)."""
     try:
@@ -133,3 +146,117 @@ async def remove_stale(tools: OvsTools, bridge: str, switch_netns: str | None,
     for host in stale:
         await remove(tools, host, switch_netns)
     return len(stale)
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """What the keeper needs of the datapath, read at each use (it changes)."""
+
+    ready: Callable[[], bool]
+    tools: Callable[[], OvsTools]
+    """The switch's tools; raises ``UnavailableError`` while degraded."""
+    used_ofports: Callable[[], set[int]]
+    mtu: Callable[[], int]
+    port_io: Callable[[], str]
+    on_xdp: Callable[[bool, str], None]
+    bridge: str
+    netns: Callable[[], str | None]
+    xdp_mode: str = "generic"
+
+
+class SpareKeeper:
+    """Keeps ``PortPool.size`` spares made, beside the datapath's own lock."""
+
+    def __init__(self, size: int) -> None:
+        self.pool = PortPool(size)
+        self.lock = trio.Lock()
+        self.last_busy = -math.inf
+        self._wake = trio.Event()
+        self._checked = False
+
+    def busy(self) -> None:
+        """An attach or a flow apply is under way: spares wait (see ``keep``)."""
+        self.last_busy = trio.current_time()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def take(self, mtu: int) -> Spare | None:
+        spare = self.pool.take(mtu)
+        if spare is not None:
+            self.wake()
+        return spare
+
+    async def keep(self, switch: Switch) -> None:
+        """Make spares while fewer than wanted (woken by a take or a recovery),
+        once the switch has been quiet for ``POOL_QUIET``: adding an AF_XDP port
+        stalls vswitchd's main loop for a few hundred ms, which must not land on
+        the flows of the attach that just took a spare, nor of its peers'."""
+        failures = 0
+        while True:
+            if not (switch.ready() and self.pool.wanted()):
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            quiet = trio.current_time() - self.last_busy
+            if quiet < POOL_QUIET:
+                await trio.sleep(POOL_QUIET - quiet)
+                continue
+            try:
+                async with self.lock:
+                    await self._make(switch)
+                failures = 0
+            except Exception as exc:  # a spare is an optimisation: log, back off, retry
+                failures += 1
+                log.warning("cannot make a spare port: %s", exc)
+                await trio.sleep(min(30.0, 0.5 * 2 ** failures))
+
+    async def sweep(self, tools: OvsTools, bridge: str, netns: str | None) -> None:
+        """Once, at the first recovery: a crashed run's spares are ours to remove --
+        before any attach is restored, since a port taken but not yet relabelled
+        when the router died still looks like a spare (removing it takes the
+        container's veth, and the restored attach makes a fresh one)."""
+        if not self._checked:
+            async with self.lock:
+                await self._sweep(tools, bridge, netns)
+
+    async def _sweep(self, tools: OvsTools, bridge: str, netns: str | None) -> None:
+        if not self._checked:  # (the caller holds the lock)
+            await remove_stale(tools, bridge, netns, {s.host for s in self.pool.spares})
+            self._checked = True
+
+    async def _make(self, switch: Switch) -> None:
+        tools, netns, pool = switch.tools(), switch.netns(), self.pool
+        await self._sweep(tools, switch.bridge, netns)
+        ofport = next_ofport(switch.used_ofports() | pool.ofports())
+        mtu = switch.mtu()
+        host, free = spare_names()
+        pool.making.add(ofport)
+        try:
+            await netlink.in_netns(netns, lambda: make_link(host, free, mtu))
+            try:
+                extra = [f"ofport_request={ofport}", f'external_ids:{SPARE_KEY}="{switch.bridge}"']
+                io, row = await add_port_with_io(
+                    tools, switch.bridge, host, switch.port_io(), extra, fresh=True,
+                    xdp_mode=switch.xdp_mode, on_xdp=switch.on_xdp)
+                if row.get("ofport") != ofport:
+                    raise UnavailableError(f"spare {host} did not get ofport {ofport}: "
+                                           f"{row.get('error') or 'missing'}")
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await remove(tools, host, netns)
+                raise
+            pool.spares.append(Spare(host, free, ofport, mtu, io))
+            pool.made += 1
+        finally:
+            pool.making.discard(ofport)
+
+    async def remove_all(self, tools: OvsTools, netns: str | None) -> None:
+        """At stop: our spares go (their pairs would stay in the host's namespace)."""
+        if not (self.pool.spares or self._checked):
+            return
+        async with self.lock:
+            for spare in self.pool.spares:
+                await remove(tools, spare.host, netns)
+            self.pool.spares.clear()
+

@@ -23,8 +23,12 @@ device and the mode (``native-with-zerocopy`` fails on veth).  So:
 from __future__ import annotations
 
 import errno
+import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 AF_XDP = 44
 """``socket.AF_XDP`` (Linux); not every Python build names it."""
@@ -79,3 +83,34 @@ def static_probe(iface_types: str) -> XdpProbe:
         return UNKNOWN  # e.g. EPERM: let OVS itself try
     sock.close()
     return UNKNOWN
+
+
+class PortIo:
+    """One datapath's choice, kept for its life: ``wanted()`` for the next port,
+    ``result`` hears each AF_XDP attempt, ``probe`` runs ``static_probe`` once."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+        self.dp_type: str | None = None
+        self.state = UNKNOWN
+        self._probed = False
+
+    def wanted(self) -> str:
+        return choose(self.setting, self.dp_type, self.state)[0]
+
+    def why(self) -> str:
+        return choose(self.setting, self.dp_type, self.state)[1]
+
+    def result(self, ok: bool, detail: str) -> None:
+        before = self.state
+        self.state = after_attempt(self.state, ok, detail)
+        if self.state != before:
+            log.info("port I/O: %s", self.why())
+
+    async def probe(self, dp_type: str, iface_types: Callable[[], Awaitable[str]]) -> None:
+        self.dp_type = dp_type
+        if self._probed or dp_type != "netdev" or self.setting == "afpacket":
+            return
+        self.state = static_probe(await iface_types())
+        self._probed = True
+        log.info("port I/O: %s", self.why())

@@ -16,7 +16,6 @@ from typing import Any
 import trio
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.core.pipeline import FIRST_CONTAINER_PORT
 from meshrouter.dataplane.ovs import pool
 from meshrouter.dataplane.ovs.bridges import add_port_with_io, parse_json_table
 from meshrouter.dataplane.ovs.tools import OvsTools
@@ -26,7 +25,6 @@ from meshrouter.node.datapath import LocalPort, PortRequest
 log = logging.getLogger(__name__)
 
 KEY = "meshrouter-container"
-MAX_OFPORT = 0xFEFF
 
 
 async def load_ports(tools: OvsTools, bridge: str) -> dict[str, tuple[LocalPort, dict[str, Any]]]:
@@ -54,15 +52,6 @@ async def load_ports(tools: OvsTools, bridge: str) -> dict[str, tuple[LocalPort,
             continue
         found[port.container_id] = (port, row)
     return found
-
-
-def next_ofport(used: set[int]) -> int:
-    port = FIRST_CONTAINER_PORT
-    while port in used:
-        port += 1
-    if port > MAX_OFPORT:
-        raise UnavailableError("no free OpenFlow port number on the integration bridge")
-    return port
 
 
 async def attach(
