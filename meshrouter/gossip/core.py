@@ -53,6 +53,7 @@ from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
 from meshrouter.gossip.send_slots import GossipFamilyMsg, QueueResult, SendSlots, Snapshot
 from meshrouter.gossip.stats import (
     COALESCED_BROADCAST_INTO_GOSSIP,
+    COALESCED_DIGEST_ASKED,
     DROP_DUPLICATE,
     DROP_MALFORMED,
     DROP_NEIGHBOUR_DOWN,
@@ -163,6 +164,9 @@ class GossipCore:
         self._slots: dict[PeerName, SendSlots] = {}
         self._sorted_neighbours: list[PeerName] = []
         self._recent_unknown: dict[bytes, None] = {}
+        # (neighbour, channel) to which the last digest we queued is our full
+        # digest asking for data (reply=False): see ``_handle_digest``.
+        self._asked: set[tuple[PeerName, str]] = set()
 
     # ---------------------------------------------------------------- set-up
 
@@ -211,6 +215,7 @@ class GossipCore:
         if slots is None:
             return
         self._sorted_neighbours = sorted(self._slots)
+        self._asked = {key for key in self._asked if key[0] != peer}
         for channel, _kind in slots.pending():
             self.stats.record_drop(channel, DROP_NEIGHBOUR_DOWN)
 
@@ -315,14 +320,28 @@ class GossipCore:
         # different one is answered with our full digest, not as a reply, so
         # the exchange then runs as usual (full digest, reply, data): at most
         # three digests, never ping-pong.
+        #
+        # On a new connection both sides offer summaries at once, so both send
+        # their full digest (not as a reply), and each would also answer the
+        # other's with its full digest as a reply -- whose answer is the data
+        # the first exchange already sent: the joiner of a full mesh received
+        # the whole state twice per contact.  So a full digest that asks for
+        # data is not answered with ours while ours, asking the same, is on its
+        # way to that neighbour: its answer brings us what we lack.
         with self._counting_malformed(channel):
             missing = gossiper.newer_than(msg.digest)
             summary_differs = not msg.reply and gossiper.wants_full_digest(msg.digest)
             wants_ours = not msg.reply and not summary_differs and gossiper.lacks_from(msg.digest)
         if missing:
             self._queue_gossip(neighbour, channel, Snapshot(data=missing))
+        key = (neighbour, channel)
         if summary_differs:
             self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=False)
+            self._asked.add(key)
+        elif not msg.reply and key in self._asked:
+            self._asked.discard(key)
+            if wants_ours:
+                self.stats.record_coalesced(channel, COALESCED_DIGEST_ASKED)
         elif wants_ours:
             self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=True)
 
@@ -535,6 +554,9 @@ class GossipCore:
         self._enqueue(peer, action)
 
     def _queue_digest(self, peer: PeerName, channel: str, digest: bytes, reply: bool) -> None:
+        # A digest queued now replaces a pending one in the slot: whatever we
+        # asked for before may never be sent, so nothing counts as asked.
+        self._asked.discard((peer, channel))
         self._enqueue(
             peer,
             lambda slots: self._count_queue_result(

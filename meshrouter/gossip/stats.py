@@ -36,6 +36,9 @@ DROP_NEIGHBOUR_DOWN = "neighbour_down"
 # Not a drop: a broadcast that found the neighbour's broadcast slots full was
 # merged into that neighbour's gossip slot instead (no data is lost).
 COALESCED_BROADCAST_INTO_GOSSIP = "broadcast_into_gossip"
+# Not sent: the reply digest to a neighbour that our own full digest already
+# asks for data (its answer brings what we lack; see GossipCore._handle_digest).
+COALESCED_DIGEST_ASKED = "digest_reply_already_asked"
 
 COUNTER_FIELDS = (
     "sent_messages",

@@ -26,8 +26,9 @@ are all that differ between ``from_version`` and the next newer step.  The owner
 appends a step per change (``derive_log``); a receiver that applies a delta
 appends the delta's changed set as one coarser step, which is still true.  A
 delta from version ``since`` is then the union of the steps back to the first
-one starting at or below ``since``.  The log is capped (``MAX_LOG_STEPS``, and
-deltas larger than half the record are not worth sending), and cleared when an
+one starting at or below ``since``.  The log is capped (``MAX_LOG_STEPS``,
+adjacent small steps merging into coarser ones; deltas larger than half the record are
+not worth sending: the whole record serves every receiver), and cleared when an
 owner re-issues its record above a competing copy, whose holders must get the
 record whole.
 
@@ -152,15 +153,29 @@ def changed_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]
 
 def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int]) -> None:
     """Give ``new`` (derived from ``old`` by changing the links of ``changed``,
-    plus ``HEADER`` if the header changed) the log of ``old`` plus that step."""
-    step = (old.version, frozenset(changed))
-    log = (step, *record_log(old))
-    limit = max(1, len(new.connections) // 2)
+    plus ``HEADER`` if the header changed) the log of ``old`` plus that step.
+
+    Beyond ``MAX_LOG_STEPS`` two adjacent steps merge into one (the union of
+    their links, from the older version): still true, only coarser, so the log
+    keeps reaching back across a burst of changes.  A peer joining a full mesh
+    changes its record once per new link, dozens of times between two of its
+    broadcasts; a log of the last 8 single-link steps made every one of those
+    broadcasts a whole record.  Steps are kept while a delta from the oldest
+    would still carry no more links than the record has."""
+    steps: list[LogStep] = [(old.version, frozenset(changed)), *record_log(old)]
+    while len(steps) > MAX_LOG_STEPS:
+        # Merge the adjacent pair with the fewest links (the oldest on a tie),
+        # so one big step (the first connections) does not swallow the small
+        # ones that deltas to recent holders are made of.
+        at = min(range(len(steps) - 1),
+                 key=lambda i: (len(steps[i][1]) + len(steps[i + 1][1]), -i))
+        steps[at:at + 2] = [(steps[at + 1][0], steps[at][1] | steps[at + 1][1])]
+    limit = max(1, len(new.connections))
     kept: list[LogStep] = []
-    total = 0
-    for entry in log[:MAX_LOG_STEPS]:
-        total += len(entry[1])
-        if total > limit and kept:
+    reach: set[int] = set()
+    for entry in steps:
+        reach |= entry[1]
+        if len(reach) > limit and kept:
             break
         kept.append(entry)
     set_record_log(new, tuple(kept))

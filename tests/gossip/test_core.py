@@ -457,6 +457,51 @@ def test_an_equal_summary_ends_the_exchange() -> None:
     assert not two.has_outgoing(A)
 
 
+def exchange(one: GossipCore, one_name: PeerName, two: GossipCore,
+             two_name: PeerName) -> list[tuple[PeerName, GossipFamilyMsg]]:
+    """Deliver everything both ways until both are quiet: what is queued at a
+    moment crosses at once (as on a real link), then the answers; (sender, msg)."""
+    log: list[tuple[PeerName, GossipFamilyMsg]] = []
+    while one.has_outgoing(two_name) or two.has_outgoing(one_name):
+        to_two, to_one = drain(one, two_name), drain(two, one_name)
+        for msg in to_two:
+            log.append((one_name, msg))
+            two.handle(one_name, msg)
+        for msg in to_one:
+            log.append((two_name, msg))
+            one.handle(two_name, msg)
+    return log
+
+
+def test_both_ends_greeting_at_once_send_one_full_digest_and_the_data_once() -> None:
+    # A new connection: both ends offer a summary at the same time.  Each then
+    # asks with its full digest; neither answers the other's with a reply
+    # digest (whose answer would be the data a second time).
+    one = summary_core(A, B, {"a": 1, "both": 2})
+    two = summary_core(B, A, {"b": 1, "both": 2})
+    log = exchange(one, A, two, B)
+    full = [(sender, m.reply) for sender, m in log
+            if isinstance(m, DigestMsg) and m.digest[:1] != b"S"]
+    assert sorted(full) == [(A, False), (B, False)]
+    data = [(sender, m.payload) for sender, m in log if isinstance(m, GossipMsg)]
+    assert sorted(data) == [(A, CounterSet({"a": 1}).encode()), (B, CounterSet({"b": 1}).encode())]
+    for core in (one, two):
+        assert core.stats.channels["c"].coalesced == {"digest_reply_already_asked": 1}
+
+
+def test_a_full_digest_is_answered_with_ours_once_our_question_was_replaced() -> None:
+    one = summary_core(A, B, {"a": 1, "both": 2})
+    two = summary_core(B, A, {"b": 1, "both": 2})
+    drain(one, B)
+    for msg in drain(two, A):
+        one.handle(B, msg)  # B's summary: A asks with its full digest ...
+    one.periodic()          # ... which a later summary replaces in the slot
+    assert [m.digest[:1] for m in drain(one, B) if isinstance(m, DigestMsg)] == [b"S"]
+    full_two = CounterSet({"b": 1, "both": 2}).encode()
+    one.handle(B, DigestMsg("c", B, full_two, False))
+    assert DigestMsg("c", A, CounterSet({"a": 1, "both": 2}).encode(), True) in drain(one, B)
+
+
 def test_every_channel_implements_the_whole_gossiper_protocol() -> None:
     members = {name for name in vars(Gossiper) if not name.startswith("_")}
     assert {"full_digest", "wants_full_digest", "on_unicast"} <= members

@@ -102,6 +102,25 @@ def test_one_new_link_in_a_big_record_is_one_link_on_the_wire() -> None:
     assert len(expected) * 50 < len(PeerMap.of(topo.local_record).encode())
 
 
+def test_the_log_reaches_back_across_a_burst_of_changes_by_merging_old_steps() -> None:
+    # A peer joining a full mesh changes its record once per new link, many
+    # times between two of its broadcasts: the delta since its last broadcast
+    # must still be a delta, not the whole record.
+    topo = owner()
+    links = [conn(p) for p in range(2, 42)]
+    topo.set_local_connections(links)
+    before = topo.local_record
+    for p in range(42, 54):  # twelve more links, one change each
+        links.append(conn(p))
+        topo.set_local_connections(links)
+    latest = topo.local_record
+    assert latest.version == before.version + 12
+    delta = make_delta(latest, before.version)
+    assert delta is not None
+    assert delta.changed == tuple(conn(p) for p in range(42, 54)) and delta.removed == ()
+    assert apply_delta(before, delta) == latest
+
+
 def test_a_removed_link_and_a_header_change_travel_in_the_delta() -> None:
     topo = owner()
     others = [conn(p) for p in range(10, 16)]
