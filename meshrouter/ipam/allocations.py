@@ -151,11 +151,10 @@ class Allocations:
                 break
         return count
 
-    def refill(self, ring: Ring, start: int, end: int, want: int = 0) -> None:
-        """Keep a pool of acknowledged addresses ahead of demand (``want``: requests
-        waiting, so that a burst asks for all it needs in one acknowledgement)."""
-        if self.available(ring, start, end) < max(1, self.pool_size(ring) // 2, want):
-            self.extend(ring, start, end, want)
+    def refill(self, ring: Ring, start: int, end: int) -> None:
+        """Keep a pool of acknowledged addresses ahead of demand."""
+        if self.available(ring, start, end) < max(1, self.pool_size(ring) // 2):
+            self.extend(ring, start, end)
 
     def extend(self, ring: Ring, start: int, end: int, want: int = 0,
                avoid: Collection[PeerName] = ()) -> int | None:

@@ -270,7 +270,7 @@ class IpamCore:
         found = self.local.find_free(self.ring, start, end)
         if found is not None:
             self._record(container, found)
-            self.local.refill(self.ring, start, end, self._waiting(start, end))
+            self.local.refill(self.ring, start, end)
             return found
         reason = self._make_room(start, end, now)
         waiting = self.pending.get(key)

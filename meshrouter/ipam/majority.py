@@ -57,8 +57,8 @@ class Majority:
         self.unreachable_since: dict[PeerName, float] = {}
         self.reachable: set[PeerName] = set()
         self.since: float | None = None  # in the majority without a gap since
-        # token -> (owner, since when we have been the heir of its entry with that owner)
-        self.heir_since: dict[int, tuple[PeerName, float]] = {}
+        # (token, owner) of entries whose heir was out of reach while the owner was
+        self.heir_lost: set[tuple[int, PeerName]] = set()
         self._last_tick: float | None = None
 
     def track(self, now: float, reachable: set[PeerName], ring: Ring | None) -> None:
@@ -88,28 +88,30 @@ class Majority:
         reached, total = live_share(ring, self.reachable | {self.me})
         return 2 * reached > total
 
-    def track_heirs(self, ring: Ring, now: float) -> None:
-        """Note since when we have been the heir of each entry (with its owner)."""
-        heir_since: dict[int, tuple[PeerName, float]] = {}
-        for entry, _end in ring.ordered():
-            if entry.owner == self.me or entry.frozen or ring.heir(entry.token) != self.me:
-                continue
-            known = self.heir_since.get(entry.token)
-            heir_since[entry.token] = (
-                known if known is not None and known[0] == entry.owner else (entry.owner, now))
-        self.heir_since = heir_since
+    def track_heirs(self, ring: Ring) -> None:
+        """Note the entries whose heir was out of our reach while their owner was.
 
-    def heir_before_gone(self, token: int, owner: PeerName) -> bool:
-        """Were we already the heir of the entry when its owner became unreachable?
-
-        Only then do we know every acknowledgement its owner may be using: a
-        peer that becomes the heir later (by reclaiming the previous heir's
-        space, say) cannot know what the previous heir acknowledged in the
-        window before the partition was noticed (``reclaim.py``).
+        Checked every tick while an owner is unreachable (and forgotten when it
+        is back): if at any point its entry's heir -- in our view -- was another
+        unreachable peer, that heir may have acknowledged reservations we never
+        heard of, and nobody on our side may reclaim the entry (``reclaim.py``).
         """
-        known = self.heir_since.get(token)
-        gone = self.unreachable_since.get(owner)
-        return known is not None and known[0] == owner and gone is not None and known[1] <= gone
+        lost: set[tuple[int, PeerName]] = set()
+        for entry, _end in ring.ordered():
+            if entry.owner == self.me or entry.frozen or entry.owner not in self.unreachable_since:
+                continue
+            key = (entry.token, entry.owner)
+            heir = ring.heir(entry.token)
+            if key in self.heir_lost or (heir is not None and heir != self.me
+                                         and heir not in self.reachable):
+                lost.add(key)
+        self.heir_lost = lost
+
+    def heir_kept_in_reach(self, token: int, owner: PeerName) -> bool:
+        """Has the entry's heir been us or a peer we reach, all the time its owner
+        has been unreachable?  Only then do we know every acknowledgement the owner
+        may be using (``reclaim.py``)."""
+        return (token, owner) not in self.heir_lost
 
     def held_for_reclaim(self, now: float) -> bool:
         """In the majority, without a gap, for the whole reclaim delay."""

@@ -8,8 +8,8 @@ another owner is ours (``Ring.heir``).  Each tick, as heir, we
   donor's heir, and never for an entry holding addresses we handed out: it was
   made by a peer acting on a stale ring);
 - reclaim the entry once its owner has been unreachable for the reclaim delay
-  and we have been in the majority for as long -- and only if we were already
-  its heir when the owner became unreachable: the space above the highest
+  and we have been in the majority for as long -- and only if its heir has been
+  us or a peer we reach all that time: the space above the highest
   acknowledged reservation becomes ours, the entry is frozen below it.
 
 The rules that make this safe are stated in ``ring.py``.
@@ -18,24 +18,29 @@ The rules that make this safe are stated in ``ring.py``.
 timeout; until then peers on the far side still count as reachable, so a peer
 cut off with a minority can acknowledge, donate and hand out addresses as if
 it had a majority, and nobody on the majority side ever hears of it.  The
-majority, in turn, can reclaim only through heirs.  An entry's heir that was
-already its heir when the owner went out of reach knows every acknowledgement
-the owner may be using: while they were connected, no other peer was the heir
-in any view (only the heir's own split, which it knows, or a reclaim of its
-space, which needs the majority it holds, can put another entry in front of
-the owner's), and from the moment they were cut apart the owner can get
-acknowledgements only from peers on its own side of the cut.  A peer that
-became the heir *later* -- typically by reclaiming the space of the previous
-heir, itself cut off with the owner -- cannot know what that heir acknowledged
-in the window (campaign seed 106), so it never reclaims the entry; the space
-stays the owner's until the owner is back (its heir then acknowledges as
-usual) or an operator runs ``rmpeer``.  Window donations need no rule of their
-own: the recipient uses the space only through acknowledged reservations, and
-a donor's split is settled by the donor's heir (``origin_settled``), so
-whoever could reclaim the donor's entry either saw the split or is not a
-continuous heir.  Reclaiming needs the majority held, without a gap, for the
-whole reclaim delay, and ``majority.py`` counts addresses, which no side can
-gain on its own; so of two sides at most one ever reclaims.
+majority, in turn, can reclaim only through heirs.  While an owner is out of
+our reach, the acknowledgements it may use come from the heirs it had; if its
+heir in our view has been us or a peer we reach all that time, we know them
+(a heir we reach hands its knowledge over with its own split: the ring that
+carries the split carries its note).  If at any moment the heir was itself out
+of our reach -- typically cut off together with the owner, and later
+reclaimed by us, which makes us the new heir -- it may have acknowledged a
+larger reservation in the window, and we would reclaim above a floor that is
+too low (campaign seed 106).  Such an entry is never reclaimed
+(``Majority.heir_kept_in_reach``); its space stays its owner's until the owner
+is back (its heir then acknowledges as usual) or an operator runs ``rmpeer``.
+Window donations need no rule of their own: the recipient uses the space only
+through acknowledged reservations, and a donor's split is settled by the
+donor's heir (``origin_settled``), so whoever could reclaim the donor's entry
+either saw the split or lost sight of the heir.  Reclaiming needs the majority
+held, without a gap, for the whole reclaim delay, and ``majority.py`` counts
+addresses, which no side can gain on its own; so of two sides at most one
+ever reclaims.
+
+Residual window: a heir we reach that is cut off *after* the owner, together
+with it, and acknowledges in the few seconds before we notice, while we
+reclaim in those same seconds.  Closing it needs fresh evidence (a round trip
+with the heir after the decision to reclaim); not done.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ def give_acks(ring: Ring, me: PeerName, majority: Majority, allocations: Allocat
 def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority, counters: Counters,
             out: Outbox) -> None:
     """Take the free space of entries whose owner is gone for the reclaim delay."""
-    majority.track_heirs(ring, now)
+    majority.track_heirs(ring)
     if not majority.holds(ring):
         return
     for entry, _end in list(ring.ordered()):
@@ -90,7 +95,7 @@ def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority, counters: 
             continue
         if not majority.held_for_reclaim(now):
             continue
-        if not majority.heir_before_gone(entry.token, entry.owner):
+        if not majority.heir_kept_in_reach(entry.token, entry.owner):
             continue
         current = ring.entries.get(entry.token)
         if current is None or current != entry or ring.heir(entry.token) != me:

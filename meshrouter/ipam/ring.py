@@ -38,9 +38,10 @@ before the recipient uses any of it.  Founding entries have no origin.
 Who may acknowledge and reclaim is decided by a *majority of the live
 addresses* (``majority.py``: addresses, unlike owners, are conserved by
 donations, so two sides of a partition never both count a majority), and an
-heir reclaims an entry only if it was already the heir when the owner went out
-of reach (``reclaim.py``: a later heir cannot know what the previous one
-acknowledged in the window before a partition is noticed).
+heir reclaims an entry only if the entry's heir has been itself or a peer it
+reaches all the time the owner has been out of reach (``reclaim.py``: a heir
+cut off with the owner may have acknowledged more in the window before a
+partition is noticed).
 
 Residual assumption (documented in docs/architecture.md): an acknowledgement
 reaches the rest of the mesh before its author, the acknowledged owner and

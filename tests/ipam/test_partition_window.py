@@ -17,7 +17,8 @@ the peers and steps that matter, replayed on ``IpamCore``s with the harness's
    acknowledges X's larger reservation before noticing the split; the
    majority reclaims H's space, which makes its reclaimer the heir of X's
    entry -- one that never saw H's window acknowledgement.  It must not
-   reclaim X's entry (it only knows a floor below what X uses).
+   reclaim X's entry (it only knows a floor below what X uses): X's heir was
+   out of its reach while X was.
 
 The judge is the safety property itself: no address in the ``user_of`` of two
 cores, and every core's addresses inside entries its own ring says it owns.
