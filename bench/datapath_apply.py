@@ -11,7 +11,9 @@ started by ``OvsDatapath``).  Root and OVS needed.  Prints, for each table size:
    /proc: applying the bundle, dumping);
 2. the same applies through ``flowsync.FlowSync`` over both channels in the same
    run: ``ovs-ofctl`` (the old path) and ``openflow`` (the native one) -- Python
-   side included, exactly what ``OvsDatapath._sync`` runs;
+   side included, exactly what ``OvsDatapath._sync`` runs -- with the CPU each
+   took in the router (children excluded: ovs-ofctl's own CPU is in part 1) and
+   in ovs-vswitchd (10 ms ticks: medians of small values read 0 or 10);
 3. ``OvsDatapath.apply`` end to end as the datapath is wired now (its status
    names the channel it uses).
 
@@ -216,7 +218,9 @@ class Bench:
             sync = flowsync.FlowSync(self.bridge, native=native)
             cache = flowsync.RenderCache()
             cache.table(base)  # renders once, as the datapath's cache holds them
-            got: dict[str, list[float]] = {"empty": [], "full": [], "add": [], "del": []}
+            got: dict[str, list[float]] = {
+                f"{k}{suffix}": [] for k in ("empty", "full", "add", "del")
+                for suffix in ("", "_cpu", "_vsd")}
 
             async def apply(flows: list[Flow], installed: flowsync.DesiredTable | None,
                             sync: flowsync.FlowSync = sync,
@@ -225,21 +229,24 @@ class Bench:
                 await sync.push(self.tools, desired, installed)
                 return desired
 
+            installed: flowsync.DesiredTable | None = None
+
+            async def step(key: str, flows: list[Flow], full: bool,
+                           got: dict[str, list[float]] = got) -> None:
+                nonlocal installed
+                v0, c0, t0 = self.cpu.vswitchd(), time.process_time(), time.perf_counter()
+                installed = await apply(flows, None if full else installed)
+                got[key].append(time.perf_counter() - t0)
+                got[key + "_cpu"].append(time.process_time() - c0)
+                got[key + "_vsd"].append(self.cpu.vswitchd() - v0)
+
             for _ in range(self.reps):
                 self.clear()
-                t = time.perf_counter()
-                installed = await apply(base, None)
-                got["empty"].append(time.perf_counter() - t)
-                t = time.perf_counter()
-                installed = await apply(base, None)
-                got["full"].append(time.perf_counter() - t)
+                await step("empty", base, True)
+                await step("full", base, True)
                 for _ in range(3):
-                    t = time.perf_counter()
-                    installed = await apply(plus, installed)
-                    got["add"].append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    installed = await apply(base, installed)
-                    got["del"].append(time.perf_counter() - t)
+                    await step("add", plus, False)
+                    await step("del", base, False)
             assert sync.last_channel == name, sync.status()
             sync.close()
             results[name] = got
@@ -278,8 +285,9 @@ async def measure(bench: Bench, n: int) -> None:
     got = await bench.channels(n)
     print(f"\n### {n} flows: apply through FlowSync, Python side included (load average "
           f"{load()})\n")
-    print("| apply | ovs-ofctl p50 / p95 ms | openflow p50 / p95 ms | ratio (p50) |")
-    print("|---|---|---|---|")
+    print("| apply | ovs-ofctl p50 / p95 ms | openflow p50 / p95 ms | ratio (p50) "
+          "| CPU ms router / vswitchd: ovs-ofctl, openflow |")
+    print("|---|---|---|---|---|")
     labels = {"empty": f"full table of {n}, switch empty (OVS restarted)",
               "full": f"full table of {n}, switch holding it (router restarted, resync)",
               "add": "one endpoint added (2 flow_mods)",
@@ -287,7 +295,10 @@ async def measure(bench: Bench, n: int) -> None:
     for key, label in labels.items():
         old, new = got["ovs-ofctl"][key], got["openflow"][key]
         ratio = statistics.median(old) / max(statistics.median(new), 1e-9)
-        print(f"| {label} | {ms(old)} / {p95(old)} | {ms(new)} / {p95(new)} | {ratio:.1f}x |")
+        cpu = ", ".join(f"{ms(got[c][key + '_cpu'])} / {ms(got[c][key + '_vsd'])}"
+                        for c in ("ovs-ofctl", "openflow"))
+        print(f"| {label} | {ms(old)} / {p95(old)} | {ms(new)} / {p95(new)} | {ratio:.1f}x "
+              f"| {cpu} |")
 
     channel, full, one = await bench.datapath(n)
     print(f"\nOvsDatapath end to end (channel {channel}; load average {load()}): resync of "
