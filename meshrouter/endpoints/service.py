@@ -119,6 +119,7 @@ class DataplaneService(ServiceBase):
         self._wakeup = trio.Event()
         self._lock = trio.Lock()
         self._loaded: list[tuple[PortRequest, str, int, bool]] = []
+        self._pending: tuple[PortRequest, str, int, bool] | None = None
         self._last_table = -math.inf
         self._announce: list[tuple[Endpoint, Record]] = []
         self.timings = Timings()
@@ -299,12 +300,14 @@ class DataplaneService(ServiceBase):
                 # flow deltas overlap our veth and OVS work; a frame reaching us
                 # meanwhile finds no port and is dropped, as for any unknown MAC.
                 self.table.put_local(request.container_id, mac, ip, request.name)
+                self._pending = (port_request, ip, prefix, from_ipam)
                 self._commit()
                 announced = True
                 record.marks.append(("saved and broadcast", time.monotonic()))
                 port = await self.context.datapath.attach_port(port_request)
             except BaseException:
                 # synchronous: runs even when we are being cancelled
+                self._pending = None
                 if announced:  # take it back everywhere (a tombstone)
                     self.table.remove_local(request.container_id)
                     self._commit()
@@ -316,12 +319,11 @@ class DataplaneService(ServiceBase):
             record.marks.append(("port ready", time.monotonic()))
             attachment = Attachment(port_request, port, ip, prefix, from_ipam)
             self.attachments[request.container_id] = attachment
+            self._pending = None  # saved already, with the endpoint
             # The new port's flows are in the switch before attach answers, so a
             # container started right after can send at once (no coalescing wait).
             await self._recompute(record)
             record.marks.append(("local flows applied", time.monotonic()))
-            self._save()  # the port request, for a restart; before we answer
-            record.marks.append(("saved", time.monotonic()))
             await self._send_announce([(mac, ip)], skip=request.container_id)
             record.marks.append(("announced here", time.monotonic()))
             names = self._names()
@@ -429,9 +431,16 @@ class DataplaneService(ServiceBase):
         self.wake()
 
     def _save(self) -> None:
-        ports = [[a.request.container_id, a.request.netns, a.request.ifname, a.request.mac,
-                  a.ip, a.prefix, a.request.mtu, a.from_ipam]
-                 for a in self.attachments.values()]
+        """One atomic write of the table and the port requests -- those attached and
+        the one being attached, whose endpoint is already out: a router that dies
+        before it answers re-makes that port at start (attach is idempotent), so the
+        endpoint its peers learned is never left without a port or a tombstone."""
+        pending = [(p, ip, prefix, from_ipam) for p, ip, prefix, from_ipam in
+                   ([self._pending] if self._pending is not None else [])
+                   if p.container_id not in self.attachments]
+        rows = [(a.request, a.ip, a.prefix, a.from_ipam) for a in self.attachments.values()]
+        ports = [[r.container_id, r.netns, r.ifname, r.mac, ip, prefix, r.mtu, from_ipam]
+                 for r, ip, prefix, from_ipam in rows + pending]
         self.context.storage.save(STATE_KEY, pack({"table": self.table.dump(), "ports": ports}))
 
     # -- views -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from meshrouter.codec import unpack
 from meshrouter.dataplane.memory import MemoryDatapath
 from meshrouter.endpoints.gossiper import CHANNEL
 from meshrouter.endpoints.model import make_endpoint
@@ -83,11 +84,13 @@ class Recording(MemoryDatapath):
 
     async def attach_port(self, request: PortRequest) -> LocalPort:
         entry = self.service.table.get_local(request.container_id)
-        saved = self.service.context.storage.load("endpoints")
+        blob = self.service.context.storage.load("endpoints")
+        saved = blob is not None and request.container_id in [
+            row[0] for row in unpack(blob)["ports"]]  # the port request, for a restart
         message = self.service.context.gossip.pop_outgoing(OTHER)
         sent = (message is not None and message.channel == CHANNEL and
                 EndpointSet.decode(message.payload).get(LOCAL, request.container_id))
-        self.at_attach.append((entry is not None, saved is not None, bool(sent)))
+        self.at_attach.append((entry is not None, saved, bool(sent)))
         return await super().attach_port(request)
 
     async def announce(self, endpoints: Sequence[tuple[str, str]],
@@ -177,7 +180,7 @@ def test_a_local_attach_is_announced_to_the_other_local_ports() -> None:
     assert datapath.announced == [([(mac, "10.40.0.2")], "c1", 1)]
     steps = [s["step"] for s in service.timings.view()[0]["steps"]]
     assert steps[:3] == ["request", "address", "saved and broadcast"]
-    assert steps[-3:] == ["local flows applied", "saved", "announced here"]
+    assert steps[-3:] == ["flow table built", "local flows applied", "announced here"]
 
 
 def test_a_change_after_a_quiet_spell_does_not_wait_for_flow_delay() -> None:
