@@ -8,7 +8,9 @@ failures that said nothing.
 
 from __future__ import annotations
 
-from typing import ClassVar
+TYPE_CHECKING = False  # typing costs ~6 ms per start of meshrouter-cni; mypy reads this as True
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 class MeshError(Exception):
