@@ -50,7 +50,7 @@ def build_world(nodes: list[int], edges: list[tuple[int, int]], containers: list
     records = graph_records(nodes, edges)
     ids = assign_ids(records)
     endpoints = endpoints_of(containers)
-    adjacency = {PeerName(n): set() for n in nodes}
+    adjacency: dict[PeerName, set[PeerName]] = {PeerName(n): set() for n in nodes}
     for a, b in edges:
         adjacency[PeerName(a)].add(PeerName(b))
         adjacency[PeerName(b)].add(PeerName(a))

@@ -32,7 +32,7 @@ from meshrouter.dataplane.core.pipeline import (
     Category,
     cookie,
 )
-from meshrouter.dataplane.openflow import actions, flowmod, wire
+from meshrouter.dataplane.openflow import actions, flowmod, stats, wire
 from meshrouter.errors import MalformedMessageError
 from tests.dataplane.test_flow import ARP_RESPONDER, SAMPLES
 
@@ -54,8 +54,8 @@ ffffffff ffffffff ffffffff     # buffer none, out_port any, out_group any
 0000 0000                      # flags, importance
 0001 0024                      # ofp_match: OXM, 36 bytes
 80000004 000003e8              #   in_port=1000
+80000806 024000000102          #   eth_src (OVS's order: Ethernet source before type)
 80000a02 0800                  #   eth_type=ip
-80000806 024000000102          #   eth_src
 80001604 0a280102              #   ipv4_src=10.40.1.2
 00000000                       #   pad to 8
 0001 0008 14 000000            # GOTO_TABLE 20
@@ -117,7 +117,7 @@ ffffffff ffffffff ffffffff 0000 0000
     assert wire.bundle_add(9, b"\x05\x00\x00\x08\x00\x00\x00\x09") == hexbytes(
         "05 22 0018 00000009  00006d72 0000 0003  05 00 0008 00000009")
     assert wire.hello(1) == hexbytes("05 00 0010 00000001  0001 0008 00000020")
-    assert flowmod.aggregate_request(2, COOKIE_PREFIX, COOKIE_MASK) == hexbytes("""
+    assert stats.aggregate_request(2, COOKIE_PREFIX, COOKIE_MASK) == hexbytes("""
 05 12 0038 00000002  0002 0000 00000000   # MULTIPART_REQUEST, AGGREGATE
 ff 000000 ffffffff ffffffff 00000000      # all tables, any port, any group
 6d72000000000000 ffff000000000000         # cookie / mask
@@ -125,7 +125,7 @@ ff 000000 ffffffff ffffffff 00000000      # all tables, any port, any group
 """)
     reply = wire.split(hexbytes("05 13 0028 00000002  0002 0000 00000000"
                                 "0000000000000007 0000000000000100 0000002a 00000000"))
-    assert flowmod.aggregate_flow_count(reply) == 42
+    assert stats.aggregate_flow_count(reply) == 42
 
 
 # What ovs-ofctl's own decoder prints for our messages (OVS's ordering of fields).

@@ -25,10 +25,21 @@ from meshrouter.dataplane.core.flow import (
     SetTunnelDst,
     SetTunnelId,
 )
-from meshrouter.dataplane.core.pipeline import ETH_TYPE_ARP, TUNNEL_PORT, Category, cookie
+from meshrouter.dataplane.core.pipeline import (
+    COOKIE_MASK,
+    COOKIE_PREFIX,
+    ETH_TYPE_ARP,
+    TUNNEL_PORT,
+    Category,
+    cookie,
+)
+from meshrouter.dataplane.openflow import oxm, stats
 from meshrouter.dataplane.ovs import OvsDatapath, flowsync
+from meshrouter.dataplane.ovs.ofchannel import OpenFlowChannel, mgmt_path
 from meshrouter.dataplane.ovs.tools import OvsTools
 from meshrouter.errors import UnavailableError
+from meshrouter.names import PeerName
+from tests.dataplane.harness import build_world, make_containers
 from tests.dataplane.test_flow import SAMPLES
 from tests.integration.lab import Host, Lab, lab_skip_reason
 
@@ -180,5 +191,67 @@ def test_a_refused_bundle_changes_nothing_and_falls_back(host: Host) -> None:
         assert len(dump(host, bridge)) == len(SAMPLES) + 16
         sync.close()
         fresh.close()
+
+    run(host, body)
+
+
+def test_every_flow_of_a_real_table_reads_back_byte_for_byte(host: Host) -> None:
+    """A host's table from the builder (every match and action kind of the pipeline):
+    after one full push, OVS dumps each flow with the bytes we encode, so a second
+    full push (a router restart) sends nothing; a changed flow is the only add."""
+    nodes, edges = [1, 2, 3, 4], [(1, 2), (2, 3), (3, 4), (1, 3)]
+    tables, _ = build_world(nodes, edges, make_containers({1: 3, 2: 2, 3: 2, 4: 1}))
+    flows = tables[PeerName(1)].flows
+
+    async def body(dp: OvsDatapath, tools: OvsTools) -> None:
+        bridge = dp.settings.bridge
+        cache = flowsync.RenderCache()
+        sync = flowsync.FlowSync(bridge)
+        desired = cache.table(flows)
+        pushed = await sync.push(tools, desired, None)
+        assert pushed.flow_mods == len(flows) > 40
+        channel = OpenFlowChannel(mgmt_path(tools.rundir, bridge))
+        dumped = await channel.dump_flows(COOKIE_PREFIX, COOKIE_MASK)
+        channel.close()
+        mine = {stats.entry_of_add(entry[3] or b"") for entry in desired.entries.values()}
+        assert set(dumped) == mine  # oracle: OVS's own encoding of what it holds
+        again = await sync.push(tools, desired, None)
+        assert (again.kind, again.flow_mods) == ("full", 0)
+        old = flows[-1]
+        changed = cache.table([*flows[:-1], Flow(old.table, old.priority, old.match,
+                                                 (Output(1234),), old.cookie)])
+        assert (await sync.push(tools, changed, None)).flow_mods == 1
+        sync.close()
+
+    run(host, body)
+
+
+def test_a_flow_dumped_with_other_bytes_is_replaced_not_lost(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were our encoding ever to differ from OVS's for some flow, a full push must
+    still leave that flow installed: the stale bytes are deleted before the add."""
+    flows = [SAMPLES[1], *table(2)]  # SAMPLES[1]: in_port, ip, dl_src, nw_src
+
+    def types_first(m: Match) -> bytes:  # OpenFlow-legal, but not the order OVS writes
+        plain = original(m)
+        tlvs = oxm.iter_tlvs(plain)
+        ordered = sorted(tlvs, key=lambda t: t[0] != oxm.ETH_TYPE)
+        return b"".join(oxm.tlv(h, v) for h, v in ordered)
+
+    original = oxm.encode_fields
+
+    async def body(dp: OvsDatapath, tools: OvsTools) -> None:
+        bridge = dp.settings.bridge
+        sync = flowsync.FlowSync(bridge)
+        await sync.push(tools, flowsync.RenderCache().table(flows), None)
+        before = dump(host, bridge)
+        monkeypatch.setattr(oxm, "encode_fields", types_first)
+        odd = flowsync.RenderCache().table(flows)
+        monkeypatch.setattr(oxm, "encode_fields", original)
+        pushed = await sync.push(tools, odd, None)
+        assert pushed.flow_mods >= 2  # the odd flow: one delete and one add
+        assert dump(host, bridge) == before
+        sync.close()
 
     run(host, body)

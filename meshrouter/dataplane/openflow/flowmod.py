@@ -121,31 +121,3 @@ def describe(data: bytes) -> str:
     cookie, _, table, command, _, _, priority = struct.unpack_from("!QQBBHHH", data, 8)
     name = Command(command).name if command in Command._value2member_map_ else str(command)
     return f"{name} table={table},priority={priority},cookie=0x{cookie:x}"
-
-
-# -- counting our flows (the shell's periodic check) ---------------------------------
-
-OFPMP_AGGREGATE = 2
-_MP_HEAD = struct.Struct("!HH4x")
-_AGG_REQUEST = struct.Struct("!B3xII4xQQ")
-_AGG_REPLY = struct.Struct("!QQI4x")
-
-
-def aggregate_request(xid: int, prefix: int, cookie_mask: int) -> bytes:
-    """``OFPMP_AGGREGATE`` over every table for cookies matching ``prefix`` under the mask."""
-    body = (_MP_HEAD.pack(OFPMP_AGGREGATE, 0)
-            + _AGG_REQUEST.pack(OFPTT_ALL, OFPP_ANY, OFPG_ANY, prefix & cookie_mask, cookie_mask)
-            + MATCH_ALL)
-    return message(MsgType.MULTIPART_REQUEST, xid, body)
-
-
-def aggregate_flow_count(msg: Message) -> int:
-    """The flow count of an ``OFPMP_AGGREGATE`` reply."""
-    if (msg.type != MsgType.MULTIPART_REPLY
-            or len(msg.body) < _MP_HEAD.size + _AGG_REPLY.size):
-        raise MalformedMessageError("not an aggregate stats reply")
-    mp_type, _ = _MP_HEAD.unpack_from(msg.body)
-    if mp_type != OFPMP_AGGREGATE:
-        raise MalformedMessageError(f"multipart reply of type {mp_type}, not aggregate")
-    _, _, flows = _AGG_REPLY.unpack_from(msg.body, _MP_HEAD.size)
-    return int(flows)

@@ -1,11 +1,11 @@
 """Theory of operation: ``Match`` <-> the OXM TLVs of an OpenFlow 1.4 ``ofp_match``.
 
 Only the fields our pipeline matches on are known; each is a fixed-size
-OpenFlow-basic OXM (class 0x8000), written in one fixed order (the field
-order of ``Match``), values in network byte order.  ``dl_dst`` alone may carry
-a mask (the group bit).  The same TLVs serve ``set_field`` actions
-(``actions.py``), plus the Nicira NXM headers OVS uses for fields OpenFlow has
-no OXM for (``tun_dst``) and for ``move``/``load``.
+OpenFlow-basic OXM (class 0x8000), written in OVS's own order (so the switch
+dumps a flow back with the very bytes we sent), values in network byte order.
+``dl_dst`` alone may carry a mask (the group bit).  The same TLVs serve
+``set_field`` actions (``actions.py``), plus the Nicira NXM headers OVS uses
+for fields OpenFlow has no OXM for (``tun_dst``) and for ``move``/``load``.
 
 Decoding is strict: an unknown class/field, a wrong length, a duplicated field
 or a mask where none is allowed is a ``MalformedMessageError`` -- the decoder
@@ -90,12 +90,12 @@ def tlv(hdr: int, value: bytes) -> bytes:
 
 
 def encode_fields(m: Match) -> bytes:
-    """The OXM TLVs of ``m`` (no ``ofp_match`` head, no padding)."""
+    """The OXM TLVs of ``m`` (no ``ofp_match`` head, no padding), in the order OVS
+    itself writes them (``nx_put_raw``: in_port, Ethernet, L3, ARP, tunnel), so a
+    flow read back from the switch has exactly the bytes we sent."""
     out: list[bytes] = []
     if m.in_port is not None:
         out.append(tlv(IN_PORT, _U32.pack(m.in_port)))
-    if m.dl_type is not None:
-        out.append(tlv(ETH_TYPE, m.dl_type.to_bytes(2, "big")))
     if m.dl_src is not None:
         out.append(tlv(ETH_SRC, mac_bytes(m.dl_src)))
     if m.dl_dst is not None:
@@ -103,6 +103,12 @@ def encode_fields(m: Match) -> bytes:
             out.append(tlv(ETH_DST_W, mac_bytes(m.dl_dst) + mac_bytes(m.dl_dst_mask)))
         else:
             out.append(tlv(ETH_DST, mac_bytes(m.dl_dst)))
+    if m.dl_type is not None:
+        out.append(tlv(ETH_TYPE, m.dl_type.to_bytes(2, "big")))
+    if m.nw_src is not None:
+        out.append(tlv(IPV4_SRC, ip_bytes(m.nw_src)))
+    if m.nw_dst is not None:
+        out.append(tlv(IPV4_DST, ip_bytes(m.nw_dst)))
     if m.arp_op is not None:
         out.append(tlv(ARP_OP, m.arp_op.to_bytes(2, "big")))
     if m.arp_spa is not None:
@@ -111,10 +117,6 @@ def encode_fields(m: Match) -> bytes:
         out.append(tlv(ARP_TPA, ip_bytes(m.arp_tpa)))
     if m.arp_sha is not None:
         out.append(tlv(ARP_SHA, mac_bytes(m.arp_sha)))
-    if m.nw_src is not None:
-        out.append(tlv(IPV4_SRC, ip_bytes(m.nw_src)))
-    if m.nw_dst is not None:
-        out.append(tlv(IPV4_DST, ip_bytes(m.nw_dst)))
     if m.tun_id is not None:
         out.append(tlv(TUNNEL_ID, m.tun_id.to_bytes(8, "big")))
     return b"".join(out)

@@ -25,10 +25,13 @@ Two channels carry these changes (``FlowSync``):
   (``meshrouter.dataplane.openflow``).  Every flow's ``OFPFC_ADD`` message is
   encoded once, when the flow object is first rendered (in the datapath's worker
   thread), so an apply is a ``b"".join`` of cached bytes and one round trip.
-  A full apply is one bundle: delete every flow with our cookie prefix, then add
-  the table (no dump, no diff: the switch does the work atomically; other
-  owners' flows are untouched by the cookie mask).  A delta is one bundle of
-  adds and cookie-restricted strict deletes, exactly as the text above.
+  A full apply reads our flows back (one ``OFPMP_FLOW`` request restricted to
+  our cookie; OVS writes them back with exactly the bytes we encode) and sends
+  one bundle of what differs: strict deletes of stale flows, then adds -- after
+  an OVS restart that is the whole table, after a router restart usually
+  nothing, and unchanged flows keep their counters and datapath caches.  A
+  delta is one bundle of adds and cookie-restricted strict deletes, exactly as
+  the text above.
 * **ovs-ofctl** (fallback): the texts above through ``ovs-ofctl``.  Used when
   the connection cannot be made or breaks (retried natively after
   ``NATIVE_RETRY`` seconds), and for good when the switch refuses a native
@@ -47,7 +50,7 @@ import trio
 
 from meshrouter.dataplane.core.flow import Flow
 from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
-from meshrouter.dataplane.openflow import flowmod, wire
+from meshrouter.dataplane.openflow import flowmod, stats, wire
 from meshrouter.dataplane.ovs.ofchannel import OpenFlowChannel, mgmt_path
 from meshrouter.dataplane.ovs.rendercache import (
     XID_FLOW,
@@ -62,7 +65,8 @@ from meshrouter.errors import OpenFlowChannelError, OpenFlowError
 
 __all__ = [
     "NATIVE_RETRY", "Delta", "DesiredTable", "FlowSync", "Pushed", "RenderCache", "changes",
-    "delta", "desired_table", "encode_add", "foreign_lines", "full_text", "native_messages",
+    "delta", "desired_table", "encode_add", "foreign_lines", "full_messages", "full_text",
+    "native_messages",
     "tunnel_destinations",
 ]
 
@@ -199,6 +203,31 @@ def _encoded(entry: Entry) -> bytes:
     return encoded
 
 
+def full_messages(dumped: Iterable[stats.FlowEntry], desired: DesiredTable
+                  ) -> tuple[list[bytes], list[str]]:
+    """A full apply against the flows of ours the switch holds (``dumped``): strict
+    deletes of those the table does not hold byte for byte *first*, then adds of
+    the desired flows the switch lacks or holds otherwise; unchanged flows are
+    left alone (their counters and datapath caches too).  Deleting first keeps the
+    result right even if some flow were dumped with other bytes than we encode:
+    it is then deleted and added again, never left out."""
+    have = {entry.key(): entry for entry in dumped}
+    wanted: set[bytes] = set()
+    adds: list[bytes] = []
+    lines: list[str] = []
+    for entry in desired.entries.values():
+        message = _encoded(entry)
+        mine = stats.entry_of_add(message)
+        key = mine.key()
+        wanted.add(key)
+        if have.get(key) != mine:
+            adds.append(message)
+            lines.append(entry[2])
+    deletes = [wire.bundle_add(XID_FLOW, stats.delete_strict_entry(XID_FLOW, old, COOKIE_MASK))
+               for key, old in have.items() if key not in wanted]
+    return deletes + adds, lines
+
+
 class FlowSync:
     """Pushes desired tables to one bridge: natively when it can, else ovs-ofctl."""
 
@@ -279,24 +308,35 @@ class FlowSync:
     async def _push_native(self, tools: OvsTools, desired: DesiredTable,
                            installed: DesiredTable | None) -> Pushed:
         channel = self._native_channel(tools)
-        messages, new_lines = native_messages(installed, desired)
+        # the first exchange may meet an idle connection that died with a restarted
+        # vswitchd: then once more on a fresh one (the switch discarded any half
+        # bundle, and reading is harmless)
+        fresh = not channel.connected
+        dumped: list[stats.FlowEntry] = []
         if installed is None:
-            kind, size = "full", len(desired)
+            try:
+                dumped = await channel.dump_flows(COOKIE_PREFIX, COOKIE_MASK)
+            except OpenFlowChannelError:
+                if fresh:
+                    raise
+                dumped = await channel.dump_flows(COOKIE_PREFIX, COOKIE_MASK)
+            fresh = True  # the connection has just answered
+        if installed is None:
+            messages, _ = full_messages(dumped, desired)
+            kind, new_lines = "full", list(desired.values())
         else:
-            kind, size = "delta", len(messages)
+            messages, new_lines = native_messages(installed, desired)
+            kind = "delta"
         if messages:
-            was_connected = channel.connected
             try:
                 await channel.bundle(messages)
             except OpenFlowChannelError:
-                if not was_connected:
+                if fresh:
                     raise
-                # an idle connection may have died with a restarted vswitchd:
-                # once more on a fresh one (the switch discarded the half bundle)
                 await channel.bundle(messages)
         self.fallback_reason = ""
         self.last_channel = "openflow"
-        return Pushed(kind, size, "openflow", new_lines)
+        return Pushed(kind, len(messages), "openflow", new_lines)
 
     async def _push_ofctl(self, tools: OvsTools, desired: dict[str, str],
                           installed: dict[str, str] | None) -> Pushed:

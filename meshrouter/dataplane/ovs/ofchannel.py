@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
-from meshrouter.dataplane.openflow import flowmod, wire
+from meshrouter.dataplane.openflow import flowmod, stats, wire
 from meshrouter.errors import MalformedMessageError, OpenFlowChannelError, OpenFlowError
 
 RECV_CHUNK = 256 * 1024
@@ -41,6 +42,7 @@ XID_COMMIT = 0x6D720002
 XID_HELLO = 0x6D720003
 XID_BARRIER = 0x6D720004
 XID_COUNT = 0x6D720005
+XID_DUMP = 0x6D720006
 
 
 class OpenFlowChannel:
@@ -136,9 +138,7 @@ class OpenFlowChannel:
     async def bundle(self, messages: list[bytes]) -> None:
         """Apply ``messages`` (complete flow_mods already wrapped by ``wire.bundle_add``)
         atomically; returns once the switch confirmed the commit."""
-        if not os.path.exists(self.path):  # noqa: ASYNC240 - one stat, no I/O wait
-            self.close()
-            raise OpenFlowChannelError(f"{self.path} does not exist (is ovs-vswitchd running?)")
+        self._check_path()
         try:
             with trio.fail_after(self.timeout):
                 await self._connect()
@@ -148,6 +148,12 @@ class OpenFlowChannel:
             raise OpenFlowChannelError(
                 f"OpenFlow bundle to {self.path}: no answer within {self.timeout:g} s") from None
         self.bundles += 1
+
+    def _check_path(self) -> None:
+        """A clear error, without a connect attempt, when the socket is not there."""
+        if not os.path.exists(self.path):
+            self.close()
+            raise OpenFlowChannelError(f"{self.path} does not exist (is ovs-vswitchd running?)")
 
     async def _exchange(self, messages: list[bytes]) -> None:
         payload = b"".join([
@@ -208,26 +214,52 @@ class OpenFlowChannel:
 
     async def count_flows(self, prefix: int, cookie_mask: int) -> int:
         """How many flows in the switch have a cookie matching ``prefix`` under the mask."""
+        counted: list[int] = []
+
+        def take(msg: wire.Message) -> bool:
+            counted.append(stats.aggregate_flow_count(msg))
+            return True
+
+        await self._request(stats.aggregate_request(XID_COUNT, prefix, cookie_mask), XID_COUNT,
+                            take, "flow count")
+        return counted[0]
+
+    async def dump_flows(self, prefix: int, cookie_mask: int) -> list[stats.FlowEntry]:
+        """The flows whose cookie matches ``prefix`` under the mask, as bytes."""
+        reader = stats.FlowReader()
+
+        def take(msg: wire.Message) -> bool:
+            reader.feed(msg)
+            return reader.done
+
+        await self._request(stats.flow_stats_request(XID_DUMP, prefix, cookie_mask), XID_DUMP,
+                            take, "flow dump")
+        return reader.entries
+
+    async def _request(self, request: bytes, xid: int, take: Callable[[wire.Message], bool],
+                       what: str) -> None:
+        """Send ``request`` and feed the replies with its xid to ``take`` until it is done."""
+        self._check_path()
         try:
             with trio.fail_after(self.timeout):
                 await self._connect()
-                await self._send(flowmod.aggregate_request(XID_COUNT, prefix, cookie_mask))
+                await self._send(request)
                 while True:
                     msg = await self._next_message()
-                    if msg.xid != XID_COUNT:
+                    if msg.xid != xid:
                         continue  # a late reply of something else
                     if msg.type == wire.MsgType.ERROR:
-                        raise OpenFlowError(
-                            f"flow count refused: {wire.parse_error(msg).describe()}")
+                        raise OpenFlowError(f"{what} refused: {wire.parse_error(msg).describe()}")
                     try:
-                        return flowmod.aggregate_flow_count(msg)
+                        if take(msg):
+                            return
                     except MalformedMessageError as exc:
                         self.close()
                         raise OpenFlowChannelError(f"{self.path}: {exc}") from None
         except trio.TooSlowError:
             self.close()
             raise OpenFlowChannelError(
-                f"flow count from {self.path}: no answer within {self.timeout:g} s") from None
+                f"{what} from {self.path}: no answer within {self.timeout:g} s") from None
 
 
 def mgmt_path(rundir: str, bridge: str) -> str:
