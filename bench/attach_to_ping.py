@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -109,18 +109,23 @@ for line in sys.stdin:
 """
 
 
-TIMINGS = r"""
+GET = r"""
 import json, sys
 from meshrouter.api.client import ApiClient
-print(json.dumps(ApiClient(sys.argv[1]).request("GET", "/status/dataplane/timings")))
+print(json.dumps(ApiClient(sys.argv[1]).request("GET", sys.argv[2])))
 """
 
 
-def timings(host: Host, api: str) -> dict[str, dict[str, object]]:
-    """A router's records by container ID (the helper runs in the host's namespace)."""
-    out = subprocess.run(["ip", "netns", "exec", host.ns, sys.executable, "-c", TIMINGS, api],
+def api_get(host: Host, api: str, path: str) -> Any:
+    """GET ``path`` from a router's API (the helper runs in the host's namespace)."""
+    out = subprocess.run(["ip", "netns", "exec", host.ns, sys.executable, "-c", GET, api, path],
                          capture_output=True, text=True, check=True, cwd=REPO, timeout=60)
-    return {str(r["container_id"]): r for r in json.loads(out.stdout)}
+    return json.loads(out.stdout)
+
+
+def timings(host: Host, api: str) -> dict[str, dict[str, object]]:
+    """A router's attach and learn records by container ID."""
+    return {str(r["container_id"]): r for r in api_get(host, api, "/status/dataplane/timings")}
 
 
 def breakdown(attached: dict[str, float], got: float, h1: dict[str, object] | None,
@@ -211,6 +216,7 @@ def main() -> None:
     phases: dict[str, list[float]] = {"attach answered": [], "then first reply": [],
                                       "total (attach to first reply)": []}
     echoes: list[int] = []
+    setup = ""
     steps: dict[str, list[float]] = {}
     runs: list[tuple[str, dict[str, float], float]] = []
     try:
@@ -243,6 +249,10 @@ def main() -> None:
             echoes.append(int(seq))
             runs.append((target.name, attached, got))
         t1, t2 = timings(h1, r1.api), timings(h2, r2.api)
+        datapath = api_get(h1, r1.api, "/status/dataplane")["datapath"]
+        setup = (f"h1 datapath: port I/O {datapath['port_io']}, flow channel "
+                 f"{datapath.get('flow_channel')}, spares taken "
+                 f"{datapath.get('spares_taken')} of {len(runs) + 1} attaches")
         for name, attached, got in runs:
             for step, seconds in breakdown(attached, got, t1.get(name), t2.get(name)).items():
                 steps.setdefault(step, []).append(seconds)
@@ -257,6 +267,7 @@ def main() -> None:
           f"ports {args.port_io}, {args.gap:g} s apart, echo every {args.interval:g} ms, "
           f"ARP retransmit {arp}, "
           f"load average {load} on 2 shared cores")
+    print(setup)
     print("| phase | p50 ms | p95 ms | mean ms | max ms |")
     print("|---|---|---|---|---|")
     for name, values in phases.items():
