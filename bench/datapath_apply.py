@@ -49,6 +49,8 @@ from meshrouter.dataplane.core.flow import (
     SetTunnelId,
 )
 from meshrouter.dataplane.core.pipeline import (
+    COOKIE_MASK,
+    COOKIE_PREFIX,
     ETH_TYPE_ARP,
     TUNNEL_PORT,
     Category,
@@ -56,6 +58,7 @@ from meshrouter.dataplane.core.pipeline import (
     cookie,
 )
 from meshrouter.dataplane.ovs import OvsDatapath, flowsync
+from meshrouter.dataplane.ovs.ofchannel import OpenFlowChannel, mgmt_path
 from meshrouter.dataplane.ovs.tools import OvsTools
 from tests.integration.lab import Host, Lab, lab_skip_reason
 
@@ -195,17 +198,28 @@ class Bench:
     async def native_side(self, n: int) -> None:
         desired = flowsync.desired_table(table(n))
         sync = flowsync.FlowSync(self.bridge)
-        empty, over = [], []
+        channel = OpenFlowChannel(mgmt_path(self.tools.rundir, self.bridge))
+        blind = flowsync.native_messages(None, desired)[0]
+        got: dict[str, list[tuple[float, float, float]]] = {
+            "adds": [], "blind": [], "dump": [], "same": []}
         for _ in range(self.reps):
             self.clear()
-            empty.append(await self.timed(lambda: sync.push(self.tools, desired, None)))
-            over.append(await self.timed(lambda: sync.push(self.tools, desired, None)))
+            got["adds"].append(await self.timed(lambda: channel.bundle(blind[1:])))
+            got["blind"].append(await self.timed(lambda: channel.bundle(blind)))
+            got["dump"].append(await self.timed(
+                lambda: channel.dump_flows(COOKIE_PREFIX, COOKIE_MASK)))
+            got["same"].append(await self.timed(lambda: sync.push(self.tools, desired, None)))
+        channel.close()
         sync.close()
-        self.row(f"native: bundle of {n} adds into an empty table", [e[0] for e in empty],
-                 [e[1] for e in empty], f"router CPU {ms([e[2] for e in empty])}")
-        self.row(f"native: bundle delete-ours + {n} adds over the same table",
-                 [e[0] for e in over], [e[1] for e in over],
-                 f"router CPU {ms([e[2] for e in over])}")
+        for key, name in (
+            ("adds", f"bundle of {n} adds into an empty table"),
+            ("blind", f"bundle of delete-ours + {n} adds over the same table"),
+            ("dump", f"flow stats dump of our {n} flows (read back, parsed)"),
+            ("same", "full apply over the same table: dump + diff, nothing to send"),
+        ):
+            rows = got[key]
+            self.row(f"native: {name}", [r[0] for r in rows], [r[1] for r in rows],
+                     f"router CPU {ms([r[2] for r in rows])}")
 
     async def channels(self, n: int) -> dict[str, dict[str, list[float]]]:
         """Each channel, Python side included: full apply (switch empty; switch holding

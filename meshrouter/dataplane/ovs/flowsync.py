@@ -203,28 +203,28 @@ def _encoded(entry: Entry) -> bytes:
     return encoded
 
 
-def full_messages(dumped: Iterable[stats.FlowEntry], desired: DesiredTable
-                  ) -> tuple[list[bytes], list[str]]:
+def full_messages(dumped: stats.Flows, desired: DesiredTable) -> tuple[list[bytes], list[str]]:
     """A full apply against the flows of ours the switch holds (``dumped``): strict
     deletes of those the table does not hold byte for byte *first*, then adds of
     the desired flows the switch lacks or holds otherwise; unchanged flows are
     left alone (their counters and datapath caches too).  Deleting first keeps the
     result right even if some flow were dumped with other bytes than we encode:
     it is then deleted and added again, never left out."""
-    have = {entry.key(): entry for entry in dumped}
     wanted: set[bytes] = set()
     adds: list[bytes] = []
     lines: list[str] = []
+    get = dumped.get
     for entry in desired.entries.values():
-        message = _encoded(entry)
-        mine = stats.entry_of_add(message)
-        key = mine.key()
+        dumped_as = entry[4]
+        assert dumped_as is not None  # callers check DesiredTable.encoded first
+        key, state = dumped_as
         wanted.add(key)
-        if have.get(key) != mine:
-            adds.append(message)
+        if get(key) != state:
+            adds.append(_encoded(entry))
             lines.append(entry[2])
-    deletes = [wire.bundle_add(XID_FLOW, stats.delete_strict_entry(XID_FLOW, old, COOKIE_MASK))
-               for key, old in have.items() if key not in wanted]
+    deletes = [wire.bundle_add(XID_FLOW, stats.delete_strict_flow(XID_FLOW, key, state,
+                                                                  COOKIE_MASK))
+               for key, state in dumped.items() if key not in wanted]
     return deletes + adds, lines
 
 
@@ -312,7 +312,7 @@ class FlowSync:
         # vswitchd: then once more on a fresh one (the switch discarded any half
         # bundle, and reading is harmless)
         fresh = not channel.connected
-        dumped: list[stats.FlowEntry] = []
+        dumped: stats.Flows = {}
         if installed is None:
             try:
                 dumped = await channel.dump_flows(COOKIE_PREFIX, COOKIE_MASK)

@@ -224,7 +224,7 @@ class OpenFlowChannel:
                             take, "flow count")
         return counted[0]
 
-    async def dump_flows(self, prefix: int, cookie_mask: int) -> list[stats.FlowEntry]:
+    async def dump_flows(self, prefix: int, cookie_mask: int) -> stats.Flows:
         """The flows whose cookie matches ``prefix`` under the mask, as bytes."""
         reader = stats.FlowReader()
 
@@ -234,7 +234,7 @@ class OpenFlowChannel:
 
         await self._request(stats.flow_stats_request(XID_DUMP, prefix, cookie_mask), XID_DUMP,
                             take, "flow dump")
-        return reader.entries
+        return reader.flows
 
     async def _request(self, request: bytes, xid: int, take: Callable[[wire.Message], bool],
                        what: str) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from meshrouter.dataplane.core.flow import Flow
-from meshrouter.dataplane.openflow import flowmod, wire
+from meshrouter.dataplane.openflow import flowmod, stats, wire
 from meshrouter.errors import InvalidRequestError
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ class OfctlFlow(Protocol):
     def to_ofctl(self) -> str: ...
 
 
-Entry = tuple[OfctlFlow, str, str, "bytes | None"]
-"""(flow, match_text, line, bundled OFPFC_ADD message or None) of one rendered flow."""
+Entry = tuple[OfctlFlow, str, str, "bytes | None", "tuple[bytes, bytes] | None"]
+"""(flow, match_text, line, bundled OFPFC_ADD message or None, the (key, state) a
+flow dump will show of it or None) of one rendered flow."""
 
 
 class DesiredTable(dict[str, str]):
@@ -116,13 +117,15 @@ class RenderCache:
         line = flow.to_ofctl()
         if "\n" in line or "\r" in line or len(line) > MAX_FLOW_LINE:
             raise InvalidRequestError(f"flow line refused (newline or over {MAX_FLOW_LINE} chars)")
-        encoded = None
+        encoded = dumped = None
         if self.encode and isinstance(flow, Flow):
             try:
                 encoded = encode_add(flow)
+                dumped = stats.flow_of_add(encoded)
             except ValueError as exc:  # over 64 KiB, or a value the codec refuses
                 log.warning("flow %s has no OpenFlow encoding: %s", flow.match_text(), exc)
-        return (flow, flow.match_text(), line, encoded)
+                encoded = None
+        return (flow, flow.match_text(), line, encoded, dumped)
 
     def table(self, flows: Iterable[OfctlFlow]) -> DesiredTable:
         """``{match_text: line}`` of ``flows``; refuses lines that could smuggle a
