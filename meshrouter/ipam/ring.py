@@ -245,6 +245,12 @@ class Ring:
         donor = self.entries.get(donor_token)
         if donor is None:
             return False
+        if donor.frozen:
+            # Reclaimed: nobody acknowledges a frozen entry, so no ack can come.
+            # Its version says what the reclaimer knew: at least the split's
+            # version (plus the freeze bump) means it knew the split and took
+            # none of the recipient's space; it can never reclaim again.
+            return donor.version >= donor_version + FREEZE_BUMP
         if self.heir(donor_token) is None:
             return True
         return any(

@@ -738,6 +738,28 @@ def test_donate_records_its_origin_and_settles_on_the_donor_heirs_ack() -> None:
     assert ring.origin_settled(0) and ring.origin_settled(32)  # founding entries
 
 
+def test_a_split_settles_when_its_donor_is_reclaimed_by_a_heir_that_knew_it() -> None:
+    # Campaign seed 4 (sim test): A split its entry for C, then A went away and its
+    # heir B reclaimed (froze) it.  Nobody acknowledges a frozen entry, so C's origin
+    # waited for an ack that could never come, and C's space stayed unusable.
+    ring = Ring.found(0, 64, [A, B])
+    ring.extend(0, 4, A)
+    ring.set_note(B, acks={0: Ack(A, 1, 4)})
+    ring.donate(0, 20, C, A)  # A's entry at version 2, C's origin (0, 2)
+    knew = ring.copy()
+    assert knew.reclaim(0, B)  # B's view has the split: frozen at 2 + FREEZE_BUMP
+    knew.set_note(B, acks={})  # the frozen entry's ack leaves B's note
+    assert knew.entries[0].frozen and knew.origin_settled(20)
+    missed = Ring.found(0, 64, [A, B])  # B reclaims from a view without the split
+    missed.extend(0, 4, A)
+    missed.set_note(B, acks={0: Ack(A, 1, 4)})
+    assert missed.reclaim(0, B)  # frozen at 1 + FREEZE_BUMP
+    missed.set_note(B, acks={})
+    missed.merge(ring)
+    assert missed.entries[0].frozen
+    assert not missed.origin_settled(20), "B may have handed out addresses past the split"
+
+
 def test_donation_by_a_sole_owner_makes_the_recipient_its_heir() -> None:
     ring = Ring.found(0, 64, [A])
     ring.donate(0, 32, B, A)
