@@ -33,7 +33,9 @@ A donation splits the donor's entry; the new entry records its *origin* (the
 donor's token and version after the split).  The donor acknowledges the
 recipient's reservations only once its own heir has acknowledged that version,
 so the peer that could reclaim the donor's entry always knows about the split
-before the recipient uses any of it.  Founding entries have no origin.
+before the recipient uses any of it -- or once the donor's entry was reclaimed
+(frozen) by a peer that knew the split: a frozen entry is acknowledged by
+nobody and never reclaimed again.  Founding entries have no origin.
 
 Who may acknowledge and reclaim is decided by a *majority of the live
 addresses* (``majority.py``: addresses, unlike owners, are conserved by
