@@ -179,9 +179,11 @@ class Pushed:
 
 def native_messages(installed: DesiredTable | None, desired: DesiredTable
                     ) -> tuple[list[bytes], list[str]]:
-    """The bundle's flow_mods and the lines they add: a full table (``installed``
-    None: delete all of ours, add everything) or the delta (adds of new or changed
-    lines, then cookie-restricted strict deletes)."""
+    """The bundle's flow_mods and the lines they add: the delta (adds of new or
+    changed lines, then cookie-restricted strict deletes), or with ``installed``
+    None the blind full table (delete all of ours, add everything: what a full
+    apply would cost without reading the switch first; ``full_messages`` is the
+    one ``FlowSync`` sends)."""
     if installed is None:
         messages = [wire.bundle_add(XID_FLOW, flowmod.delete_cookie(
             XID_FLOW, COOKIE_PREFIX, COOKIE_MASK))]

@@ -16,7 +16,8 @@ commit the others (measured; ``ovs-ofctl --bundle`` does the same barrier).
 A bundle on a connection that broke before its commit was answered is
 discarded by the switch; the caller may then send it again on a fresh
 connection (adds and strict deletes are idempotent).  Echo requests are
-answered whenever we read.
+answered whenever we read.  ``count_flows`` and ``dump_flows`` read our flows
+back (multipart statistics restricted to our cookie) on the same connection.
 
 Errors: no socket, a refused handshake, a timeout or a broken connection are
 ``OpenFlowChannelError`` (the channel is unusable: fall back to ovs-ofctl);
