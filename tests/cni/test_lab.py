@@ -12,29 +12,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from tests.cni.runtime import (
-    cni,
-    conf,
-    finish,
-    learn,
-    open_lab,
-    start_plugin,
-    two_hosts,
-)
-from tests.integration.lab import REPO, Lab, lab_skip_reason
+from tests.cni.runtime import cni, conf, finish, learn, start_plugin, two_hosts
+from tests.integration.lab import REPO, Lab
 from tests.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with open_lab(78, lab_skip_reason()) as made:
-        yield made
 
 
 def test_every_verb_as_a_runtime_drives_it(lab: Lab) -> None:

@@ -4,31 +4,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from tests.cni.runtime import (
-    DOMAIN,
-    Podman,
-    cni,
-    conf,
-    endpoint,
-    learn,
-    open_lab,
-    podman_skip_reason,
-    two_hosts,
-)
+from tests.cni.runtime import DOMAIN, Podman, cni, conf, endpoint, learn, two_hosts
 from tests.integration.lab import Lab, RouterInHost
 from tests.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with open_lab(76, podman_skip_reason()) as made:
-        yield made
 
 
 def nameserver(router: RouterInHost) -> str:
@@ -36,7 +19,8 @@ def nameserver(router: RouterInHost) -> str:
     return str(json.loads(router.cli("status", "dns", "--json")).get("nameserver") or "")
 
 
-def test_podman_run_gets_an_address_and_reaches_another_host_by_name(lab: Lab) -> None:
+def test_podman_run_gets_an_address_and_reaches_another_host_by_name(podman_lab: Lab) -> None:
+    lab = podman_lab
     # Default DNS: each router exposes its host on the overlay once an address
     # ring exists, and serves DNS there (the one address of the host a container
     # on the overlay can reach).
