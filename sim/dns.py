@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from dnslib import QTYPE, DNSRecord
+from dnslib import EDNS0, QTYPE, DNSRecord
 
 from meshrouter.dns.names import format_ipv4
 from meshrouter.dns.service import DnsService
@@ -40,6 +40,7 @@ from sim.network import LinkProfile
 
 SAMPLE = 0.005
 NAMES = 5
+EDNS_BUFFER = 4096
 CONN_LIMIT = 16
 LATENCY = 0.01
 
@@ -81,11 +82,19 @@ def answers(host: SimHost) -> dict[str, tuple[int, ...]]:
     return dns_of(host).view().addresses
 
 
-def resolved(host: SimHost, name: str) -> list[str]:
-    """What a client of this router gets for ``name`` (through the resolver)."""
-    reply = dns_of(host).resolve_bytes(DNSRecord.question(name, "A").pack())
-    assert reply is not None
-    return sorted(str(rr.rdata) for rr in DNSRecord.parse(reply).rr if rr.rtype == QTYPE.A)
+def resolved(host: SimHost, name: str) -> list[str] | None:
+    """What a client of this router gets for ``name`` (through the resolver),
+    asking with an EDNS0 buffer of 4,096 bytes as stub resolvers do (without
+    it, 512 bytes hold 29 addresses: at N = 300 a name has 60); None if the
+    answer is truncated all the same (the client would retry over TCP)."""
+    query = DNSRecord.question(name, "A")
+    query.add_ar(EDNS0(udp_len=EDNS_BUFFER))
+    data = dns_of(host).resolve_bytes(query.pack())
+    assert data is not None
+    reply = DNSRecord.parse(data)
+    if reply.header.tc:
+        return None
+    return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
 
 
 async def _wait_until(check: Any, limit: float) -> float | None:
@@ -139,7 +148,11 @@ async def scenario(nursery: trio.Nursery, peers: int, seed: int, conn_limit: int
     result.agree_at_quiescence = _agree(cluster) and all(answers(h) == expected for h in hosts)
     for name, addrs in expected.items():
         want = sorted(format_ipv4(a) for a in addrs)
-        if any(resolved(h, name) != want for h in hosts):
+        got = [resolved(h, name) for h in hosts]
+        if any(g is None for g in got):
+            result.notes.append(f"{name}: {len(want)} addresses do not fit "
+                                f"{EDNS_BUFFER} bytes (truncated; TCP would hold them)")
+        elif any(g != want for g in got):
             result.agree_at_quiescence = False
             result.notes.append(f"resolver answers differ for {name}")
 
