@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from meshrouter.dataplane.ovs.settings import SCHEMA
+from meshrouter.dataplane.ovs.settings import SCHEMA, SYSTEM_DB_SOCKET, OvsSettings
 from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools, pid_alive, read_pidfile
 from meshrouter.errors import ConfigError
 
@@ -172,3 +172,24 @@ class OwnDaemons:
                     return
                 await trio.sleep(0.1)
         log.error("%s (pid %d) would not die", daemon, pid)
+
+
+async def choose_ovs(s: OvsSettings) -> tuple[OvsTools, OwnDaemons | None]:
+    """The OVS to drive: the one on ``--ovs-db`` (default the system's), or our own
+    daemons under the data dir when asked, or when none answers there.  The
+    socket of our own daemons is ours to run, restart and stop, even when a
+    previous run left them answering."""
+    socket_path = s.db_socket or SYSTEM_DB_SOCKET
+    external = OvsTools(db_socket=socket_path, rundir=str(Path(socket_path).parent),
+                        timeout=s.tool_timeout)
+    ours = _same_path(socket_path, str(s.ovs_dir / "run" / "db.sock"))
+    if s.own_daemons == "never" or (
+        not ours and s.own_daemons == "auto" and await external.db_answers()
+    ):
+        return external, None
+    daemons = OwnDaemons(s.ovs_dir, netns=s.netns, handler_threads=s.handler_threads)
+    return daemons.tools, daemons
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)

@@ -21,7 +21,6 @@ up the flows of the attach that used the last spare.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import time
@@ -32,28 +31,23 @@ from typing import Any
 import trio
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX, TUNNEL_PORT
+from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
 from meshrouter.dataplane.ovs import announce, flowsync, pool, portio, ports
 from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
-from meshrouter.dataplane.ovs.daemons import OwnDaemons
+from meshrouter.dataplane.ovs.daemons import OwnDaemons, choose_ovs
 from meshrouter.dataplane.ovs.settings import (
-    SYSTEM_DB_SOCKET,
     VXLAN_OVERHEAD,
     OvsSettings,
     choose_datapath_type,
 )
 from meshrouter.dataplane.ovs.tools import OvsTools, pid_alive, read_pidfile
-from meshrouter.errors import ConflictError, InvalidRequestError, MeshError, UnavailableError
+from meshrouter.errors import MeshError, UnavailableError
 from meshrouter.node.datapath import DatapathHealth, LocalPort, PortRequest
 
 log = logging.getLogger(__name__)
 
 COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
 _FLOW_COUNT = re.compile(r"flow_count=(\d+)")
-
-
-def _same_path(a: str, b: str) -> bool:
-    return os.path.abspath(a) == os.path.abspath(b)
 
 
 class OvsDatapath:
@@ -179,12 +173,7 @@ class OvsDatapath:
                 else:
                     await ports.relabel(tools, self.settings.bridge, port)
                 return self._attached(port, spare.io, marks)
-            if ofport is None:
-                ofport = pool.next_ofport(used)
-            elif not isinstance(ofport, int) or not 1 <= ofport <= pool.MAX_OFPORT:
-                raise InvalidRequestError(f"invalid OpenFlow port number {ofport!r}")
-            elif ofport in used or ofport == TUNNEL_PORT:
-                raise ConflictError(f"OpenFlow port {ofport} is already in use")
+            ofport = pool.pick_ofport(ofport, used)
             port, io = await ports.attach(
                 tools,
                 bridge=self.settings.bridge,
@@ -327,20 +316,7 @@ class OvsDatapath:
         if self._netns_path is None and s.netns is not None:
             self._netns_path = netlink.resolve_netns(s.netns)
         if self._tools is None:
-            socket_path = s.db_socket or SYSTEM_DB_SOCKET
-            external = OvsTools(db_socket=socket_path, rundir=str(Path(socket_path).parent),
-                                timeout=s.tool_timeout)
-            # the socket of our own daemons (under the data dir) is ours to run,
-            # restart and stop, even when a previous run left them answering
-            ours = _same_path(socket_path, str(s.ovs_dir / "run" / "db.sock"))
-            if s.own_daemons == "never" or (
-                not ours and s.own_daemons == "auto" and await external.db_answers()
-            ):
-                self._tools = external
-            else:
-                self._daemons = OwnDaemons(s.ovs_dir, netns=s.netns,
-                                           handler_threads=s.handler_threads)
-                self._tools = self._daemons.tools
+            self._tools, self._daemons = await choose_ovs(s)
         if self._daemons is not None:
             await self._daemons.start_ovsdb()
             if await self._daemons.start_vswitchd():

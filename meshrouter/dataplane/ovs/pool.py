@@ -31,10 +31,10 @@ import trio
 from pyroute2 import IPRoute
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.core.pipeline import FIRST_CONTAINER_PORT
+from meshrouter.dataplane.core.pipeline import FIRST_CONTAINER_PORT, TUNNEL_PORT
 from meshrouter.dataplane.ovs.bridges import add_port_with_io, parse_json_table
 from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools
-from meshrouter.errors import UnavailableError
+from meshrouter.errors import ConflictError, InvalidRequestError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,18 @@ def next_ofport(used: set[int]) -> int:
     if port > MAX_OFPORT:
         raise UnavailableError("no free OpenFlow port number on the integration bridge")
     return port
+
+
+def pick_ofport(requested: object, used: set[int]) -> int:
+    """The OpenFlow number for a new port: the one asked for (checked), else the
+    lowest free one from ``FIRST_CONTAINER_PORT``."""
+    if requested is None:
+        return next_ofport(used)
+    if not isinstance(requested, int) or not 1 <= requested <= MAX_OFPORT:
+        raise InvalidRequestError(f"invalid OpenFlow port number {requested!r}")
+    if requested in used or requested == TUNNEL_PORT:
+        raise ConflictError(f"OpenFlow port {requested} is already in use")
+    return requested
 
 
 async def remove(tools: OvsTools, host: str, switch_netns: str | None) -> None:
