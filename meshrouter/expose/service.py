@@ -279,6 +279,11 @@ class ExposeService(ServiceBase):
             "container_id": self.container_id,
             "mode": self.state.mode,
             "auto": self.auto,
+            # About to expose by itself (or to restore an exposure): meshrouter-cni
+            # waits a moment for the DNS address of the first container of a fresh
+            # mesh on this (request H6-1).  Not while an attempt keeps failing.
+            "pending": attached is None and not self.error and (
+                self.state.mode == "exposed" or self._auto_allowed()),
             "error": self.error,
         }
 

@@ -145,6 +145,7 @@ def test_hide_detaches_releases_the_address_and_is_remembered() -> None:
 
     host.run(body)
     assert seen["hidden"]["released"] == ["10.40.0.2"] and seen["hidden"]["state"] == "hidden"
+    assert seen["hidden"]["pending"] is False
     assert seen["again"]["released"] == []
     assert host.owner_of("10.40.0.2") is None and HOST not in host.datapath.ports
     assert host.dataplane.table.live() == [] and host.dns.told[-1] is None
@@ -188,12 +189,14 @@ def test_automatic_exposure_waits_for_a_ring_and_needs_ovs_and_default_dns() -> 
     async def body() -> None:
         await trio.sleep(10)
         seen["waiting"] = (dict(host.ipam.owners), host.expose.summary()["state"])
+        seen["pending"] = host.expose.summary()["pending"]
         ipam.ready = True  # someone founded the ring (a container's attach)
         await trio.sleep(2)
         seen["exposed"] = host.expose.summary()
 
     host.run(body)
     assert seen["waiting"] == ({}, "not exposed")  # never the request that founds a ring
+    assert seen["pending"] is True and seen["exposed"]["pending"] is False
     assert seen["exposed"]["state"] == "exposed" and seen["exposed"]["mode"] == "auto"
     assert host.dns.told == ["10.40.0.2/16"]
 
@@ -204,6 +207,7 @@ def test_automatic_exposure_waits_for_a_ring_and_needs_ovs_and_default_dns() -> 
 
         other.run(idle)
         assert other.datapath.ports == {} and other.ipam.owners == {}, other.datapath.kind
+        assert other.expose.summary()["pending"] is False  # meshrouter-cni must not wait
 
 
 def test_a_restart_keeps_the_address_and_a_lost_port_comes_back_with_it() -> None:

@@ -16,23 +16,18 @@ host 1's router *reports* (``status dns --json``):
 * ``meshrouter hide`` takes the address away and releases it (the server no
   longer answers there, IPAM no longer holds it), and it stays hidden across a
   restart; ``meshrouter expose --ip`` gives the host the address asked for.
-
-Until the lead registers ``ExposeService`` in ``standard_services()`` the
-routers are started through a tiny launcher that adds it (a no-op once it is
-registered).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.lab import REPO, Container, Host, Lab, RouterInHost, sh
+from tests.integration.lab import Container, Host, Lab, RouterInHost, sh
 from tests.integration.test_dns_lab import DOMAIN, _attach, _dig, _peers, _wait, resolv_dirs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -41,69 +36,17 @@ __all__ = ["resolv_dirs"]  # the fixture, shared with test_dns_lab
 RANGE = "10.78.0.0/16"
 NETNS_ETC = Path("/etc/netns")
 
-# Requests H5-1 (ExposeService in standard_services) and H5-8 (the range check
-# ignores routes through mr-expose) while the lead has not applied them; each
-# part is a no-op once its change is in.
-LAUNCHER = """
-import meshrouter.cli.host_checks as host_checks
-import meshrouter.node.assembly as assembly
-from meshrouter.expose.service import ExposeService
-
-_standard = assembly.standard_services
-_routes = host_checks.host_routes
-
-def host_routes():
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        ours = [f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
-                for index in ipr.link_lookup(ifname="mr-expose")
-                for r in ipr.get_routes(family=2, oif=index) if r.get_attr("RTA_DST")]
-    return [route for route in _routes() if route not in ours]
-
-def standard_services(config):
-    services = _standard(config)
-    if config.dataplane is not None and not any(s.name == "expose" for s in services):
-        services.append(ExposeService())
-    return services
-
-assembly.standard_services = standard_services
-host_checks.host_routes = host_routes
-from meshrouter.cli import main
-main(prog_name="meshrouter")
-"""
+def _args(host: Host) -> list[str]:
+    """OVS in the host, the DNS defaults (no --dns-listen): the router exposes by itself."""
+    return ["--datapath", "ovs", "--datapath-type", "netdev", "--underlay-dev", "ul0",
+            "--ovs-db", str(host.base / "router" / "ovs" / "run" / "db.sock"),
+            "--ipalloc-range", RANGE, "--dns-domain", f"{DOMAIN}.",
+            "--dns-upstream", "127.0.0.1:9",
+            "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2"]
 
 
 def _launch(host: Host, *peers: str) -> RouterInHost:
-    """``launch peer`` in ``host`` as ``Host.launch_router`` does, through LAUNCHER."""
-    data_dir = host.base / "router"
-    data_dir.mkdir(exist_ok=True)
-    (data_dir / "addresses.json").unlink(missing_ok=True)
-    log_path = host.base / f"router-{len(host.lab.routers)}.log"
-    argv = ["ip", "netns", "exec", host.ns, sys.executable, "-c", LAUNCHER,
-            "launch", "peer", "--listen", f"{host.ip}:6783", "--api", "127.0.0.1:0",
-            "--data-dir", str(data_dir), "--nickname", f"h{host.index}",
-            "--datapath", "ovs", "--datapath-type", "netdev", "--underlay-dev", "ul0",
-            "--ovs-db", str(data_dir / "ovs" / "run" / "db.sock"),
-            "--ipalloc-range", RANGE, "--dns-domain", f"{DOMAIN}.",
-            "--dns-upstream", "127.0.0.1:9",
-            "--heartbeat-interval", "0.5", "--heartbeat-timeout", "2", *peers]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    router = RouterInHost(host, process, data_dir, log_path)
-    host.lab.routers.append(router)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"router in {host.ns} exited:\n{router.log()}")
-        try:
-            record = json.loads((data_dir / "addresses.json").read_text())
-        except (OSError, ValueError):
-            record = {}
-        if record.get("pid") == process.pid:
-            router.api = str(record["api"])
-            return router
-        time.sleep(0.1)
-    raise RuntimeError(f"router in {host.ns} did not publish its addresses:\n{router.log()}")
+    return host.launch_router(*peers, extra=_args(host))
 
 
 def _json(router: RouterInHost, *args: str) -> dict[str, object]:
@@ -112,15 +55,6 @@ def _json(router: RouterInHost, *args: str) -> dict[str, object]:
     except ValueError:
         return {}
     return out if isinstance(out, dict) else {}
-
-
-def _get(router: RouterInHost, path: str) -> dict[str, object]:
-    """One API GET from inside the router's host (``status`` knows no ``expose`` yet)."""
-    code = ("import json; from meshrouter.api.client import ApiClient; "
-            f"print(json.dumps(ApiClient({router.api!r}).request('GET', {path!r})))")
-    out = json.loads(sh("ip", "netns", "exec", router.host.ns, sys.executable, "-c", code))
-    assert isinstance(out, dict)
-    return out
 
 
 def _nameserver(router: RouterInHost) -> str:
@@ -151,7 +85,7 @@ def test_containers_resolve_through_the_exposed_host_address(
           "both routers to expose their host and name it for containers",
           lambda: (_json(r1, "status", "dns", "--json"), _json(r1, "report")))
     nameserver = _nameserver(r1)
-    expose1 = _get(r1, "/status/expose")
+    expose1 = _json(r1, "status", "expose", "--json")
     assert expose1["state"] == "exposed" and str(expose1["address"]).startswith(nameserver + "/")
     assert f"inet {expose1['address']}" in _host_addresses(h1)
     # an endpoint like any container's, known on both hosts
