@@ -174,18 +174,14 @@ class OvsDatapath:
                     await ports.relabel(tools, self.settings.bridge, port)
                 return self._attached(port, spare.io, marks)
             ofport = pool.pick_ofport(ofport, used)
-            port, io = await ports.attach(
-                tools,
-                bridge=self.settings.bridge,
-                request=request,
-                mtu=mtu,
-                ofport=ofport,
-                port_io=self._io.wanted(),
-                switch_netns=self._netns_path,
-                mark=mark,
-                xdp_mode=self.settings.xdp_mode,
-                on_xdp=self._io.result,
-            )
+            self._spares.pool.reserved.add(ofport)  # the keeper picks around it meanwhile
+            try:
+                port, io = await ports.attach(
+                    tools, bridge=self.settings.bridge, request=request, mtu=mtu,
+                    ofport=ofport, port_io=self._io.wanted(), switch_netns=self._netns_path,
+                    mark=mark, xdp_mode=self.settings.xdp_mode, on_xdp=self._io.result)
+            finally:
+                self._spares.pool.reserved.discard(ofport)
             return self._attached(port, io, marks)
 
     def _attached(self, port: LocalPort, io: str, marks: list[tuple[str, float]]) -> LocalPort:

@@ -95,6 +95,8 @@ class PortPool:
         self.spares: list[Spare] = []
         self.making: set[int] = set()
         """OpenFlow numbers of spares being made (not yet in ``spares``)."""
+        self.reserved: set[int] = set()
+        """OpenFlow numbers of ordinary ports being added (not spares)."""
         self.made = 0
         self.taken = 0
 
@@ -102,7 +104,7 @@ class PortPool:
         return len(self.spares) + len(self.making) < self.size
 
     def ofports(self) -> set[int]:
-        return {s.ofport for s in self.spares} | self.making
+        return {s.ofport for s in self.spares} | self.making | self.reserved
 
     def take(self, mtu: int) -> Spare | None:
         for i, spare in enumerate(self.spares):
