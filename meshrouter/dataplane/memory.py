@@ -50,6 +50,7 @@ class MemoryDatapath:
         self.attach_error: Exception | None = None
         """Raised by the next ``attach_port`` (then cleared): a fault injection."""
         self._health = DatapathHealth(ok=True)
+        self.attach_marks: dict[str, list[tuple[str, float]]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -71,6 +72,11 @@ class MemoryDatapath:
         if not delta.is_empty():
             self.installed = dict(self.desired)
             self.compiled = CompiledTable(self.installed.values())
+
+    async def announce(self, endpoints: Sequence[tuple[str, str]],
+                       skip: str | None = None) -> int:
+        """Nothing to announce: simulated containers have no ARP cache to wait on."""
+        return 0
 
     async def attach_port(self, request: PortRequest) -> LocalPort:
         if self.attach_error is not None:

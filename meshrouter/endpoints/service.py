@@ -256,11 +256,8 @@ class DataplaneService(ServiceBase):
     async def _send_announce(self, endpoints: Sequence[tuple[str, str]],
                              skip: str | None = None) -> None:
         """Gratuitous ARP to our containers, if the datapath can (``timings``)."""
-        announce = getattr(self.context.datapath, "announce", None)
-        if announce is None:
-            return
         try:
-            await announce(endpoints, skip)
+            await self.context.datapath.announce(endpoints, skip)
         except MeshError as exc:  # a courtesy: the containers' ARP retry still works
             log.info("%s: announcement failed: %s", self.context.label, exc)
 
@@ -314,8 +311,7 @@ class DataplaneService(ServiceBase):
                 if from_ipam:
                     self._release(request.container_id, ip)
                 raise
-            marks = getattr(self.context.datapath, "attach_marks", {})
-            record.marks += marks.get(request.container_id, [])
+            record.marks += self.context.datapath.attach_marks.get(request.container_id, [])
             record.marks.append(("port ready", time.monotonic()))
             attachment = Attachment(port_request, port, ip, prefix, from_ipam)
             self.attachments[request.container_id] = attachment

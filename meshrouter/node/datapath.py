@@ -78,6 +78,18 @@ class Datapath(Protocol):
 
     async def detach_port(self, container_id: str) -> None: ...
 
+    attach_marks: dict[str, list[tuple[str, float]]]
+    """Per container, the steps of its last attach (``time.monotonic()`` marks): the
+    latency breakdown ``GET /status/dataplane/timings`` shows.  Empty where the
+    datapath does not time its steps."""
+
+    async def announce(self, endpoints: Sequence[tuple[str, str]],
+                       skip: str | None = None) -> int:
+        """Tell local containers (but ``skip``) that these (mac, ip) endpoints are
+        reachable now (gratuitous ARP), so one that asked too early does not wait
+        for its ARP retry.  Returns the frames sent; 0 where there is nothing to do."""
+        ...
+
     def health(self) -> DatapathHealth: ...
 
     def status(self) -> dict[str, Any]: ...
@@ -88,6 +100,9 @@ class NullDatapath:
 
     kind = "none"
     on_port_lost: Callable[[str], None] | None = None
+
+    def __init__(self) -> None:
+        self.attach_marks: dict[str, list[tuple[str, float]]] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -103,6 +118,10 @@ class NullDatapath:
 
     async def detach_port(self, container_id: str) -> None:
         return None
+
+    async def announce(self, endpoints: Sequence[tuple[str, str]],
+                       skip: str | None = None) -> int:
+        return 0
 
     def health(self) -> DatapathHealth:
         return DatapathHealth(ok=True, reason="no datapath")

@@ -21,7 +21,6 @@ up the flows of the attach that used the last spare.
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +30,6 @@ from typing import Any
 import trio
 
 from meshrouter.dataplane import netlink
-from meshrouter.dataplane.core.pipeline import COOKIE_MASK, COOKIE_PREFIX
 from meshrouter.dataplane.ovs import announce, flowsync, pool, portio, ports
 from meshrouter.dataplane.ovs.bridges import UnderlayBridge, setup_integration
 from meshrouter.dataplane.ovs.daemons import OwnDaemons, choose_ovs
@@ -45,10 +43,6 @@ from meshrouter.errors import MeshError, UnavailableError
 from meshrouter.node.datapath import DatapathHealth, LocalPort, PortRequest
 
 log = logging.getLogger(__name__)
-
-COOKIE_MATCH = f"cookie=0x{COOKIE_PREFIX:x}/0x{COOKIE_MASK:x}"
-_FLOW_COUNT = re.compile(r"flow_count=(\d+)")
-
 
 class OvsDatapath:
     """The OVS driver shell (see the module docstring)."""
@@ -439,9 +433,7 @@ class OvsDatapath:
         tools = self._tools
         assert tools is not None
         try:
-            out = await tools.ofctl("dump-aggregate", self.settings.bridge, COOKIE_MATCH)
-            found = _FLOW_COUNT.search(out)
-            count = int(found.group(1)) if found else -1
+            count = await self._flows.count_ours(tools)  # native; ovs-ofctl as fallback
             if self._installed is not None and count != len(self._installed):
                 log.warning("switch holds %d of our flows, expected %d: reinstalling",
                             count, len(self._installed))
