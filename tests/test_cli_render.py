@@ -106,3 +106,24 @@ def test_status_graph_writes_the_picture(fake_api: FakeApi, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     svg = target.read_text()
     assert svg.startswith("<svg") and "alpha" in svg and "bravo" in svg
+
+
+def test_datapath_line_names_the_port_io_and_why_af_packet() -> None:
+    from meshrouter.cli.render import datapath_text
+
+    status = {"type": "ovs-netdev", "bridge": "mr-int", "flows": 42, "health": "ok",
+              "port_io": {"underlay": "afxdp", "containers": ["afxdp"], "why": "probed"}}
+    assert datapath_text(status) == (
+        "ovs-netdev, bridge mr-int, 42 flows, underlay afxdp, containers afxdp, ok")
+    status["port_io"] = {"underlay": "afxdp", "containers": ["afpacket", "afxdp"],
+                         "why": "AF_XDP unusable here: no XDP sockets"}
+    assert datapath_text(status) == (
+        "ovs-netdev, bridge mr-int, 42 flows, underlay afxdp, containers afpacket, afxdp, "
+        "(AF_XDP unusable here: no XDP sockets), ok")
+
+
+def test_status_expose_table(capsys: pytest.CaptureFixture[str]) -> None:
+    print_status("expose", {"state": "exposed", "auto": True, "address": "10.32.0.1/12",
+                            "interface": "mr-expose", "mode": "auto", "error": ""})
+    text = capsys.readouterr().out
+    assert "exposed (automatic)" in text and "10.32.0.1/12" in text and "mr-expose" in text

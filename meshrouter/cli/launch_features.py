@@ -70,11 +70,26 @@ FEATURE_OPTIONS = [
     ),
     click.option(
         "--port-io",
-        type=click.Choice(["auto", "afxdp", "afpacket"]),
+        type=click.Choice(["auto", "afxdp", "afxdp-pmd", "afpacket"]),
         default="auto",
         show_default=True,
-        help="netdev ports: AF_XDP (faster, slower to attach) or AF_PACKET; auto tries "
-        "AF_XDP per port.",
+        help="netdev ports: auto: AF_XDP where this host supports it (probed once; the "
+        "first port decides), else AF_PACKET; afxdp-pmd: AF_XDP polled by PMD threads.",
+    ),
+    click.option(
+        "--xdp-mode",
+        type=click.Choice(["generic", "native", "best-effort"]),
+        default="generic",
+        show_default=True,
+        help="XDP mode of AF_XDP ports (generic was as fast as native on veth here).",
+    ),
+    click.option(
+        "--port-pool",
+        type=click.IntRange(0, 64),
+        default=2,
+        show_default=True,
+        help="Spare container ports kept ready, so an attach does not wait for OVS to add "
+        "a port (0: none; raise it for hosts that start containers in bursts).",
     ),
     click.option(
         "--mtu",
@@ -154,6 +169,8 @@ def make_datapath(options: dict[str, Any], data_dir: Path, listen_host: str) -> 
         container_mtu=options["container_mtu"],
         own_daemons=own_daemons[options["ovs_daemons"]],
         port_io=options["port_io"],
+        xdp_mode=options["xdp_mode"],
+        port_pool=options["port_pool"],
     )
     return OvsDatapath(settings)
 

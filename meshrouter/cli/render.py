@@ -76,9 +76,14 @@ def datapath_text(status: dict[str, Any]) -> str:
         return "none (control plane only)"
     parts = [str(status.get("type")), f"bridge {status.get('bridge')}",
              f"{status.get('flows', 0)} flows"]
-    io = (status.get("port_io") or {}).get("underlay")
-    if io:
-        parts.append(f"underlay {io}")
+    port_io = status.get("port_io") or {}
+    if port_io.get("underlay"):
+        parts.append(f"underlay {port_io['underlay']}")
+    if port_io.get("containers"):
+        parts.append(f"containers {', '.join(port_io['containers'])}")
+    if "afpacket" in {port_io.get("underlay"), *port_io.get("containers", [])} \
+            and port_io.get("why"):
+        parts.append(f"({port_io['why']})")
     health = status.get("health", "?")
     reason = status.get("reason")
     parts.append(health if health == "ok" or not reason else f"{health}: {reason}")
