@@ -23,6 +23,11 @@ While a BFS runs it learns the connected component of its origin; later BFSs
 in that component stop as soon as all of it has been reached instead of
 scanning the last level's links for nothing.
 
+A graph derived from a parent whose data links are all unchanged (a record
+changed, but only in a link one end lists so far, an address or a header --
+half of all changes while a mesh forms) shares the parent's adjacency, tree
+cache and components outright: trees depend on nothing else.
+
 A graph never changes once built (its tree cache aside, which only memoises),
 so any number of routers may share it.  ``SHARED_ROUTE_GRAPHS`` is a small
 process-wide LRU (``snapshot_cache``) from a record-set fingerprint (see
@@ -101,9 +106,21 @@ class RouteGraph:
         self.symmetric: list[tuple[int, ...]] = symmetric
         self._any: list[tuple[int, ...]] | None = None
         self._any_component_size: list[int] | None = None
-        self._trees: OrderedDict[int, list[tuple[PeerName, ...]]] = OrderedDict()
-        self._component_of: list[int] = [_UNKNOWN_COMPONENT] * len(self.names)
-        self._component_sizes: list[int] = []
+        self._trees: OrderedDict[int, list[tuple[PeerName, ...]]]
+        self._component_of: list[int]
+        self._component_sizes: list[int]
+        if parent is not None and symmetric is parent.symmetric:
+            # The records changed but no data link did (a link only one end
+            # lists yet, an address, a header): trees and components depend on
+            # the symmetric adjacency alone, so the parent's are ours too --
+            # shared, not copied, by every graph of this adjacency.
+            self._trees = parent._trees
+            self._component_of = parent._component_of
+            self._component_sizes = parent._component_sizes
+        else:
+            self._trees = OrderedDict()
+            self._component_of = [_UNKNOWN_COMPONENT] * len(self.names)
+            self._component_sizes = []
 
     def __len__(self) -> int:
         return len(self.names)
@@ -261,7 +278,8 @@ _MIN_DERIVED_CHANGE = 8
 def _derived_symmetric(parent: RouteGraph,
                        records: Mapping[PeerName, PeerRecord]) -> list[tuple[int, ...]] | None:
     """The symmetric adjacency of ``records`` patched from ``parent``'s; None if the
-    names differ (indices would shift) or too much changed.
+    names differ (indices would shift) or too much changed; ``parent.symmetric``
+    itself when no data link changed.
 
     Peer A's neighbours depend on A's record and on the records of the peers A
     lists.  So only the changed records' owners and the peers a changed record
@@ -278,7 +296,7 @@ def _derived_symmetric(parent: RouteGraph,
     for name in changed:
         affected |= before[name].established_peers()
         affected |= records[name].established_peers()
-    adjacency = list(parent.symmetric)
+    adjacency = parent.symmetric  # copied on the first tuple that differs
     index = parent.index
     for name in affected:
         record = records.get(name)
@@ -290,7 +308,11 @@ def _derived_symmetric(parent: RouteGraph,
             if other is not None and name in other.established_peers():
                 neighbours.append(index[peer])
         neighbours.sort()
-        adjacency[index[name]] = tuple(neighbours) if neighbours else ()
+        at = index[name]
+        if adjacency[at] != tuple(neighbours):
+            if adjacency is parent.symmetric:
+                adjacency = list(adjacency)
+            adjacency[at] = tuple(neighbours) if neighbours else ()
     return adjacency
 
 

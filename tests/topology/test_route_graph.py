@@ -126,7 +126,8 @@ def test_a_graph_derived_from_its_parent_equals_one_built_from_scratch(
         graphs: tuple[dict[PeerName, PeerRecord], dict[PeerName, PeerRecord]]) -> None:
     before, after = graphs
     parent = RouteGraph(before)
-    parent.broadcast_tree(min(before))  # the parent's learned state must not leak
+    for origin in before:  # the parent's learned trees may be shared only if still true
+        parent.broadcast_tree(origin)
     derived = RouteGraph(after, parent=parent)
     scratch = RouteGraph(after)
     assert derived.fingerprint == scratch.fingerprint
@@ -148,6 +149,28 @@ def test_a_derived_graph_shares_what_did_not_change() -> None:
     # Another name set: built from scratch, nothing shared.
     grown = {**changed, P(9): record(9, connections=[conn(1)])}
     assert RouteGraph(grown, parent=parent).names is not parent.names
+
+
+def test_a_change_without_a_new_data_link_shares_the_parents_trees() -> None:
+    records = graph_records(*NAMED_GRAPHS["ring"])  # 1-2-...-8-1
+    parent = RouteGraph(records)
+    tree = parent.broadcast_tree(P(1))
+    # 3 lists 6 (6 does not list 3 back): records differ, data links do not.
+    one_sided = dict(records)
+    one_sided[P(3)] = replace(records[P(3)], version=2,
+                              connections=(*records[P(3)].connections, conn(6)))
+    derived = RouteGraph(one_sided, parent=parent)
+    assert derived.fingerprint != parent.fingerprint
+    assert derived.symmetric is parent.symmetric
+    assert derived.broadcast_tree(P(1)) is tree
+    # 6 lists 3 back: a new data link, so nothing learned is shared.
+    both = dict(one_sided)
+    both[P(6)] = replace(records[P(6)], version=2,
+                         connections=(conn(3), *records[P(6)].connections))
+    linked = RouteGraph(both, parent=derived)
+    assert linked.symmetric is not derived.symmetric
+    assert linked.cached_tree_origins() == []
+    assert linked.broadcast_tree(P(1)) != tree
 
 
 def test_broadcast_trees_are_children_lists_of_one_full_bfs() -> None:
