@@ -29,6 +29,9 @@ def test_podman_run_gets_an_address_and_reaches_another_host_by_name(podman_lab:
     status, result = cni(h2, "ADD", conf(r2), beta, args="K8S_POD_NAME=beta")
     assert status == 0, result
     learn(beta, result)
+    # beta's attach founded the address ring; h2 exposed itself just after, and the
+    # plugin waited for that address (the first container of a fresh mesh)
+    assert result["dns"]["nameservers"] == [nameserver(r2)], result["dns"]
     wait_until(lambda: nameserver(r1) != "", 30, "h1 to expose itself on the overlay")
     dns = nameserver(r1)
     podman = Podman(h1, lab.base / "podman", r1.data_dir / "addresses.json")
