@@ -4,6 +4,7 @@ Three tables, one command (root, Open vSwitch; podman, runc, busybox-static for 
 third; everything is made in lab namespaces and removed afterwards):
 
     sudo python bench/cni.py [--containers 50] [--starts 30] [--podman 10]
+        [--gap 1] [--router-args '--port-pool 0']
 
 1. **Start-up** of the plugin as the installer deploys it (``meshrouter.cni.install``:
    a zip of its modules and a launcher ``#!/usr/bin/python3 -IS``), no router: the
@@ -15,7 +16,10 @@ third; everything is made in lab namespaces and removed afterwards):
    does (``CNI_*`` environment, configuration on stdin) and timed per process; the
    router's share beside it, interleaved so both see the same load: the same attach
    and detach as API requests from a running process, and ``GET /status/dns`` (the
-   ADD's second request).  ADD ~= VERSION + POST /attach + GET /status/dns.
+   ADD's second request).  ADD ~= VERSION + POST /attach + GET /status/dns.  Each
+   attach and detach comes ``--gap`` seconds after the step before (containers that
+   arrive now and then): the router makes a spare port 0.3 s after an attach, and an
+   attach arriving while one is made pays for it (``--gap 0``: back to back).
 3. **podman run -> first ping** (``--podman K``, 0 to skip): podman 4.3 (CNI backend,
    runc, imported busybox) on host 1 starts a container whose command pings a
    container on host 2 until one echo comes back, then prints a line; the clock runs
@@ -34,6 +38,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -162,9 +167,11 @@ def server_cpu_ms(pids: list[int]) -> float:
     return total * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def inside(plugin: str, address_file: str, pairs: list[str]) -> None:
+def inside(plugin: str, address_file: str, gap: float, pairs: list[str]) -> None:
     """In the host's namespace: per container, the plugin (ADD, later DEL) and the same
-    request over the API for its twin namespace, interleaved; timings as JSON."""
+    request over the API for its twin namespace, interleaved, each attach and detach
+    ``gap`` seconds after the previous step (so the router's background work after one
+    -- making a spare port -- does not land on the next); timings as JSON."""
     from meshrouter.api.client import ApiClient
 
     with open(address_file) as handle:
@@ -189,6 +196,8 @@ def inside(plugin: str, address_file: str, pairs: list[str]) -> None:
     idle = (server_cpu_ms(pids) - before) / ((time.perf_counter() - start) * 1000)
 
     def step(label: str, action: Callable[[], float]) -> None:
+        if not label.startswith(("VERSION", "GET")):
+            time.sleep(gap)
         before = server_cpu_ms(pids)
         wall = action()
         timings.setdefault(label, []).append(wall)
@@ -221,21 +230,22 @@ def inside(plugin: str, address_file: str, pairs: list[str]) -> None:
     print(json.dumps({"timings": timings, "cpu": CPU, "server": server, "idle": idle}))
 
 
-def add_del(lab: Lab, host: Host, router: RouterInHost, count: int) -> None:
+def add_del(lab: Lab, host: Host, router: RouterInHost, count: int, gap: float) -> None:
     from meshrouter.cni.install import install
 
     containers = [(lab.add_container(host), lab.add_container(host)) for _ in range(count)]
     bin_dir = Path(tempfile.mkdtemp(prefix="mrcni-", dir=lab.base))
     plugin = install(bin_dir, None, None, interpreter=interpreter())[1]
     out = host.exec(sys.executable, str(Path(__file__).resolve()), "--inside", str(plugin),
-                    str(router.data_dir / "addresses.json"),
+                    str(router.data_dir / "addresses.json"), str(gap),
                     *[f"{a.ns},{b.ns}" for a, b in containers], timeout=1800)
     measured = json.loads(out.strip().splitlines()[-1])
     timings: dict[str, list[float]] = measured["timings"]
     CPU.update(measured["cpu"])
     server: dict[str, list[float]] = measured["server"]
     print(f"\nmeshrouter-cni ADD/DEL against a router with OVS (netdev), {count} containers one "
-          f"at a time, plugin run by {interpreter()}; {load()}; wall per process or request;\n  "
+          f"at a time ({gap:g} s before each attach or detach), plugin run by "
+          f"{interpreter()}; {load()}; wall per process or request;\n  "
           "CPU of the plugin process, and of the router (with the OVS tools it ran) and its "
           "OVS daemons while it ran,\n  beyond their idle use "
           f"({1000 * measured['idle']:.0f} ms of CPU per second; a mean: work the router "
@@ -254,7 +264,7 @@ def add_del(lab: Lab, host: Host, router: RouterInHost, count: int) -> None:
 # -- 3. podman run -> first ping ----------------------------------------------------------
 
 
-def podman_to_ping(lab: Lab, runs: int) -> None:
+def podman_to_ping(lab: Lab, runs: int, extra: list[str]) -> None:
     from tests.cni.runtime import Podman, cni, conf, learn, podman_skip_reason, router_args
 
     reason = podman_skip_reason()
@@ -264,7 +274,8 @@ def podman_to_ping(lab: Lab, runs: int) -> None:
     h1, h2 = lab.hosts[0], lab.add_host()
     r1 = lab.routers[0]
     r2 = h2.launch_router(f"{h1.ip}:6783",
-                          extra=router_args(h2, dns_listen=False, quick_failure=False))
+                          extra=[*router_args(h2, dns_listen=False, quick_failure=False),
+                                 *extra])
     beta = lab.add_container(h2)
     status, result = cni(h2, "ADD", conf(r2), beta)
     if status != 0:
@@ -319,10 +330,16 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=50, help="ADD/DEL (0: skip)")
     parser.add_argument("--starts", type=int, default=30, help="start-ups of each kind")
     parser.add_argument("--podman", type=int, default=10, help="runs (0: skip)")
+    parser.add_argument("--gap", type=float, default=1.0, metavar="S",
+                        help="seconds before each attach or detach (0: back to back)")
+    parser.add_argument("--router-args", default="", metavar="ARGS",
+                        help="more `launch peer` arguments for the routers, e.g. "
+                        "'--port-pool 0'")
     parser.add_argument("--inside", nargs="+", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.inside:
-        inside(options.inside[0], options.inside[1], options.inside[2:])
+        inside(options.inside[0], options.inside[1], float(options.inside[2]),
+               options.inside[3:])
         return
 
     from tests.cni.runtime import RANGE, cni, conf, router_args
@@ -337,7 +354,9 @@ def main() -> None:
     lab = Lab(subnet=79)
     try:
         host = lab.add_host()
-        router = host.launch_router(extra=router_args(host, dns_listen=False, quick_failure=False))
+        extra = shlex.split(options.router_args)
+        router = host.launch_router(
+            extra=[*router_args(host, dns_listen=False, quick_failure=False), *extra])
         # One warm-up ADD (it founds the address ring, then the host exposes itself for
         # DNS); measure once the router names a nameserver, as a running host would.
         warm = lab.add_container(host)
@@ -350,9 +369,9 @@ def main() -> None:
                 raise SystemExit("the router did not expose the host for DNS within 30 s")
             time.sleep(0.2)
         if options.containers > 0:
-            add_del(lab, host, router, options.containers)
+            add_del(lab, host, router, options.containers, options.gap)
         if options.podman > 0:
-            podman_to_ping(lab, options.podman)
+            podman_to_ping(lab, options.podman, extra)
         print(f"\n(address range {RANGE}; re-run on a quiet machine: sudo python bench/cni.py)")
     finally:
         lab.close()
