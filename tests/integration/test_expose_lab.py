@@ -20,6 +20,7 @@ host 1's router *reports* (``status dns --json``):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -59,6 +60,18 @@ def _json(router: RouterInHost, *args: str) -> dict[str, object]:
 
 def _nameserver(router: RouterInHost) -> str:
     return str(_json(router, "status", "dns", "--json").get("nameserver") or "")
+
+
+def _address_in_own_space(router: RouterInHost) -> str:
+    """An address in the middle of the largest range this router owns: `expose --ip`
+    may claim only there (an address in another peer's space is claimed on that peer)."""
+    me = _json(router, "status", "--json")["name"]
+    rows = [row for row in _json(router, "status", "ipam", "--json")["peers"] if row["peer"] == me]
+    assert rows, f"{me} owns no space"
+    spans = [tuple(int(ipaddress.ip_address(a)) for a in text.split("-"))
+             for text in rows[0]["ranges"]]
+    first, last = max(spans, key=lambda span: span[1] - span[0])
+    return str(ipaddress.ip_address(first + (last - first) // 2))
 
 
 def _host_addresses(host: Host) -> str:
@@ -131,7 +144,7 @@ def test_containers_resolve_through_the_exposed_host_address(
     assert _nameserver(r1) == "" and _host_addresses(h1) == ""
 
     # expose with an address: that one, and DNS answers there
-    wanted = "10.78.200.1"
+    wanted = _address_in_own_space(r1)
     assert r1.cli("expose", "--ip", f"{wanted}/16").strip() == f"{wanted}/16"
     _wait(lambda: _dig(client.ns, wanted, "web") == ("NOERROR", [web.ip]), 60,
           "DNS at the address given to expose", lambda: _dig(client.ns, wanted, "web"))
