@@ -43,17 +43,11 @@ def is_summary(digest: bytes) -> bool:
     return True
 
 
-def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes, *,
-               local: PeerName | None = None,
-               own_broadcast_base: int | None = None) -> PeerMap | None:
+def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap | None:
     """What the digest's owner lacks or holds at a lower (version, uid): a per-link
     delta from the version it holds where the record's log reaches back that
     far, else the whole record.  None for a summary (it says only whether we
-    differ) or when it lacks nothing.
-
-    With ``own_broadcast_base``, ``local``'s record is left out where the
-    owner holds this incarnation at that version or above: the next broadcast
-    of ``local`` (which starts there) serves it."""
+    differ) or when it lacks nothing."""
     if is_summary(digest):
         return None
     theirs = decode_digest(digest)
@@ -65,9 +59,6 @@ def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes, *,
             if (record.version, record.uid) <= held:
                 continue
             if held[1] == record.uid:
-                if (name == local and own_broadcast_base is not None
-                        and held[0] >= own_broadcast_base):
-                    continue
                 delta = make_delta(record, held[0])
                 if delta is not None:
                     deltas.append(delta)

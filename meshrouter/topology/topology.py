@@ -122,8 +122,6 @@ class Topology:
         self._limbo: dict[PeerName, PeerRecord] = {}
         self._removed: dict[PeerName, None] = {}
         self._links_removed = False  # since the last garbage_collect
-        # The version our next broadcast starts from, once we broadcast at all.
-        self._broadcast_base: int | None = None
         self.version = 0
         self.routes_computed = 0  # route graphs this topology had to build
         self.routes_shared = 0    # route graphs found already built (same records elsewhere)
@@ -388,26 +386,14 @@ class Topology:
 
     def newer_than(self, digest: bytes) -> PeerMap | None:
         """What the digest's owner lacks: deltas where it holds the base, else
-        whole records (see ``anti_entropy``).
-
-        Our own record is left out when the digest's owner holds it at or
-        above the version our next broadcast starts from: that broadcast
-        (due within the batch window, since our record changed) brings it.
-        A peer joining a full mesh changes its record with every new link,
-        and answered each new neighbour's digest with its whole record only
-        to broadcast it whole again a moment later."""
-        return anti_entropy.newer_than(self._records, digest, local=self._local,
-                                       own_broadcast_base=self._broadcast_base)
+        whole records (see ``anti_entropy``)."""
+        return anti_entropy.newer_than(self._records, digest)
 
     def own_update_since(self, version: int) -> PeerMap:
         """What to broadcast so that holders of our record at ``version`` (the one
         we last broadcast) catch up: the links that changed since, when our
-        record's log reaches back that far, else our whole record.
-
-        Calling it says that we broadcast our changes: the next broadcast
-        starts from our current version (see ``newer_than``)."""
+        record's log reaches back that far, else our whole record."""
         ours = self._records[self._local]
-        self._broadcast_base = ours.version
         delta = make_delta(ours, version)
         return PeerMap({ours.name: ours}) if delta is None else PeerMap.of_deltas(delta)
 

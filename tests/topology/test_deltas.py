@@ -28,7 +28,7 @@ from meshrouter.topology.deltas import (
     make_delta,
     record_check,
 )
-from meshrouter.topology.peer_map import PeerMap, encode_digest
+from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import PeerRecord, record_to_wire
 from meshrouter.topology.topology import Topology
 from tests.conftest import assert_merge_laws, assert_reencodes, decoded_or_none
@@ -368,37 +368,6 @@ def test_digest_answers_are_whole_records_where_the_base_is_missing() -> None:
     stranger.apply(PeerMap.of(replace(topo.local_record, uid=99, version=1)), random.Random(0))
     again = topo.newer_than(stranger.full_digest())
     assert again is not None and PeerName(1) in again.records
-
-
-def test_a_digest_answer_leaves_our_record_to_our_next_broadcast() -> None:
-    topo = owner()
-    topo.set_local_connections([conn(p) for p in range(2, 10)])
-    held_before = topo.local_record  # what a neighbour got before our broadcast
-    assert topo.own_update_since(1) == PeerMap.of(held_before)  # we broadcast it
-    links = [conn(p) for p in range(2, 14)]
-    topo.set_local_connections(links)
-    held = topo.local_record  # a new neighbour got this one (say, by digest)
-    links.append(conn(14))
-    topo.set_local_connections(links)
-
-    def answer(copy: PeerRecord) -> PeerMap | None:
-        return topo.newer_than(encode_digest(PeerMap.of(copy)))
-
-    # It holds our record at or above where our next broadcast starts: the
-    # broadcast (our record changed since the last one) brings it.
-    assert answer(held) is None
-    update = topo.own_update_since(held_before.version)
-    assert update.delta_list()[0].base <= held.version
-    # Below that version it would miss what the last broadcast carried.
-    older = replace(held_before, version=held_before.version - 1)
-    assert answer(older) is not None
-    # Another incarnation, or no broadcast yet: always answered.
-    assert answer(replace(held, uid=99)) == PeerMap.of(topo.local_record)
-    fresh = owner()
-    fresh.set_local_connections([conn(2)])
-    first = fresh.local_record
-    fresh.set_local_connections([conn(2), conn(3)])
-    assert fresh.newer_than(encode_digest(PeerMap.of(first))) is not None
 
 
 def test_a_delta_of_our_own_name_that_would_win_makes_us_reissue() -> None:
