@@ -5,8 +5,7 @@ waits ``route_coalesce`` (so a burst of updates costs one route computation,
 not one per message -- forwarding keeps the previous routes meanwhile, as
 Weave does), and per new topology version:
 
-1. schedules one anti-entropy round ``repair_delay`` after the changes stop
-   (at most ``REPAIR_MAX_WAIT`` delays after the first), which repairs a
+1. schedules one anti-entropy round ``repair_delay`` later, which repairs a
    broadcast that missed a peer while views differed;
 2. broadcasts our own record if it changed -- at once after a quiet spell, then
    at most once per ``topology_batch`` (leading and trailing edge);
@@ -28,8 +27,6 @@ from meshrouter.node.topology_signal import TopologySignal
 from meshrouter.topology.topology import Topology
 
 TOPOLOGY_CHANNEL = "topology"
-REPAIR_MAX_WAIT = 5.0
-"""A repair round waits for quiet at most this many ``repair_delay``s."""
 
 
 class TopologyUpkeep:
@@ -55,8 +52,6 @@ class TopologyUpkeep:
         self._next_broadcast_at = -math.inf
         self._broadcast_timer_pending = False
         self._repair_pending = False
-        self._repair_at = -math.inf
-        self._repair_latest = -math.inf
         self._due = trio.Event()
 
     def start(self, nursery: trio.Nursery) -> None:
@@ -120,37 +115,20 @@ class TopologyUpkeep:
         self.broadcast_own_record()
 
     def _schedule_repair(self) -> None:
-        """One anti-entropy round ``repair_delay`` after a burst of topology changes
-        ends (each change pushes it back), but never later than
-        ``REPAIR_MAX_WAIT`` repair delays after the burst's first change.
+        """One anti-entropy round ``repair_delay`` after a burst of topology changes.
 
         A broadcast forwarded while views still differ can miss a peer; without
         this, only the periodic digest (every ``gossip_interval``, 30 s) would
         repair it, and a 150-peer mesh under a connection limit took 31 s to
         agree although its last connection change was 5 s after the last join.
-        One 17-byte summary digest per router per burst costs little -- when
-        the views agree by then.  A round fired in the middle of a burst (1 s
-        after its first change) found them still differing and exchanged
-        full digests, O(N) each: a quarter of the bytes of one join into a
-        full mesh of 50.
+        One 17-byte summary digest per router per burst costs little.
         """
-        if self._nursery is None:
-            return
-        now = trio.current_time()
-        self._repair_at = now + self.config.timing.repair_delay
-        if self._repair_pending:
+        if self._repair_pending or self._nursery is None:
             return
         self._repair_pending = True
-        self._repair_latest = now + REPAIR_MAX_WAIT * self.config.timing.repair_delay
         self._nursery.start_soon(self._repair_later)
 
     async def _repair_later(self) -> None:
-        # A deadline that moves (each change pushes it back): sleep to the
-        # current one, then look again.
-        while True:
-            when = min(self._repair_at, self._repair_latest)
-            if when <= trio.current_time():
-                break
-            await trio.sleep_until(when)
+        await trio.sleep(self.config.timing.repair_delay)
         self._repair_pending = False
         self.gossip.periodic()

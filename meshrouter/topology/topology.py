@@ -121,7 +121,6 @@ class Topology:
         ))
         self._limbo: dict[PeerName, PeerRecord] = {}
         self._removed: dict[PeerName, None] = {}
-        self._links_removed = False  # since the last garbage_collect
         self.version = 0
         self.routes_computed = 0  # route graphs this topology had to build
         self.routes_shared = 0    # route graphs found already built (same records elsewhere)
@@ -299,17 +298,7 @@ class Topology:
         return unusable, reassert_above
 
     def garbage_collect(self) -> list[PeerName]:
-        """Drop every record not reachable from us over listed connections; return their names.
-
-        Every change already collects what it may have cut off (``_settle``),
-        so this whole-mesh search is only a backstop, and runs only when a
-        link was removed since the last one: a record set that only gained
-        links or records has nothing unreachable (a 100-peer join spent a
-        fifth of its CPU here, once per connection change of every router).
-        """
-        if not self._links_removed:
-            return []
-        self._links_removed = False
+        """Drop every record not reachable from us over listed connections; return their names."""
         removed = self._collect(None)
         for name in removed:
             self._park(self._drop(name))
@@ -456,8 +445,6 @@ class Topology:
         arrive unreachable are parked silently: from the outside they were
         never there.
         """
-        if at_risk:
-            self._links_removed = True
         targets = new_names | at_risk
         targets.discard(self._local)
         if not targets:

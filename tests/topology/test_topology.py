@@ -245,24 +245,6 @@ def test_garbage_collect_never_drops_us_and_is_idempotent() -> None:
     assert topo.records() == [topo.local_record]
 
 
-def test_garbage_collect_searches_only_after_a_link_was_removed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    topo = chain_topology()
-    searches: list[object] = []
-    real = Topology._collect
-
-    def counting(self: Topology, targets: set[PeerName] | None) -> list[PeerName]:
-        searches.append(targets)
-        return real(self, targets)
-
-    monkeypatch.setattr(Topology, "_collect", counting)
-    topo.set_local_connections([conn(2), conn(3)])  # only gained a link
-    assert topo.garbage_collect() == [] and searches == []
-    topo.set_local_connections([conn(3)])  # lost the link to 2: 2 is still reached via 3
-    assert topo.garbage_collect() == [] and searches == [{P(2)}, None]
-    assert topo.garbage_collect() == [] and searches == [{P(2)}, None]
-
-
 def test_unreachable_arrival_is_parked_not_relayed_then_restored() -> None:
     topo = connected_pair()
     version = topo.version
