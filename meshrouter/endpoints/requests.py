@@ -69,14 +69,16 @@ def parse_cidr(text: str) -> tuple[ipaddress.IPv4Address | None, int | None]:
     try:
         iface = ipaddress.ip_interface(text.strip())
     except ValueError:
-        raise InvalidRequestError(f"ip {text[:60]!r} is not an IPv4 address or CIDR") from None
+        raise InvalidRequestError(f"ip {text[:60]!r} is not an IPv4 address, alone or in "
+                                  "CIDR form (A.B.C.D[/P])") from None
     if not isinstance(iface, ipaddress.IPv4Interface):
         raise InvalidRequestError(f"ip {text} is not IPv4")
     address = iface.ip
     if address.is_multicast or address.is_unspecified or address.is_loopback:
         raise InvalidRequestError(f"ip {address} is not a usable unicast address")
     prefix = iface.network.prefixlen if "/" in text else None
-    if prefix is not None and prefix < 32 and address in (iface.network.network_address,
+    # a /31 has no network or broadcast address (RFC 3021), a /32 is the address alone
+    if prefix is not None and prefix < 31 and address in (iface.network.network_address,
                                                           iface.network.broadcast_address):
         raise InvalidRequestError(f"ip {text} is the network or broadcast address")
     return address, prefix

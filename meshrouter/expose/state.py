@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from meshrouter.codec import expect, pack, unpack
+from meshrouter.endpoints.requests import parse_cidr as parse_attach_cidr
 from meshrouter.errors import InvalidRequestError, ProtocolError, StateFileError
 from meshrouter.names import PeerName, format_peer_name
 
@@ -81,25 +82,18 @@ class ExposeState:
 
 
 def parse_cidr(text: str) -> ipaddress.IPv4Interface:
-    """``A.B.C.D/P`` with a usable unicast host address, else InvalidRequestError."""
-    try:
-        iface = ipaddress.ip_interface(text.strip())
-    except ValueError:
-        raise InvalidRequestError(f"ip {text[:60]!r} is not an address in CIDR form "
-                                  "(A.B.C.D/P)") from None
-    if not isinstance(iface, ipaddress.IPv4Interface):
-        raise InvalidRequestError(f"ip {text[:60]} is not IPv4")
-    if "/" not in text:
+    """``A.B.C.D/P`` with a usable unicast host address, else InvalidRequestError: the
+    checks of an attach address (``endpoints.requests.parse_cidr``), and a prefix,
+    required here because it sets the host's route to the overlay."""
+    ip, prefix = parse_attach_cidr(text)
+    if ip is None or prefix is None:
         raise InvalidRequestError(f"ip {text[:60]} needs its prefix length (A.B.C.D/P): it "
                                   "sets the host's route to the overlay")
-    ip, net = iface.ip, iface.network
-    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
+    if ip.is_link_local:
         raise InvalidRequestError(f"ip {ip} is not a usable unicast address")
-    if net.prefixlen < 8 or net.prefixlen > 30:
-        raise InvalidRequestError(f"ip {text[:60]}: prefix /{net.prefixlen} out of range (/8../30)")
-    if ip in (net.network_address, net.broadcast_address):
-        raise InvalidRequestError(f"ip {text[:60]} is the network or broadcast address")
-    return iface
+    if prefix < 8 or prefix > 30:
+        raise InvalidRequestError(f"ip {text[:60]}: prefix /{prefix} out of range (/8../30)")
+    return ipaddress.IPv4Interface(f"{ip}/{prefix}")
 
 
 def parse_expose_request(body: Mapping[str, Any]) -> str | None:
