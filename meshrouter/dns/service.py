@@ -364,12 +364,11 @@ class DnsService(ServiceBase):
 
     def _container_addresses(self, container: str) -> list[str]:
         """The container's addresses from a service that knows them (IPAM)."""
-        for service in self.context.services():
-            lookup = getattr(service, "lookup", None)
-            if service is not self and getattr(service, "name", "") == "ipam" and lookup:
-                found = lookup(container)
-                if isinstance(found, list):
-                    return [str(a).split("/")[0] for a in found]  # IPAM gives A.B.C.D/P
+        ipam = self.context.service("ipam", "lookup")
+        if ipam is not None:
+            found = ipam.lookup(container)
+            if isinstance(found, list):
+                return [str(a).split("/")[0] for a in found]  # IPAM gives A.B.C.D/P
         return []
 
     # ------------------------------------------------------------ status

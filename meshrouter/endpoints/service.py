@@ -265,16 +265,12 @@ class DataplaneService(ServiceBase):
 
     def _names(self) -> NameRegistry | None:
         """The DNS service, when this router runs one (``attach --name``)."""
-        for service in self.context.services():
-            if service.name == "dns" and hasattr(service, "unregister_container"):
-                return service  # type: ignore[return-value]
-        return None
+        found: NameRegistry | None = self.context.service("dns", "unregister_container")
+        return found
 
     def _ipam(self) -> AddressService | None:
-        for service in self.context.services():
-            if service.name == "ipam" and hasattr(service, "allocate"):
-                return service  # type: ignore[return-value]
-        return None
+        found: AddressService | None = self.context.service("ipam", "allocate")
+        return found
 
     async def attach_container(self, request: AttachRequest) -> dict[str, Any]:
         """Attach (idempotent for the same container); undo everything on failure."""

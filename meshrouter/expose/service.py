@@ -123,22 +123,16 @@ class ExposeService(ServiceBase):
 
     # -- the services we work with ------------------------------------------------
 
-    def _service(self, name: str, attribute: str) -> Any:
-        for service in self.context.services():
-            if service is not self and service.name == name and hasattr(service, attribute):
-                return service
-        return None
-
     def _dataplane(self) -> Dataplane | None:
-        found: Dataplane | None = self._service("dataplane", "attach_container")
+        found: Dataplane | None = self.context.service("dataplane", "attach_container")
         return found
 
     def _dns(self) -> HostDns | None:
-        found: HostDns | None = self._service("dns", "set_exposed")
+        found: HostDns | None = self.context.service("dns", "set_exposed")
         return found
 
     def _ring_ready(self) -> bool:
-        ipam = self._service("ipam", "status")
+        ipam = self.context.service("ipam", "status")
         return ipam is not None and ipam.status().get("state") == "ready"
 
     def _auto_allowed(self) -> bool:

@@ -122,6 +122,15 @@ class ServiceContext:
     """Be told each connection event ``(kind, detail)``: up, down, refused, dial-failed,
     peer-gone (the same events the simulator logs)."""
 
+    def service(self, name: str, needs: str) -> Any:
+        """The router's service called ``name`` that has the attribute ``needs`` (the
+        one method the caller will use), or None: how one feature consults another
+        without importing it (``ipam``/``allocate``, ``dns``/``set_exposed``...)."""
+        for service in self.services():
+            if service.name == name and hasattr(service, needs):
+                return service
+        return None
+
 
 class Service(Protocol):
     """A feature plugged into the Router (see the module docstring)."""
