@@ -5,7 +5,9 @@ All decisions are delegated to the sans-IO cores (Handshake, GossipCore,
 Topology, TargetTable, TokenBucket, the admission rules); this class only moves
 bytes and time between them, so the simulator can run many of it.  Features
 (IPAM, endpoints and the datapath, DNS, metrics) are ``Service`` objects given
-at construction (node/service.py); the Router names none of them.
+at construction (node/service.py); the Router names none of them.  The life
+of one connection (handshake, admission, run, refusal) is walked through by
+``connection_life.ConnectionLife``.
 
 Dependencies are injected -- Transport, Storage, Datapath, randomness and the
 key factory -- and time comes from trio's clock, so under
@@ -29,15 +31,14 @@ from meshrouter.errors import (
     ConnectionLimitError,
     ConnectionRefusedByPolicyError,
     NameCollisionError,
-    ProtocolError,
 )
 from meshrouter.gossip.core import GossipCore
 from meshrouter.names import PeerName, format_peer_name
 from meshrouter.node.connection import PeerConnection
+from meshrouter.node.connection_life import ConnectionLife
 from meshrouter.node.datapath import Datapath, NullDatapath
 from meshrouter.node.dialer import Dialer
 from meshrouter.node.direct_peers import DirectPeers
-from meshrouter.node.handshaking import run_handshake
 from meshrouter.node.inbound_gate import Handshaking, InboundGate
 from meshrouter.node.service import Service, ServiceContext, TopologyChange
 from meshrouter.node.status_rows import RouterStatus
@@ -49,12 +50,9 @@ from meshrouter.topology.current_routes import CurrentRoutes
 from meshrouter.topology.gossiper import TopologyGossiper
 from meshrouter.topology.records import ConnectionRecord
 from meshrouter.topology.topology import Topology
-from meshrouter.wire.handshake import Handshake, HandshakeConfig, HandshakeResult
-from meshrouter.wire.identity import Identity
-from meshrouter.wire.messages import Goodbye, Message
+from meshrouter.wire.messages import Message
 
 log = logging.getLogger(__name__)
-
 
 
 def _default_key_factory() -> X25519PrivateKey:
@@ -122,6 +120,7 @@ class Router:
             signal=self.topology_changes,
         )
         self._nursery: trio.Nursery | None = None
+        self.lifecycle = ConnectionLife(self)
         self.dialer = Dialer(
             config=config,
             targets=self.targets,
@@ -129,9 +128,9 @@ class Router:
             rng=rng,
             connected=lambda: set(self.connections),
             outstanding=self._outstanding,
-            on_dial_started=self._dial_started,
-            on_dial_failed=self._dial_failed,
-            run_stream=self._run_dialled,
+            on_dial_started=self.lifecycle.dial_started,
+            on_dial_failed=self.lifecycle.dial_failed,
+            run_stream=self.lifecycle.run_dialled,
         )
         self._stopped = trio.Event()
         # Subscription order is the order consumers see a change in.
@@ -188,7 +187,7 @@ class Router:
             self._nursery = nursery
             self.started_at = trio.current_time()
             self.listen_address = await nursery.start(
-                self.transport.serve, self._handle_inbound, nursery
+                self.transport.serve, self.lifecycle.handle_inbound, nursery
             )
             # After the listener: a router that cannot bind its port never touches
             # the switch (or the host's underlay device).
@@ -259,198 +258,6 @@ class Router:
 
     def _outstanding(self) -> int:
         return len(self.connections) + len(self.handshaking)
-
-    def _dial_started(self, address: str) -> Handshaking:
-        pending = Handshaking(address, outbound=True)
-        self.handshaking.add(pending)
-        return pending
-
-    def _dial_failed(self, address: str, reason: str, pending: Handshaking) -> None:
-        self.handshaking.discard(pending)
-        self._emit("dial-failed", f"{address} {reason}")
-
-    async def _run_dialled(
-        self, stream: trio.abc.Stream, address: str, pending: Handshaking
-    ) -> None:
-        await self._run_stream(stream, address, outbound=True, target=address, pending=pending)
-
-    # ------------------------------------------------------------------ accepting
-
-    async def _handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
-        admitted = await self.inbound.admit(stream, remote_address)
-        if admitted is not None:
-            pending, deadline = admitted
-            await self._run_stream(
-                stream, remote_address, outbound=False, target=None, pending=pending,
-                deadline=deadline,
-            )
-
-    # ------------------------------------------------------------------ one connection
-
-    def _local_identity(self) -> Identity:
-        short_id = self.topology.local_record.short_id
-        return Identity(
-            name=self.name,
-            nickname=self.config.nickname,
-            uid=self.uid,
-            conn_id=self.rng.getrandbits(64),
-            short_id=short_id if short_id is not None else 0,
-            cluster_id=self.cluster_id,
-        )
-
-    async def _handshake(
-        self, stream: trio.abc.Stream, local: Identity, deadline: float | None
-    ) -> HandshakeResult:
-        handshake = Handshake(
-            HandshakeConfig(
-                identity=local,
-                password=self.config.mesh.password,
-                private_key=self.key_factory() if self.config.mesh.password is not None else None,
-                max_frame=self.config.mesh.max_frame,
-            )
-        )
-        limit = self.config.timing.handshake_timeout
-        if deadline is not None:
-            limit = max(0.0, deadline - trio.current_time())
-        return await run_handshake(stream, handshake, limit)
-
-    async def _run_stream(
-        self,
-        stream: trio.abc.Stream,
-        address: str,
-        *,
-        outbound: bool,
-        target: str | None,
-        pending: Handshaking,
-        deadline: float | None = None,
-    ) -> None:
-        """Handshake, register, run, unregister -- the whole life of one connection."""
-        conn: PeerConnection | None = None
-        try:
-            try:
-                local = self._local_identity()
-                result = await self._handshake(stream, local, deadline)
-                conn = self._make_connection(stream, local, result, outbound, address, target)
-                self.handshaking.discard(pending)
-                self._register(conn)
-            except ConnectionLimitError as exc:
-                assert conn is not None
-                if conn.peer in self.topology.routes().reachable():
-                    # Already part of our mesh: it needs no topology from us.
-                    await self._say_goodbye_now(conn, f"{exc}; reachable through the mesh")
-                else:
-                    await self._share_topology_then_close(conn, str(exc))
-                self._connection_failed(exc, address, outbound, target, conn)
-                return
-            except (
-                ProtocolError,
-                trio.BrokenResourceError,
-                trio.ClosedResourceError,
-                OSError,
-            ) as exc:
-                self.handshaking.discard(pending)
-                self._connection_failed(exc, address, outbound, target, conn)
-                return
-            log.info("connection %s established", conn.label)
-            self._emit("up", f"{format_peer_name(conn.peer)} {'out' if outbound else 'in'}")
-            reason = await conn.run()
-            log.info("connection %s closed: %s", conn.label, reason)
-            if not outbound and conn.failure is not None:
-                # Inbound connections have no target row: keep why it failed.
-                self.inbound.refuse(address, conn.peer, conn.failure, ended=True)
-            self._emit("down", f"{format_peer_name(conn.peer)} {reason}")
-            self._unregister(conn, reason)
-        finally:
-            self.handshaking.discard(pending)
-            if conn is not None and self.connections.get(conn.peer) is conn:
-                self._unregister(conn, "router shutting down")
-            self.dialer.wake()  # a connection slot may have been freed
-            await trio.aclose_forcefully(stream)
-
-    async def _say_goodbye_now(self, conn: PeerConnection, reason: str) -> None:
-        """Refuse an established handshake at once, telling the peer why."""
-        with trio.move_on_after(1.0):
-            try:
-                await conn.stream.send_all(conn.session.encode(Goodbye(reason)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-
-    async def _share_topology_then_close(self, conn: PeerConnection, reason: str) -> None:
-        """At the connection limit, still answer: exchange digests for a moment so
-        the newcomer learns the topology (and can dial peers with room), then say
-        goodbye with the reason.  Such a connection is never in our topology."""
-        if conn.peer in self.connections or conn.peer in self.transient:
-            return
-        self.transient[conn.peer] = conn
-        conn.announce_goodbye(f"{reason}; dial another peer")
-        self.gossip.neighbour_up(conn.peer)
-        try:
-            with trio.move_on_after(self.config.timing.limit_grace):
-                await conn.run()
-        finally:
-            del self.transient[conn.peer]
-            if conn.peer not in self.connections:  # a real link may have come up meanwhile
-                self.gossip.neighbour_down(conn.peer)
-
-    def _make_connection(
-        self,
-        stream: trio.abc.Stream,
-        local: Identity,
-        result: HandshakeResult,
-        outbound: bool,
-        address: str,
-        target: str | None,
-    ) -> PeerConnection:
-        conn = PeerConnection(
-            stream=stream,
-            session=result.session,
-            local=local,
-            remote=result.remote,
-            protocol_version=result.version,
-            outbound=outbound,
-            address=address,
-            target=target,
-            started_at=trio.current_time(),
-            heartbeat_interval=self.config.timing.heartbeat_interval,
-            heartbeat_timeout=self.config.timing.heartbeat_timeout,
-            deliver=self._deliver,
-            next_outgoing=self.gossip.pop_outgoing,
-        )
-        conn.on_confirmed = self._connection_confirmed
-        if result.leftover:
-            conn.early_messages = result.session.receive_data(result.leftover)
-        return conn
-
-    def _connection_failed(
-        self,
-        exc: BaseException,
-        address: str,
-        outbound: bool,
-        target: str | None,
-        conn: PeerConnection | None,
-    ) -> None:
-        reason = str(exc) or type(exc).__name__
-        retryable = getattr(exc, "retryable", True)
-        peer = conn.peer if conn is not None else None
-        now = trio.current_time()
-        if outbound and target is not None:
-            if peer is not None and peer in self.connections:
-                self.targets.established(
-                    target, peer, now, via="peer already connected by another connection"
-                )
-            else:
-                self.targets.dial_failed(target, now, reason, self.rng, retryable=retryable)
-                self.dialer.wake()
-        else:
-            self.inbound.refuse(address, peer, reason)
-        self._emit("refused", f"{'out' if outbound else 'in'} {address} {reason}")
-        log.warning(
-            "connection %s %s %s refused: %s",
-            "to" if outbound else "from",
-            address,
-            f"({format_peer_name(peer)})" if peer is not None else "",
-            reason,
-        )
 
     # ------------------------------------------------------------------ admission
 
