@@ -28,24 +28,25 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 import trio.lowlevel
 
-from meshrouter.codec import expect, pack, unpack
 from meshrouter.dataplane.core.flow import Flow
 from meshrouter.dataplane.core.table import FlowInputs, PortInfo, build_flows
 from meshrouter.dataplane.core.vni import assign_ids
+from meshrouter.endpoints.attach_checks import check_ip_free, check_name_free, fresh_mac
+from meshrouter.endpoints.collaborators import AddressService, NameRegistry, take_address
 from meshrouter.endpoints.gossiper import CHANNEL, EndpointsGossiper
-from meshrouter.endpoints.model import Endpoint, mac_for
+from meshrouter.endpoints.model import Endpoint
 from meshrouter.endpoints.requests import AttachRequest, parse_attach
+from meshrouter.endpoints.saved_ports import SavedPort, decode_state, encode_state
 from meshrouter.endpoints.table import EndpointTable
 from meshrouter.endpoints.timings import MAX_ANNOUNCE, Record, Timings
 from meshrouter.endpoints.views import endpoint_rows, peer_rows
 from meshrouter.errors import (
     ConflictError,
-    InvalidRequestError,
     MeshError,
     NotFoundError,
     ProtocolError,
@@ -65,26 +66,6 @@ from meshrouter.topology.routes import Routes
 log = logging.getLogger(__name__)
 
 STATE_KEY = "endpoints"
-DEFAULT_PREFIX = 24
-MAX_MAC_TRIES = 8
-
-
-class AddressService(Protocol):
-    """What attach needs of the IPAM service (``meshrouter.ipam.service``)."""
-
-    async def allocate(self, container: str, subnet: str | None, wait: float) -> str: ...
-
-    async def claim(self, container: str, address_text: str, wait: float) -> str: ...
-
-    def release(self, container: str, address_text: str | None) -> list[str]: ...
-
-
-class NameRegistry(Protocol):
-    """What the dataplane needs of the DNS service."""
-
-    def register(self, container_id: str, name: str, address: str) -> str: ...
-
-    def unregister_container(self, container_id: str) -> list[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +119,15 @@ class DataplaneService(ServiceBase):
         blob = self.context.storage.load(STATE_KEY)
         if blob is None:
             return
+        table, ports = decode_state(blob)
         try:
-            raw = expect(unpack(blob), dict, "endpoints state file")
-            self.table.load(expect(raw.get("table"), bytes, "endpoints table"))
-            for row in expect(raw.get("ports"), list, "endpoints ports"):
-                cid, netns, ifname, mac, ip, prefix, mtu, from_ipam = expect(row, list, "port")
-                request = PortRequest(cid, netns, ifname, mac, f"{ip}/{prefix}", None, mtu)
-                self._loaded.append((request, ip, prefix, bool(from_ipam)))
+            self.table.load(table)
         except (ProtocolError, ValueError, TypeError) as exc:
             raise StateFileError(f"endpoints state is corrupt: {exc}") from None
+        for p in ports:
+            request = PortRequest(p.container_id, p.netns, p.ifname, p.mac,
+                                  f"{p.ip}/{p.prefix}", None, p.mtu)
+            self._loaded.append((request, p.ip, p.prefix, p.from_ipam))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -278,15 +259,17 @@ class DataplaneService(ServiceBase):
             existing = self.attachments.get(request.container_id)
             if existing is not None:
                 return self._check_same(existing, request)
-            self._check_name_free(request)
+            check_name_free(self.table.live(), self.context.name, request.container_id,
+                            request.name)
             record = self.timings.begin("attach", request.container_id, self.context.name,
                                         time.monotonic(), "request")
-            ip, prefix, from_ipam = await self._take_address(request)
+            ip, prefix, from_ipam = await take_address(self._ipam(), request, self.ipam_wait)
             record.marks.append(("address", time.monotonic()))
             announced = False
             try:
-                self._check_ip_free(request.container_id, ip)
-                mac = self._fresh_mac(request.container_id)
+                live = self.table.live()
+                check_ip_free(live, self.context.name, request.container_id, ip)
+                mac = fresh_mac(live, self.context.name, request.container_id)
                 port_request = PortRequest(request.container_id, request.netns, request.ifname,
                                            mac, f"{ip}/{prefix}", None, request.mtu)
                 # The endpoint goes out before the port is made, so the peers'
@@ -350,20 +333,6 @@ class DataplaneService(ServiceBase):
         self._forget_local(container_id, attachment.from_ipam, attachment.ip)
         self._commit()
 
-    async def _take_address(self, request: AttachRequest) -> tuple[str, int, bool]:
-        ipam = self._ipam()
-        if request.ip is None:
-            if ipam is None:
-                raise InvalidRequestError("this router has no IPAM: give the address (ip)")
-            cidr = await ipam.allocate(request.container_id, None, self.ipam_wait)
-            ip, _, prefix = cidr.partition("/")
-            return ip, int(prefix or DEFAULT_PREFIX), True
-        if ipam is None:
-            return str(request.ip), request.prefix or DEFAULT_PREFIX, False
-        cidr = await ipam.claim(request.container_id, str(request.ip), self.ipam_wait)
-        _, _, ipam_prefix = cidr.partition("/")
-        return str(request.ip), request.prefix or int(ipam_prefix or DEFAULT_PREFIX), True
-
     def _release(self, container_id: str, ip: str) -> list[str]:
         ipam = self._ipam()
         if ipam is None:
@@ -391,28 +360,6 @@ class DataplaneService(ServiceBase):
                 "detach it first to change it")
         return self._view(existing)
 
-    def _check_name_free(self, request: AttachRequest) -> None:
-        if not request.name:
-            return
-        for e in self.table.live():
-            if e.name == request.name and e.key != (self.context.name, request.container_id):
-                raise ConflictError(f"name {request.name} is already used by container "
-                                    f"{e.container_id} on {format_peer_name(e.owner)}")
-
-    def _check_ip_free(self, container_id: str, ip: str) -> None:
-        for e in self.table.live():
-            if e.ip == ip and e.key != (self.context.name, container_id):
-                raise ConflictError(f"address {ip} is already used by container "
-                                    f"{e.container_id} on {format_peer_name(e.owner)}")
-
-    def _fresh_mac(self, container_id: str) -> str:
-        taken = {e.mac for e in self.table.live()}
-        for salt in range(MAX_MAC_TRIES):
-            mac = mac_for(self.context.name, container_id, salt)
-            if mac not in taken:
-                return mac
-        raise ConflictError(f"no free MAC address for container {container_id}")
-
     def _commit(self, *, save: bool = True) -> None:
         """Save our state, then broadcast our edits, then recompute the flows."""
         delta = self.table.take_broadcast()
@@ -431,9 +378,10 @@ class DataplaneService(ServiceBase):
                    ([self._pending] if self._pending is not None else [])
                    if p.container_id not in self.attachments]
         rows = [(a.request, a.ip, a.prefix, a.from_ipam) for a in self.attachments.values()]
-        ports = [[r.container_id, r.netns, r.ifname, r.mac, ip, prefix, r.mtu, from_ipam]
+        ports = [SavedPort(r.container_id, r.netns, r.ifname, r.mac, ip, prefix, r.mtu,
+                           from_ipam)
                  for r, ip, prefix, from_ipam in rows + pending]
-        self.context.storage.save(STATE_KEY, pack({"table": self.table.dump(), "ports": ports}))
+        self.context.storage.save(STATE_KEY, encode_state(self.table.dump(), ports))
 
     # -- views -----------------------------------------------------------------------
 
