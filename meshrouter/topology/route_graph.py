@@ -42,7 +42,7 @@ graph by accident is not a practical concern.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from meshrouter.errors import ConfigError
 from meshrouter.names import PeerName
@@ -77,7 +77,8 @@ class RouteGraph:
     )
 
     def __init__(self, records: Mapping[PeerName, PeerRecord], fingerprint: int | None = None,
-                 *, max_trees: int = DEFAULT_MAX_TREES, parent: RouteGraph | None = None) -> None:
+                 *, max_trees: int = DEFAULT_MAX_TREES, parent: RouteGraph | None = None,
+                 changed: Collection[PeerName] | None = None) -> None:
         """Build from a snapshot of ``records`` (the mapping is copied, records are immutable).
 
         ``fingerprint`` must be ``records_fingerprint(records.values())``; pass
@@ -85,7 +86,9 @@ class RouteGraph:
         ``parent``, a graph of a record set with the same names (typically the
         asking router's previous one), lets us recompute only the adjacency of
         peers whose links may have changed instead of every link's; the result
-        is identical either way.
+        is identical either way.  ``changed``, with a parent, names every record
+        that may differ from the parent's (a superset is fine): the caller knows
+        what it wrote, which spares an O(N) scan per derived graph.
         """
         if max_trees < 1:
             raise ConfigError("a route graph must be able to hold at least one tree")
@@ -93,7 +96,7 @@ class RouteGraph:
         self.fingerprint = (records_fingerprint(self._records.values())
                             if fingerprint is None else fingerprint)
         self.max_trees = max_trees
-        symmetric = None if parent is None else _derived_symmetric(parent, self._records)
+        symmetric = None if parent is None else _derived_symmetric(parent, self._records, changed)
         if symmetric is None:
             names = sorted(self._records)
             self.names: list[PeerName] = names
@@ -275,8 +278,8 @@ _MAX_DERIVED_CHANGE = 0.25
 _MIN_DERIVED_CHANGE = 8
 
 
-def _derived_symmetric(parent: RouteGraph,
-                       records: Mapping[PeerName, PeerRecord]) -> list[tuple[int, ...]] | None:
+def _derived_symmetric(parent: RouteGraph, records: Mapping[PeerName, PeerRecord],
+                       hint: Collection[PeerName] | None) -> list[tuple[int, ...]] | None:
     """The symmetric adjacency of ``records`` patched from ``parent``'s; None if the
     names differ (indices would shift) or too much changed; ``parent.symmetric``
     itself when no data link changed.
@@ -287,9 +290,17 @@ def _derived_symmetric(parent: RouteGraph,
     neighbours; every other adjacency tuple is reused as is.
     """
     before = parent._records
-    if records.keys() != before.keys():
-        return None
-    changed = [name for name, record in records.items() if before[name] is not record]
+    if hint is None:
+        if records.keys() != before.keys():
+            return None
+        changed = [name for name, record in records.items() if before[name] is not record]
+    else:
+        # Names nobody wrote are in both or in neither, so the name sets are equal
+        # when the sizes are and every written name is in both.
+        if len(records) != len(before) or any(
+                name not in records or name not in before for name in hint):
+            return None
+        changed = [name for name in hint if before[name] is not records[name]]
     if len(changed) > max(_MIN_DERIVED_CHANGE, _MAX_DERIVED_CHANGE * len(records)):
         return None
     affected = set(changed)

@@ -134,6 +134,11 @@ def test_a_graph_derived_from_its_parent_equals_one_built_from_scratch(
     assert derived.names == scratch.names
     assert derived.symmetric == scratch.symmetric
     assert_matches_reference(after, lambda local: Routes(derived, local))
+    # Told which records were written (as ``Topology`` tells it), the same graph.
+    written = [name for name in after if after[name] is not before[name]]
+    hinted = RouteGraph(after, parent=parent, changed=written)
+    assert hinted.symmetric == scratch.symmetric
+    assert_matches_reference(after, lambda local: Routes(hinted, local))
 
 
 def test_a_derived_graph_shares_what_did_not_change() -> None:
