@@ -4,75 +4,81 @@ Routes are a pure function of the record set and of which router asks (see
 ``routes``).  Everything that does not depend on the asker lives here, built
 once per distinct record set:
 
-* the peers in name order and their dense indices (BFS uses lists, not dicts);
-* the **symmetric adjacency**: per peer, the sorted indices of the peers it is
-  linked to by a connection *both* ends list as established (data links);
+* the **symmetric adjacency**: per peer, the peers it is linked to by a
+  connection *both* ends list as established (data links), as a list indexed
+  by the peer's process-wide slot (``route_slots``) of tuples sorted by name;
 * the **any-direction adjacency**: every listed link in either direction,
-  established or not (gossip links), with its components' sizes; built lazily
-  on the first ``next_hop_any`` because data forwarding never needs it;
-* **broadcast trees**, one per origin, computed lazily by one full BFS from the
-  origin.  Levels are scanned in name order and a node's parent is the first
-  node that discovers it, i.e. its smallest-named neighbour one level closer to
-  the origin: the same deterministic tree every router derives from the same
-  records.  A tree is stored as, per node index, the tuple of that node's
-  children's names (leaves share the empty tuple), so a router's forwarding
-  decision is one list lookup.  Only the ``max_trees`` most recently used
-  origins are kept (LRU) to bound memory.
+  established or not (gossip links); built lazily on the first
+  ``next_hop_any`` because data forwarding never needs it;
+* **BFS trees**, one per root, as distance arrays (``route_trees``): the
+  broadcast tree of every origin and the unicast tree of every asking router
+  follow the same rule, so one array serves both.  Computed when first asked,
+  and only the ``max_trees`` most recently used roots are kept (LRU).
 
-While a BFS runs it learns the connected component of its origin; later BFSs
-in that component stop as soon as all of it has been reached instead of
-scanning the last level's links for nothing.
+A graph is usually *derived* from the asking router's previous one: only the
+links of records that changed are looked at (the caller may say which records
+it wrote, sparing a scan of all of them), unchanged neighbour tuples are
+reused, and a graph with no data link changed shares its parent's adjacency
+and trees outright.
 
-A graph derived from a parent whose data links are all unchanged (a record
-changed, but only in a link one end lists so far, an address or a header --
-half of all changes while a mesh forms) shares the parent's adjacency, tree
-cache and components outright: trees depend on nothing else.
+Trees are not rebuilt per graph either.  ``SHARED_TREES`` holds, per root, the
+distance array most recently computed anywhere in the process, with the
+adjacency it is exact for; a graph that lacks a root's tree patches that one
+(``route_trees.patch_distances``: the slots whose tuples differ, usually a
+link or two -- routers' views differ by the changes still in flight) and falls
+back to a BFS only when a link removal may lengthen a distance.  An entry is
+used only through that comparison with the asking graph's own adjacency, so
+it can never answer for another view.
 
 A graph never changes once built (its tree cache aside, which only memoises),
 so any number of routers may share it.  ``SHARED_ROUTE_GRAPHS`` is a small
 process-wide LRU (``snapshot_cache``) from a record-set fingerprint (see
 ``records.records_fingerprint``) to its graph.  In the in-process simulator a
-thousand routers holding identical records thus share one adjacency and one
-tree per origin; in production a single router runs per process and the cache
-merely holds its own latest graphs.  Single-threaded use is assumed (no
-locks).  Fingerprints are 128 bits, so two different record sets sharing a
-graph by accident is not a practical concern.
+thousand routers holding identical records thus share one graph; in
+production a single router runs per process and the caches merely hold its own
+latest graphs and trees.  Single-threaded use is assumed (no locks).
+Fingerprints are 128 bits, so two different record sets sharing a graph by
+accident is not a practical concern.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 
 from meshrouter.errors import ConfigError
 from meshrouter.names import PeerName
 from meshrouter.topology.records import PeerRecord, records_fingerprint
+from meshrouter.topology.route_slots import SlotRegistry, registry_for
+from meshrouter.topology.route_trees import (
+    Adjacency,
+    bfs_distances,
+    differing_slots,
+    parent_of,
+    patch_distances,
+)
 from meshrouter.topology.snapshot_cache import FingerprintCache
 
 DEFAULT_MAX_TREES = 64
 DEFAULT_MAX_GRAPHS = 16
 
 UNSEEN = -1
-_UNKNOWN_COMPONENT = -1
-
-BroadcastTree = Sequence[tuple[PeerName, ...]]
-"""Per node index, the names of that node's children in one origin's tree."""
+_EMPTY: frozenset[PeerName] = frozenset()
 
 
 class RouteGraph:
-    """Immutable adjacency of one record set, plus lazily computed broadcast trees."""
+    """Immutable adjacency of one record set, plus lazily computed BFS trees."""
 
     __slots__ = (
         "_any",
-        "_any_component_size",
-        "_component_of",
-        "_component_sizes",
+        "_member_set",
+        "_names",
         "_records",
         "_trees",
         "fingerprint",
-        "index",
         "max_trees",
-        "names",
+        "registry",
         "symmetric",
     )
 
@@ -83,12 +89,12 @@ class RouteGraph:
 
         ``fingerprint`` must be ``records_fingerprint(records.values())``; pass
         it when already known (``Topology`` maintains it) to skip the hashing.
-        ``parent``, a graph of a record set with the same names (typically the
-        asking router's previous one), lets us recompute only the adjacency of
-        peers whose links may have changed instead of every link's; the result
-        is identical either way.  ``changed``, with a parent, names every record
-        that may differ from the parent's (a superset is fine): the caller knows
-        what it wrote, which spares an O(N) scan per derived graph.
+        ``parent``, a graph of an earlier version of the same records (typically
+        the asking router's previous one), lets us look only at the links of
+        records that changed; the result is identical either way.  ``changed``,
+        with a parent, names every record that may differ from the parent's (a
+        superset is fine): the caller knows what it wrote, which spares an O(N)
+        scan per derived graph.
         """
         if max_trees < 1:
             raise ConfigError("a route graph must be able to hold at least one tree")
@@ -96,140 +102,179 @@ class RouteGraph:
         self.fingerprint = (records_fingerprint(self._records.values())
                             if fingerprint is None else fingerprint)
         self.max_trees = max_trees
-        symmetric = None if parent is None else _derived_symmetric(parent, self._records, changed)
-        if symmetric is None:
-            names = sorted(self._records)
-            self.names: list[PeerName] = names
-            self.index: dict[PeerName, int] = {name: i for i, name in enumerate(names)}
-            symmetric = _symmetric_adjacency(self._records, self.index)
-        else:
-            assert parent is not None
-            self.names = parent.names  # same names: share the (never mutated) list and index
-            self.index = parent.index
-        self.symmetric: list[tuple[int, ...]] = symmetric
         self._any: list[tuple[int, ...]] | None = None
-        self._any_component_size: list[int] | None = None
-        self._trees: OrderedDict[int, list[tuple[PeerName, ...]]]
-        self._component_of: list[int]
-        self._component_sizes: list[int]
-        if parent is not None and symmetric is parent.symmetric:
-            # The records changed but no data link did (a link only one end
-            # lists yet, an address, a header): trees and components depend on
-            # the symmetric adjacency alone, so the parent's are ours too --
-            # shared, not copied, by every graph of this adjacency.
-            self._trees = parent._trees
-            self._component_of = parent._component_of
-            self._component_sizes = parent._component_sizes
-        else:
-            self._trees = OrderedDict()
-            self._component_of = [_UNKNOWN_COMPONENT] * len(self.names)
-            self._component_sizes = []
+        self._names: list[PeerName] | None = None
+        self._member_set: frozenset[PeerName] | None = None
+        derived = None if parent is None else _derive(parent, self._records, changed)
+        if derived is None:
+            self.registry = registry_for(len(self._records))
+            self.symmetric = _symmetric_adjacency(self._records, self.registry)
+            self._trees: OrderedDict[int, array[int]] = OrderedDict()
+            return
+        assert parent is not None
+        self.registry = parent.registry
+        self.symmetric, same_names = derived
+        if same_names:  # never mutated once computed: share
+            self._names = parent._names
+            self._member_set = parent._member_set
+        # Trees depend on the symmetric adjacency alone: the parent's are ours too
+        # when it is the same list -- shared, not copied.
+        self._trees = parent._trees if self.symmetric is parent.symmetric else OrderedDict()
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self._records)
 
     def __contains__(self, name: object) -> bool:
-        return name in self.index
+        return name in self._records
 
-    # -- broadcast trees ----------------------------------------------------------------
+    @property
+    def names(self) -> list[PeerName]:
+        """The peers with a record, in name order."""
+        if self._names is None:
+            self._names = sorted(self._records)
+        return self._names
 
-    def broadcast_tree(self, origin: PeerName) -> BroadcastTree | None:
-        """Children per node index in ``origin``'s tree; None if ``origin`` is unknown.
+    def members(self) -> frozenset[PeerName]:
+        """The peers with a record, as a set (shared while the names do not change)."""
+        if self._member_set is None:
+            self._member_set = frozenset(self._records)
+        return self._member_set
 
-        Nodes the origin cannot reach have no children (and are nobody's child).
-        """
-        origin_index = self.index.get(origin)
-        if origin_index is None:
-            return None
+    def slot_of(self, name: PeerName) -> int | None:
+        """The slot of a peer that has a record here; None otherwise."""
+        return self.registry.index.get(name) if name in self._records else None
+
+    def name_of(self, slot: int) -> PeerName:
+        return self.registry.names[slot]
+
+    def links(self) -> dict[PeerName, tuple[PeerName, ...]]:
+        """Each peer's symmetric neighbours by name (for tests and tools)."""
+        names, index = self.registry.names, self.registry.index
+        return {name: tuple(names[s] for s in self.neighbour_slots(index[name]))
+                for name in self.names}
+
+    def neighbour_slots(self, slot: int) -> tuple[int, ...]:
+        symmetric = self.symmetric
+        return symmetric[slot] if slot < len(symmetric) else ()
+
+    # -- trees --------------------------------------------------------------------------
+
+    def distances(self, root: int) -> array[int]:
+        """BFS distances from the peer in slot ``root`` (``INF`` where unreachable)."""
         trees = self._trees
-        tree = trees.get(origin_index)
-        if tree is None:
-            tree = self._build_tree(origin_index)
-            trees[origin_index] = tree
+        dist = trees.get(root)
+        if dist is None:
+            dist = SHARED_TREES.distances(self.registry, self.symmetric, root)
+            trees[root] = dist
             if len(trees) > self.max_trees:
                 trees.popitem(last=False)
         else:
-            trees.move_to_end(origin_index)
-        return tree
+            trees.move_to_end(root)
+        return dist
+
+    def broadcast_tree(self, origin: PeerName) -> dict[PeerName, tuple[PeerName, ...]] | None:
+        """``origin``'s tree as each node's children (nodes without any left out);
+        None if ``origin`` has no record.  For tests and tools: routers ask
+        ``Routes.broadcast_next_hops``, which never builds the whole map."""
+        root = self.slot_of(origin)
+        if root is None:
+            return None
+        dist = self.distances(root)
+        names = self.registry.names
+        tree: dict[PeerName, list[PeerName]] = {}
+        for name in self.names:
+            slot = self.registry.index[name]
+            up = parent_of(dist, self.symmetric, slot)
+            if up is not None:
+                tree.setdefault(names[up], []).append(name)
+        return {name: tuple(kids) for name, kids in sorted(tree.items())}
 
     def cached_tree_origins(self) -> list[PeerName]:
-        """Origins whose trees are currently held, least recently used first."""
-        return [self.names[i] for i in self._trees]
+        """Roots whose trees this graph currently holds, least recently used first."""
+        return [self.registry.names[slot] for slot in self._trees]
 
-    def _build_tree(self, origin_index: int) -> list[tuple[PeerName, ...]]:
-        adjacency = self.symmetric
-        names = self.names
-        size = len(names)
-        children: list[tuple[PeerName, ...]] = [()] * size
-        seen = bytearray(size)
-        seen[origin_index] = 1
-        component = self._component_of[origin_index]
-        remaining = (self._component_sizes[component] - 1
-                     if component != _UNKNOWN_COMPONENT else size)
-        reached = [origin_index]
-        frontier = [origin_index]
-        while frontier and remaining:
-            following: list[int] = []
-            for node in frontier:
-                # No duplicates within one adjacency tuple, so filter first, mark after.
-                kids = [n for n in adjacency[node] if not seen[n]]
-                if kids:
-                    for kid in kids:
-                        seen[kid] = 1
-                    children[node] = tuple([names[kid] for kid in kids])
-                    following.extend(kids)
-                    remaining -= len(kids)
-                    if not remaining:
-                        break
-            following.sort()
-            frontier = following
-            reached.extend(following)
-        if component == _UNKNOWN_COMPONENT:
-            self._label_component(reached)
-        return children
-
-    def _label_component(self, members: list[int]) -> None:
-        component = len(self._component_sizes)
-        self._component_sizes.append(len(members))
-        component_of = self._component_of
-        for node in members:
-            component_of[node] = component
-
-    # -- unicast BFS (per asking router; the caller caches the result) -----------------
-
-    def first_hops(self, source: int) -> list[int]:
-        """Per node index, the first hop from ``source`` over symmetric links.
-
-        ``UNSEEN`` for unreachable nodes; the source maps to itself.  Same tree
-        rule as broadcast trees, so hop-by-hop forwarding follows one tree.
-        """
-        component = self._component_of[source]
-        limit = self._component_sizes[component] if component != _UNKNOWN_COMPONENT else None
-        hops = _first_hops(self.symmetric, source, self.symmetric[source], limit)
-        if component == _UNKNOWN_COMPONENT:
-            self._label_component([i for i, hop in enumerate(hops) if hop != UNSEEN])
-        return hops
+    # -- control-plane unicast (per asking router; the caller caches the result) -------
 
     def first_hops_any(self, source: int) -> list[int]:
-        """Per node index, the first hop from ``source`` over every listed link.
+        """Per slot, the first hop from ``source`` over every listed link.
 
         Our own first hop is restricted to links ``source``'s record lists:
-        those are the only connections it can actually send on.
+        those are the only connections it can actually send on.  Levels are
+        walked in name order and a node's first discoverer is its parent, as
+        for the trees.
         """
-        any_adjacency = self._any
-        any_component_size = self._any_component_size
-        if any_adjacency is None or any_component_size is None:
-            any_adjacency = self._any = _any_adjacency(self._records, self.index)
-            any_component_size = self._any_component_size = _component_sizes(any_adjacency)
-        index = self.index
-        record = self._records[self.names[source]]
+        adjacency = self._any
+        if adjacency is None:
+            adjacency = self._any = _any_adjacency(self._records, self.registry)
+        registry = self.registry
+        record = self._records[registry.names[source]]
         listed = sorted({
-            i for conn in record.connections
-            if (i := index.get(conn.peer)) is not None and i != source
+            conn.peer for conn in record.connections
+            if conn.peer in self._records and conn.peer != record.name
         })
-        # Our restricted first hop may reach less than our component, never more:
-        # the component's size is a safe point to stop at, not a promise to reach.
-        return _first_hops(any_adjacency, source, listed, any_component_size[source])
+        hops = [UNSEEN] * len(adjacency)
+        hops[source] = source
+        frontier = [registry.index[peer] for peer in listed]
+        for node in frontier:
+            hops[node] = node
+        key = registry.names.__getitem__
+        while frontier:
+            following: list[int] = []
+            for node in frontier:
+                via = hops[node]
+                for peer in adjacency[node]:
+                    if hops[peer] == UNSEEN:
+                        hops[peer] = via
+                        following.append(peer)
+            following.sort(key=key)
+            frontier = following
+        return hops
+
+
+class TreeStore:
+    """Per root, the latest distance array computed in the process and the
+    adjacency it is exact for; see the module docstring."""
+
+    __slots__ = ("_entries", "_registry", "built", "patched", "reused")
+
+    def __init__(self) -> None:
+        self._registry: SlotRegistry | None = None
+        self._entries: dict[int, tuple[Adjacency, array[int]]] = {}
+        self.built = 0    # BFS from scratch
+        self.patched = 0  # patched from another view's tree
+        self.reused = 0   # the entry was already exact for the asking adjacency
+
+    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int) -> array[int]:
+        """Exact distances from ``root`` over ``adjacency`` (a list of ``registry``)."""
+        if registry is not self._registry:
+            self._registry = registry
+            self._entries = {}
+        entry = self._entries.get(root)
+        dist = None
+        if entry is not None:
+            known, known_dist = entry
+            if known is adjacency:
+                self.reused += 1
+                return known_dist
+            changed = differing_slots(known, adjacency)
+            if len(changed) <= max(_MIN_PATCH, len(adjacency) // 8):
+                dist = patch_distances(known_dist, known, adjacency, changed)
+        if dist is None:
+            dist = bfs_distances(adjacency, root)
+            self.built += 1
+        else:
+            self.patched += 1
+        self._entries[root] = (adjacency, dist)
+        return dist
+
+    def clear(self) -> None:
+        self._entries = {}
+
+
+_MIN_PATCH = 16
+
+SHARED_TREES = TreeStore()
+"""The process-wide tree store every ``RouteGraph`` uses."""
 
 
 class RouteGraphCache(FingerprintCache[RouteGraph]):
@@ -257,18 +302,24 @@ SHARED_ROUTE_GRAPHS = RouteGraphCache()
 """The process-wide cache every ``Topology`` and ``compute_routes`` use."""
 
 
+def _established(records: Mapping[PeerName, PeerRecord], name: PeerName) -> frozenset[PeerName]:
+    record = records.get(name)
+    return _EMPTY if record is None else record.established_peers()
+
+
 def _symmetric_adjacency(records: Mapping[PeerName, PeerRecord],
-                         index: Mapping[PeerName, int]) -> list[tuple[int, ...]]:
-    """Sorted neighbour indices over links both ends list as established."""
-    established = {name: record.established_peers() for name, record in records.items()}
-    adjacency: list[tuple[int, ...]] = [()] * len(index)
-    empty: frozenset[PeerName] = frozenset()
-    get = established.get
-    for name, peers in established.items():
-        neighbours = [index[peer] for peer in peers if name in get(peer, empty)]
+                         registry: SlotRegistry) -> list[tuple[int, ...]]:
+    """Per slot, the name-sorted neighbour slots over links both ends list as established."""
+    ordered = sorted(records)
+    slot = registry.slot
+    slots = [slot(name) for name in ordered]  # in name order: a fresh registry follows it
+    adjacency: list[tuple[int, ...]] = [()] * (max(slots) + 1 if slots else 0)
+    index = registry.index
+    for name, at in zip(ordered, slots, strict=True):
+        neighbours = sorted(peer for peer in records[name].established_peers()
+                            if name in _established(records, peer))
         if neighbours:
-            neighbours.sort()
-            adjacency[index[name]] = tuple(neighbours)
+            adjacency[at] = registry.intern(tuple([index[peer] for peer in neighbours]))
     return adjacency
 
 
@@ -278,124 +329,70 @@ _MAX_DERIVED_CHANGE = 0.25
 _MIN_DERIVED_CHANGE = 8
 
 
-def _derived_symmetric(parent: RouteGraph, records: Mapping[PeerName, PeerRecord],
-                       hint: Collection[PeerName] | None) -> list[tuple[int, ...]] | None:
-    """The symmetric adjacency of ``records`` patched from ``parent``'s; None if the
-    names differ (indices would shift) or too much changed; ``parent.symmetric``
-    itself when no data link changed.
+def _derive(parent: RouteGraph, records: Mapping[PeerName, PeerRecord],
+            hint: Collection[PeerName] | None) -> tuple[list[tuple[int, ...]], bool] | None:
+    """The symmetric adjacency of ``records`` patched from ``parent``'s (``parent.symmetric``
+    itself when no data link changed), and whether the names are the parent's;
+    None if too much changed (then it is built from scratch).
 
-    Peer A's neighbours depend on A's record and on the records of the peers A
-    lists.  So only the changed records' owners and the peers a changed record
-    lists as established (before or after the change) can have other
-    neighbours; every other adjacency tuple is reused as is.
+    A link's state depends on its two ends' records only, so only links a
+    changed record lists or stops listing as established can change.
     """
     before = parent._records
     if hint is None:
-        if records.keys() != before.keys():
-            return None
-        changed = [name for name, record in records.items() if before[name] is not record]
+        changed = [name for name, record in records.items() if before.get(name) is not record]
+        changed.extend(before.keys() - records.keys())
     else:
-        # Names nobody wrote are in both or in neither, so the name sets are equal
-        # when the sizes are and every written name is in both.
-        if len(records) != len(before) or any(
-                name not in records or name not in before for name in hint):
-            return None
-        changed = [name for name in hint if before[name] is not records[name]]
+        changed = [name for name in hint if before.get(name) is not records.get(name)]
     if len(changed) > max(_MIN_DERIVED_CHANGE, _MAX_DERIVED_CHANGE * len(records)):
         return None
-    affected = set(changed)
+    added_names = sorted(name for name in changed if name not in before)
+    same_names = not added_names and all(name in records for name in changed)
+    registry = parent.registry
+    for name in added_names:
+        registry.slot(name)
+    edits: dict[int, tuple[set[int], set[int]]] = {}  # slot -> (links gained, links lost)
+    seen: set[tuple[PeerName, PeerName]] = set()
+    index = registry.index
     for name in changed:
-        affected |= before[name].established_peers()
-        affected |= records[name].established_peers()
-    adjacency = parent.symmetric  # copied on the first tuple that differs
-    index = parent.index
-    for name in affected:
-        record = records.get(name)
-        if record is None:
-            continue  # listed but unknown
-        neighbours = []
-        for peer in record.established_peers():
-            other = records.get(peer)
-            if other is not None and name in other.established_peers():
-                neighbours.append(index[peer])
-        neighbours.sort()
-        at = index[name]
-        if adjacency[at] != tuple(neighbours):
-            if adjacency is parent.symmetric:
-                adjacency = list(adjacency)
-            adjacency[at] = tuple(neighbours) if neighbours else ()
-    return adjacency
+        for peer in _established(before, name) ^ _established(records, name):
+            pair = (name, peer) if name < peer else (peer, name)
+            if pair in seen:
+                continue
+            seen.add(pair)
+            was = peer in _established(before, name) and name in _established(before, peer)
+            now = peer in _established(records, name) and name in _established(records, peer)
+            if was != now:
+                a, b = index[name], index[peer]
+                edits.setdefault(a, (set(), set()))[0 if now else 1].add(b)
+                edits.setdefault(b, (set(), set()))[0 if now else 1].add(a)
+    size = max((index[name] for name in added_names), default=-1) + 1
+    if not edits and size <= len(parent.symmetric):
+        return parent.symmetric, same_names
+    adjacency = list(parent.symmetric)
+    if size > len(adjacency):
+        adjacency.extend([()] * (size - len(adjacency)))
+    key = registry.names.__getitem__
+    for slot, (gained, lost) in edits.items():
+        neighbours = (set(adjacency[slot]) - lost) | gained
+        adjacency[slot] = registry.intern(tuple(sorted(neighbours, key=key))) if neighbours else ()
+    return adjacency, same_names
 
 
 def _any_adjacency(records: Mapping[PeerName, PeerRecord],
-                   index: Mapping[PeerName, int]) -> list[tuple[int, ...]]:
-    """Sorted neighbour indices over every listed link, in either direction."""
-    neighbour_sets: list[set[int]] = [set() for _ in index]
+                   registry: SlotRegistry) -> list[tuple[int, ...]]:
+    """Per slot, the name-sorted neighbour slots over every listed link, in either direction."""
+    found: dict[PeerName, set[PeerName]] = {}
     for name, record in records.items():
-        a = index[name]
-        mine = neighbour_sets[a]
+        mine = found.setdefault(name, set())
         for conn in record.connections:
-            b = index.get(conn.peer)
-            if b is None or b == a:
-                continue  # unknown peer or self-loop
-            mine.add(b)
-            neighbour_sets[b].add(a)
-    return [tuple(sorted(s)) for s in neighbour_sets]
-
-
-def _component_sizes(adjacency: Sequence[Sequence[int]]) -> list[int]:
-    """Per node, the number of nodes in its connected component (itself included)."""
-    size = len(adjacency)
-    label = [UNSEEN] * size
-    sizes: list[int] = []
-    for start in range(size):
-        if label[start] != UNSEEN:
-            continue
-        component = len(sizes)
-        label[start] = component
-        members = 1
-        frontier = [start]
-        while frontier:
-            following: list[int] = []
-            for node in frontier:
-                kids = [n for n in adjacency[node] if label[n] == UNSEEN]
-                for kid in kids:
-                    label[kid] = component
-                following.extend(kids)
-            members += len(following)
-            frontier = following
-        sizes.append(members)
-    return [sizes[component] for component in label]
-
-
-def _first_hops(adjacency: Sequence[Sequence[int]], source: int, first_level: Sequence[int],
-                limit: int | None) -> list[int]:
-    """BFS from ``source`` whose first level is ``first_level`` (sorted); per node the
-    index of the first hop on its tree path, ``UNSEEN`` if unreached.
-
-    Levels are processed in index (= name) order and the first discoverer is
-    the parent, so every router derives the same tree.  The source gets itself
-    as "first hop" so that reachability is ``hop != UNSEEN``.  With ``limit``
-    (the size of the source's component) the search stops once all are reached.
-    """
-    hops = [UNSEEN] * len(adjacency)
-    hops[source] = source
-    frontier = [n for n in first_level if hops[n] == UNSEEN]
-    for node in frontier:
-        hops[node] = node
-    remaining = -1 if limit is None else limit - 1 - len(frontier)
-    while frontier and remaining:
-        following: list[int] = []
-        for node in frontier:
-            via = hops[node]
-            kids = [n for n in adjacency[node] if hops[n] == UNSEEN]
-            if kids:
-                for kid in kids:
-                    hops[kid] = via
-                following.extend(kids)
-                remaining -= len(kids)
-                if not remaining:
-                    break
-        following.sort()
-        frontier = following
-    return hops
+            peer = conn.peer
+            if peer == name or peer not in records:
+                continue  # self-loop or unknown peer
+            mine.add(peer)
+            found.setdefault(peer, set()).add(name)
+    index = registry.index
+    adjacency: list[tuple[int, ...]] = [()] * (max((index[n] for n in found), default=-1) + 1)
+    for name, peers in found.items():
+        adjacency[index[name]] = tuple([index[peer] for peer in sorted(peers)])
+    return adjacency

@@ -20,18 +20,23 @@ traffic.  On that graph:
   connection; our own first hop is restricted to links *our* record lists,
   since those are the only connections we can actually send on.
 
-A ``Routes`` is just (graph, local): creating one is O(1).  The two searches
-from us (unicast and control-plane) run on first use and are cached here, so
-a router that only forwards broadcasts never pays for them.
+Both tree rules are one rule, so a tree is one distance array
+(``route_trees``): our unicast tree is the tree rooted at us, and a parent is
+found from the distances when asked.  A ``Routes`` is just (graph, local):
+creating one is O(1); our tree and the control-plane search run on first use
+and are cached here, so a router that only forwards broadcasts never pays for
+them.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import PeerRecord
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, UNSEEN, RouteGraph
+from meshrouter.topology.route_trees import INF, children, parent_of, reached
 
 
 class Routes:
@@ -39,8 +44,8 @@ class Routes:
 
     __slots__ = (
         "_any_hops",
-        "_hops",
-        "_local_index",
+        "_dist",
+        "_local_slot",
         "_reachable",
         "_unicast_table",
         "graph",
@@ -54,8 +59,8 @@ class Routes:
         """
         self.graph = graph
         self.local = local
-        self._local_index = graph.index.get(local)
-        self._hops: list[int] | None = None
+        self._local_slot = graph.slot_of(local)
+        self._dist: array[int] | None = None
         self._any_hops: list[int] | None = None
         self._reachable: frozenset[PeerName] | None = None
         self._unicast_table: dict[PeerName, PeerName] | None = None
@@ -64,63 +69,84 @@ class Routes:
 
     def next_hop(self, dst: PeerName) -> PeerName | None:
         """Neighbour to send data for ``dst`` to; None if unreachable or ``dst`` is us."""
-        hops = self._unicast_hops()
-        index = self.graph.index.get(dst)
-        if hops is None or index is None or index == self._local_index:
+        dist = self._tree()
+        slot = self.graph.slot_of(dst)
+        if dist is None or slot is None or slot == self._local_slot:
             return None
-        hop = hops[index]
-        return None if hop == UNSEEN else self.graph.names[hop]
+        if slot >= len(dist) or dist[slot] == INF:
+            return None
+        adjacency = self.graph.symmetric
+        while dist[slot] > 1:
+            up = parent_of(dist, adjacency, slot)
+            assert up is not None
+            slot = up
+        return self.graph.name_of(slot)
 
     def reachable(self) -> frozenset[PeerName]:
         """Peers reachable over symmetric links, including ourselves."""
         if self._reachable is None:
-            hops = self._unicast_hops()
-            names = self.graph.names
-            reached = frozenset() if hops is None else frozenset(
-                names[i] for i, hop in enumerate(hops) if hop != UNSEEN)
-            self._reachable = reached | {self.local}
+            dist = self._tree()
+            graph = self.graph
+            if dist is None:
+                found: frozenset[PeerName] = frozenset()
+            elif reached(dist) == len(graph):
+                found = graph.members()  # the common case: one component, shared set
+            else:
+                names = graph.registry.names
+                found = frozenset(names[slot] for slot, d in enumerate(dist) if d != INF)
+            self._reachable = found | {self.local} if self.local not in found else found
         return self._reachable
 
     def unicast_table(self) -> dict[PeerName, PeerName]:
         """Destination -> next hop for every reachable peer other than us (a copy)."""
         if self._unicast_table is None:
-            hops = self._unicast_hops()
-            names = self.graph.names
-            me = self._local_index
-            self._unicast_table = {} if hops is None else {
-                names[i]: names[hop]
-                for i, hop in enumerate(hops)
-                if hop != UNSEEN and i != me
-            }
+            self._unicast_table = self._build_unicast_table()
         return dict(self._unicast_table)
+
+    def _build_unicast_table(self) -> dict[PeerName, PeerName]:
+        dist = self._tree()
+        if dist is None:
+            return {}
+        adjacency = self.graph.symmetric
+        names = self.graph.registry.names
+        hop: dict[int, int] = {}
+        for slot in sorted((s for s, d in enumerate(dist) if 0 < d < INF), key=dist.__getitem__):
+            if dist[slot] == 1:
+                hop[slot] = slot
+            else:
+                up = parent_of(dist, adjacency, slot)
+                assert up is not None
+                hop[slot] = hop[up]
+        return {names[slot]: names[via] for slot, via in hop.items()}
 
     def neighbours(self) -> list[PeerName]:
         """Our symmetric (data-capable) neighbours, in name order."""
-        me = self._local_index
+        me = self._local_slot
         if me is None:
             return []
-        names = self.graph.names
-        return [names[i] for i in self.graph.symmetric[me]]
+        names = self.graph.registry.names
+        return [names[slot] for slot in self.graph.neighbour_slots(me)]
 
-    def _unicast_hops(self) -> list[int] | None:
-        hops = self._hops
-        if hops is None and self._local_index is not None:
-            hops = self._hops = self.graph.first_hops(self._local_index)
-        return hops
+    def _tree(self) -> array[int] | None:
+        """Our own tree (distances from us); None when we have no record."""
+        dist = self._dist
+        if dist is None and self._local_slot is not None:
+            dist = self._dist = self.graph.distances(self._local_slot)
+        return dist
 
     # -- control-plane unicast over all links ---------------------------------------
 
     def next_hop_any(self, dst: PeerName) -> PeerName | None:
         """Next hop for gossip unicast, over every listed link in either direction."""
-        me = self._local_index
-        index = self.graph.index.get(dst)
-        if me is None or index is None or index == me:
+        me = self._local_slot
+        slot = self.graph.slot_of(dst)
+        if me is None or slot is None or slot == me:
             return None
         hops = self._any_hops
         if hops is None:
             hops = self._any_hops = self.graph.first_hops_any(me)
-        hop = hops[index]
-        return None if hop == UNSEEN else self.graph.names[hop]
+        hop = hops[slot] if slot < len(hops) else UNSEEN
+        return None if hop == UNSEEN else self.graph.name_of(hop)
 
     # -- broadcast trees --------------------------------------------------------------
 
@@ -129,13 +155,17 @@ class Routes:
 
         A new list each call (callers may modify it); the tree itself is shared.
         """
-        me = self._local_index
+        me = self._local_slot
         if me is None:
             return []
         if origin == self.local:
             return self.neighbours()  # the root's children are all its neighbours: no BFS
-        tree = self.graph.broadcast_tree(origin)
-        return [] if tree is None else list(tree[me])
+        root = self.graph.slot_of(origin)
+        if root is None:
+            return []
+        graph = self.graph
+        names = graph.registry.names
+        return [names[slot] for slot in children(graph.distances(root), graph.symmetric, me)]
 
 
 def compute_routes(records: Mapping[PeerName, PeerRecord], local: PeerName) -> Routes:

@@ -132,12 +132,12 @@ def test_a_graph_derived_from_its_parent_equals_one_built_from_scratch(
     scratch = RouteGraph(after)
     assert derived.fingerprint == scratch.fingerprint
     assert derived.names == scratch.names
-    assert derived.symmetric == scratch.symmetric
+    assert derived.links() == scratch.links()
     assert_matches_reference(after, lambda local: Routes(derived, local))
     # Told which records were written (as ``Topology`` tells it), the same graph.
     written = [name for name in after if after[name] is not before[name]]
     hinted = RouteGraph(after, parent=parent, changed=written)
-    assert hinted.symmetric == scratch.symmetric
+    assert hinted.links() == scratch.links()
     assert_matches_reference(after, lambda local: Routes(hinted, local))
 
 
@@ -147,19 +147,27 @@ def test_a_derived_graph_shares_what_did_not_change() -> None:
     changed = dict(records)
     changed[P(5)] = replace(records[P(5)], version=2, connections=(conn(4),))  # drops 6
     derived = RouteGraph(changed, parent=parent)
-    assert derived.names is parent.names and derived.index is parent.index
-    untouched = [parent.index[P(n)] for n in (1, 2, 3, 7, 8)]
-    assert all(derived.symmetric[i] is parent.symmetric[i] for i in untouched)
-    assert derived.symmetric == RouteGraph(changed).symmetric
-    # Another name set: built from scratch, nothing shared.
+    assert derived.registry is parent.registry
+    untouched = [parent.slot_of(P(n)) for n in (1, 2, 3, 7, 8)]
+    assert all(derived.symmetric[i] is parent.symmetric[i] for i in untouched)  # type: ignore[index]
+    assert derived.links() == RouteGraph(changed).links()
+    # A new peer gets a new slot: everything else is kept, nothing renumbered.
     grown = {**changed, P(9): record(9, connections=[conn(1)])}
-    assert RouteGraph(grown, parent=parent).names is not parent.names
+    grown[P(1)] = replace(changed[P(1)], version=2,
+                          connections=(*changed[P(1)].connections, conn(9)))
+    bigger = RouteGraph(grown, parent=derived)
+    assert all(bigger.symmetric[i] is derived.symmetric[i] for i in untouched[1:])  # type: ignore[index]
+    assert bigger.links() == RouteGraph(grown).links()
+    assert bigger.links()[P(9)] == (P(1),)
 
 
 def test_a_change_without_a_new_data_link_shares_the_parents_trees() -> None:
     records = graph_records(*NAMED_GRAPHS["ring"])  # 1-2-...-8-1
     parent = RouteGraph(records)
+    root = parent.slot_of(P(1))
+    assert root is not None
     tree = parent.broadcast_tree(P(1))
+    dist = parent.distances(root)
     # 3 lists 6 (6 does not list 3 back): records differ, data links do not.
     one_sided = dict(records)
     one_sided[P(3)] = replace(records[P(3)], version=2,
@@ -167,7 +175,8 @@ def test_a_change_without_a_new_data_link_shares_the_parents_trees() -> None:
     derived = RouteGraph(one_sided, parent=parent)
     assert derived.fingerprint != parent.fingerprint
     assert derived.symmetric is parent.symmetric
-    assert derived.broadcast_tree(P(1)) is tree
+    assert derived.distances(root) is dist
+    assert derived.broadcast_tree(P(1)) == tree
     # 6 lists 3 back: a new data link, so nothing learned is shared.
     both = dict(one_sided)
     both[P(6)] = replace(records[P(6)], version=2,
@@ -182,12 +191,10 @@ def test_broadcast_trees_are_children_lists_of_one_full_bfs() -> None:
     records = graph_records(*NAMED_GRAPHS["partial_mesh"])
     graph = RouteGraph(records)
     tree = graph.broadcast_tree(P(1))
-    assert tree is not None
-    children = {graph.names[i]: list(kids) for i, kids in enumerate(tree) if kids}
     # 1: {2, 3}; 2 -> 4; 3 -> 5, 9; 4 -> 6; 5 -> 7; 9 -> 8 (9 < ... 6 is at the same level)
-    assert children == {1: [2, 3], 2: [4], 3: [5, 9], 4: [6], 5: [7], 9: [8]}
+    assert tree == {1: (2, 3), 2: (4,), 3: (5, 9), 4: (6,), 5: (7,), 9: (8,)}
     assert graph.broadcast_tree(P(99)) is None
-    assert graph.broadcast_tree(P(1)) is tree  # cached
+    assert graph.cached_tree_origins() == [P(1)]  # one distance array, cached
 
 
 # -- sharing between routers -------------------------------------------------------------------
@@ -249,9 +256,8 @@ def test_a_topology_derives_its_next_graph_and_keeps_its_routes_while_unchanged(
     assert topo.set_listen_port(7000) is not None
     second = topo.routes()
     assert second is not first and topo.routes_computed == 2
-    # The graph of the newer set was derived from the previous one (same names).
-    assert second.graph.names is first.graph.names
-    assert second.graph.symmetric == first.graph.symmetric
+    # The graph of the newer set was derived from the previous one (no link changed).
+    assert second.graph.symmetric is first.graph.symmetric
     SHARED_ROUTE_GRAPHS.clear()
     assert topo.routes() is second  # held by the topology itself, no lookup needed
     assert topo.routes_computed == 2 and topo.routes_shared == 0
