@@ -17,8 +17,12 @@ from meshrouter.errors import ConfigError, InvalidRequestError, NotFoundError
 
 def test_settings_refuse_bad_names_and_ranges(tmp_path: Path) -> None:
     OvsSettings(data_dir=tmp_path)
+    OvsSettings(data_dir=tmp_path, pmd_cpu_mask="0x2", pmd_max_sleep_us=0)
+    OvsSettings(data_dir=tmp_path, pmd_cpu_mask="C")
     for bad in ({"bridge": "x" * 16}, {"bridge": "a b"}, {"phy_bridge": "mr-int"},
-                {"vxlan_port": 0}, {"container_mtu": 100}, {"probe_interval": 0}):
+                {"vxlan_port": 0}, {"container_mtu": 100}, {"probe_interval": 0},
+                {"pmd_cpu_mask": "0x0"}, {"pmd_cpu_mask": "core1"}, {"pmd_cpu_mask": ""},
+                {"pmd_max_sleep_us": -1}, {"pmd_max_sleep_us": 10_001}):
         with pytest.raises(ConfigError):
             OvsSettings(data_dir=tmp_path, **bad)  # type: ignore[arg-type]
 

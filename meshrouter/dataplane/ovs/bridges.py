@@ -23,6 +23,7 @@ from typing import Any
 
 from meshrouter.dataplane import netlink
 from meshrouter.dataplane.core.pipeline import TUNNEL_PORT
+from meshrouter.dataplane.ovs.portio import AFXDP_MAX_MTU, fits_afxdp
 from meshrouter.dataplane.ovs.settings import OvsSettings
 from meshrouter.dataplane.ovs.tools import OvsToolError, OvsTools
 from meshrouter.errors import UnavailableError
@@ -83,7 +84,7 @@ async def setup_integration(tools: OvsTools, s: OvsSettings, dp_type: str) -> No
 async def add_port_with_io(
     tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str],
     *, fresh: bool = False, xdp_mode: str = "generic",
-    on_xdp: Callable[[bool, str], None] | None = None,
+    on_xdp: Callable[[bool, str], None] | None = None, mtu: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Add ``ifname`` (with ``extra`` interface settings) on AF_XDP when asked and it
     works, else AF_PACKET; returns which, and the interface's row.
@@ -92,14 +93,18 @@ async def add_port_with_io(
     ``fresh`` (its device was just made, so any row is stale and is replaced in
     the same transaction).  Two tool calls in the usual case: add, then read back
     ``ofport`` (vswitchd fills it in after the commit).  ``on_xdp(ok, detail)``
-    hears how an AF_XDP attempt went (``portio.after_attempt``).
+    hears how an AF_XDP attempt went (``portio.after_attempt``).  A port whose
+    ``mtu`` AF_XDP cannot carry gets AF_PACKET without an attempt
+    (``portio.fits_afxdp``).
     """
     if not fresh:
         existing = await interface(tools, ifname)
         if existing is not None and existing.get("ofport", -1) not in (-1, None, []):
             io = "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
             return io, existing
-    if port_io in AFXDP_TYPE:
+    if port_io in AFXDP_TYPE and not fits_afxdp(mtu):
+        log.info("%s: MTU %s is above AF_XDP's %d: AF_PACKET", ifname, mtu, AFXDP_MAX_MTU)
+    elif port_io in AFXDP_TYPE:
         kind = f"{AFXDP_TYPE[port_io]} xdp-mode={xdp_mode}"
         try:
             await tools.vsctl(
@@ -195,7 +200,7 @@ class UnderlayBridge:
             s.ovs_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.state_file, json.dumps(underlay.to_json()).encode())
         self.io, _ = await add_port_with_io(self.tools, s.phy_bridge, underlay.dev, port_io, [],
-                                            xdp_mode=xdp_mode, on_xdp=on_xdp)
+                                            xdp_mode=xdp_mode, on_xdp=on_xdp, mtu=underlay.mtu)
         await netlink.in_netns(
             self.netns_path, lambda: netlink.move_addresses(underlay, underlay.dev, s.phy_bridge)
         )

@@ -232,7 +232,7 @@ class OvsDatapath:
                 "underlay": underlay.io if underlay else None,
                 "containers": sorted(ios),
                 "next": self._io.wanted(),
-                "why": self._io.why(),
+                "why": self._io_why(),
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
@@ -283,6 +283,18 @@ class OvsDatapath:
         self._reason = reason
         self._installed = None
 
+    def _io_why(self) -> str:
+        """The port I/O reason, led by the MTU limit where a port is too large for AF_XDP."""
+        why = self._io.why()
+        underlay = self._underlay.underlay if self._underlay is not None else None
+        large = [f"{what} MTU {mtu}" for what, mtu in (
+            ("underlay", underlay.mtu if underlay else None),
+            ("container", self._container_mtu_or_none())) if not portio.fits_afxdp(mtu)]
+        if large and self._io.wanted() != "afpacket":
+            return (f"{' and '.join(large)} above AF_XDP's {portio.AFXDP_MAX_MTU}: "
+                    f"AF_PACKET for those ports; {why}")
+        return why
+
     def _container_mtu_or_none(self) -> int | None:
         if self.settings.container_mtu is not None:
             return self.settings.container_mtu
@@ -330,6 +342,10 @@ class OvsDatapath:
             assert self._dp_type is not None
             await self._io.probe(self._dp_type, lambda: tools.vsctl(
                 "get", "Open_vSwitch", ".", "iface_types"))
+            pmd = portio.pmd_other_config(self._io.wanted(), self.settings.pmd_cpu_mask,
+                                          self.settings.pmd_max_sleep_us)
+            if pmd:  # before any PMD port, so its thread starts on the right core
+                await tools.vsctl("set", "Open_vSwitch", ".", *pmd)
             if self._dp_type == "netdev" and self.settings.manage_underlay:
                 if self._underlay is None:
                     self._underlay = UnderlayBridge(tools, self.settings, self._netns_path)

@@ -252,7 +252,7 @@ class SpareKeeper:
                 extra = [f"ofport_request={ofport}", f'external_ids:{SPARE_KEY}="{switch.bridge}"']
                 io, row = await add_port_with_io(
                     tools, switch.bridge, host, switch.port_io(), extra, fresh=True,
-                    xdp_mode=switch.xdp_mode, on_xdp=switch.on_xdp)
+                    xdp_mode=switch.xdp_mode, on_xdp=switch.on_xdp, mtu=mtu)
                 if row.get("ofport") != ofport:
                     raise UnavailableError(f"spare {host} did not get ofport {ofport}: "
                                            f"{row.get('error') or 'missing'}")

@@ -18,6 +18,20 @@ device and the mode (``native-with-zerocopy`` fails on veth).  So:
   in ``status`` and at start.
 
 ``choose`` is the whole decision, a pure function tested case by case.
+
+AF_XDP has a size limit of its own: OVS gives every packet one 4 KiB umem
+frame, less 256 bytes of XDP headroom and 128 of its own, so a frame above
+3,712 bytes -- an MTU above ``AFXDP_MAX_MTU`` (3,698) -- is dropped in silence
+(measured: ping -M do passes at 3,698 bytes on the wire and vanishes at
+3,699).  A jumbo underlay on AF_XDP would black-hole every large packet,
+the host's own TCP over ``br-phy`` included.  So a port whose MTU is above it
+gets AF_PACKET (``fits_afxdp``) -- its own choice, which says nothing about
+AF_XDP on this host, so it is not an ``after_attempt``.
+
+PMD threads (``--port-io afxdp-pmd``) are configured before the first port:
+``pmd_other_config`` says which ``Open_vSwitch`` keys -- the cores (only when
+given: an operator's own mask on a shared OVS is left alone) and the idle
+sleep, so a PMD with no traffic does not spin a core at 100 %.
 """
 
 from __future__ import annotations
@@ -32,6 +46,16 @@ log = logging.getLogger(__name__)
 
 AF_XDP = 44
 """``socket.AF_XDP`` (Linux); not every Python build names it."""
+
+
+AFXDP_MAX_MTU = 4096 - 256 - 128 - 14
+"""The largest MTU an OVS AF_XDP port carries: one umem frame (4096) less
+XDP_PACKET_HEADROOM (256), OVS_XDP_HEADROOM (128) and the Ethernet header."""
+
+
+def fits_afxdp(mtu: int | None) -> bool:
+    """Whether a port of ``mtu`` (None: not known, the device's default) may be AF_XDP."""
+    return mtu is None or mtu <= AFXDP_MAX_MTU
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +82,19 @@ def choose(wanted: str, dp_type: str | None, probe: XdpProbe) -> tuple[str, str]
     if probe.supported:
         return io, f"AF_XDP works here ({probe.reason})"
     return io, "AF_XDP to be tried on the first port"
+
+
+def pmd_other_config(port_io: str, cpu_mask: str | None, max_sleep_us: int) -> list[str]:
+    """The ``other_config`` settings (``key=value``) for PMD threads; none unless
+    PMD ports are asked for.  ``pmd-maxsleep`` is OVS 3.1's name, ``pmd-sleep-max``
+    3.2's and later's; each version ignores the other's key."""
+    if port_io != "afxdp-pmd":
+        return []
+    out = [f"other_config:pmd-maxsleep={max_sleep_us}",
+           f"other_config:pmd-sleep-max={max_sleep_us}"]
+    if cpu_mask is not None:
+        out.insert(0, f"other_config:pmd-cpu-mask={cpu_mask}")
+    return out
 
 
 def after_attempt(probe: XdpProbe, ok: bool, detail: str) -> XdpProbe:

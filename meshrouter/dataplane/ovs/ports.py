@@ -82,7 +82,7 @@ async def attach(
     ]
     try:
         io, row = await add_port_with_io(tools, bridge, host, port_io, extra, fresh=created,
-                                         xdp_mode=xdp_mode, on_xdp=on_xdp)
+                                         xdp_mode=xdp_mode, on_xdp=on_xdp, mtu=mtu)
         mark(f"ovs port ({io})")
         got = row.get("ofport")
         if got != ofport:

@@ -54,6 +54,15 @@ class OvsSettings:
     xdp_mode: XdpMode = "generic"
     """AF_XDP ports' ``options:xdp-mode``: generic was as fast as native on veth
     (NOTES), and ``native-with-zerocopy`` fails there (the fallback test uses it)."""
+    pmd_cpu_mask: str | None = None
+    """``--port-io afxdp-pmd``: OVS's ``pmd-cpu-mask`` (hex, e.g. ``0x2``), the cores
+    its polling threads are pinned to; None: OVS's default (one core per NUMA node).
+    Several switches on one machine (the lab) need disjoint masks, or their PMDs
+    share one core (NOTES, "AF_XDP measured")."""
+    pmd_max_sleep_us: int = 100
+    """``--port-io afxdp-pmd``: how long (microseconds) an idle PMD may sleep per
+    poll (OVS ``pmd-maxsleep``, 3.1+), so a PMD without traffic does not burn its
+    core; a loaded PMD never sleeps.  0: busy-poll always (OVS's default)."""
     port_pool: int = 2
     """Spare container ports kept ready (``pool.py``): an attach takes one instead
     of waiting for vswitchd to add a port (0: none)."""
@@ -77,6 +86,12 @@ class OvsSettings:
             raise ConfigError(f"VXLAN port {self.vxlan_port} out of range")
         if self.container_mtu is not None and not 576 <= self.container_mtu <= 65000:
             raise ConfigError(f"container MTU {self.container_mtu} out of range (576-65000)")
+        if self.pmd_cpu_mask is not None and not _is_cpu_mask(self.pmd_cpu_mask):
+            raise ConfigError(f"invalid PMD CPU mask {self.pmd_cpu_mask!r} "
+                              "(a non-zero hex mask such as 0x2)")
+        if not 0 <= self.pmd_max_sleep_us <= 10_000:
+            raise ConfigError(f"PMD sleep of {self.pmd_max_sleep_us} us out of range "
+                              "(0-10000)")
         if not 0 <= self.port_pool <= 64:
             raise ConfigError(f"port pool of {self.port_pool} out of range (0-64)")
         if self.probe_interval <= 0 or self.verify_interval <= 0:
@@ -85,6 +100,16 @@ class OvsSettings:
     @property
     def ovs_dir(self) -> Path:
         return self.data_dir / "ovs"
+
+
+def _is_cpu_mask(text: str) -> bool:
+    digits = text[2:] if text.lower().startswith("0x") else text
+    if not 0 < len(digits) <= 64:
+        return False
+    try:
+        return int(digits, 16) > 0
+    except ValueError:
+        return False
 
 
 def kernel_datapath_usable() -> bool:
