@@ -66,12 +66,21 @@ DEFAULT_MAX_GRAPHS = 16
 UNSEEN = -1
 _EMPTY: frozenset[PeerName] = frozenset()
 
+Tree = tuple[Adjacency, "array[int]"]
+"""A distance array and the adjacency it is exact for."""
+
+MAX_TREE_AGE = 8
+"""Versions of a router's adjacency an inherited tree may lag behind (bounds how
+many old adjacency lists a router's graphs keep alive)."""
+
 
 class RouteGraph:
     """Immutable adjacency of one record set, plus lazily computed BFS trees."""
 
     __slots__ = (
         "_any",
+        "_generation",
+        "_inherited",
         "_member_set",
         "_names",
         "_records",
@@ -106,6 +115,8 @@ class RouteGraph:
         self._names: list[PeerName] | None = None
         self._member_set: frozenset[PeerName] | None = None
         derived = None if parent is None else _derive(parent, self._records, changed)
+        self._generation = 0
+        self._inherited: dict[int, tuple[int, Tree]] = {}
         if derived is None:
             self.registry = registry_for(len(self._records))
             self.symmetric = _symmetric_adjacency(self._records, self.registry)
@@ -117,9 +128,26 @@ class RouteGraph:
         if same_names:  # never mutated once computed: share
             self._names = parent._names
             self._member_set = parent._member_set
-        # Trees depend on the symmetric adjacency alone: the parent's are ours too
-        # when it is the same list -- shared, not copied.
-        self._trees = parent._trees if self.symmetric is parent.symmetric else OrderedDict()
+        if self.symmetric is parent.symmetric:
+            # Trees depend on the symmetric adjacency alone: the parent's are
+            # ours too -- shared, not copied.
+            self._trees = parent._trees
+            self._generation = parent._generation
+            self._inherited = parent._inherited
+            return
+        # Other links: the parent's trees (and what it inherited, while recent)
+        # become starting points to patch from.
+        self._trees = OrderedDict()
+        self._generation = generation = parent._generation + 1
+        oldest = generation - MAX_TREE_AGE
+        inherited = {root: entry for root, entry in parent._inherited.items()
+                     if entry[0] >= oldest}
+        for root, dist in parent._trees.items():
+            inherited[root] = (parent._generation, (parent.symmetric, dist))
+        if len(inherited) > max_trees:  # the newest are the closest to patch from
+            newest = sorted(inherited.items(), key=lambda item: item[1][0])[-max_trees:]
+            inherited = dict(newest)
+        self._inherited = inherited
 
     def __len__(self) -> int:
         return len(self._records)
@@ -164,7 +192,9 @@ class RouteGraph:
         trees = self._trees
         dist = trees.get(root)
         if dist is None:
-            dist = SHARED_TREES.distances(self.registry, self.symmetric, root)
+            earlier = self._inherited.get(root)
+            dist = SHARED_TREES.distances(self.registry, self.symmetric, root,
+                                          None if earlier is None else earlier[1])
             trees[root] = dist
             if len(trees) > self.max_trees:
                 trees.popitem(last=False)
@@ -239,31 +269,40 @@ class TreeStore:
 
     def __init__(self) -> None:
         self._registry: SlotRegistry | None = None
-        self._entries: dict[int, tuple[Adjacency, array[int]]] = {}
+        self._entries: dict[int, Tree] = {}
         self.built = 0    # BFS from scratch
-        self.patched = 0  # patched from another view's tree
+        self.patched = 0  # patched from another view's (or an earlier version's) tree
         self.reused = 0   # the entry was already exact for the asking adjacency
 
-    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int) -> array[int]:
-        """Exact distances from ``root`` over ``adjacency`` (a list of ``registry``)."""
+    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
+                  earlier: Tree | None = None) -> array[int]:
+        """Exact distances from ``root`` over ``adjacency`` (a list of ``registry``).
+
+        ``earlier``, the root's tree in an earlier version of the asker's own
+        view, is tried first: it differs from ``adjacency`` by the asker's own
+        recent changes only, where the latest tree in the process may come from
+        a view further away.
+        """
         if registry is not self._registry:
             self._registry = registry
             self._entries = {}
-        entry = self._entries.get(root)
         dist = None
-        if entry is not None:
-            known, known_dist = entry
+        for candidate in (earlier, self._entries.get(root)):
+            if candidate is None:
+                continue
+            known, known_dist = candidate
             if known is adjacency:
                 self.reused += 1
-                return known_dist
+                dist = known_dist
+                break
             changed = differing_slots(known, adjacency)
             if len(changed) <= max(_MIN_PATCH, len(adjacency) // 8):
                 dist = patch_distances(known_dist, known, adjacency, changed)
+                self.patched += 1
+                break
         if dist is None:
             dist = bfs_distances(adjacency, root)
             self.built += 1
-        else:
-            self.patched += 1
         self._entries[root] = (adjacency, dist)
         return dist
 

@@ -4,7 +4,7 @@ Every tree the routes use -- a broadcast tree from an origin, and our own
 unicast tree -- follows one rule: the BFS distances from the root over the
 symmetric adjacency, and each node's parent is its smallest-named neighbour one
 level closer to the root.  The parent is thus a function of the distances, so a
-tree is stored as nothing but its distance array (``array('i')``, one entry
+tree is stored as nothing but its distance array (``array('H')``, one entry
 per slot, ``INF`` for unreachable), and a node's children are found when asked:
 the neighbours one level further out whose first (smallest-named) neighbour at
 our level is us.  Adjacency tuples are sorted by name, so "first" is a scan.
@@ -15,19 +15,19 @@ link) per message was most of the simulator's time.  Distances can be
 *patched*.  Given the exact distances ``d`` for adjacency ``old`` and the slots
 whose neighbour tuples differ in ``new``:
 
-* a removed link can only lengthen distances, and only for its deeper end, and
-  only if that end has no other neighbour one level closer in ``new``.  If
-  every removed link passes that test, ``d`` is still an upper bound in ``new``
-  (each node keeps a neighbour one level closer; induction on the level); if
-  one fails we give up and rebuild (rare: it takes losing one's last link
-  toward the root);
-* an added link can only shorten distances, and any path shorter than ``d``
-  in ``new`` uses an added link (without them ``new`` is a subgraph of ``old``,
-  where ``d`` is exact), so relaxing from the added links' ends, outward over
+* a removed link can only lengthen distances: a node whose removed link led
+  one level closer, with no other neighbour one level closer left, is cut
+  loose, and so (level by level) is every node that leaned only on cut nodes;
+  every other node keeps its distance, and cut nodes take the best distance
+  through the nodes that kept theirs (``_reattach``);
+* then an added link can only shorten distances, and any path shorter than
+  ``d`` in ``new`` uses an added link (without them ``new`` is the graph ``d``
+  is now exact for), so relaxing from the added links' ends, outward over
   ``new``, makes ``d`` exact.
 
-The patched array is a new array; arrays are never modified once returned,
-so any number of graphs and routers may share one.  The tests compare every
+Both steps touch only the region that changes.  The patched array is a new
+array; arrays are never modified once returned, so any number of graphs and
+routers may share one.  The tests compare every
 patch with a BFS from scratch (and with the reference implementation).
 """
 
@@ -36,8 +36,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 
-INF = 1 << 30
-"""Distance of an unreachable slot (never added to: only finite values are)."""
+TYPECODE = "H"
+INF = 0xFFFF
+"""Distance of an unreachable slot (two bytes per slot: a thousand-peer tree is 2 KiB)."""
 
 Adjacency = Sequence[tuple[int, ...]]
 """Per slot, the neighbours' slots over symmetric links, sorted by name."""
@@ -47,7 +48,7 @@ _CHUNK = 32
 
 def bfs_distances(adjacency: Adjacency, root: int) -> array[int]:
     """Exact distances from ``root`` (``INF`` where unreachable), one per slot."""
-    dist = array("i", [INF]) * max(len(adjacency), root + 1)
+    dist = array(TYPECODE, [INF]) * max(len(adjacency), root + 1)
     dist[root] = 0
     frontier = [root]
     level = 0
@@ -85,36 +86,88 @@ def differing_slots(old: Adjacency, new: Adjacency) -> list[int]:
 
 
 def patch_distances(dist: array[int], old: Adjacency, new: Adjacency,
-                    changed: Sequence[int]) -> array[int] | None:
+                    changed: Sequence[int]) -> array[int]:
     """Distances for ``new`` from ``dist`` (exact for ``old``), given the slots whose
-    tuples differ; None when a removed link may lengthen a distance (rebuild).
+    tuples differ (both ends of every changed link; extra slots are harmless).
 
-    ``changed`` must list every slot whose neighbours differ (both ends of
-    every changed link); extra slots are harmless.
+    Removals first, on ``old`` minus the removed links (``_reattach``), then
+    additions, relaxed outward over ``new``.
     """
-    size = max(len(dist), len(new))
-    patched = array("i", dist)
+    size = max(len(dist), len(old), len(new))
+    patched = array(TYPECODE, dist)
     if len(patched) < size:
-        patched.extend(array("i", [INF]) * (size - len(patched)))
+        patched.extend(array(TYPECODE, [INF]) * (size - len(patched)))
+    kept: dict[int, tuple[int, ...]] = {}  # changed slots' links that stayed
+    loose: list[int] = []  # deeper ends of removed links between two levels
     added: list[tuple[int, int]] = []
     for slot in changed:
         before = set(old[slot]) if slot < len(old) else set()
         after = set(new[slot]) if slot < len(new) else set()
+        kept[slot] = tuple(before & after)
         for peer in before - after:
             if slot < peer:
-                near, far = (slot, peer) if patched[slot] < patched[peer] else (peer, slot)
-                if patched[far] == patched[near] + 1 and not _has_closer(patched, new, far):
-                    return None
+                if patched[slot] == patched[peer] + 1:
+                    loose.append(slot)
+                elif patched[peer] == patched[slot] + 1:
+                    loose.append(peer)
         added.extend((slot, peer) for peer in after - before if slot < peer)
+    if loose:
+        _reattach(patched, new, kept, loose)
     if added:
         _relax(patched, new, added)
     return patched
 
 
-def _has_closer(dist: array[int], adjacency: Adjacency, node: int) -> bool:
-    """True if ``node`` has a neighbour in ``adjacency`` one level closer to the root."""
-    want = dist[node] - 1
-    return node < len(adjacency) and any(dist[peer] == want for peer in adjacency[node])
+def _reattach(dist: array[int], new: Adjacency, kept: dict[int, tuple[int, ...]],
+              loose: list[int]) -> None:
+    """Make ``dist`` exact for the graph without the removed links (``kept`` holds
+    the changed slots' remaining links; other slots' are in ``new``).
+
+    A node whose removed link led one level closer is cut loose if no other
+    neighbour one level closer still holds it; level by level, so is every node
+    one level further that leaned only on cut nodes.  Every other node keeps its
+    distance (it keeps a chain of closer neighbours down to the root, and
+    removing links never shortens one).  Cut nodes then take the best distance
+    through a kept neighbour, relaxed outward among themselves.
+    """
+    def links(node: int) -> tuple[int, ...]:
+        found = kept.get(node)
+        if found is None:
+            found = new[node] if node < len(new) else ()
+        return found
+
+    by_level: dict[int, list[int]] = {}
+    for node in loose:
+        by_level.setdefault(dist[node], []).append(node)
+    cut: set[int] = set()
+    level = min(by_level)
+    while by_level:
+        for node in by_level.pop(level, ()):
+            if node in cut or any(dist[peer] == level - 1 and peer not in cut
+                                  for peer in links(node)):
+                continue
+            cut.add(node)
+            further = [peer for peer in links(node) if dist[peer] == level + 1]
+            if further:
+                by_level.setdefault(level + 1, []).extend(further)
+        level += 1
+    for node in cut:
+        dist[node] = INF
+    frontier: list[int] = []
+    for node in cut:
+        best = min((dist[peer] for peer in links(node) if peer not in cut), default=INF)
+        if best != INF:
+            dist[node] = best + 1
+            frontier.append(node)
+    while frontier:
+        following: list[int] = []
+        for node in frontier:
+            closer = dist[node] + 1
+            for peer in links(node):
+                if closer < dist[peer]:
+                    dist[peer] = closer
+                    following.append(peer)
+        frontier = following
 
 
 def _relax(dist: array[int], adjacency: Adjacency, added: list[tuple[int, int]]) -> None:

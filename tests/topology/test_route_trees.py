@@ -63,21 +63,25 @@ def test_a_patched_tree_equals_a_bfs_of_the_new_adjacency(
     changed = differing_slots(old, new)
     assert changed == sorted({s for e in toggled for s in e if old[s] != new[s]})
     patched = patch_distances(bfs_distances(old, root), old, new, changed)
-    if patched is not None:
-        assert list(patched) == plain_distances(new, root)
-    if not toggled & edges:  # only additions: never needs a rebuild
-        assert patched is not None
+    assert list(patched) == plain_distances(new, root)
 
 
-def test_a_removal_that_lengthens_a_distance_asks_for_a_rebuild() -> None:
-    line = adjacency_of({(0, 1), (1, 2)}, 3)
-    cut = adjacency_of({(1, 2)}, 3)
-    assert patch_distances(bfs_distances(line, 0), line, cut, [0, 1]) is None
-    # A removal whose deeper end keeps another way one level up: patched.
+def test_a_removal_that_lengthens_distances_cuts_and_reattaches_only_what_leaned_on_it() -> None:
+    #  0 - 1 - 2 - 3        0 - 1   2 - 3
+    #  |           |   ->   |           |
+    #  4 --------- 5        4 --------- 5
+    ring = adjacency_of({(0, 1), (1, 2), (2, 3), (3, 5), (5, 4), (4, 0)}, 6)
+    cut = adjacency_of({(0, 1), (2, 3), (3, 5), (5, 4), (4, 0)}, 6)
+    assert list(bfs_distances(ring, 0)) == [0, 1, 2, 3, 1, 2]
+    assert list(patch_distances(bfs_distances(ring, 0), ring, cut, [1, 2])) == [0, 1, 4, 3, 1, 2]
+    # A removal whose deeper end keeps another way one level up changes nothing.
     square = adjacency_of({(0, 1), (0, 2), (1, 3), (2, 3)}, 4)
     around = adjacency_of({(0, 1), (0, 2), (2, 3)}, 4)
-    patched = patch_distances(bfs_distances(square, 0), square, around, [1, 3])
-    assert patched is not None and list(patched) == [0, 1, 1, 2]
+    assert list(patch_distances(bfs_distances(square, 0), square, around, [1, 3])) == [0, 1, 1, 2]
+    # Cut off entirely: unreachable.
+    line = adjacency_of({(0, 1), (1, 2)}, 3)
+    alone = adjacency_of({(1, 2)}, 3)
+    assert list(patch_distances(bfs_distances(line, 0), line, alone, [0, 1])) == [0, INF, INF]
 
 
 def test_children_are_the_neighbours_whose_first_closer_neighbour_we_are() -> None:
@@ -158,14 +162,14 @@ def test_the_store_never_answers_for_another_adjacency() -> None:
     chord = adjacency_of({(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)}, 4)
     assert list(store.distances(registry, ring, 0)) == [0, 1, 2, 1]
     assert list(store.distances(registry, chord, 0)) == [0, 1, 1, 1]
-    # Back: not the chord's (and losing the chord lengthens a distance: rebuilt).
+    # Back: not the chord's (patched again, losing the chord lengthens a distance).
     assert list(store.distances(registry, ring, 0)) == [0, 1, 2, 1]
-    assert (store.built, store.patched, store.reused) == (2, 1, 0)
+    assert (store.built, store.patched, store.reused) == (1, 2, 0)
     assert list(store.distances(registry, ring, 0)) == [0, 1, 2, 1]
     assert store.reused == 1
     # Another registry numbers peers differently: nothing carried over.
     assert list(store.distances(SlotRegistry(), chord, 2)) == [1, 1, 0, 1]
-    assert store.built == 3
+    assert store.built == 2
 
 
 def test_graphs_of_different_views_in_one_process_keep_their_own_trees() -> None:
