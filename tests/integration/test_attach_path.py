@@ -10,6 +10,7 @@ answer from the announcement rather than from its own (disabled) ARP retry.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -150,11 +151,51 @@ def test_afxdp_where_it_works_and_afpacket_where_it_fails(
 
     trio.run(main)
     io1, io2 = seen["io"]  # type: ignore[misc]
+    kind = "afxdp" if len(os.sched_getaffinity(0)) >= 4 else "afxdp-nonpmd"  # PMD from 4 CPUs
     assert (io1["underlay"], io1["containers"]) == ("afxdp", ["afxdp"]), io1
     assert (io2["underlay"], io2["containers"]) == ("afpacket", ["afpacket"]), io2
-    assert io2["why"].startswith("AF_XDP unusable here: afxdp-nonpmd "
+    assert io2["why"].startswith(f"AF_XDP unusable here: {kind} "
                                  "xdp-mode=native-with-zerocopy on ul0"), io2
-    assert seen["types"] == ["afxdp-nonpmd", '""'] and seen["ping"], seen
+    assert seen["types"] == [kind, '""'] and seen["ping"], seen
     # one failed AF_XDP attempt on h2 (the underlay); its container port never tried
     failed = [r.getMessage() for r in caplog.records if "AF_XDP port failed" in r.getMessage()]
     assert len(failed) == 1 and "on ul0" in failed[0], failed
+
+
+def test_pmd_threads_sleep_when_idle_and_sit_on_the_cores_given(lab: Lab) -> None:
+    """``afxdp-pmd``: h1 names no mask, so its PMD sits on the last CPU the router
+    may use; h2's mask is given.  Both PMDs may sleep when idle (``pmd-maxsleep``),
+    poll every AF_XDP port, and forward."""
+    h1, h2 = lab.add_host(), lab.add_host()
+    c1, c2 = lab.add_container(h1), lab.add_container(h2)
+    last = max(os.sched_getaffinity(0))
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        dps = [OvsDatapath(h1.settings(port_io="afxdp-pmd", pmd_max_sleep_us=250)),
+               OvsDatapath(h2.settings(port_io="afxdp-pmd", pmd_cpu_mask="0x1"))]
+        async with trio.open_nursery() as nursery:
+            for dp in dps:
+                await nursery.start(dp.run)
+            ports = {c1.name: (await dps[0].attach_port(request(c1))).port,
+                     c2.name: (await dps[1].attach_port(request(c2))).port}
+            for dp, h in zip(dps, (h1, h2), strict=True):
+                await dp.apply(lab_flows(h, [c1, c2], ports))
+            seen["threads"] = [dp.status()["port_io"]["threads"] for dp in dps]
+            seen["config"] = [h.ovs("ovs-vsctl", "get", "Open_vSwitch", ".", "other_config")
+                              for h in (h1, h2)]
+            seen["rxq"] = [h.ovs("ovs-appctl", "dpif-netdev/pmd-rxq-show") for h in (h1, h2)]
+            seen["ping"] = await trio.to_thread.run_sync(lambda: c1.ping(c2, count=3))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert seen["threads"] == [f"PMD on CPU mask {hex(1 << last)}, idle sleep up to 250 us",
+                               "PMD on CPU mask 0x1, idle sleep up to 100 us"], seen
+    config1, config2 = seen["config"]  # type: ignore[misc]
+    assert f'pmd-cpu-mask="{hex(1 << last)}"' in config1 and 'pmd-maxsleep="250"' in config1
+    assert 'pmd-cpu-mask="0x1"' in config2 and 'pmd-maxsleep="100"' in config2
+    rxq1, rxq2 = seen["rxq"]  # type: ignore[misc]
+    assert f"core_id {last}:" in rxq1 and "core_id 0:" in rxq2, seen["rxq"]
+    for rxq, host_port in ((rxq1, "ul0"), (rxq2, "ul0")):
+        assert f"port: {host_port}" in rxq and "port: mr" in rxq, rxq  # underlay + container
+    assert seen["ping"], seen

@@ -233,6 +233,9 @@ class OvsDatapath:
                 "containers": sorted(ios),
                 "next": self._io.wanted(),
                 "why": self._io_why(),
+                "threads": portio.threads(
+                    self._io.wanted(), self.settings.pmd_cpu_mask,
+                    self.settings.pmd_max_sleep_us, self._io.cpus),
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
@@ -284,16 +287,10 @@ class OvsDatapath:
         self._installed = None
 
     def _io_why(self) -> str:
-        """The port I/O reason, led by the MTU limit where a port is too large for AF_XDP."""
-        why = self._io.why()
         underlay = self._underlay.underlay if self._underlay is not None else None
-        large = [f"{what} MTU {mtu}" for what, mtu in (
-            ("underlay", underlay.mtu if underlay else None),
-            ("container", self._container_mtu_or_none())) if not portio.fits_afxdp(mtu)]
-        if large and self._io.wanted() != "afpacket":
-            return (f"{' and '.join(large)} above AF_XDP's {portio.AFXDP_MAX_MTU}: "
-                    f"AF_PACKET for those ports; {why}")
-        return why
+        return portio.with_mtu_note(self._io.why(), self._io.wanted(), {
+            "underlay": underlay.mtu if underlay else None,
+            "container": self._container_mtu_or_none()})
 
     def _container_mtu_or_none(self) -> int | None:
         if self.settings.container_mtu is not None:
@@ -343,7 +340,7 @@ class OvsDatapath:
             await self._io.probe(self._dp_type, lambda: tools.vsctl(
                 "get", "Open_vSwitch", ".", "iface_types"))
             pmd = portio.pmd_other_config(self._io.wanted(), self.settings.pmd_cpu_mask,
-                                          self.settings.pmd_max_sleep_us)
+                                          self.settings.pmd_max_sleep_us, self._io.cpus)
             if pmd:  # before any PMD port, so its thread starts on the right core
                 await tools.vsctl("set", "Open_vSwitch", ".", *pmd)
             if self._dp_type == "netdev" and self.settings.manage_underlay:

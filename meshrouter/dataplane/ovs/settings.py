@@ -49,18 +49,19 @@ class OvsSettings:
     container_mtu: int | None = None
     """Default: underlay MTU minus the VXLAN overhead."""
     port_io: PortIo = "auto"
-    """netdev only: ``auto`` tries AF_XDP (non-PMD) where the host supports it, else
-    AF_PACKET (``portio.py``)."""
+    """netdev only: ``auto`` tries AF_XDP where the host supports it (polled by a PMD
+    thread on hosts with 4 or more CPUs, else by the main thread), else AF_PACKET
+    (``portio.py``)."""
     xdp_mode: XdpMode = "generic"
     """AF_XDP ports' ``options:xdp-mode``: generic was as fast as native on veth
     (NOTES), and ``native-with-zerocopy`` fails there (the fallback test uses it)."""
     pmd_cpu_mask: str | None = None
-    """``--port-io afxdp-pmd``: OVS's ``pmd-cpu-mask`` (hex, e.g. ``0x2``), the cores
-    its polling threads are pinned to; None: OVS's default (one core per NUMA node).
+    """PMD ports: OVS's ``pmd-cpu-mask`` (hex, e.g. ``0x2``), the cores its polling
+    threads are pinned to; None: the last CPU the router may use (``portio``).
     Several switches on one machine (the lab) need disjoint masks, or their PMDs
     share one core (NOTES, "AF_XDP measured")."""
     pmd_max_sleep_us: int = 100
-    """``--port-io afxdp-pmd``: how long (microseconds) an idle PMD may sleep per
+    """PMD ports: how long (microseconds) an idle PMD may sleep per
     poll (OVS ``pmd-maxsleep``, 3.1+), so a PMD without traffic does not burn its
     core; a loaded PMD never sleeps.  0: busy-poll always (OVS's default)."""
     port_pool: int = 2
