@@ -35,7 +35,7 @@ Why the pieces look the way they do:
 Root, openvswitch-switch and nftables needed; everything is removed afterwards:
 
     sudo python bench/attach_to_ping.py [--attaches 20] [--via api|cli]
-        [--port-io auto|afxdp|afpacket] [--interval 2] [--arp-retrans-ms 10] [--gap 1]
+        [--port-io auto|afxdp|afxdp-pmd|afpacket] [--interval 2] [--arp-retrans-ms 10] [--gap 1]
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attaches", type=int, default=20)
     parser.add_argument("--via", choices=["api", "cli"], default="api")
-    parser.add_argument("--port-io", default="auto", choices=["auto", "afxdp", "afpacket"])
+    parser.add_argument("--port-io", default="auto",
+                        choices=["auto", "afxdp", "afxdp-pmd", "afpacket"])
     parser.add_argument("--interval", type=float, default=2.0, help="ms between echoes")
     parser.add_argument("--gap", type=float, default=1.0,
                         help="seconds between one attach's first reply and the next attach "

@@ -9,7 +9,7 @@ endpoint is not included.  Root and OVS needed.
 With spare ports (``--port-pool``, the router's default 2) an attach takes a
 ready port; ``--gap`` leaves the pool time to refill between attaches.
 
-    python bench/datapath_attach.py [--attaches 20] [--port-io auto|afxdp|afpacket]
+    python bench/datapath_attach.py [--attaches 20] [--port-io auto|afxdp|afxdp-pmd|afpacket]
         [--port-pool 2] [--gap 1]
 """
 
@@ -51,7 +51,8 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--attaches", type=int, default=20)
-    parser.add_argument("--port-io", default="auto", choices=["auto", "afxdp", "afpacket"])
+    parser.add_argument("--port-io", default="auto",
+                        choices=["auto", "afxdp", "afxdp-pmd", "afpacket"])
     parser.add_argument("--port-pool", type=int, default=2)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between attaches")
     args = parser.parse_args()
