@@ -9,6 +9,12 @@ exists for a moment is a failure.  Every refused allocation that waited at
 least ``DONOR_CHECK_WAIT`` is checked against ``ipam-no-refusal-while-donatable``:
 no peer reachable from the requester could have given it an address (by
 ``sim.invariants.ipam_donors``) both when it asked and when it was refused.
+"Reachable" there is the network's view (the partition groups); when the
+requester's own mesh did not reach those peers at both moments -- its
+connections had not re-formed inside its network component -- IPAM could not
+have asked them, and the refusal is recorded as
+``ipam-refusal-while-mesh-split`` instead: still a failure of the seed, but
+one of topology convergence, counted apart by ``bench/ipam_campaign.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import trio
 
 from meshrouter.errors import IpamError
 from meshrouter.ipam.service import IpamService, ipam_of
+from meshrouter.names import PeerName
 from sim.cluster import SimHost
 from sim.invariants import INVARIANTS, Violation, ipam_donors
 from sim.runner import Simulation, _join_phase, scenario
@@ -72,6 +79,7 @@ class Workload:
                    wait: float) -> None:
         started = trio.current_time()
         donors = ipam_donors(self.sim.cluster, host.name) if wait >= DONOR_CHECK_WAIT else []
+        meshed = _mesh_of(host) & set(donors)
         try:
             await service.allocate(container, None, wait)
         except IpamError as exc:
@@ -79,16 +87,36 @@ class Workload:
             if donors and host.alive:
                 still = sorted(set(donors) & set(ipam_donors(self.sim.cluster, host.name)))
                 if still:
-                    self.violations.append(Violation(
-                        "ipam-no-refusal-while-donatable",
-                        (self.sim.cluster.describe(host.name),
-                         *(self.sim.cluster.describe(n) for n in still[:3])),
-                        f"{container} refused after {trio.current_time() - started:.1f}s "
-                        f"while reachable majority peers could give an address: {exc}",
-                        self.sim.options.seed))
+                    self._refused(host, container, started, still,
+                                  meshed & _mesh_of(host), exc)
         else:
             self.met += 1
             self.latencies.append(trio.current_time() - started)
+
+    def _refused(self, host: SimHost, container: str, started: float, still: list[PeerName],
+                 meshed: set[PeerName], exc: IpamError) -> None:
+        """Record a refusal while peers of the requester's network component could
+        have given an address.  It is IPAM's failure when the requester's own
+        mesh (its topology) reached one of them both when it asked and when it
+        was refused; otherwise the mesh had not re-formed inside the network
+        component (dialling, topology convergence) and IPAM could not ask them:
+        recorded as a failure of its own kind."""
+        cluster = self.sim.cluster
+        peers = (cluster.describe(host.name), *(cluster.describe(n) for n in still[:3]))
+        waited = f"{container} refused after {trio.current_time() - started:.1f}s"
+        if meshed & set(still):
+            self.violations.append(Violation(
+                "ipam-no-refusal-while-donatable", peers,
+                f"{waited} while reachable majority peers could give an address: {exc}",
+                self.sim.options.seed))
+        else:
+            self.violations.append(Violation(
+                "ipam-refusal-while-mesh-split", peers,
+                f"{waited} while peers of its network component could give an address, but "
+                f"its mesh did not reach them when it asked and when it was refused "
+                f"(topology convergence, not IPAM): {exc}",
+                self.sim.options.seed))
+
 
     def release(self, count: int) -> None:
         """Release ``count`` random containers on random live routers."""
@@ -108,6 +136,11 @@ class Workload:
                 Violation(violation.invariant, violation.peers,
                           f"{violation.message} ({when})", self.sim.options.seed)
             )
+
+
+def _mesh_of(host: SimHost) -> set[PeerName]:
+    """The peers ``host``'s router reaches through its mesh (its topology)."""
+    return host.router.reachable_peers() if host.router is not None else set()
 
 
 def rings_agree(sim: Simulation) -> bool:

@@ -8,6 +8,13 @@ ring, which it is given on each call (the ring is replaced on adoption, load
 and reset): which addresses are free and acknowledged, how many, and how to
 extend a reservation so that a pool of acknowledged addresses stays ahead of
 demand.  Ring edits it makes are reported through the shared ``Outbox``.
+
+A reservation whose acknowledgement has not come within ``ACK_PATIENCE`` (its
+heir is slow or out of reach, or the split that made the entry can never
+settle -- its donor was reclaimed by a peer that did not know the split) is
+*overdue*: extensions go to our other entries first, so space donated to us
+meanwhile is reserved and used instead of waiting behind the stuck one
+(campaign seed 165).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from meshrouter.ipam.ring import Entry, Ring
 from meshrouter.names import PeerName
 
 MAX_ADDRESSES_PER_CONTAINER = 64
+ACK_PATIENCE = 5.0  # a reservation unacknowledged this long is overdue
 
 
 class Allocations:
@@ -37,6 +45,8 @@ class Allocations:
         self.floor: dict[int, int] = {}  # token -> first address we may hand out
         self.written: dict[int, int] = {}  # token -> highest reservation this incarnation wrote
         self._hint: dict[int, int] = {}
+        # token -> (since when, reservation) we wait for the heir's acknowledgement
+        self._ack_wait: dict[int, tuple[float, int]] = {}
 
     # ------------------------------------------------------------------ records
 
@@ -151,24 +161,47 @@ class Allocations:
                 break
         return count
 
-    def refill(self, ring: Ring, start: int, end: int) -> None:
+    def track_acks(self, ring: Ring, now: float) -> set[int]:
+        """Note which of our reservations wait for their acknowledgement, and
+        since when; return the tokens of the overdue ones (``ACK_PATIENCE``)."""
+        waiting: dict[int, tuple[float, int]] = {}
+        lost: set[int] = set()
+        for entry, _end in ring.owned_by(self.me):
+            if entry.frozen:
+                continue
+            if ring.split_lost(entry.token):
+                lost.add(entry.token)  # no ack can ever come: overdue at once
+                continue
+            if entry.reserved <= self.usable_end(ring, entry):
+                continue
+            since, reserved = self._ack_wait.get(entry.token, (now, entry.reserved))
+            # A new reservation (grown since) starts its own wait.
+            waiting[entry.token] = (since, reserved) if reserved == entry.reserved else (
+                now, entry.reserved)
+        self._ack_wait = waiting
+        return lost | {token for token, (since, _r) in waiting.items()
+                       if now - since >= ACK_PATIENCE}
+
+    def refill(self, ring: Ring, start: int, end: int, avoid: Collection[PeerName] = (),
+               overdue: Collection[int] = ()) -> None:
         """Keep a pool of acknowledged addresses ahead of demand."""
         if self.available(ring, start, end) < max(1, self.pool_size(ring) // 2):
-            self.extend(ring, start, end)
+            self.extend(ring, start, end, 0, avoid, overdue)
 
     def extend(self, ring: Ring, start: int, end: int, want: int = 0,
-               avoid: Collection[PeerName] = ()) -> int | None:
+               avoid: Collection[PeerName] = (), overdue: Collection[int] = ()) -> int | None:
         """Ask for more reservation in [start, end) -- the pool, or ``want`` addresses
         when that many requests wait -- and return the entry's token.
 
-        Entries whose heir is in ``avoid`` (unreachable: no ack soon) are tried
-        last, so that space donated to us is reserved while they wait.
+        Entries whose heir is in ``avoid`` (unreachable: no ack soon) or whose
+        token is in ``overdue`` (waited too long for an ack) are tried last, so
+        that space donated to us is reserved while they wait.
         """
         stuck: int | None = None
         for entry, entry_end in ring.owned_by(self.me):
             if entry.frozen or entry.reserved >= min(entry_end, end) or entry_end <= start:
                 continue
-            if avoid and ring.heir(entry.token) in avoid:
+            if entry.token in overdue or (avoid and ring.heir(entry.token) in avoid):
                 stuck = entry.token if stuck is None else stuck
                 continue
             if entry.reserved > self.usable_end(ring, entry) and entry.reserved > start:
@@ -194,13 +227,16 @@ class Allocations:
         return token
 
     def free_count(self, ring: Ring | None) -> int:
-        """Usable, unallocated addresses in our unfrozen entries."""
+        """Usable, unallocated addresses in our unfrozen entries (lost splits
+        left out: nobody can use or give them)."""
         if ring is None:
             return 0
         total = 0
+        counted: set[int] = set()
         for entry, end in ring.owned_by(self.me):
-            if entry.frozen:
-                continue
+            if entry.frozen or ring.split_lost(entry.token):
+                continue  # (a lost split is nobody's to give while it is lost)
+            counted.add(entry.token)
             low = self.floor.get(entry.token, entry.token)
             size = end - low
             if low <= self.range.start < end:
@@ -208,5 +244,5 @@ class Allocations:
             if low < self.range.end <= end:
                 size -= 1
             total += max(0, size)
-        in_use = sum(1 for a in self.user_of if not ring.entry_at(a).frozen)
+        in_use = sum(1 for a in self.user_of if ring.entry_at(a).token in counted)
         return max(0, total - in_use)

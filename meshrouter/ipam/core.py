@@ -37,7 +37,7 @@ from meshrouter.errors import (
 )
 from meshrouter.ipam import founding_vote, leaving, persistence, reasons, reclaim
 from meshrouter.ipam.address_range import AddressRange, format_address
-from meshrouter.ipam.allocations import Allocations
+from meshrouter.ipam.allocations import ACK_PATIENCE, Allocations
 from meshrouter.ipam.donation import RANGE_FULL, Donations, refusal
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
 from meshrouter.ipam.majority import Majority
@@ -51,12 +51,12 @@ from meshrouter.ipam.ring import Ring
 from meshrouter.ipam.state import IpamState
 from meshrouter.names import PeerName, format_peer_name
 
-__all__ = ["POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore", "Pending"]
+__all__ = ["ACK_PATIENCE", "POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore",
+           "Pending"]
 
 POOL = 16
 STARTUP_GRACE = 5.0
 FULL_GRACE = 2.0  # a full range is refused this long after the request (fresh notes)
-ACK_PATIENCE = 5.0  # waiting longer than this for an ack, also ask for a donation
 
 
 class IpamCore:
@@ -95,7 +95,6 @@ class IpamCore:
         self.left = False  # after reset: ignore gossip until the router stops
         self.conflicting: set[int] = set()  # our addresses in another's entry (never expected)
         self._started_at: float | None = None
-        self._ack_wait: dict[int, float] = {}  # token -> since when we wait for its ack
         self.primed = False  # found now, without waiting for a request
 
     # ------------------------------------------------------------------ views
@@ -270,7 +269,8 @@ class IpamCore:
         found = self.local.find_free(self.ring, start, end)
         if found is not None:
             self._record(container, found)
-            self.local.refill(self.ring, start, end)
+            self.local.refill(self.ring, start, end, self.majority.unreachable_since,
+                              self.local.track_acks(self.ring, now))
             return found
         reason = self._make_room(start, end, now)
         waiting = self.pending.get(key)
@@ -417,8 +417,10 @@ class IpamCore:
         ring = self.ring
         reclaim.give_acks(ring, self.me, self.majority, self.local, self.counters, self.out)
         reclaim.reclaim(ring, self.me, now, self.majority, self.counters, self.out)
+        overdue = self.local.track_acks(ring, now)
         if any(not e.frozen for e, _ in ring.owned_by(self.me)):
-            self.local.refill(ring, self.range.start, self.range.end)
+            self.local.refill(ring, self.range.start, self.range.end,
+                              self.majority.unreachable_since, overdue)
         if ring.set_note(self.me, free=self.free_count()):
             self.out.changed()
         for request in self.pending.values():
@@ -445,19 +447,21 @@ class IpamCore:
         ring = self.ring
         assert ring is not None
         if self.local.available(ring, start, end) > 0:
-            self._ack_wait.clear()
             return "ready"
         want = self._waiting(start, end)
-        token = self.local.extend(ring, start, end, want, self.majority.unreachable_since)
+        overdue = self.local.track_acks(ring, now)
+        token = self.local.extend(ring, start, end, want, self.majority.unreachable_since,
+                                  overdue)
         if token is None:
             return self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
         waiting = reasons.ack_reason(ring, token, now, self.majority)
-        since = self._ack_wait.setdefault(token, now)
         heir = ring.heir(token)
-        if heir not in self.majority.unreachable_since and now - since < ACK_PATIENCE:
+        if heir not in self.majority.unreachable_since and token not in overdue:
             return waiting
         # An heir that is unreachable, or slow (not in its majority yet, say),
-        # may not acknowledge for long: ask a peer for space meanwhile.
+        # or an entry whose split can never settle, may not be acknowledged for
+        # long: ask a peer for space meanwhile (``extend`` reserves donated
+        # space before the stuck entry).
         asked = self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
         return f"{waiting}; meanwhile {asked}"
 

@@ -91,8 +91,8 @@ class Donations:
             top[token] = max(top.get(token, address), address)
         found = []
         for entry, entry_end in ring.owned_by(self.me):
-            if entry.frozen:
-                continue
+            if entry.frozen or ring.split_lost(entry.token):
+                continue  # a lost split's pieces could never be acknowledged either
             token = entry.token
             high = min(entry_end, end)
             if (token not in top and floor.get(token, token) <= token and start <= token

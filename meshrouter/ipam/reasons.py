@@ -30,6 +30,13 @@ def ack_reason(ring: Ring, token: int, now: float, majority: Majority) -> str:
     heir = ring.heir(token)
     if heir is None:
         return "reserving addresses"
+    if ring.split_lost(token):
+        origin = ring.entries[token].origin
+        assert origin is not None
+        donor = ring.entries[origin[0]].owner
+        return (f"the space peer {format_peer_name(donor)} gave this router was reclaimed "
+                "by a peer that had not heard of the donation, so it can never be "
+                "acknowledged")
     since = majority.unreachable_since.get(heir)
     if since is None:
         return f"waiting for peer {format_peer_name(heir)} to acknowledge a reservation"

@@ -7,9 +7,11 @@ range whatever set of tokens a replica knows: conservation is structural.
 
 Only an entry's owner edits it, bumping its version, and merging keeps, per
 token, the entry with the highest version (ties broken by a fixed order, so the
-merge is commutative, associative and idempotent).  New tokens appear only when
-an owner splits its own range (a donation), or when a reclaimer splits a dead
-peer's range at the point that peer promised never to pass (below).
+merge is commutative, associative and idempotent).  New tokens appear only
+when an owner splits its own range (a donation), or when a reclaimer splits a
+dead peer's range at the point that peer promised never to pass (below).  The
+records (``Entry``, ``Note``, ``Ack``) and their checked wire form are in
+``ring_records.py``.
 
 **Reservations and heirs -- how reclaim can never duplicate.**  An owner hands
 out addresses only from the *reserved prefix* ``[token, reserved)`` of its
@@ -57,7 +59,7 @@ import bisect
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from meshrouter.codec import expect, pack, unpack
@@ -68,61 +70,31 @@ from meshrouter.errors import (
     IpamInvalidError,
     MalformedMessageError,
 )
-from meshrouter.names import PeerName, check_peer_name, format_peer_name
+from meshrouter.ipam.ring_records import (
+    MAX_ENTRIES,
+    MAX_NOTES,
+    MAX_VERSION,
+    Ack,
+    Entry,
+    Note,
+    checked_int,
+    checked_list,
+    checked_name,
+    entries_from_wire,
+    entries_to_wire,
+    notes_from_wire,
+    notes_to_wire,
+)
+from meshrouter.names import PeerName, format_peer_name
+
+__all__ = [
+    "FREEZE_BUMP", "MAX_CLUSTER_ID", "MAX_ENCODED", "MAX_ENTRIES", "MAX_NOTES", "MAX_VERSION",
+    "Ack", "Entry", "Note", "Ring",
+]
 
 FREEZE_BUMP = 1 << 32
-MAX_ENTRIES = 1 << 16
-MAX_NOTES = 1 << 16
-MAX_VERSION = 1 << 62
 MAX_CLUSTER_ID = 64
 MAX_ENCODED = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One range of the ring, from ``token`` up to the next token."""
-
-    token: int
-    owner: PeerName
-    version: int
-    reserved: int
-    frozen: bool = False
-    origin: tuple[int, int] | None = None
-
-    def rank(self) -> tuple[Any, ...]:
-        """Total order used by merge: version first, then a fixed tie-break."""
-        return (
-            self.version,
-            self.frozen,
-            self.owner,
-            self.reserved,
-            self.origin if self.origin is not None else (-1, -1),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """An heir's acknowledgement: it knows ``owner`` may use [token, reserved)."""
-
-    owner: PeerName
-    version: int
-    reserved: int
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """A peer's own line in the ring: free addresses and the acks it gave."""
-
-    version: int = 0
-    free: int = 0
-    acks: dict[int, Ack] = field(default_factory=dict)
-
-    def rank(self) -> tuple[Any, ...]:
-        return (
-            self.version,
-            self.free,
-            sorted((t, a.owner, a.version, a.reserved) for t, a in self.acks.items()),
-        )
 
 
 class Ring:
@@ -237,6 +209,17 @@ class Ring:
             if ack is not None and ack.owner == entry.owner:
                 floor = max(floor, ack.reserved)
         return min(max(floor, entry.token), self.range_end(token))
+
+    def split_lost(self, token: int) -> bool:
+        """True while the split that created this entry cannot settle: its donor
+        entry was frozen by a reclaimer that did not know the split (and may
+        have taken the space).  Nobody acknowledges the entry then; only an
+        ``rmpeer`` of the donor (which unfreezes its entry) can change that."""
+        origin = self.entries[token].origin
+        if origin is None:
+            return False
+        donor = self.entries.get(origin[0])
+        return donor is not None and donor.frozen and not self.origin_settled(token)
 
     def origin_settled(self, token: int) -> bool:
         """True when the split that created this entry is known to the donor's heir."""
@@ -409,22 +392,8 @@ class Ring:
     # ------------------------------------------------------------------ wire
 
     def to_wire(self) -> list[Any]:
-        return [
-            self.start,
-            self.end,
-            self.cluster_id,
-            list(self.members),
-            [
-                [e.token, e.owner, e.version, e.reserved, e.frozen,
-                 list(e.origin) if e.origin is not None else None]
-                for _, e in sorted(self.entries.items())
-            ],
-            [
-                [name, n.version, n.free,
-                 [[t, a.owner, a.version, a.reserved] for t, a in sorted(n.acks.items())]]
-                for name, n in sorted(self.notes.items())
-            ],
-        ]
+        return [self.start, self.end, self.cluster_id, list(self.members),
+                entries_to_wire(self.entries), notes_to_wire(self.notes)]
 
     def encode(self) -> bytes:
         return pack(self.to_wire())
@@ -438,78 +407,17 @@ class Ring:
         fields = expect(value, list, "ring")
         if len(fields) != 6:
             raise MalformedMessageError("ring: expected 6 fields")
-        start = _int(fields[0], "ring start", 0, 1 << 32)
-        end = _int(fields[1], "ring end", start + 1, (1 << 32) + 1)
+        start = checked_int(fields[0], "ring start", 0, 1 << 32)
+        end = checked_int(fields[1], "ring end", start + 1, (1 << 32) + 1)
         cluster_id = expect(fields[2], str, "cluster id")
         if len(cluster_id) > MAX_CLUSTER_ID:
             raise MalformedMessageError("cluster id too long")
-        members = tuple(_name(m) for m in _list(fields[3], "members", MAX_NOTES))
-        entries: dict[int, Entry] = {}
-        for raw in _list(fields[4], "entries", MAX_ENTRIES):
-            item = expect(raw, list, "entry")
-            if len(item) != 6:
-                raise MalformedMessageError("entry: expected 6 fields")
-            token = _int(item[0], "token", start, end)
-            reserved = _int(item[3], "reserved", token, end + 1)
-            frozen = expect(item[4], bool, "frozen")
-            origin: tuple[int, int] | None = None
-            if item[5] is not None:
-                pair = expect(item[5], list, "origin")
-                if len(pair) != 2:
-                    raise MalformedMessageError("origin: expected 2 fields")
-                origin = (_int(pair[0], "origin token", start, end),
-                          _int(pair[1], "origin version", 0, MAX_VERSION))
-            if token in entries:
-                raise MalformedMessageError(f"duplicate token {token}")
-            entries[token] = Entry(
-                token, _name(item[1]), _int(item[2], "version", 0, MAX_VERSION),
-                reserved, frozen, origin,
-            )
+        members = tuple(checked_name(m) for m in checked_list(fields[3], "members", MAX_NOTES))
+        entries = entries_from_wire(fields[4], start, end)
         if start not in entries:
             raise MalformedMessageError("ring: no entry at the start of the range")
-        notes: dict[PeerName, Note] = {}
-        for raw in _list(fields[5], "notes", MAX_NOTES):
-            item = expect(raw, list, "note")
-            if len(item) != 4:
-                raise MalformedMessageError("note: expected 4 fields")
-            acks: dict[int, Ack] = {}
-            for raw_ack in _list(item[3], "acks", MAX_ENTRIES):
-                a = expect(raw_ack, list, "ack")
-                if len(a) != 4:
-                    raise MalformedMessageError("ack: expected 4 fields")
-                t = _int(a[0], "ack token", start, end)
-                acks[t] = Ack(_name(a[1]), _int(a[2], "ack version", 0, MAX_VERSION),
-                              _int(a[3], "ack reserved", start, end + 1))
-            name = _name(item[0])
-            if name in notes:
-                raise MalformedMessageError("duplicate note")
-            notes[name] = Note(
-                _int(item[1], "note version", 0, MAX_VERSION),
-                _int(item[2], "free", 0, 1 << 33),
-                acks,
-            )
+        notes = notes_from_wire(fields[5], start, end)
         return cls(start, end, cluster_id, members, entries, notes)
-
-
-def _int(value: Any, what: str, low: int, high: int) -> int:
-    number: int = expect(value, int, what)
-    if not low <= number < high:
-        raise MalformedMessageError(f"{what} {number} out of range")
-    return number
-
-
-def _list(value: Any, what: str, cap: int) -> list[Any]:
-    items: list[Any] = expect(value, list, what)
-    if len(items) > cap:
-        raise MalformedMessageError(f"{what}: more than {cap} items")
-    return items
-
-
-def _name(value: Any) -> PeerName:
-    try:
-        return check_peer_name(value)
-    except (ValueError, TypeError) as exc:
-        raise MalformedMessageError(f"bad peer name: {exc}") from None
 
 
 def _cidr(start: int, end: int) -> str:
