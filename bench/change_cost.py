@@ -7,16 +7,53 @@ so O(N^2) is the floor -- whole records made it O(N^3) before per-link deltas.
 
     python bench/change_cost.py [N ...]                     # default: 100 300 1000
     python bench/change_cost.py --conn-limit 200 25 50 100  # full mesh
+    python bench/change_cost.py --breakdown --conn-limit 200 50  # bytes by kind
+
+``--breakdown`` also prints the join's topology bytes by message kind, and what
+the digest answers carried (whole records vs per-link deltas).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from typing import Any
 
 from _common import fit_exponent, quiet, wait_converged
 
+from meshrouter.topology.peer_map import PeerMap
+from meshrouter.topology.records import encode_record_bytes
+from meshrouter.topology.topology import Topology
 from sim.runner import SimOptions, Simulation, run_simulation
+
+ANSWERS: Counter[str] = Counter()
+"""Bytes of digest answers by what they carry (see ``count_answers``)."""
+
+
+def count_answers() -> None:
+    """Wrap ``Topology.newer_than`` to add up what digest answers carry."""
+    real = Topology.newer_than
+
+    def counting(self: Topology, digest: bytes) -> PeerMap | None:
+        answer = real(self, digest)
+        if answer is not None:
+            ANSWERS["answer whole records"] += sum(
+                len(encode_record_bytes(r)) for r in answer.records.values())
+            ANSWERS["answer deltas"] += sum(len(d.encode()) for d in answer.delta_list())
+        return answer
+
+    Topology.newer_than = counting  # type: ignore[method-assign]
+
+
+def by_kind(sim: Simulation) -> Counter[str]:
+    """Topology-channel bytes sent, by message kind, over every router."""
+    out: Counter[str] = Counter()
+    for router in sim.all_routers:
+        stats: dict[str, Any] = router.gossip.stats.as_dict()["channels"].get("topology", {})
+        for kind, sent in stats.get("sent_bytes", {}).items():
+            out[kind] += sent
+    return out
 
 
 def measure(n: int, seed: int = 1, conn_limit: int = 16) -> dict[str, float]:
@@ -27,12 +64,17 @@ def measure(n: int, seed: int = 1, conn_limit: int = 16) -> dict[str, float]:
         await sim.join_all(hosts[:n])
         await wait_converged(sim)
         msgs0, bytes0 = sim._sent()
+        kinds0, answers0 = by_kind(sim), Counter(ANSWERS)
         contacts = sim.random_contacts(sim.cluster.live())
         await sim.start_host(hosts[n], contacts)
         figures["converge_s"] = await wait_converged(sim)
         msgs1, bytes1 = sim._sent()
         figures["messages"] = msgs1 - msgs0
         figures["bytes"] = bytes1 - bytes0
+        for kind, sent in (by_kind(sim) - kinds0).items():
+            figures[f"topology {kind}"] = sent
+        for what, sent in (ANSWERS - answers0).items():
+            figures[what] = sent
 
     start = time.perf_counter()
     options = SimOptions(peers=n + 1, seed=seed, conn_limit=conn_limit, latency=0.01, ipam=False)
@@ -46,6 +88,10 @@ def main() -> None:
     quiet()
     args = sys.argv[1:]
     conn_limit = 16
+    breakdown = args[:1] == ["--breakdown"]
+    if breakdown:
+        args = args[1:]
+        count_answers()
     if args[:1] == ["--conn-limit"]:
         conn_limit, args = int(args[1]), args[2:]
     sizes = [int(a) for a in args] or [100, 300, 1000]
@@ -57,6 +103,9 @@ def main() -> None:
         rows.append((n, f))
         print(f"{n:>10} {f['messages']:>10.0f} {f['bytes']:>10.0f} {f['messages'] / n:>10.1f} "
               f"{f['bytes'] / n:>10.0f} {f['converge_s']:>10.2f} {f['wall_s']:>10.1f}", flush=True)
+        if breakdown:
+            for key in sorted(k for k in f if k.startswith(("topology ", "answer "))):
+                print(f"{'':>10} {key:>32} {f[key]:>10.0f}", flush=True)
     if len(rows) >= 2:
         xs = [float(n) for n, _ in rows]
         msg_exp = fit_exponent(xs, [f["messages"] for _, f in rows])

@@ -25,7 +25,8 @@ How a change travels (O(N) messages mesh-wide, not O(N^2)):
   and ``periodic`` send a digest (``reply=False``); the receiver answers with
   gossip carrying exactly what the digest's owner lacks and, if the digest
   shows data it lacks itself, with its own digest marked ``reply=True``, which
-  is answered with data but never with another digest (no ping-pong).
+  is answered with data but never with another digest (no ping-pong; see
+  ``digest_exchange``).
 * *Unicast* is forwarded hop by hop along ``next_hop_any``.
 
 Channels nobody registered here are relayed without being understood, so a
@@ -39,6 +40,7 @@ broadcasts are not forwarded.  That can never loop, and digests repair the rest.
 
 Everything is bounded (send slots, unknown-channel queues, the dedupe set, the
 stats table), and every drop is counted by channel and reason in ``stats``.
+The per-neighbour send slots and their counters are the ``outbox``.
 """
 
 from __future__ import annotations
@@ -49,22 +51,19 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, ProtocolError
+from meshrouter.gossip.digest_exchange import DigestExchange
 from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
-from meshrouter.gossip.send_slots import GossipFamilyMsg, QueueResult, SendSlots, Snapshot
+from meshrouter.gossip.outbox import Outbox
+from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
-    COALESCED_BROADCAST_INTO_GOSSIP,
-    COALESCED_DIGEST_ASKED,
     DROP_DUPLICATE,
     DROP_MALFORMED,
-    DROP_NEIGHBOUR_DOWN,
     DROP_NO_ROUTE,
     DROP_NOT_NEIGHBOUR,
     DROP_OWN_BROADCAST,
     DROP_ROUTE_LOOP,
-    DROP_UNICAST_QUEUE_FULL,
     DROP_UNKNOWN_CHANNEL_DIGEST,
     DROP_UNKNOWN_CHANNEL_UNICAST,
-    DROP_UNKNOWN_QUEUE_FULL,
     KIND_BROADCAST,
     KIND_DIGEST,
     KIND_GOSSIP,
@@ -107,17 +106,6 @@ def payload_hash(channel: str, payload: bytes) -> bytes:
     return hasher.digest()
 
 
-def _describe(msg: GossipFamilyMsg) -> tuple[str, str, int]:
-    """(channel, kind, payload bytes) of an outgoing message, for stats."""
-    if isinstance(msg, UnicastMsg):
-        return msg.channel, KIND_UNICAST, len(msg.payload)
-    if isinstance(msg, BroadcastMsg):
-        return msg.channel, KIND_BROADCAST, len(msg.payload)
-    if isinstance(msg, GossipMsg):
-        return msg.channel, KIND_GOSSIP, len(msg.payload)
-    return msg.channel, KIND_DIGEST, len(msg.digest)
-
-
 class GossipCore:
     """Gossip, broadcast, unicast and digest handling for one local peer."""
 
@@ -155,18 +143,15 @@ class GossipCore:
         self._rng = rng
         self.stats = GossipStats()
         self.on_outgoing = None
-        self._unicast_limit = unicast_queue_limit
         self._unknown_limit = unknown_channel_limit
-        self._broadcast_limit = broadcast_slot_limit
         self._fanout = fanout
         self._channels: dict[str, Gossiper] = {}
         self._routes: RouteView | None = None
-        self._slots: dict[PeerName, SendSlots] = {}
-        self._sorted_neighbours: list[PeerName] = []
+        self._outbox = Outbox(local, self.stats, self._wake, unicast_limit=unicast_queue_limit,
+                             unknown_limit=unknown_channel_limit,
+                             broadcast_limit=broadcast_slot_limit)
         self._recent_unknown: dict[bytes, None] = {}
-        # (neighbour, channel) to which the last digest we queued is our full
-        # digest asking for data (reply=False): see ``_handle_digest``.
-        self._asked: set[tuple[PeerName, str]] = set()
+        self._digests = DigestExchange(self.stats, self._outbox)
 
     # ---------------------------------------------------------------- set-up
 
@@ -198,29 +183,17 @@ class GossipCore:
         """
         if peer == self.local:
             return
-        if peer not in self._slots:
-            self._slots[peer] = SendSlots(
-                self.local,
-                unicast_limit=self._unicast_limit,
-                unknown_limit=self._unknown_limit,
-                broadcast_limit=self._broadcast_limit,
-            )
-            self._sorted_neighbours = sorted(self._slots)
+        self._outbox.add(peer)
         for channel, gossiper in self._channels.items():
-            self._queue_digest(peer, channel, gossiper.digest(), reply=False)
+            self._digests.offer(peer, channel, gossiper)
 
     def neighbour_down(self, peer: PeerName) -> None:
         """The connection is gone: discard its slots (counted as dropped)."""
-        slots = self._slots.pop(peer, None)
-        if slots is None:
-            return
-        self._sorted_neighbours = sorted(self._slots)
-        self._asked = {key for key in self._asked if key[0] != peer}
-        for channel, _kind in slots.pending():
-            self.stats.record_drop(channel, DROP_NEIGHBOUR_DOWN)
+        if self._outbox.remove(peer):
+            self._digests.forget(peer, self._channels.values())
 
     def neighbours(self) -> frozenset[PeerName]:
-        return frozenset(self._slots)
+        return frozenset(self._outbox.neighbours)
 
     # -------------------------------------------------------------- incoming
 
@@ -263,7 +236,7 @@ class GossipCore:
             self.stats.record_delta(channel)
             update = Snapshot(data=delta)
             for peer in self._random_neighbours(rng, exclude=neighbour):
-                self._queue_gossip(peer, channel, update)
+                self._outbox.gossip(peer, channel, update)
 
     def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
         channel, origin = msg.channel, msg.src
@@ -275,7 +248,7 @@ class GossipCore:
         gossiper = self._channels.get(channel)
         if gossiper is None:
             for hop in self._tree_children(channel, origin, came_from=neighbour):
-                self._queue_unknown_broadcast(hop, msg)
+                self._outbox.unknown_broadcast(hop, msg)
             return
         with self._counting_malformed(channel):
             data = gossiper.decode(msg.payload)
@@ -303,7 +276,7 @@ class GossipCore:
             self.stats.record_drop(channel, DROP_ROUTE_LOOP)
         else:
             self.stats.record_relay(channel, KIND_UNICAST)
-            self._queue_unicast(hop, msg)
+            self._outbox.unicast(hop, msg)
 
     def _handle_digest(self, neighbour: PeerName, msg: DigestMsg) -> None:
         channel = msg.channel
@@ -312,38 +285,11 @@ class GossipCore:
         if gossiper is None:
             self.stats.record_drop(channel, DROP_UNKNOWN_CHANNEL_DIGEST)
             return
-        if neighbour not in self._slots:
+        if neighbour not in self._outbox:
             self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
             return
-        # A gossiper may send a *summary* digest first (e.g. a fingerprint of its
-        # whole state): equal summaries end the exchange at a few bytes; a
-        # different one is answered with our full digest, not as a reply, so
-        # the exchange then runs as usual (full digest, reply, data): at most
-        # three digests, never ping-pong.
-        #
-        # On a new connection both sides offer summaries at once, so both send
-        # their full digest (not as a reply), and each would also answer the
-        # other's with its full digest as a reply -- whose answer is the data
-        # the first exchange already sent: the joiner of a full mesh received
-        # the whole state twice per contact.  So a full digest that asks for
-        # data is not answered with ours while ours, asking the same, is on its
-        # way to that neighbour: its answer brings us what we lack.
         with self._counting_malformed(channel):
-            missing = gossiper.newer_than(msg.digest)
-            summary_differs = not msg.reply and gossiper.wants_full_digest(msg.digest)
-            wants_ours = not msg.reply and not summary_differs and gossiper.lacks_from(msg.digest)
-        if missing:
-            self._queue_gossip(neighbour, channel, Snapshot(data=missing))
-        key = (neighbour, channel)
-        if summary_differs:
-            self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=False)
-            self._asked.add(key)
-        elif not msg.reply and key in self._asked:
-            self._asked.discard(key)
-            if wants_ours:
-                self.stats.record_coalesced(channel, COALESCED_DIGEST_ASKED)
-        elif wants_ours:
-            self._queue_digest(neighbour, channel, gossiper.full_digest(), reply=True)
+            self._digests.handle(neighbour, gossiper, msg)
 
     def _relay_unknown_gossip(
         self, neighbour: PeerName, msg: GossipMsg, rng: random.Random
@@ -358,7 +304,7 @@ class GossipCore:
         relayed = GossipMsg(msg.channel, self.local, msg.payload)
         for peer in self._random_neighbours(rng, exclude=neighbour):
             self.stats.record_relay(msg.channel, KIND_GOSSIP)
-            self._queue_unknown_gossip(peer, relayed)
+            self._outbox.unknown_gossip(peer, relayed)
 
     # -------------------------------------------------------------- outgoing
 
@@ -375,7 +321,7 @@ class GossipCore:
             return
         update = Snapshot(data=data.copy())
         for peer in targets:
-            self._queue_gossip(peer, channel, update)
+            self._outbox.gossip(peer, channel, update)
 
     def send_unicast(self, channel: str, dst: PeerName, payload: bytes) -> bool:
         """Route ``payload`` to ``dst``; False (and counted) when there is no route.
@@ -388,17 +334,17 @@ class GossipCore:
         if hop is None:
             self.stats.record_drop(channel, DROP_NO_ROUTE)
             return False
-        self._queue_unicast(hop, UnicastMsg(channel, self.local, dst, payload))
+        self._outbox.unicast(hop, UnicastMsg(channel, self.local, dst, payload))
         return True
 
     def periodic(self, rng: random.Random | None = None) -> None:
         """Anti-entropy backstop: each channel's digest to one random neighbour."""
-        if not self._sorted_neighbours:
+        if not self._outbox.neighbours:
             return
         rng = self._rng_for(rng)
         for channel, gossiper in self._channels.items():
-            peer = rng.choice(self._sorted_neighbours)
-            self._queue_digest(peer, channel, gossiper.digest(), reply=False)
+            peer = rng.choice(self._outbox.neighbours)
+            self._digests.offer(peer, channel, gossiper)
 
     def pop_outgoing(self, neighbour: PeerName) -> GossipFamilyMsg | None:
         """The next message to write to ``neighbour``, or None when idle.
@@ -406,17 +352,10 @@ class GossipCore:
         Never a Heartbeat (those are the connection's business), so the result
         can be passed straight to another core's ``handle`` in the simulator.
         """
-        slots = self._slots.get(neighbour)
-        if slots is None:
-            return None
-        msg = slots.pop()
-        if msg is not None:
-            self.stats.record_sent(*_describe(msg))
-        return msg
+        return self._outbox.pop(neighbour)
 
     def has_outgoing(self, neighbour: PeerName) -> bool:
-        slots = self._slots.get(neighbour)
-        return slots is not None and len(slots) > 0
+        return self._outbox.has_outgoing(neighbour)
 
     # ------------------------------------------------------------- internals
 
@@ -443,9 +382,9 @@ class GossipCore:
     def _next_hop(self, dst: PeerName) -> PeerName | None:
         """Next hop toward ``dst`` if it is a current neighbour, else None."""
         if self._routes is None:
-            return dst if dst in self._slots else None
+            return dst if dst in self._outbox else None
         hop = self._routes.next_hop_any(dst)
-        return hop if hop is not None and hop in self._slots else None
+        return hop if hop is not None and hop in self._outbox else None
 
     def _tree_children(
         self, channel: str, origin: PeerName, came_from: PeerName | None
@@ -454,7 +393,7 @@ class GossipCore:
         from and the origin itself; hops that are not neighbours are counted."""
         hops: Sequence[PeerName]
         if self._routes is None:
-            hops = self._sorted_neighbours if origin == self.local else ()
+            hops = self._outbox.neighbours if origin == self.local else ()
         else:
             hops = self._routes.broadcast_next_hops(origin)
         seen: set[PeerName] = set()
@@ -462,7 +401,7 @@ class GossipCore:
             if hop in seen or hop == came_from or hop == origin or hop == self.local:
                 continue
             seen.add(hop)
-            if hop not in self._slots:
+            if hop not in self._outbox:
                 self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
                 continue
             if came_from is not None:
@@ -473,14 +412,15 @@ class GossipCore:
         self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None
     ) -> None:
         for hop in self._tree_children(channel, origin, came_from):
-            self._queue_broadcast(hop, channel, origin, update)
+            self._outbox.broadcast(hop, channel, origin, update)
 
     def _random_neighbours(
         self, rng: random.Random, exclude: PeerName | None
     ) -> list[PeerName]:
         """A random subset (sorted candidates, so a seeded rng is reproducible)."""
-        candidates = [peer for peer in self._sorted_neighbours if peer != exclude]
-        count = min(len(candidates), fanout_size(len(self._sorted_neighbours), self._fanout))
+        neighbours = self._outbox.neighbours
+        candidates = [peer for peer in neighbours if peer != exclude]
+        count = min(len(candidates), fanout_size(len(neighbours), self._fanout))
         return rng.sample(candidates, count)
 
     @contextmanager
@@ -491,76 +431,6 @@ class GossipCore:
             self.stats.record_drop(channel, DROP_MALFORMED)
             raise
 
-    def _enqueue(self, peer: PeerName, action: Callable[[SendSlots], object]) -> None:
-        """Run ``action`` on ``peer``'s slots; wake its sender if they were empty."""
-        slots = self._slots[peer]
-        was_idle = len(slots) == 0
-        action(slots)
-        if was_idle and len(slots) > 0 and self.on_outgoing is not None:
+    def _wake(self, peer: PeerName) -> None:
+        if self.on_outgoing is not None:
             self.on_outgoing(peer)
-
-    def _count_queue_result(self, channel: str, kind: str, result: QueueResult) -> None:
-        if result == "coalesced":
-            self.stats.record_coalesced(channel, kind)
-
-    def _queue_unicast(self, peer: PeerName, msg: UnicastMsg) -> None:
-        def action(slots: SendSlots) -> None:
-            dropped = slots.queue_unicast(msg)
-            if dropped is not None:
-                self.stats.record_drop(dropped.channel, DROP_UNICAST_QUEUE_FULL)
-
-        self._enqueue(peer, action)
-
-    def _queue_broadcast(
-        self, peer: PeerName, channel: str, origin: PeerName, update: Snapshot
-    ) -> None:
-        def action(slots: SendSlots) -> None:
-            result = slots.queue_broadcast(channel, origin, update)
-            if result == "full":
-                # Too many origins pending for this neighbour: merge the data
-                # into its gossip slot instead of dropping it; the neighbour
-                # relays whatever is new to it as gossip to a few random
-                # neighbours, and digests repair what that misses.
-                self.stats.record_coalesced(channel, COALESCED_BROADCAST_INTO_GOSSIP)
-                result = slots.queue_gossip(channel, update)
-                self._count_queue_result(channel, KIND_GOSSIP, result)
-            else:
-                self._count_queue_result(channel, KIND_BROADCAST, result)
-
-        self._enqueue(peer, action)
-
-    def _queue_unknown_broadcast(self, peer: PeerName, msg: BroadcastMsg) -> None:
-        def action(slots: SendSlots) -> None:
-            dropped = slots.queue_unknown_broadcast(msg)
-            if dropped is not None:
-                self.stats.record_drop(dropped.channel, DROP_UNKNOWN_QUEUE_FULL)
-
-        self._enqueue(peer, action)
-
-    def _queue_gossip(self, peer: PeerName, channel: str, update: Snapshot) -> None:
-        self._enqueue(
-            peer,
-            lambda slots: self._count_queue_result(
-                channel, KIND_GOSSIP, slots.queue_gossip(channel, update)
-            ),
-        )
-
-    def _queue_unknown_gossip(self, peer: PeerName, msg: GossipMsg) -> None:
-        def action(slots: SendSlots) -> None:
-            dropped = slots.queue_unknown_gossip(msg)
-            if dropped is not None:
-                self.stats.record_drop(dropped.channel, DROP_UNKNOWN_QUEUE_FULL)
-
-        self._enqueue(peer, action)
-
-    def _queue_digest(self, peer: PeerName, channel: str, digest: bytes, reply: bool) -> None:
-        # A digest queued now replaces a pending one in the slot: whatever we
-        # asked for before may never be sent, so nothing counts as asked.
-        self._asked.discard((peer, channel))
-        self._enqueue(
-            peer,
-            lambda slots: self._count_queue_result(
-                channel, KIND_DIGEST, slots.queue_digest(channel, digest, reply)
-            ),
-        )
-

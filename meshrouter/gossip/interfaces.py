@@ -24,12 +24,16 @@ Contract details the core relies on:
   decode again.
 * Every method of ``Gossiper`` is required: the core calls them directly,
   never through ``getattr``, so a missing one is a type error, not a silent
-  change of protocol.
+  change of protocol.  One capability is optional and declared as its own
+  protocol, ``RefinesDigests``: a gossiper whose answer to a digest depends on
+  the digest and on whom it asks (the topology channel's bucketed digests)
+  has ``full_digest_for(neighbour, received)``, which the core then calls
+  instead of ``full_digest()``, and ``neighbour_gone(neighbour)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from meshrouter.names import PeerName
 
@@ -113,6 +117,22 @@ class Gossiper(Protocol):
 
     def lacks_from(self, digest: bytes) -> bool:
         """True when the digest shows data that we lack."""
+        ...
+
+
+@runtime_checkable
+class RefinesDigests(Protocol):
+    """A gossiper that answers a digest with a digest of what it shows differing."""
+
+    def full_digest_for(self, neighbour: PeerName, received: bytes) -> bytes:
+        """Our digest in answer to ``neighbour``'s ``received`` (a summary that
+        differs from ours, or a digest that shows data we lack): e.g. only the
+        parts of our state the summary shows differing, or the parts
+        ``received`` covers."""
+        ...
+
+    def neighbour_gone(self, neighbour: PeerName) -> None:
+        """``neighbour``'s connection is gone: what we asked it will not come."""
         ...
 
 

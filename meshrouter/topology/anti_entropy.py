@@ -1,17 +1,24 @@
 """Theory of operation: the topology channel's anti-entropy digests.
 
-Two neighbours first compare a *summary*: a marker byte and the 128-bit
-fingerprint of their record sets (``Topology.fingerprint``), 17 bytes.  Equal
-summaries end the exchange; the common case on a new connection and in every
-periodic round.  A different summary is answered with the *full* digest
-``{name: [version, uid]}`` (``peer_map.encode_digest``), and a full digest is
-answered with what its owner lacks (``newer_than``): for a peer whose record it
-holds at an older version of the same incarnation, the per-link delta from that
-version when our record's change log reaches back that far (see ``deltas``);
-otherwise -- a peer it lacks, another incarnation, a log too short -- the whole
-record.  Whole records thus go only where the receiver lacks the base.
+Two neighbours first compare a *summary*: the 128-bit fingerprint of their
+record sets (``Topology.fingerprint``) and, since protocol 4, 64 bits per
+bucket of peer names (see ``buckets``).  Equal totals end the exchange; the
+common case on a stable mesh.  A different summary is answered with a digest
+``{name: [version, uid]}`` (``peer_map.encode_digest``) of the buckets that
+differ -- a *partial* digest -- and a digest is answered with what its owner
+lacks among the names it covers (``newer_than``): for a peer whose record it
+holds at an older version of the same incarnation, the per-link delta from
+that version when our record's change log reaches back that far (see
+``deltas``); otherwise -- a peer it lacks, another incarnation, a log too short
+-- the whole record.  Whole records thus go only where the receiver lacks the
+base.
 
-Pure functions of the records; ``Topology`` holds the state and caches.
+The protocol-3 forms are still understood (a 17-byte summary, marker
+``0x01``, answered with a full digest; a full digest, a msgpack map, covering
+every name), so the functions stay total over what the decoder accepts.
+
+``DigestState`` holds one router's records (by reference) and caches its
+summary per topology version; the rest are pure functions.
 """
 
 from __future__ import annotations
@@ -20,37 +27,74 @@ from collections.abc import Mapping
 
 from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName
+from meshrouter.topology.asks import AsksInFlight
+from meshrouter.topology.buckets import (
+    BUCKET_SUMMARY_MARKER,
+    PARTIAL_DIGEST_MARKER,
+    BucketSummary,
+    PartialDigest,
+    bucket_bits,
+    bucket_fingerprints,
+    bucket_of,
+    decode_bucket_summary,
+    decode_partial_digest,
+    differing_buckets,
+    encode_bucket_summary,
+    encode_partial_digest,
+)
 from meshrouter.topology.deltas import RecordDelta, make_delta
-from meshrouter.topology.peer_map import PeerMap, decode_digest
+from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
 from meshrouter.topology.records import PeerRecord
 
 SUMMARY_DIGEST_MARKER = b"\x01"  # never the first byte of a msgpack map
 SUMMARY_DIGEST_BYTES = 17
 
+Parsed = BucketSummary | PartialDigest | dict[PeerName, tuple[int, int]] | int
+"""A decoded digest: a bucket summary, a partial digest, a full digest (its
+entries), or a protocol-3 summary (its total fingerprint)."""
+
 
 def summary_digest(fingerprint: int) -> bytes:
-    """The 17-byte summary of a record set with this fingerprint."""
+    """The protocol-3 17-byte summary of a record set with this fingerprint."""
     return SUMMARY_DIGEST_MARKER + fingerprint.to_bytes(16, "big")
 
 
+def parse(digest: bytes) -> Parsed:
+    """Decode any topology digest; raises only ``MalformedMessageError``."""
+    marker = digest[:1]
+    if marker == SUMMARY_DIGEST_MARKER:
+        if len(digest) != SUMMARY_DIGEST_BYTES:
+            raise MalformedMessageError(
+                f"summary digest of {len(digest)} bytes, expected {SUMMARY_DIGEST_BYTES}")
+        return int.from_bytes(digest[1:], "big")
+    if marker == bytes((BUCKET_SUMMARY_MARKER,)):
+        return decode_bucket_summary(digest)
+    if marker == bytes((PARTIAL_DIGEST_MARKER,)):
+        return decode_partial_digest(digest)
+    return decode_digest(digest)
+
+
 def is_summary(digest: bytes) -> bool:
-    """True for a summary digest; a malformed one raises ``MalformedMessageError``."""
-    if digest[:1] != SUMMARY_DIGEST_MARKER:
-        return False
-    if len(digest) != SUMMARY_DIGEST_BYTES:
-        raise MalformedMessageError(
-            f"summary digest of {len(digest)} bytes, expected {SUMMARY_DIGEST_BYTES}")
-    return True
+    """True for a summary (either form); a malformed digest raises."""
+    return isinstance(parse(digest), BucketSummary | int)
+
+
+def _entries(parsed: Parsed) -> tuple[dict[PeerName, tuple[int, int]], PartialDigest | None]:
+    if isinstance(parsed, PartialDigest):
+        return parsed.entries, parsed
+    assert isinstance(parsed, dict)
+    return parsed, None
 
 
 def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap | None:
-    """What the digest's owner lacks or holds at a lower (version, uid): a per-link
-    delta from the version it holds where the record's log reaches back that
-    far, else the whole record.  None for a summary (it says only whether we
-    differ) or when it lacks nothing."""
-    if is_summary(digest):
+    """What the digest's owner lacks or holds at a lower (version, uid), among
+    the names it covers: a per-link delta from the version it holds where the
+    record's log reaches back that far, else the whole record.  None for a
+    summary (it says only whether we differ) or when it lacks nothing."""
+    parsed = parse(digest)
+    if isinstance(parsed, BucketSummary | int):
         return None
-    theirs = decode_digest(digest)
+    theirs, partial = _entries(parsed)
     whole: dict[PeerName, PeerRecord] = {}
     deltas: list[RecordDelta] = []
     for name, record in records.items():
@@ -63,6 +107,8 @@ def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap
                 if delta is not None:
                     deltas.append(delta)
                     continue
+        elif partial is not None and not partial.covers(name):
+            continue
         whole[name] = record
     if not whole and not deltas:
         return None
@@ -70,7 +116,69 @@ def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap
 
 
 def lacks_from(records: Mapping[PeerName, PeerRecord], digest: bytes) -> bool:
-    """True if a full digest shows a record we lack or hold at a lower (version, uid)."""
-    if is_summary(digest):
+    """True if a (full or partial) digest shows a record we lack or hold at a
+    lower (version, uid)."""
+    parsed = parse(digest)
+    if isinstance(parsed, BucketSummary | int):
         return False
-    return PeerMap(records).lacks_from(decode_digest(digest))
+    return PeerMap(records).lacks_from(_entries(parsed)[0])
+
+
+class DigestState:
+    """One router's digests: its summary cached per topology version."""
+
+    __slots__ = ("_full", "_full_version", "_records", "_summary", "_summary_version", "asks")
+
+    def __init__(self, records: Mapping[PeerName, PeerRecord]) -> None:
+        """``records`` is the topology's own dict, read at each call."""
+        self._records = records
+        self.asks = AsksInFlight()
+        self._summary = b""
+        self._summary_version = -1
+        self._full = b""
+        self._full_version = -1
+
+    def summary(self, fingerprint: int, version: int) -> bytes:
+        """Our bucket summary (bits from our record count)."""
+        if self._summary_version != version:
+            buckets = bucket_fingerprints(self._records.values(), bucket_bits(len(self._records)))
+            self._summary = encode_bucket_summary(fingerprint, buckets)
+            self._summary_version = version
+        return self._summary
+
+    def full(self, version: int) -> bytes:
+        """msgpack ``{name: [version, uid]}`` of all records."""
+        if self._full_version != version:
+            self._full = encode_digest(PeerMap(self._records))
+            self._full_version = version
+        return self._full
+
+    def differs(self, fingerprint: int, digest: bytes) -> bool:
+        """A summary (either form) whose total differs from ours."""
+        parsed = parse(digest)
+        if isinstance(parsed, int):
+            return parsed != fingerprint
+        return isinstance(parsed, BucketSummary) and parsed.total != fingerprint
+
+    def answer(self, version: int, received: bytes, neighbour: PeerName | None) -> bytes:
+        """The digest to send in answer to ``neighbour``'s ``received``: the
+        buckets a bucket summary shows differing (less those another neighbour
+        is already answering with the same contents, see ``asks``) and always
+        the bucket of ``neighbour``'s own record, the same buckets as a partial
+        digest, else (protocol-3 forms) the full digest.
+
+        Why its own bucket: a new connection's summary leaves before the
+        connection is confirmed, so it shows the sender's record without the
+        new link; the answer to our ask must bring that record (its other
+        half of the link), since our ask is why we do not answer its digest
+        with ours (``gossip/digest_exchange``), and its next broadcast may be a
+        batch window away."""
+        parsed = parse(received)
+        if isinstance(parsed, BucketSummary):
+            differing = differing_buckets(self._records.values(), parsed)
+            own = None if neighbour is None else bucket_of(neighbour, parsed.bits)
+            wanted = self.asks.pick(neighbour, parsed.bits, differing, parsed.buckets, keep=own)
+            return encode_partial_digest(self._records, parsed.bits, wanted)
+        if isinstance(parsed, PartialDigest):
+            return encode_partial_digest(self._records, parsed.bits, parsed.covered)
+        return self.full(version)

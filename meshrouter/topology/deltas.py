@@ -67,6 +67,8 @@ from meshrouter.topology.records import (
 HEADER = -1
 """Marker in a log step: the nickname, short ID or listen port changed."""
 MAX_LOG_STEPS = 8
+FINE_LOG_STEPS = 4
+"""The newest log steps that are never merged (see ``derive_log``)."""
 DELTA_FIELDS = 10
 CHECK_BITS = 64
 
@@ -164,10 +166,11 @@ def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int]) -> None
     would still carry no more links than the record has."""
     steps: list[LogStep] = [(old.version, frozenset(changed)), *record_log(old)]
     while len(steps) > MAX_LOG_STEPS:
-        # Merge the adjacent pair with the fewest links (the oldest on a tie),
-        # so one big step (the first connections) does not swallow the small
-        # ones that deltas to recent holders are made of.
-        at = min(range(len(steps) - 1),
+        # The newest steps stay exact: most deltas go to holders of a recent
+        # version (our last broadcast).  Among the older ones, merge the
+        # adjacent pair with the fewest links (the oldest on a tie), so one
+        # big step (the first connections) does not swallow the small ones.
+        at = min(range(FINE_LOG_STEPS, len(steps) - 1),
                  key=lambda i: (len(steps[i][1]) + len(steps[i + 1][1]), -i))
         steps[at:at + 2] = [(steps[at + 1][0], steps[at][1] | steps[at + 1][1])]
     limit = max(1, len(new.connections))

@@ -14,22 +14,16 @@ writer of our own record.  It changes in three ways:
   whole.  Two exceptions keep our record ours.  A copy of *our* name that
   would compete with our record (an older incarnation of this router with a
   higher version, or a same-version record with other content) is never
-  adopted: we re-issue our record above it, so ours wins everywhere.  A
-  lower-named peer using our short ID makes us pick a free one (the lowest
-  name keeps the ID, as in Weave).
+  adopted: we re-issue our record above it, so ours wins everywhere; and a
+  lower-named peer using our short ID makes us pick a free one (``own_record``).
 * garbage collection: records that cannot be reached from us by following the
   connections records list are dropped, so dead peers and the far side of a
   partition vanish.  GC runs after every change, but cheaply: if a change only
   added links and no records, nothing can have become unreachable, and when
-  some names are at risk the search from us stops as soon as it has found them.
-
-Dropped or unreachable-on-arrival records are parked in a small bounded
-"limbo" instead of being forgotten.  Gossip has no ordering across peers: a new
-peer's record can arrive before the record of the neighbour that lists it.  When
-a later record lists a parked name, the parked record is restored at once
-instead of waiting for the periodic anti-entropy round.  Limbo records are never
-relayed, listed in digests or used for routes; records we drop are not relayed
-either, so an unreachable record cannot ping-pong between two routers.
+  some names are at risk the search stops as soon as it has found them.
+  Dropped and unreachable-on-arrival records wait in a bounded limbo (see
+  ``limbo``); records we drop are not relayed, so an unreachable record cannot
+  ping-pong between two routers.
 
 ``version`` counts changes to the set of records; the digest is cached per
 version.  ``fingerprint`` identifies the record set itself: the XOR of every
@@ -45,7 +39,6 @@ the same way (see ``discovery``).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -63,7 +56,9 @@ from meshrouter.topology.deltas import (
     record_reaches,
 )
 from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
-from meshrouter.topology.peer_map import PeerMap, encode_digest
+from meshrouter.topology.limbo import MAX_LIMBO, Limbo, unreachable
+from meshrouter.topology.own_record import reissued
+from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import (
     MAX_NICKNAME_LEN,
     MAX_PORT,
@@ -73,7 +68,6 @@ from meshrouter.topology.records import (
     normalize_connections,
     record_beats,
     record_fingerprint,
-    set_record_log,
 )
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, RouteGraph
 from meshrouter.topology.routes import Routes
@@ -81,8 +75,8 @@ from meshrouter.topology.routes import Routes
 if TYPE_CHECKING:
     import random
 
-MAX_LIMBO = 4096
 INITIAL_RECORD_VERSION = 1
+__all__ = ["INITIAL_RECORD_VERSION", "MAX_LIMBO", "Topology"]
 
 
 class Topology:
@@ -110,6 +104,7 @@ class Topology:
         self._rng = rng
         self._records: dict[PeerName, PeerRecord] = {}
         self._fingerprint = 0
+        self._route_dirty: set[PeerName] = set()  # names written since our graph was taken
         self._store(local_name, PeerRecord(
             name=local_name,
             nickname=nickname,
@@ -119,7 +114,7 @@ class Topology:
             listen_port=listen_port,
             connections=(),
         ))
-        self._limbo: dict[PeerName, PeerRecord] = {}
+        self._limbo = Limbo()
         self._removed: dict[PeerName, None] = {}
         self.version = 0
         self.routes_computed = 0  # route graphs this topology had to build
@@ -129,8 +124,7 @@ class Topology:
         self._routes: Routes | None = None
         self._candidates: list[tuple[PeerName, str]] | None = None
         self._candidates_fingerprint = 0
-        self._digest: bytes | None = None
-        self._digest_version = -1
+        self._digests = anti_entropy.DigestState(self._records)
 
     # -- read access ---------------------------------------------------------------
 
@@ -194,7 +188,7 @@ class Topology:
         self._store(self._local, updated)
         changed: dict[PeerName, PeerRecord] = {self._local: updated}
         new_names: set[PeerName] = set()
-        self._promote_from_limbo(changed, new_names)
+        self._limbo.promote(self._records, changed, new_names, self._store)
         self._settle(changed, new_names, lost)
         if len(changed) > 1:  # parked records came back; one may hold our short ID
             self._update_local(changed, None, self._rng)
@@ -233,7 +227,7 @@ class Topology:
                 continue
             current = records.get(name)
             if current is None:
-                parked = limbo.pop(name, None)
+                parked = limbo.pop(name)
                 if parked is not None and not record_beats(record, parked):
                     record = parked
                 self._store(name, record)
@@ -249,7 +243,7 @@ class Topology:
             unusable, reassert_above = self._apply_deltas(
                 received, changed, new_names, at_risk, reassert_above)
         if limbo and changed:
-            self._promote_from_limbo(changed, new_names)
+            limbo.promote(records, changed, new_names, self._store)
         removed = self._settle(changed, new_names, at_risk)
         self._update_local(changed, reassert_above, rng)
         if changed or removed or unusable:
@@ -291,7 +285,7 @@ class Topology:
             self._store(name, result)
             changed[name] = result
             if current is None:
-                del limbo[name]
+                limbo.pop(name)
                 new_names.add(name)
             else:
                 at_risk.update(delta.removed)
@@ -299,9 +293,9 @@ class Topology:
 
     def garbage_collect(self) -> list[PeerName]:
         """Drop every record not reachable from us over listed connections; return their names."""
-        removed = self._collect(None)
+        removed = unreachable(self._records, self._local, None)
         for name in removed:
-            self._park(self._drop(name))
+            self._limbo.park(self._drop(name))
             self._removed[name] = None
         if removed:
             self._touch()
@@ -323,11 +317,13 @@ class Topology:
         graph = SHARED_ROUTE_GRAPHS.get(fingerprint)
         if graph is None:
             parent = None if routes is None else routes.graph
-            graph = RouteGraph(self._records, fingerprint, parent=parent)
+            graph = RouteGraph(self._records, fingerprint, parent=parent,
+                               changed=self._route_dirty if parent is not None else None)
             SHARED_ROUTE_GRAPHS.add(fingerprint, graph)
             self.routes_computed += 1
         else:
             self.routes_shared += 1
+        self._route_dirty = set()
         routes = self._routes = Routes(graph, self._local)
         return routes
 
@@ -355,27 +351,30 @@ class Topology:
     # -- anti-entropy ----------------------------------------------------------------------
 
     def digest(self) -> bytes:
-        """The summary digest: a marker byte and our 128-bit record-set fingerprint.
-
-        Neighbours that already agree (the common case on a new connection and
-        in periodic anti-entropy) settle in 17 bytes instead of an O(N) list.
-        """
-        return anti_entropy.summary_digest(self._fingerprint)
+        """Our summary: the record-set fingerprint and one per bucket of names
+        (see ``buckets``); neighbours that agree settle at that."""
+        return self._digests.summary(self._fingerprint, self.version)
 
     def full_digest(self) -> bytes:
         """msgpack ``{name: [version, uid]}`` of all records (cached per version)."""
-        if self._digest is None or self._digest_version != self.version:
-            self._digest = encode_digest(PeerMap(self._records))
-            self._digest_version = self.version
-        return self._digest
+        return self._digests.full(self.version)
+
+    def full_digest_for(self, received: bytes, neighbour: PeerName | None = None) -> bytes:
+        """Our digest of what ``neighbour``'s ``received`` shows differing (see
+        ``anti_entropy``)."""
+        return self._digests.answer(self.version, received, neighbour)
+
+    def digest_settled(self, neighbour: PeerName) -> None:
+        """``neighbour`` answered us, or is gone (see ``asks``)."""
+        self._digests.asks.settled(neighbour)
 
     def wants_full_digest(self, digest: bytes) -> bool:
-        """A summary digest that differs from ours: ask for the full one."""
-        return anti_entropy.is_summary(digest) and digest != self.digest()
+        """A summary that differs from ours: answer with ``full_digest_for``."""
+        return self._digests.differs(self._fingerprint, digest)
 
     def newer_than(self, digest: bytes) -> PeerMap | None:
-        """What the digest's owner lacks: deltas where it holds the base, else
-        whole records (see ``anti_entropy``)."""
+        """What the digest's owner lacks among the names it covers: deltas where
+        it holds the base, else whole records (see ``anti_entropy``)."""
         return anti_entropy.newer_than(self._records, digest)
 
     def own_update_since(self, version: int) -> PeerMap:
@@ -399,6 +398,7 @@ class Topology:
         """Add or replace the record held for ``name``, keeping the fingerprint current."""
         records = self._records
         previous = records.get(name)
+        self._route_dirty.add(name)
         fingerprint = self._fingerprint ^ record_fingerprint(record)
         if previous is not None:
             fingerprint ^= record_fingerprint(previous)
@@ -408,33 +408,19 @@ class Topology:
     def _drop(self, name: PeerName) -> PeerRecord:
         """Remove and return the record held for ``name``, keeping the fingerprint current."""
         record = self._records.pop(name)
+        self._route_dirty.add(name)
         self._fingerprint ^= record_fingerprint(record)
         return record
 
     def _update_local(self, changed: dict[PeerName, PeerRecord], reassert_above: int | None,
                       rng: random.Random) -> None:
-        """Re-issue our record above a competing copy of it (``reassert_above``) and
-        leave our short ID if a lower-named peer among ``changed`` holds it."""
+        """Re-issue our record if it must move (see ``own_record``)."""
         local = self._local
-        ours = self._records[local]
-        new_short_id = ours.short_id
-        if ours.short_id is not None and any(
-            record.short_id == ours.short_id and name < local
-            for name, record in changed.items()
-        ):
-            new_short_id = self._free_short_id(rng)
-        if reassert_above is None and new_short_id == ours.short_id:
-            return
-        floor = max(ours.version, reassert_above or 0)
-        updated = replace(ours, version=floor + 1, short_id=new_short_id)
-        if reassert_above is None:
-            derive_log(updated, ours, (HEADER,))
-        else:
-            # Holders of the competing copy must get our record whole: no delta
-            # may start from a version below the one we re-issue above.
-            set_record_log(updated, ())
-        self._store(local, updated)
-        changed[local] = updated
+        updated = reissued(self._records[local], changed, reassert_above, lambda: (
+            r.short_id for name, r in self._records.items() if name != local), rng)
+        if updated is not None:
+            self._store(local, updated)
+            changed[local] = updated
 
     def _settle(self, changed: dict[PeerName, PeerRecord], new_names: set[PeerName],
                 at_risk: set[PeerName]) -> list[PeerName]:
@@ -449,78 +435,15 @@ class Topology:
         targets.discard(self._local)
         if not targets:
             return []
-        removed = self._collect(targets)
+        removed = unreachable(self._records, self._local, targets)
         reported = []
         for name in removed:
-            self._park(self._drop(name))
+            self._limbo.park(self._drop(name))
             changed.pop(name, None)
             if name not in new_names:
                 self._removed[name] = None
                 reported.append(name)
         return reported
-
-    def _collect(self, targets: set[PeerName] | None) -> list[PeerName]:
-        """Names not reachable from us (sorted); with ``targets``, stop early once all
-        of them are found reachable (then nothing else can be unreachable)."""
-        records = self._records
-        remaining = None if targets is None else {t for t in targets if t in records}
-        if remaining is not None and not remaining:
-            return []
-        seen = {self._local}
-        queue = deque([self._local])
-        while queue:
-            record = records.get(queue.popleft())
-            if record is None:
-                continue
-            for conn in record.connections:
-                peer = conn.peer
-                if peer in seen or peer not in records:
-                    continue
-                seen.add(peer)
-                queue.append(peer)
-                if remaining is not None:
-                    remaining.discard(peer)
-                    if not remaining:
-                        return []
-        return sorted(name for name in records if name not in seen)
-
-    def _promote_from_limbo(self, changed: dict[PeerName, PeerRecord],
-                            new_names: set[PeerName]) -> None:
-        """Restore parked records that a changed record now lists (GC decides if they stay)."""
-        limbo = self._limbo
-        if not limbo:
-            return
-        records = self._records
-        pending = list(changed.values())
-        while pending:
-            record = pending.pop()
-            for conn in record.connections:
-                peer = conn.peer
-                if peer in records:
-                    continue
-                parked = limbo.pop(peer, None)
-                if parked is None:
-                    continue
-                self._store(peer, parked)
-                changed[peer] = parked
-                new_names.add(peer)
-                pending.append(parked)
-
-    def _park(self, record: PeerRecord) -> None:
-        """Keep a dropped record in the bounded limbo, evicting the oldest."""
-        limbo = self._limbo
-        held = limbo.pop(record.name, None)
-        if held is not None and record_beats(held, record):
-            record = held
-        limbo[record.name] = record
-        while len(limbo) > MAX_LIMBO:
-            del limbo[next(iter(limbo))]
-
-    def _free_short_id(self, rng: random.Random) -> int | None:
-        """A random short ID no known record uses; None if all 4096 are taken."""
-        used = {r.short_id for name, r in self._records.items() if name != self._local}
-        free = [i for i in range(SHORT_ID_COUNT) if i not in used]
-        return rng.choice(free) if free else None
 
 
 def _lost_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]) -> set[PeerName]:

@@ -544,3 +544,45 @@ def test_the_rng_is_the_cores_own() -> None:
     assert sorted(p for p in peers if legacy.has_outgoing(p)) == expected
     with pytest.raises(TypeError, match="rng"):
         legacy.periodic()
+
+
+class RefiningChannel(SummaryChannel):
+    """A summary channel whose answers depend on the digest received
+    (``RefinesDigests``, as the topology's bucketed digests do): it notes what it
+    was asked to answer, and tags its answer with it."""
+
+    def __init__(self, initial: dict[str, int]) -> None:
+        super().__init__(initial)
+        self.answered: list[bytes] = []
+        self.gone: list[PeerName] = []
+
+    def full_digest_for(self, neighbour: PeerName, received: bytes) -> bytes:
+        self.answered.append(received)
+        return self.full_digest()
+
+    def neighbour_gone(self, neighbour: PeerName) -> None:
+        self.gone.append(neighbour)
+
+
+def test_a_refining_gossiper_answers_each_digest_with_a_digest_of_it() -> None:
+    one_channel, two_channel = RefiningChannel({"a": 1, "both": 2}), RefiningChannel({"b": 1})
+    one, two = GossipCore(A, rng=random.Random(0)), GossipCore(B, rng=random.Random(0))
+    one.add_channel("c", one_channel)
+    two.add_channel("c", two_channel)
+    one.neighbour_up(B)
+    two.neighbour_up(A)
+    summary = drain(one, B)
+    drain(two, A)  # only one direction, to follow one exchange
+    for msg in summary:
+        two.handle(A, msg)
+    asked = drain(two, A)
+    assert [(m.digest, m.reply) for m in asked if isinstance(m, DigestMsg)] == [
+        (two_channel.full_digest(), False)]
+    assert two_channel.answered == [one_channel.digest()]  # the summary it answers
+    for msg in asked:
+        one.handle(B, msg)
+    # One lacks "b": its reply digest answers (and was built from) two's digest.
+    assert one_channel.answered == [two_channel.full_digest()]
+    assert [m.reply for m in drain(one, B) if isinstance(m, DigestMsg)] == [True]
+    one.neighbour_down(B)
+    assert one_channel.gone == [B]

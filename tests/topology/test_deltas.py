@@ -121,6 +121,20 @@ def test_the_log_reaches_back_across_a_burst_of_changes_by_merging_old_steps() -
     assert apply_delta(before, delta) == latest
 
 
+def test_merging_old_steps_keeps_the_newest_exact() -> None:
+    # Every peer that gains one link broadcasts a delta since its previous
+    # version: that must stay one link, however long the record's history.
+    topo = owner()
+    links = [conn(p) for p in range(2, 12)]
+    topo.set_local_connections(links)
+    for p in range(12, 40):
+        before = topo.local_record
+        links.append(conn(p))
+        topo.set_local_connections(links)
+        delta = make_delta(topo.local_record, before.version)
+        assert delta is not None and delta.changed == (conn(p),), p
+
+
 def test_a_removed_link_and_a_header_change_travel_in_the_delta() -> None:
     topo = owner()
     others = [conn(p) for p in range(10, 16)]
