@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -65,6 +66,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20) 
     return False
 
 
+def priority(pid: int) -> tuple[int, str]:
+    """(the nice of ``pid``, the nice of its autogroup; "" where there are none)."""
+    group = Path(f"/proc/{pid}/autogroup")
+    text = group.read_text().split() if group.exists() else []
+    return os.getpriority(os.PRIO_PROCESS, pid), text[-1] if text else ""
+
+
 def test_two_hosts_ping_tcp_and_clean_exit(lab: Lab) -> None:
     hosts = [lab.add_host(), lab.add_host()]
     for h in hosts:
@@ -86,6 +94,12 @@ def test_two_hosts_ping_tcp_and_clean_exit(lab: Lab) -> None:
         assert sent == got and sent.startswith(str(10 * 1024 * 1024))
         # the underlay address now lives on the underlay bridge's LOCAL port
         assert hosts[0].ip in hosts[0].exec("ip", "-br", "addr", "show", "mr-phy")
+        # our vswitchd runs at nice -10, as ovs-ctl starts it, and so does its
+        # session's scheduling group where the kernel groups by session
+        pid = hosts[0].pid("ovs-vswitchd")
+        assert pid is not None
+        nice, group = await trio.to_thread.run_sync(priority, pid)
+        assert nice == -10 and group in ("", "-10"), (nice, group)
 
     run_lab(lab, hosts, body)
     # stopped: our daemons are gone and ul0 has its address back

@@ -22,7 +22,8 @@ def test_settings_refuse_bad_names_and_ranges(tmp_path: Path) -> None:
     for bad in ({"bridge": "x" * 16}, {"bridge": "a b"}, {"phy_bridge": "mr-int"},
                 {"vxlan_port": 0}, {"container_mtu": 100}, {"probe_interval": 0},
                 {"pmd_cpu_mask": "0x0"}, {"pmd_cpu_mask": "core1"}, {"pmd_cpu_mask": ""},
-                {"pmd_max_sleep_us": -1}, {"pmd_max_sleep_us": 10_001}):
+                {"pmd_max_sleep_us": -1}, {"pmd_max_sleep_us": 10_001},
+                {"vswitchd_nice": -21}, {"vswitchd_nice": 20}):
         with pytest.raises(ConfigError):
             OvsSettings(data_dir=tmp_path, **bad)  # type: ignore[arg-type]
 
@@ -110,3 +111,11 @@ def test_a_loopback_router_never_guesses_an_underlay_device(tmp_path: Path) -> N
                                 None)
         with pytest.raises(UnavailableError, match="--underlay-dev"):
             trio.run(bridge.discover)
+
+
+def test_vswitchd_is_started_through_nice_when_a_priority_is_asked() -> None:
+    from meshrouter.dataplane.ovs.daemons import priority_prefix
+
+    assert priority_prefix(None) == []
+    assert priority_prefix(-10) == ["nice", "-n", "-10"]
+    assert OvsSettings(data_dir=Path("/tmp")).vswitchd_nice == -10  # ovs-ctl's default

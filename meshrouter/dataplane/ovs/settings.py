@@ -74,6 +74,10 @@ class OvsSettings:
     verify_interval: float = 5.0
     """How often it counts our flows and checks the ports (one tool call each)."""
     tool_timeout: float = 10.0
+    vswitchd_nice: int | None = -10
+    """Own daemons: the nice of ovs-vswitchd (and of its autogroup), as OVS's
+    ``ovs-ctl`` starts it, so containers busy on the CPU do not starve the
+    datapath (``daemons.py``); None: the router's own priority."""
     handler_threads: int | None = 1
     """Own daemons: OVS handler/revalidator threads (1 on small shared machines)."""
 
@@ -90,6 +94,8 @@ class OvsSettings:
         if self.pmd_cpu_mask is not None and not _is_cpu_mask(self.pmd_cpu_mask):
             raise ConfigError(f"invalid PMD CPU mask {self.pmd_cpu_mask!r} "
                               "(a non-zero hex mask such as 0x2)")
+        if self.vswitchd_nice is not None and not -20 <= self.vswitchd_nice <= 19:
+            raise ConfigError(f"nice {self.vswitchd_nice} out of range (-20..19)")
         if not 0 <= self.pmd_max_sleep_us <= 10_000:
             raise ConfigError(f"PMD sleep of {self.pmd_max_sleep_us} us out of range "
                               "(0-10000)")
