@@ -74,7 +74,9 @@ FEATURE_OPTIONS = [
         default="auto",
         show_default=True,
         help="netdev ports: auto: AF_XDP where this host supports it (probed once; the "
-        "first port decides), else AF_PACKET; afxdp-pmd: AF_XDP polled by PMD threads.",
+        "first port decides), polled by a PMD thread on hosts with 4+ CPUs, else AF_PACKET; "
+        "afxdp: AF_XDP polled by vswitchd's main thread; afxdp-pmd: by a PMD thread. "
+        "Ports whose MTU is above 3698 always use AF_PACKET.",
     ),
     click.option(
         "--xdp-mode",
@@ -82,6 +84,20 @@ FEATURE_OPTIONS = [
         default="generic",
         show_default=True,
         help="XDP mode of AF_XDP ports (generic was as fast as native on veth here).",
+    ),
+    click.option(
+        "--pmd-cpu-mask",
+        default=None,
+        help="PMD ports: the cores of OVS's polling threads (hex, e.g. 0x2; "
+        "default: the last CPU the router may use).",
+    ),
+    click.option(
+        "--pmd-max-sleep",
+        "pmd_max_sleep_us",
+        type=click.IntRange(0, 10000),
+        default=100,
+        show_default=True,
+        help="PMD ports: microseconds an idle PMD may sleep per poll (0: spin).",
     ),
     click.option(
         "--port-pool",
@@ -170,6 +186,8 @@ def make_datapath(options: dict[str, Any], data_dir: Path, listen_host: str) -> 
         own_daemons=own_daemons[options["ovs_daemons"]],
         port_io=options["port_io"],
         xdp_mode=options["xdp_mode"],
+        pmd_cpu_mask=options["pmd_cpu_mask"],
+        pmd_max_sleep_us=options["pmd_max_sleep_us"],
         port_pool=options["port_pool"],
     )
     return OvsDatapath(settings)
