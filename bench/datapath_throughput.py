@@ -3,7 +3,7 @@
 One command, one run, one machine (issue 9's benchmark):
 
     python bench/datapath_throughput.py [--seconds 5] [--reps 1] [--io auto,afpacket,afxdp-pmd]
-        [--jumbo] [--control] [--no-relay] [--flows product|lab] [--counters]
+        [--jumbo] [--control] [--nice0] [--no-relay] [--flows product|lab] [--counters]
 
 Rows:
 
@@ -12,14 +12,19 @@ Rows:
 * meshrouter OVS (userspace datapath, ``OvsDatapath``, the flow table the
   product builds -- ``--flows lab`` installs ovs-lab's hand-written one
   instead) for each ``--io``: ``auto`` (AF_XDP non-PMD where it works),
-  ``afpacket``, ``afxdp-pmd`` (PMD threads pinned one core per host:
-  ``pmd_cpu_mask`` 0x1 on h1 and h3, 0x2 on h2, as the lab did); direct
+  ``afpacket``, ``afxdp-pmd`` (PMD threads pinned one core per host, as on
+  separate machines: ``pmd_cpu_mask`` 0x1 on h1 and h3, 0x2 on h2, as the lab
+  did; ``auto`` uses the same masks where it picks a PMD, on 4+ CPUs); direct
   (c1 -> c2) and relayed (c1 -> c3 through h2, the h1-h3 underlay blocked);
 * ``--jumbo``: kernel VXLAN and OVS ``auto`` again over a 9,000-byte underlay
   (containers 8,950), ratios against the kernel on the same underlay;
 * ``--control``: ovs-lab's own hand-made setup (03_overlay.sh: its bridges,
   ``ethtool -K eth0 tx off`` containers, its flows) with AF_XDP non-PMD ports,
-  in unique namespaces -- the lab's number measured in this run, beside ours.
+  in unique namespaces -- the lab's number measured in this run, beside ours
+  (its vswitchd at the product's nice -10, so only the set-ups differ);
+* ``--nice0``: OVS ``auto`` with vswitchd at nice 0 instead of the product's
+  -10: what the priority is worth under the machine's current load (nothing
+  on a quiet machine).
 
 Where the time goes (second table, from the kernel's and OVS's own counters for
 each OVS run): per vswitchd, the share of a core it ran (``schedstat`` run
@@ -51,12 +56,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from meshrouter.dataplane.core.pipeline import TUNNEL_PORT
 from meshrouter.dataplane.core.table import FlowInputs, PortInfo, build_flows
-from meshrouter.dataplane.ovs import OvsDatapath, flowsync
+from meshrouter.dataplane.ovs import OvsDatapath
 from meshrouter.endpoints.model import make_endpoint
 from meshrouter.names import PeerName
 from meshrouter.node.datapath import PortRequest
+from tests.integration.baselines import control_lab, kernel_lab
 from tests.integration.flows import lab_flows
 from tests.integration.lab import Container, Host, Lab, lab_skip_reason, sh
 
@@ -140,86 +145,6 @@ def vswitchd_threads(pid: int | None) -> dict[str, tuple[int, int, int]]:
         prev = out.get(kind, (0, 0, 0))
         out[kind] = (prev[0] + run, prev[1] + wait, prev[2] + kernel)
     return out
-
-
-def kernel_lab(lab: Lab, mtu: int) -> tuple[list[Host], list[Container]]:
-    """Two hosts with kernel VXLAN + Linux bridge over ``ul0`` (ovs-lab 05), a
-    container each at ``mtu`` less the VXLAN overhead, default offloads."""
-    hosts = [lab.add_host(mtu=mtu), lab.add_host(mtu=mtu)]
-    containers = []
-    inner = str(mtu - 50)
-    for h in hosts:
-        c = lab.add_container(h)
-        containers.append(c)
-        sh("ip", "-n", h.ns, "link", "add", "vxlan0", "type", "vxlan", "id", "4242",
-           "dstport", "4789", "local", h.ip, "dev", "ul0", "nolearning")
-        sh("ip", "-n", h.ns, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", h.ns, "link", "set", "vxlan0", "master", "br0", "up")
-        sh("ip", "link", "add", "eth0", "netns", c.ns, "mtu", inner, "type", "veth",
-           "peer", "name", "c-p", "netns", h.ns, "mtu", inner)
-        sh("ip", "-n", h.ns, "link", "set", "c-p", "master", "br0", "up")
-        sh("ip", "-n", h.ns, "link", "set", "br0", "up")
-        sh("ip", "-n", c.ns, "addr", "add", f"{c.ip}/16", "dev", "eth0")
-        sh("ip", "-n", c.ns, "link", "set", "eth0", "up")
-    for h, other in ((hosts[0], hosts[1]), (hosts[1], hosts[0])):
-        sh("ip", "netns", "exec", h.ns, "bridge", "fdb", "append", "00:00:00:00:00:00",
-           "dev", "vxlan0", "dst", other.ip)
-    return hosts, containers
-
-
-def control_lab(lab: Lab) -> tuple[list[Host], list[Container]]:
-    """ovs-lab 02 + 03 by hand in two of our hosts: its daemons, bridges, containers
-    (``ethtool -K eth0 tx off``) and flows, every port AF_XDP non-PMD generic."""
-    hosts = [lab.add_host(), lab.add_host()]
-    containers = [lab.add_container(h) for h in hosts]
-    xdp = ["type=afxdp-nonpmd", "options:xdp-mode=generic"]
-    for h in hosts:
-        d = h.base / "ovs"
-        for sub in ("run", "db", "log", "etc"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        env = ["env", f"OVS_RUNDIR={d}/run", f"OVS_DBDIR={d}/db", f"OVS_LOGDIR={d}/log",
-               f"OVS_SYSCONFDIR={d}/etc"]
-        sh("ovsdb-tool", "create", f"{d}/db/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
-        sh("ip", "netns", "exec", h.ns, *env, "ovsdb-server", f"{d}/db/conf.db",
-           f"--remote=punix:{d}/run/db.sock", f"--pidfile={d}/run/ovsdb-server.pid",
-           "--detach", f"--log-file={d}/log/ovsdb-server.log",
-           f"--unixctl={d}/run/ovsdb-server.ctl")
-        h.ovs("ovs-vsctl", "--no-wait", "init")
-        h.ovs("ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".",
-              "other_config:n-handler-threads=1", "other_config:n-revalidator-threads=1")
-        sh("ip", "netns", "exec", h.ns, *env, "ovs-vswitchd", f"unix:{d}/run/db.sock",
-           f"--pidfile={d}/run/ovs-vswitchd.pid", "--detach",
-           f"--log-file={d}/log/ovs-vswitchd.log")
-        h.ovs("ovs-vsctl", "--", "add-br", "br-phy", "--", "set", "bridge", "br-phy",
-              "datapath_type=netdev", "--", "add-port", "br-phy", "ul0",
-              "--", "set", "interface", "ul0", *xdp,
-              "--", "add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev",
-              "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
-              "--", "add-port", "br-int", "vxlan0", "--", "set", "interface", "vxlan0",
-              "type=vxlan", f"ofport_request={TUNNEL_PORT}", "options:remote_ip=flow",
-              "options:key=flow")
-        sh("ip", "-n", h.ns, "addr", "del", f"{h.ip}/24", "dev", "ul0")
-        sh("ip", "-n", h.ns, "link", "set", "br-phy", "up")
-        sh("ip", "-n", h.ns, "addr", "add", f"{h.ip}/24", "dev", "br-phy")
-        for c in h.containers:
-            sh("ip", "link", "add", "eth0", "netns", c.ns, "address", c.mac, "mtu", "1450",
-               "type", "veth", "peer", "name", f"{c.name}-p", "netns", h.ns, "mtu", "1450")
-            sh("ip", "-n", c.ns, "addr", "add", f"{c.ip}/16", "dev", "eth0")
-            sh("ip", "-n", c.ns, "link", "set", "eth0", "up")
-            sh("ip", "-n", h.ns, "link", "set", f"{c.name}-p", "up")
-            sh("ip", "netns", "exec", c.ns, "ethtool", "-K", "eth0", "tx", "off")
-            h.ovs("ovs-vsctl", "add-port", "br-int", f"{c.name}-p", "--", "set", "interface",
-                  f"{c.name}-p", "ofport_request=2", *xdp)
-    for h in hosts:
-        table = flowsync.desired_table(lab_flows(h, containers, {c.name: 2 for c in h.containers}))
-        path = h.base / "flows.txt"
-        path.write_text("\n".join(table.values()) + "\n")
-        h.ovs("ovs-ofctl", "-O", "OpenFlow13", "--bundle", "replace-flows", "br-int", str(path))
-    for a in hosts:
-        for b in hosts:
-            if a is not b:  # warm OVS's tunnel neighbour cache (NOTES P3)
-                a.exec("ping", "-c1", "-W1", b.ip, check=False)
-    return hosts, containers
 
 
 # -- measuring -------------------------------------------------------------------------
@@ -320,12 +245,13 @@ def _ping_ok(a: Container, b: Container) -> None:
     raise RuntimeError(f"{a.name} cannot reach {b.name}")
 
 
-def ovs_runs(port_io: str, mtu: int, rows: dict[str, Row], args: argparse.Namespace) -> str:
+def ovs_runs(port_io: str, mtu: int, rows: dict[str, Row], args: argparse.Namespace,
+             nice: int | None = -10) -> str:
     """Direct (and relayed) OVS paths with ports on ``port_io``; returns the I/O in use."""
     lab = Lab(subnet=78)
     used = "?"
     jumbo = f" MTU {mtu}" if mtu != 1500 else ""
-    label = f"OVS {port_io}{jumbo}"
+    label = f"OVS {port_io}{jumbo}" + (", vswitchd at nice 0" if nice is None else "")
     baseline = f"kernel VXLAN + bridge{jumbo}"
     try:
         hosts = [lab.add_host(mtu=mtu) for _ in range(3)]
@@ -340,10 +266,12 @@ def ovs_runs(port_io: str, mtu: int, rows: dict[str, Row], args: argparse.Namesp
 
         async def main() -> None:
             nonlocal used
-            dps = [OvsDatapath(h.settings(
-                port_io=port_io, verify_interval=30, probe_interval=1.0,
-                pmd_cpu_mask=PMD_MASKS[h.index] if port_io == "afxdp-pmd" else None))
-                for h in hosts]
+            # a PMD (afxdp-pmd, or auto on 4+ CPUs) gets its own core per host, as
+            # on separate machines; the mask is ignored where the main thread polls
+            dps = [OvsDatapath(h.settings(port_io=port_io, verify_interval=30,
+                                          probe_interval=1.0, pmd_cpu_mask=PMD_MASKS[h.index],
+                                          vswitchd_nice=nice))
+                   for h in hosts]
             async with trio.open_nursery() as nursery:
                 for dp in dps:
                     await nursery.start(dp.run)
@@ -354,13 +282,14 @@ def ovs_runs(port_io: str, mtu: int, rows: dict[str, Row], args: argparse.Namesp
                 for dp, h in zip(dps, hosts, strict=True):
                     await dp.apply(flows(h, ports))
                 io = dps[0].status()["port_io"]
-                used = f"underlay {io['underlay']}, containers {', '.join(io['containers'])}"
+                used = (f"underlay {io['underlay']}, containers {', '.join(io['containers'])}"
+                        f", polled by {io['threads']}")
                 print(f"  {label}: {used}; container MTU {dps[0].status()['container_mtu']}",
                       flush=True)
                 await trio.to_thread.run_sync(_ping_ok, c1, c2)
                 await trio.to_thread.run_sync(
                     measure, rows, f"{label} direct", baseline, c1, c2, args, lab, hosts[:2])
-                if args.no_relay or mtu != 1500:
+                if args.no_relay or mtu != 1500 or nice is None:
                     nursery.cancel_scope.cancel()
                     return
                 lab.block(hosts[0], hosts[2])
@@ -454,6 +383,9 @@ def main() -> None:
                         help="also kernel VXLAN and OVS auto over a 9,000-byte underlay")
     parser.add_argument("--control", action="store_true",
                         help="also ovs-lab's hand-made setup (03_overlay.sh, AF_XDP)")
+    parser.add_argument("--nice0", action="store_true",
+                        help="also OVS auto with vswitchd at nice 0 (the product starts it "
+                        "at -10): what the priority buys under the machine's load")
     parser.add_argument("--no-relay", action="store_true", help="skip the relayed rows")
     parser.add_argument("--flows", choices=["product", "lab"], default="product")
     parser.add_argument("--counters", action="store_true",
@@ -469,6 +401,9 @@ def main() -> None:
     for port_io in args.io.split(","):
         print(f"OVS, port_io={port_io}", flush=True)
         used[f"OVS {port_io}"] = ovs_runs(port_io, 1500, rows, args)
+    if args.nice0:
+        print("OVS, port_io=auto, vswitchd at nice 0", flush=True)
+        used["OVS auto, nice 0"] = ovs_runs("auto", 1500, rows, args, nice=None)
     if args.control:
         print("control: ovs-lab hand-made", flush=True)
         control_runs(rows, args)
