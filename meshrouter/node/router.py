@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshrouter.config import RouterConfig
 from meshrouter.dialing.admission import Duplicate, duplicate_decision, eviction_candidate
-from meshrouter.dialing.discovery_policy import discovered_targets
+from meshrouter.dialing.discovery_policy import CandidateCache, discovered_targets
 from meshrouter.dialing.targets import TargetTable
 from meshrouter.errors import (
     ConnectionLimitError,
@@ -53,6 +53,9 @@ from meshrouter.topology.topology import Topology
 from meshrouter.wire.messages import Message
 
 log = logging.getLogger(__name__)
+
+DISCOVERY_REFRESH = 5.0
+"""Seconds a discovery candidate list is kept while the known peers stay the same."""
 
 
 def _default_key_factory() -> X25519PrivateKey:
@@ -95,6 +98,7 @@ class Router:
         self.gossip.on_outgoing = self._wake_sender
         self.gossip.set_routes(CurrentRoutes(self.topology))
         self.targets = TargetTable(config.timing.backoff)
+        self._candidates = CandidateCache(max_age=DISCOVERY_REFRESH)
         self.direct_peers = DirectPeers(self.storage, self.targets)
         self.connections: dict[PeerName, PeerConnection] = {}
         self.transient: dict[PeerName, PeerConnection] = {}
@@ -402,10 +406,13 @@ class Router:
     def _update_discovery(self, change: TopologyChange) -> None:
         """Discovery follows every topology change; also drops forgotten targets
         once their connection has ended."""
+        now = trio.current_time()
         candidates = (
             discovered_targets(
                 local=self.name,
-                candidates=self.topology.discovery_candidates,
+                candidates=lambda: self._candidates.get(
+                    peers=change.routes.graph.members(), ours=self.topology.local_record,
+                    now=now, compute=self.topology.discovery_candidates),
                 degree=self._degree,
                 connections=len(self.connections),
                 conn_limit=self.config.mesh.conn_limit,
@@ -414,7 +421,7 @@ class Router:
             if self.config.mesh.discovery
             else {}
         )
-        self.targets.set_discovered(candidates, trio.current_time())
+        self.targets.set_discovered(candidates, now)
         self.dialer.wake()
 
     def _emit(self, kind: str, detail: str) -> None:
