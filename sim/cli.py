@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from meshrouter.errors import ConfigError
 from meshrouter.ipam.address_range import AddressRange
-from sim.runner import SCENARIOS, SimOptions, SimResult, run_simulation
+from sim.runner import SCENARIOS, SimOptions, SimResult, current_rss_kib, run_simulation
 
 
 def _print_summary(console: Console, result: SimResult) -> None:
@@ -146,6 +147,11 @@ def _check_range(value: str) -> str:
 )
 @click.option("--no-ipam", is_flag=True, help="Run the routers without IPAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--progress-every", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+    help="Also print a progress line (phase, simulated time, agreement, wall time, RSS) to "
+    "stderr every SECONDS of wall time: for long runs without a terminal.",
+)
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a convergence plot (PNG).")
 def main(
     peers: int,
@@ -164,6 +170,7 @@ def main(
     allocations: int,
     no_ipam: bool,
     as_json: bool,
+    progress_every: float,
     plot: Path | None,
 ) -> None:
     """Run N real routers in one process on a simulated clock and network."""
@@ -203,9 +210,17 @@ def main(
         disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("sim", total=1.0, phase="start", simtime=0.0)
+        started = time.perf_counter()
+        last = [started]
 
         def report(phase: str, now: float, fraction: float) -> None:
             progress.update(task, completed=fraction, phase=phase, simtime=now)
+            wall = time.perf_counter()
+            if progress_every and wall - last[0] >= progress_every:
+                last[0] = wall
+                click.echo(f"progress: {phase} sim {now:.1f} s, {fraction * 100:.1f}% agree, "
+                           f"wall {wall - started:.0f} s, RSS {current_rss_kib() / 1024:.0f} MiB",
+                           err=True)
 
         result = run_simulation(options, progress=report)
     if as_json:

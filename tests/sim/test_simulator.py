@@ -132,7 +132,8 @@ def test_broken_route_is_caught_and_reported_with_the_seed() -> None:
 def test_cli_json_and_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
     plot = tmp_path / "conv.png"
     out = subprocess.run(
-        [sys.executable, "-m", "sim", "--peers", "6", "--seed", "4", "--json", "--plot", str(plot)],
+        [sys.executable, "-m", "sim", "--peers", "6", "--seed", "4", "--json", "--plot", str(plot),
+         "--progress-every", "1e-9"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -143,3 +144,4 @@ def test_cli_json_and_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert data["gossip"]["topology"]["messages"] > 0
     assert len(data["event_digest"]) == 64
     assert plot.stat().st_size > 1000
+    assert "progress: join sim " in out.stderr and "% agree, wall " in out.stderr
