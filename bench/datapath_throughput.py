@@ -2,7 +2,7 @@
 
 One command, one run, one machine (issue 9's benchmark):
 
-    python bench/datapath_throughput.py [--seconds 5] [--reps 1] [--io auto,afpacket,afxdp-pmd]
+    python bench/datapath_throughput.py [--seconds 5] [--reps 1] [--io auto,afxdp,afpacket]
         [--jumbo] [--control] [--nice0] [--no-relay] [--flows product|lab] [--counters]
 
 Rows:
@@ -11,10 +11,11 @@ Rows:
   plain veth host to host over the same underlay bridge (no overlay);
 * meshrouter OVS (userspace datapath, ``OvsDatapath``, the flow table the
   product builds -- ``--flows lab`` installs ovs-lab's hand-written one
-  instead) for each ``--io``: ``auto`` (AF_XDP non-PMD where it works),
-  ``afpacket``, ``afxdp-pmd`` (PMD threads pinned one core per host, as on
-  separate machines: ``pmd_cpu_mask`` 0x1 on h1 and h3, 0x2 on h2, as the lab
-  did; ``auto`` uses the same masks where it picks a PMD, on 4+ CPUs); direct
+  instead) for each ``--io``: ``auto`` (AF_XDP where it works, polled by a PMD
+  thread on 2+ CPUs), ``afxdp`` (AF_XDP polled by vswitchd's main thread),
+  ``afpacket``, ``afxdp-pmd``; a PMD is pinned to one core per host, as on
+  separate machines (``pmd_cpu_mask`` 0x1 on h1 and h3, 0x2 on h2, as the lab
+  did); direct
   (c1 -> c2) and relayed (c1 -> c3 through h2, the h1-h3 underlay blocked);
 * ``--jumbo``: kernel VXLAN and OVS ``auto`` again over a 9,000-byte underlay
   (containers 8,950), ratios against the kernel on the same underlay;
@@ -266,7 +267,7 @@ def ovs_runs(port_io: str, mtu: int, rows: dict[str, Row], args: argparse.Namesp
 
         async def main() -> None:
             nonlocal used
-            # a PMD (afxdp-pmd, or auto on 4+ CPUs) gets its own core per host, as
+            # a PMD (afxdp-pmd, or auto on 2+ CPUs) gets its own core per host, as
             # on separate machines; the mask is ignored where the main thread polls
             dps = [OvsDatapath(h.settings(port_io=port_io, verify_interval=30,
                                           probe_interval=1.0, pmd_cpu_mask=PMD_MASKS[h.index],
@@ -377,7 +378,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1)
-    parser.add_argument("--io", default="auto,afpacket,afxdp-pmd",
+    parser.add_argument("--io", default="auto,afxdp,afpacket",
                         help="comma-separated port I/O of the OVS rows")
     parser.add_argument("--jumbo", action="store_true",
                         help="also kernel VXLAN and OVS auto over a 9,000-byte underlay")

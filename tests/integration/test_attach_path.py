@@ -151,7 +151,7 @@ def test_afxdp_where_it_works_and_afpacket_where_it_fails(
 
     trio.run(main)
     io1, io2 = seen["io"]  # type: ignore[misc]
-    kind = "afxdp" if len(os.sched_getaffinity(0)) >= 4 else "afxdp-nonpmd"  # PMD from 4 CPUs
+    kind = "afxdp" if len(os.sched_getaffinity(0)) >= 2 else "afxdp-nonpmd"  # PMD from 2 CPUs
     assert (io1["underlay"], io1["containers"]) == ("afxdp", ["afxdp"]), io1
     assert (io2["underlay"], io2["containers"]) == ("afpacket", ["afpacket"]), io2
     assert io2["why"].startswith(f"AF_XDP unusable here: {kind} "

@@ -50,7 +50,7 @@ class OvsSettings:
     """Default: underlay MTU minus the VXLAN overhead."""
     port_io: PortIo = "auto"
     """netdev only: ``auto`` tries AF_XDP where the host supports it (polled by a PMD
-    thread on hosts with 4 or more CPUs, else by the main thread), else AF_PACKET
+    thread on hosts with 2 or more CPUs, else by the main thread), else AF_PACKET
     (``portio.py``)."""
     xdp_mode: XdpMode = "generic"
     """AF_XDP ports' ``options:xdp-mode``: generic was as fast as native on veth
