@@ -77,10 +77,11 @@ from meshrouter.wire.pake import (
 from meshrouter.wire.session import Session
 
 # Protocol 3 adds per-link topology deltas (ten-field items that a version-2
-# router refuses as malformed), so version-2 routers are refused at the
-# handshake on both sides with a version message instead.
-PROTOCOL_MIN_VERSION = 3
-PROTOCOL_MAX_VERSION = 3
+# router refuses as malformed); protocol 4 adds bucketed topology digests
+# (first bytes 0x02/0x03, malformed to a version-3 router).  Older routers are
+# refused at the handshake on both sides with a version message instead.
+PROTOCOL_MIN_VERSION = 4
+PROTOCOL_MAX_VERSION = 4
 MAGIC = b"meshrtr"
 WEAVE_MAGIC = b"weave"
 FLAG_PLAINTEXT = 0
