@@ -343,6 +343,8 @@ def test_a_jumbo_underlay_gives_containers_its_mtu_minus_the_vxlan_overhead(lab:
     async def body(dps: list[OvsDatapath], nursery: trio.Nursery) -> None:
         ports = await attach_all(dps, hosts)
         assert dps[0].status()["container_mtu"] == 8950
+        # only AF_PACKET ports so far: whatever was asked, the main thread polls them
+        assert dps[0].status()["port_io"]["threads"] == "vswitchd's main thread"
         assert "mtu 8950" in c1.exec("ip", "link", "show", "eth0")
         assert "mtu 9000" in hosts[0].exec("ip", "link", "show", "mr-phy")
         given = lab.add_container(hosts[0])

@@ -234,8 +234,9 @@ class OvsDatapath:
                 "next": self._io.wanted(),
                 "why": self._io_why(),
                 "threads": portio.threads(
-                    self._io.wanted(), self.settings.pmd_cpu_mask,
-                    self.settings.pmd_max_sleep_us, self._io.cpus),
+                    self._io.wanted() if "afxdp" in {underlay.io if underlay else None, *ios}
+                    else "afpacket",  # AF_PACKET ports: the main thread polls them
+                    self.settings.pmd_cpu_mask, self.settings.pmd_max_sleep_us, self._io.cpus),
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
