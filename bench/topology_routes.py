@@ -1,7 +1,8 @@
 """Benchmark: shared route graphs for a 1,000-peer mesh of average degree ~24.
 
-Prints the time to build one ``RouteGraph``, to compute all 1,000 broadcast
-trees, for 1,000 ``Topology`` instances holding the same records to get their
+Prints the time to build one ``RouteGraph``, to compute all 1,000 BFS trees
+(distance arrays), to patch a tree after one link changed instead of running a
+BFS, for 1,000 ``Topology`` instances holding the same records to get their
 routes (one graph build, 999 cache hits), and the memory of one graph.
 
     python bench/topology_routes.py [--peers 1000] [--degree 24] [--seed 1]
@@ -23,6 +24,7 @@ from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
 from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import ConnectionRecord, PeerRecord, records_fingerprint
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, RouteGraph
+from meshrouter.topology.route_trees import bfs_distances, differing_slots, patch_distances
 from meshrouter.topology.topology import Topology
 
 
@@ -111,14 +113,26 @@ def main() -> None:
           lambda: RouteGraph(changed, changed_fingerprint, parent=parent), repeat=5)
 
     graph = RouteGraph(records, fingerprint, max_trees=args.peers)
-    timed("first broadcast tree (also learns the component)",
-          lambda: graph.broadcast_tree(origins[0]))
-    timed(f"all {len(origins)} broadcast trees",
-          lambda: [graph.broadcast_tree(o) for o in origins[1:]])
-    timed(f"unicast BFS from {len(origins)} routers (first_hops)",
-          lambda: [graph.first_hops(i) for i in range(len(origins))])
+    slots = [graph.slot_of(o) for o in origins]
+    assert all(slot is not None for slot in slots)
+    adjacency = graph.symmetric
+    bfs = timed("one BFS tree (distance array) from scratch",
+                lambda: bfs_distances(adjacency, slots[0] or 0), repeat=5)
+    timed(f"all {len(origins)} BFS trees from scratch",
+          lambda: [bfs_distances(adjacency, s or 0) for s in slots])
+    derived = RouteGraph(changed, changed_fingerprint, parent=parent)
+    tree = bfs_distances(adjacency, slots[0] or 0)
+    diff = differing_slots(adjacency, derived.symmetric)
+    patch = timed("patch that tree for the graph without one link (diff + patch)",
+                  lambda: patch_distances(tree, adjacency, derived.symmetric,
+                                          differing_slots(adjacency, derived.symmetric)),
+                  repeat=5)
+    print(f"{'':<58} {len(diff)} slots differ; patch/BFS = {patch / bfs:.2f}")
+    back = patch_distances(tree, adjacency, derived.symmetric, diff)
+    timed("patch it back (one link added)",
+          lambda: patch_distances(back, derived.symmetric, adjacency, diff), repeat=5)
     timed(f"control-plane BFS from {len(origins)} routers (first_hops_any)",
-          lambda: [graph.first_hops_any(i) for i in range(len(origins))])
+          lambda: [graph.first_hops_any(s or 0) for s in slots])
 
     print(f"setting up {len(records)} Topology instances with the same records ...", flush=True)
     topologies = topologies_with(records)
@@ -145,7 +159,7 @@ def main() -> None:
     graph = RouteGraph(records, fingerprint)
     empty_size = _grown_since(before)
     for o in origins[:graph.max_trees]:
-        graph.broadcast_tree(o)
+        graph.distances(graph.slot_of(o) or 0)
     full_size = _grown_since(before)
     tracemalloc.stop()
     print(f"{'memory of one RouteGraph (no trees)':<58} {empty_size / 1024:10.1f} KiB")
