@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshrouter.ipam.address_range import format_address
+from meshrouter.ipam.ring import FREEZE_BUMP
 from meshrouter.ipam.service import ipam_of
 from meshrouter.names import PeerName
 from meshrouter.node.router import Router
@@ -233,7 +234,10 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
     address above every address it handed out there and above the entry's floor
     -- space it can give by a split without risking a duplicate.  Free addresses
     below ones in use are not counted: giving them would need a split in the
-    middle of an entry, which donation does not do.
+    middle of an entry, which donation does not do.  Nor is an entry made by a
+    split whose donor entry was since frozen by a reclaim from a view without
+    the split (the freeze's version is below the split's plus the freeze bump):
+    the reclaimer took that space and may have handed it out (campaign seed 75).
     """
     component = next((c for c in cluster.components()
                       if any(h.name == requester for h in c)), [])
@@ -260,6 +264,11 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
             entry = ring.entries[token]
             if entry.owner != host.name or entry.frozen:
                 continue
+            if entry.origin is not None:
+                donor = ring.entries.get(entry.origin[0])
+                if (donor is not None and donor.frozen
+                        and donor.version < entry.origin[1] + FREEZE_BUMP):
+                    continue  # a split the reclaim of its donor overtook
             end = tokens[i + 1] if i + 1 < len(tokens) else ring.end
             used = [a for a in core.user_of if token <= a < end]
             # Above the token: an entry's first address goes only with the whole

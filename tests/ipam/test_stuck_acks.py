@@ -25,9 +25,13 @@ the whole range in donations to get one address.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from meshrouter.ipam.founding import parse_founding
 from meshrouter.ipam.messages import SPACE_REQUEST, SpaceMessage
+from meshrouter.ipam.service import IpamService
 from meshrouter.names import PeerName, format_peer_name
+from sim.invariants import ipam_donors
 from tests.ipam.harness import CoreNet
 
 BASE = 0x5C0000000000
@@ -50,7 +54,8 @@ def assert_safe(net: CoreNet) -> None:
             assert core.ring.entry_at(address).owner == name
 
 
-def test_a_request_moves_on_from_an_entry_whose_split_can_never_settle() -> None:
+def lost_split() -> tuple[CoreNet, PeerName, PeerName, int]:
+    """Seed 165's schedule up to the heal: (net, D, R, R's lost split's token)."""
     # Founders in name order share a /26: D [0,16), F [16,32), G [32,48), H [48,64);
     # H is D's heir (the ring wraps).  R founds nothing.  As in the seed, the dead
     # entry lies below every address R can be given later, so it comes first in
@@ -84,6 +89,14 @@ def test_a_request_moves_on_from_an_entry_whose_split_can_never_settle() -> None
     ring = core_r.ring
     assert ring.entries[base].frozen and ring.entries[split].owner == r
     assert not ring.origin_settled(split)
+    return net, d, r, split
+
+
+def test_a_request_moves_on_from_an_entry_whose_split_can_never_settle() -> None:
+    net, d, r, split = lost_split()
+    core_r = net.cores[r]
+    ring = core_r.ring
+    assert ring is not None
     # Nobody can ever use or give it: R says it has nothing free.
     assert ring.notes[r].free == 0
     # R needs an address: it must get one elsewhere.
@@ -107,3 +120,21 @@ def test_a_request_moves_on_from_an_entry_whose_split_can_never_settle() -> None
     assert_safe(net)
     owned = sum(end - e.token for e, end in ring.owned_by(r) if e.token != split)
     assert owned <= 16, f"R took {owned} addresses in donations to get one"
+
+
+def test_the_campaign_judge_does_not_count_a_lost_split_as_donatable() -> None:
+    """``sim.invariants.ipam_donors`` (the judge of "no refusal while a peer could
+    give") must not count R: its only space is the lost split (seed 75 failed on it)."""
+    net, _d, r, _split = lost_split()
+    hosts = []
+    for name, core in net.cores.items():
+        service = IpamService(address_range=net.range, mode=core.mode,
+                              reclaim_after=RECLAIM_AFTER, tick=1.0)
+        service.core = core
+        router = SimpleNamespace(service=lambda _n, s=service: s)
+        hosts.append(SimpleNamespace(name=name, router=router))
+    cluster = SimpleNamespace(components=lambda: [hosts])
+    requester = next(n for n in net.cores if n != r)
+    donors = ipam_donors(cluster, requester)  # type: ignore[arg-type]
+    assert r not in donors
+    assert donors, "the other founders still have space to give"
