@@ -74,7 +74,7 @@ FEATURE_OPTIONS = [
         default="auto",
         show_default=True,
         help="netdev ports: auto: AF_XDP where this host supports it (probed once; the "
-        "first port decides), polled by a PMD thread on hosts with 4+ CPUs, else AF_PACKET; "
+        "first port decides), polled by a PMD thread on hosts with 2+ CPUs, else AF_PACKET; "
         "afxdp: AF_XDP polled by vswitchd's main thread; afxdp-pmd: by a PMD thread. "
         "Ports whose MTU is above 3698 always use AF_PACKET.",
     ),
