@@ -12,14 +12,16 @@ record set, the sorted addresses of every peer; a router then only leaves out
 itself and the peers it is already connected to.  Like route graphs it is
 shared by record-set fingerprint (see ``snapshot_cache``): parsing every
 address of every record costs milliseconds at a thousand peers, and every
-simulated router wants the result after every topology change.
+simulated router wants the result after every topology change.  A router whose
+record set has no book yet derives one from its previous book by the names
+written since (``DialCandidates``), in O(changed x degree).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Container, Iterator, Mapping
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import MAX_PORT, PeerRecord
@@ -28,46 +30,114 @@ from meshrouter.topology.snapshot_cache import FingerprintCache
 DEFAULT_MAX_ADDRESS_BOOKS = 16
 
 
+Contribution = tuple[str, int]
+"""What one listed connection says about its peer: the host (canonical IP text)
+and, for an outbound connection, the port its owner dialled (else 0)."""
+
+
+def _contributions(record: PeerRecord) -> Iterator[tuple[PeerName, Contribution]]:
+    owner = record.name
+    for conn in record.connections:
+        if conn.peer == owner:
+            continue
+        parsed = _parse_host_port(conn.address)
+        if parsed is not None:
+            host, port = parsed
+            yield conn.peer, (host, port if conn.outbound else 0)
+
+
+def _compose(contributions: Mapping[Contribution, int], listen_port: int) -> tuple[str, ...]:
+    found: set[str] = set()
+    for host, port in contributions:
+        if listen_port:
+            found.add(f"{host}:{listen_port}")
+        if port:
+            found.add(f"{host}:{port}")
+    return tuple(sorted(found))
+
+
 class DialAddresses:
-    """Per known peer, the "ip:port" addresses other records suggest dialling it at."""
+    """Per known peer, the "ip:port" addresses other records suggest dialling it at.
 
-    __slots__ = ("_by_peer", "fingerprint")
+    Kept as counted *contributions* per peer (every record that lists it adds
+    its host, and the dialled port of an outbound link), whether or not the
+    peer has a record; addresses are composed with the peer's listen port only
+    when asked, and cached per peer.  So a book can be derived from the one of
+    a previous record set by the names written since (``changed``, a superset
+    is fine): subtract their old records' contributions, add their new ones'
+    -- O(changed x degree) instead of a scan of every link (a 200-peer join
+    spent a tenth of its CPU rebuilding books)."""
 
-    def __init__(self, records: Mapping[PeerName, PeerRecord], fingerprint: int) -> None:
-        """Scan every connection of ``records`` (not retained); ``fingerprint`` is the
-        set's ``records_fingerprint``, kept only to identify the snapshot."""
+    __slots__ = ("_addresses", "_by_peer", "_contrib", "_records", "fingerprint")
+
+    def __init__(self, records: Mapping[PeerName, PeerRecord], fingerprint: int, *,
+                 parent: DialAddresses | None = None,
+                 changed: Collection[PeerName] | None = None) -> None:
+        """Collect from ``records`` (a shallow copy is kept); ``fingerprint``
+        is the set's ``records_fingerprint``, kept only to identify it.  With
+        ``parent`` and ``changed`` (every name whose record differs from the
+        parent's, or more), derive from ``parent`` instead of scanning."""
         self.fingerprint = fingerprint
-        found: dict[PeerName, set[str]] = {}
-        for owner, record in records.items():
-            for conn in record.connections:
-                peer = conn.peer
-                if peer == owner:
-                    continue
-                target = records.get(peer)
-                if target is None:
-                    continue
-                parsed = _parse_host_port(conn.address)
-                if parsed is None:
-                    continue
-                host, port = parsed
-                addresses = found.get(peer)
-                if addresses is None:
-                    addresses = found[peer] = set()
-                if target.listen_port:
-                    addresses.add(f"{host}:{target.listen_port}")
-                if conn.outbound and port:
-                    addresses.add(f"{host}:{port}")
-        self._by_peer: list[tuple[PeerName, tuple[str, ...]]] = [
-            (peer, tuple(sorted(found[peer]))) for peer in sorted(found) if found[peer]
-        ]
+        self._records = dict(records)
+        self._by_peer: list[tuple[PeerName, tuple[str, ...]]] | None = None
+        if parent is None or changed is None:
+            self._contrib: dict[PeerName, dict[Contribution, int]] = {}
+            self._addresses: dict[PeerName, tuple[str, ...]] = {}
+            for record in self._records.values():
+                self._count(record, 1, None)
+            return
+        self._contrib = dict(parent._contrib)
+        self._addresses = dict(parent._addresses)
+        copied: set[PeerName] = set()
+        for name in changed:
+            old, new = parent._records.get(name), self._records.get(name)
+            if old is new:
+                continue
+            self._addresses.pop(name, None)  # its listen port may have changed
+            if old is not None:
+                self._count(old, -1, copied)
+            if new is not None:
+                self._count(new, 1, copied)
+
+    def _count(self, record: PeerRecord, sign: int, copied: set[PeerName] | None) -> None:
+        """Add (``sign`` 1) or take away (-1) what ``record`` contributes; the
+        per-peer tables of a derived book are copied before their first change
+        (``copied``), since the parent's are shared."""
+        contrib = self._contrib
+        for peer, key in _contributions(record):
+            counts = contrib.get(peer)
+            if copied is not None and peer not in copied:
+                counts = contrib[peer] = dict(counts) if counts is not None else {}
+                copied.add(peer)
+                self._addresses.pop(peer, None)
+            elif counts is None:
+                counts = contrib[peer] = {}
+            total = counts.get(key, 0) + sign
+            if total:
+                counts[key] = total
+            else:
+                del counts[key]
 
     def candidates(self, local: PeerName,
                    connected: Container[PeerName]) -> list[tuple[PeerName, str]]:
         """(peer, address) pairs for every peer but ``local`` and those in ``connected``,
         sorted by peer, then address."""
+        by_peer = self._by_peer
+        if by_peer is None:
+            by_peer = self._by_peer = []
+            records, addresses = self._records, self._addresses
+            for peer in sorted(self._contrib):
+                target = records.get(peer)
+                if target is None:
+                    continue
+                composed = addresses.get(peer)
+                if composed is None:
+                    composed = addresses[peer] = _compose(self._contrib[peer], target.listen_port)
+                if composed:
+                    by_peer.append((peer, composed))
         return [
             (peer, address)
-            for peer, addresses in self._by_peer
+            for peer, addresses in by_peer
             if peer != local and peer not in connected
             for address in addresses
         ]
@@ -76,6 +146,39 @@ class DialAddresses:
 SHARED_DIAL_ADDRESSES: FingerprintCache[DialAddresses] = FingerprintCache(
     DEFAULT_MAX_ADDRESS_BOOKS)
 """The process-wide cache ``Topology.discovery_candidates`` uses."""
+
+
+class DialCandidates:
+    """One router's dial candidates: the shared book of its record set (derived
+    from its previous book by the names written since), and its own list
+    cached until the record set changes."""
+
+    __slots__ = ("_book", "_fingerprint", "_list", "_written")
+
+    def __init__(self) -> None:
+        self._book: DialAddresses | None = None
+        self._written: set[PeerName] = set()
+        self._list: list[tuple[PeerName, str]] | None = None
+        self._fingerprint = 0
+
+    def written(self, name: PeerName) -> None:
+        """The record held for ``name`` was stored or dropped."""
+        self._written.add(name)
+
+    def candidates(self, records: Mapping[PeerName, PeerRecord], fingerprint: int,
+                   local: PeerName) -> list[tuple[PeerName, str]]:
+        """``DialAddresses.candidates`` for our records (a copy)."""
+        if self._list is None or self._fingerprint != fingerprint:
+            book = SHARED_DIAL_ADDRESSES.get(fingerprint)
+            if book is None:
+                parent = self._book
+                book = DialAddresses(records, fingerprint, parent=parent,
+                                     changed=self._written if parent is not None else None)
+                SHARED_DIAL_ADDRESSES.add(fingerprint, book)
+            self._book, self._written = book, set()
+            self._list = book.candidates(local, records[local].connected_peers())
+            self._fingerprint = fingerprint
+        return list(self._list)
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -55,7 +55,7 @@ from meshrouter.topology.deltas import (
     record_check,
     record_reaches,
 )
-from meshrouter.topology.discovery import SHARED_DIAL_ADDRESSES, DialAddresses
+from meshrouter.topology.discovery import DialCandidates
 from meshrouter.topology.limbo import MAX_LIMBO, Limbo, unreachable
 from meshrouter.topology.own_record import reissued
 from meshrouter.topology.peer_map import PeerMap
@@ -105,6 +105,7 @@ class Topology:
         self._records: dict[PeerName, PeerRecord] = {}
         self._fingerprint = 0
         self._route_dirty: set[PeerName] = set()  # names written since our graph was taken
+        self._dial = DialCandidates()
         self._store(local_name, PeerRecord(
             name=local_name,
             nickname=nickname,
@@ -122,8 +123,6 @@ class Topology:
         self.deltas_applied = 0   # per-link deltas that moved a record forward
         self.deltas_unusable = 0  # deltas whose base we lacked (or that failed their check)
         self._routes: Routes | None = None
-        self._candidates: list[tuple[PeerName, str]] | None = None
-        self._candidates_fingerprint = 0
         self._digests = anti_entropy.DigestState(self._records)
 
     # -- read access ---------------------------------------------------------------
@@ -335,18 +334,9 @@ class Topology:
         exact address another peer dialled it at (outbound), which is a listen
         address even behind a port mapping.  Sorted by peer, then address.
         The address book is shared by every router holding the same records
-        (see ``discovery``); our own list is cached until the records change.
+        and derived from our previous one (see ``discovery``).
         """
-        fingerprint = self._fingerprint
-        if self._candidates is None or self._candidates_fingerprint != fingerprint:
-            book = SHARED_DIAL_ADDRESSES.get(fingerprint)
-            if book is None:
-                book = DialAddresses(self._records, fingerprint)
-                SHARED_DIAL_ADDRESSES.add(fingerprint, book)
-            ours = self._records[self._local]
-            self._candidates = book.candidates(self._local, ours.connected_peers())
-            self._candidates_fingerprint = fingerprint
-        return list(self._candidates)
+        return self._dial.candidates(self._records, self._fingerprint, self._local)
 
     # -- anti-entropy ----------------------------------------------------------------------
 
@@ -399,6 +389,7 @@ class Topology:
         records = self._records
         previous = records.get(name)
         self._route_dirty.add(name)
+        self._dial.written(name)
         fingerprint = self._fingerprint ^ record_fingerprint(record)
         if previous is not None:
             fingerprint ^= record_fingerprint(previous)
@@ -409,6 +400,7 @@ class Topology:
         """Remove and return the record held for ``name``, keeping the fingerprint current."""
         record = self._records.pop(name)
         self._route_dirty.add(name)
+        self._dial.written(name)
         self._fingerprint ^= record_fingerprint(record)
         return record
 

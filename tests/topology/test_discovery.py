@@ -102,3 +102,38 @@ def test_routers_with_the_same_records_share_one_address_book() -> None:
     a.set_local_connections([conn(2), conn(3)])
     assert a.discovery_candidates() == [(4, "10.9.9.4:6783")]
     assert len(SHARED_DIAL_ADDRESSES) == 2
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.lists(address_records(), min_size=2, max_size=4), st.data())
+def test_an_address_book_derived_from_the_previous_one_equals_the_scan(
+        snapshots: list[dict[PeerName, PeerRecord]], data: st.DataObject) -> None:
+    # Each snapshot is the next record set; the derived book is told the names
+    # whose record differs (plus a few that do not: a superset is allowed).
+    book = DialAddresses(snapshots[0], 0)
+    previous = snapshots[0]
+    for step, records in enumerate(snapshots[1:], start=1):
+        changed = {n for n in previous.keys() | records.keys()
+                   if previous.get(n) != records.get(n)}
+        changed |= set(data.draw(st.sets(st.sampled_from(sorted(previous.keys() | records.keys())),
+                                         max_size=2)))
+        if data.draw(st.booleans()):
+            book.candidates(P(1), ())  # the parent composed (and cached) its addresses
+        book = DialAddresses(records, step, parent=book, changed=changed)
+        for local in records:
+            connected = records[local].connected_peers()
+            assert book.candidates(local, connected) == reference_candidates(records, local)
+        previous = records
+
+
+def test_a_topology_derives_its_address_book_from_its_previous_one() -> None:
+    SHARED_DIAL_ADDRESSES.clear()
+    topo = make_topology(1)
+    topo.set_local_connections([conn(2)])
+    topo.apply(PeerMap.of(record(2, connections=[conn(1), conn(3, outbound=False)]),
+                          record(3, connections=[conn(2)])), random.Random(0))
+    assert topo.discovery_candidates() == [(3, "10.0.0.3:6783")]
+    topo.apply(PeerMap.of(record(3, version=2, listen_port=7000, connections=[conn(2)])),
+               random.Random(0))
+    # Only 3's record changed: its listen port is in the new address.
+    assert topo.discovery_candidates() == [(3, "10.0.0.3:7000")]
