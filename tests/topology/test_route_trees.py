@@ -128,7 +128,7 @@ def view_histories(draw: st.DrawFn) -> list[dict[PeerName, PeerRecord]]:
     return views
 
 
-@PROPERTY
+@settings(deadline=None, max_examples=50)
 @given(view_histories(), view_histories(), st.randoms(use_true_random=False))
 def test_two_routers_deriving_their_views_in_turn_always_get_exact_routes(
         first: list[dict[PeerName, PeerRecord]], second: list[dict[PeerName, PeerRecord]],
@@ -146,7 +146,7 @@ def test_two_routers_deriving_their_views_in_turn_always_get_exact_routes(
         graph = RouteGraph(view, parent=graphs[-1] if graphs else None)
         graphs.append(graph)
         assert graph.links() == RouteGraph(view).links()
-        for local in [*sorted(view)[:3], P(0)]:
+        for local in [*sorted(view)[:2], P(0)]:
             routes, expected = Routes(graph, local), reference_routes(view, local)
             for origin in sorted(view):
                 assert routes.broadcast_next_hops(origin) == expected.broadcast_next_hops(origin)
