@@ -153,7 +153,8 @@ def changed_peers(old: PeerRecord, new_connections: tuple[ConnectionRecord, ...]
     return changed
 
 
-def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int]) -> None:
+def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int], *,
+               keep: int | None = None) -> None:
     """Give ``new`` (derived from ``old`` by changing the links of ``changed``,
     plus ``HEADER`` if the header changed) the log of ``old`` plus that step.
 
@@ -163,15 +164,24 @@ def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int]) -> None
     changes its record once per new link, dozens of times between two of its
     broadcasts; a log of the last 8 single-link steps made every one of those
     broadcasts a whole record.  Steps are kept while a delta from the oldest
-    would still carry no more links than the record has."""
+    would still carry no more links than the record has.
+
+    ``keep`` is a version no merge may erase as a step boundary: the owner
+    passes the one its next broadcast starts from, so that broadcast is an
+    exact delta however many changes came since (a joiner of a full mesh of
+    100 changes its record ~100 times in a few broadcasts; merged steps
+    reached back past the broadcast's base and made it a whole record), and
+    neighbours that hold that version get exact deltas in digest answers too."""
     steps: list[LogStep] = [(old.version, frozenset(changed)), *record_log(old)]
     while len(steps) > MAX_LOG_STEPS:
+        mergeable = [i for i in range(FINE_LOG_STEPS, len(steps) - 1) if steps[i][0] != keep]
+        if not mergeable:
+            mergeable = [i for i in range(len(steps) - 1) if steps[i][0] != keep]
         # The newest steps stay exact: most deltas go to holders of a recent
         # version (our last broadcast).  Among the older ones, merge the
         # adjacent pair with the fewest links (the oldest on a tie), so one
         # big step (the first connections) does not swallow the small ones.
-        at = min(range(FINE_LOG_STEPS, len(steps) - 1),
-                 key=lambda i: (len(steps[i][1]) + len(steps[i + 1][1]), -i))
+        at = min(mergeable, key=lambda i: (len(steps[i][1]) + len(steps[i + 1][1]), -i))
         steps[at:at + 2] = [(steps[at + 1][0], steps[at][1] | steps[at + 1][1])]
     limit = max(1, len(new.connections))
     kept: list[LogStep] = []

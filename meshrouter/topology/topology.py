@@ -106,6 +106,7 @@ class Topology:
         self._fingerprint = 0
         self._route_dirty: set[PeerName] = set()  # names written since our graph was taken
         self._dial = DialCandidates()
+        self._broadcast_base: int | None = None
         self._store(local_name, PeerRecord(
             name=local_name,
             nickname=nickname,
@@ -183,7 +184,7 @@ class Topology:
             return None
         lost = _lost_peers(ours, normalized)
         updated = replace(ours, version=ours.version + 1, connections=normalized)
-        derive_log(updated, ours, changed_peers(ours, normalized))
+        derive_log(updated, ours, changed_peers(ours, normalized), keep=self._broadcast_base)
         self._store(self._local, updated)
         changed: dict[PeerName, PeerRecord] = {self._local: updated}
         new_names: set[PeerName] = set()
@@ -372,6 +373,7 @@ class Topology:
         we last broadcast) catch up: the links that changed since, when our
         record's log reaches back that far, else our whole record."""
         ours = self._records[self._local]
+        self._broadcast_base = ours.version  # where the next one starts (see derive_log)
         delta = make_delta(ours, version)
         return PeerMap({ours.name: ours}) if delta is None else PeerMap.of_deltas(delta)
 

@@ -428,3 +428,24 @@ def test_routers_exchanging_deltas_in_any_order_with_losses_converge_after_repai
                     nodes[b].apply(PeerMap.decode(answer.encode()), random.Random(0))
     for node in nodes.values():
         assert node.records() == [nodes[n].local_record for n in names]
+
+
+def test_the_next_broadcast_is_an_exact_delta_however_many_changes_came_since() -> None:
+    # A joiner of a full mesh: its record gains a link per new connection,
+    # dozens between two broadcasts.  The version the next broadcast starts
+    # from stays a step boundary, so the broadcast carries exactly the links
+    # added since (not a whole record), and so does an answer to a neighbour
+    # that holds the last broadcast version.
+    topo = owner()
+    links = [conn(p) for p in range(2, 30)]
+    topo.set_local_connections(links)
+    for burst in (range(30, 45), range(45, 75)):
+        base = topo.local_record.version
+        topo.own_update_since(1)  # we broadcast now: the next one starts at ``base``
+        for p in burst:
+            links.append(conn(p))
+            topo.set_local_connections(links)
+        update = topo.own_update_since(base)
+        assert not update.records, "a whole record"
+        (delta,) = update.delta_list()
+        assert delta.base == base and delta.changed == tuple(conn(p) for p in burst)
