@@ -117,5 +117,8 @@ def test_vswitchd_is_started_through_nice_when_a_priority_is_asked() -> None:
     from meshrouter.dataplane.ovs.daemons import priority_prefix
 
     assert priority_prefix(None) == []
-    assert priority_prefix(-10) == ["nice", "-n", "-10"]
+    assert priority_prefix(-10, ours=0) == ["nice", "-n", "-10"]
+    # nice(1) is relative: a router running at nice 10 asks for -20 to reach -10
+    assert priority_prefix(-10, ours=10) == ["nice", "-n", "-20"]
+    assert priority_prefix(5, ours=-3) == ["nice", "-n", "8"]
     assert OvsSettings(data_dir=Path("/tmp")).vswitchd_nice == -10  # ovs-ctl's default

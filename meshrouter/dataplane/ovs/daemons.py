@@ -191,10 +191,17 @@ class OwnDaemons:
         log.error("%s (pid %d) would not die", daemon, pid)
 
 
-def priority_prefix(nice: int | None) -> list[str]:
-    """The command prefix that starts a program at ``nice`` (None: as we run).
-    ``nice(1)`` runs the program even when it may not raise its priority."""
-    return [] if nice is None else ["nice", "-n", str(nice)]
+def priority_prefix(nice: int | None, ours: int | None = None) -> list[str]:
+    """The command prefix that starts a program at the absolute nice ``nice``
+    (None: as we run).  ``nice(1)`` adds to the caller's own nice (``ours``, read
+    when not given), so a router that was itself started niced still gets its
+    vswitchd to ``nice``.  ``nice(1)`` runs the program even when it may not
+    raise its priority."""
+    if nice is None:
+        return []
+    if ours is None:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+    return ["nice", "-n", str(nice - ours)]
 
 
 def set_group_nice(pid: int, nice: int) -> bool:
