@@ -117,6 +117,8 @@ class DialAddresses:
                 counts[key] = total
             else:
                 del counts[key]
+                if not counts:  # a peer nobody lists any more leaves the book
+                    del contrib[peer]
 
     def candidates(self, local: PeerName,
                    connected: Container[PeerName]) -> list[tuple[PeerName, str]]:
