@@ -122,3 +122,19 @@ def test_vswitchd_is_started_through_nice_when_a_priority_is_asked() -> None:
     assert priority_prefix(-10, ours=10) == ["nice", "-n", "-20"]
     assert priority_prefix(5, ours=-3) == ["nice", "-n", "8"]
     assert OvsSettings(data_dir=Path("/tmp")).vswitchd_nice == -10  # ovs-ctl's default
+
+
+def test_pmd_settings_of_a_host_ovs_are_left_alone_unless_a_mask_is_given(
+        tmp_path: Path) -> None:
+    """PMD placement and sleep are switch-wide: an OVS the router did not start
+    keeps its operator's settings, unless the operator passed ``--pmd-cpu-mask``."""
+    from meshrouter.dataplane.ovs.datapath import OvsDatapath
+
+    external = OvsDatapath(OvsSettings(data_dir=tmp_path, port_io="afxdp-pmd"))
+    assert external._leaves_pmd_alone()
+    asked = OvsDatapath(OvsSettings(data_dir=tmp_path, port_io="afxdp-pmd",
+                                    pmd_cpu_mask="0x2"))
+    assert not asked._leaves_pmd_alone()
+    own = OvsDatapath(OvsSettings(data_dir=tmp_path, port_io="afxdp-pmd"))
+    own._daemons = object()  # type: ignore[assignment]  # as after starting our own
+    assert not own._leaves_pmd_alone()

@@ -233,7 +233,10 @@ class OvsDatapath:
                 "containers": sorted(ios),
                 "next": self._io.wanted(),
                 "why": self._io_why(),
-                "threads": portio.threads(
+                "threads": "PMD with the host OVS's own settings" if (
+                    self._leaves_pmd_alone() and self._io.wanted() == "afxdp-pmd"
+                    and "afxdp" in {underlay.io if underlay else None, *ios}
+                ) else portio.threads(
                     self._io.wanted() if "afxdp" in {underlay.io if underlay else None, *ios}
                     else "afpacket",  # AF_PACKET ports: the main thread polls them
                     self.settings.pmd_cpu_mask, self.settings.pmd_max_sleep_us, self._io.cpus),
@@ -286,6 +289,11 @@ class OvsDatapath:
         self._ready = False
         self._reason = reason
         self._installed = None
+
+    def _leaves_pmd_alone(self) -> bool:
+        """PMD placement and sleep are switch-wide: we set them only on an OVS we
+        started, or when the operator gave ``--pmd-cpu-mask``."""
+        return self._daemons is None and self.settings.pmd_cpu_mask is None
 
     def _io_why(self) -> str:
         underlay = self._underlay.underlay if self._underlay is not None else None
@@ -342,6 +350,8 @@ class OvsDatapath:
                 "get", "Open_vSwitch", ".", "iface_types"))
             pmd = portio.pmd_other_config(self._io.wanted(), self.settings.pmd_cpu_mask,
                                           self.settings.pmd_max_sleep_us, self._io.cpus)
+            if self._leaves_pmd_alone():
+                pmd = []  # a host's own OVS: its operator's PMD settings stay as they are
             if pmd:  # before any PMD port, so its thread starts on the right core
                 await tools.vsctl("set", "Open_vSwitch", ".", *pmd)
             if self._dp_type == "netdev" and self.settings.manage_underlay:
