@@ -11,7 +11,7 @@ newest attach; these checks turn every collision we *can* see into a clear
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
 from meshrouter.endpoints.model import Endpoint, mac_for
 from meshrouter.errors import ConflictError
@@ -20,7 +20,7 @@ from meshrouter.names import PeerName, format_peer_name
 MAX_MAC_TRIES = 8
 
 
-def check_name_free(live: Iterable[Endpoint], local: PeerName, container_id: str,
+def check_name_free(live: Collection[Endpoint], local: PeerName, container_id: str,
                     name: str | None) -> None:
     """``ConflictError`` when another container already uses ``name``."""
     if not name:
@@ -31,7 +31,7 @@ def check_name_free(live: Iterable[Endpoint], local: PeerName, container_id: str
                                 f"{e.container_id} on {format_peer_name(e.owner)}")
 
 
-def check_ip_free(live: Iterable[Endpoint], local: PeerName, container_id: str,
+def check_ip_free(live: Collection[Endpoint], local: PeerName, container_id: str,
                   ip: str) -> None:
     """``ConflictError`` when another container already has address ``ip``."""
     for e in live:
@@ -40,7 +40,7 @@ def check_ip_free(live: Iterable[Endpoint], local: PeerName, container_id: str,
                                 f"{e.container_id} on {format_peer_name(e.owner)}")
 
 
-def fresh_mac(live: Iterable[Endpoint], local: PeerName, container_id: str) -> str:
+def fresh_mac(live: Collection[Endpoint], local: PeerName, container_id: str) -> str:
     """The container's MAC: derived from peer and container, re-salted on a collision."""
     taken = {e.mac for e in live}
     for salt in range(MAX_MAC_TRIES):
