@@ -81,6 +81,12 @@ async def setup_integration(tools: OvsTools, s: OvsSettings, dp_type: str) -> No
         raise UnavailableError(f"tunnel port {TUNNEL_IFNAME} not at ofport {TUNNEL_PORT}: {error}")
 
 
+def _port_type(port_io: str, mtu: int | None) -> str:
+    """The OVS interface type a port gets now: AF_XDP's when asked and its MTU fits,
+    else "" (a netdev port: AF_PACKET on the userspace datapath)."""
+    return AFXDP_TYPE[port_io] if port_io in AFXDP_TYPE and fits_afxdp(mtu) else ""
+
+
 async def add_port_with_io(
     tools: OvsTools, bridge: str, ifname: str, port_io: str, extra: list[str],
     *, fresh: bool = False, xdp_mode: str = "generic",
@@ -100,8 +106,14 @@ async def add_port_with_io(
     if not fresh:
         existing = await interface(tools, ifname)
         if existing is not None and existing.get("ofport", -1) not in (-1, None, []):
-            io = "afxdp" if str(existing.get("type", "")).startswith("afxdp") else "afpacket"
-            return io, existing
+            current = str(existing.get("type") or "")
+            if current == _port_type(port_io, mtu):
+                io = "afxdp" if current.startswith("afxdp") else "afpacket"
+                return io, existing
+            # left by an older router or another setting (an AF_XDP port whose MTU
+            # grew past AF_XDP's limit black-holes big frames): made again below
+            log.info("%s: port type %r, now %r: re-adding it", ifname, current,
+                     _port_type(port_io, mtu))
     if port_io in AFXDP_TYPE and not fits_afxdp(mtu):
         log.info("%s: MTU %s is above AF_XDP's %d: AF_PACKET", ifname, mtu, AFXDP_MAX_MTU)
     elif port_io in AFXDP_TYPE:
