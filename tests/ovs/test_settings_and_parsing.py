@@ -22,6 +22,7 @@ def test_settings_refuse_bad_names_and_ranges(tmp_path: Path) -> None:
     for bad in ({"bridge": "x" * 16}, {"bridge": "a b"}, {"phy_bridge": "mr-int"},
                 {"vxlan_port": 0}, {"container_mtu": 100}, {"probe_interval": 0},
                 {"pmd_cpu_mask": "0x0"}, {"pmd_cpu_mask": "core1"}, {"pmd_cpu_mask": ""},
+                {"pmd_cpu_mask": "+1"}, {"pmd_cpu_mask": "1_0"}, {"pmd_cpu_mask": "0x 2"},
                 {"pmd_max_sleep_us": -1}, {"pmd_max_sleep_us": 10_001},
                 {"vswitchd_nice": -21}, {"vswitchd_nice": 20}):
         with pytest.raises(ConfigError):

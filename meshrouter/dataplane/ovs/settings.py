@@ -9,6 +9,7 @@ differs, so the lab tests the production code.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -110,13 +111,11 @@ class OvsSettings:
 
 
 def _is_cpu_mask(text: str) -> bool:
+    """Hex digits only, as OVS reads them (``int`` would also take ``+1`` and ``1_0``)."""
     digits = text[2:] if text.lower().startswith("0x") else text
-    if not 0 < len(digits) <= 64:
+    if not 0 < len(digits) <= 64 or any(c not in string.hexdigits for c in digits):
         return False
-    try:
-        return int(digits, 16) > 0
-    except ValueError:
-        return False
+    return int(digits, 16) > 0
 
 
 def kernel_datapath_usable() -> bool:
