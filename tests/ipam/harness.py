@@ -16,7 +16,7 @@ from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.core import IpamCore
 from meshrouter.ipam.founding import FoundingMode
 from meshrouter.ipam.state import IpamState
-from meshrouter.names import PeerName
+from meshrouter.names import PeerName, format_peer_name
 
 
 class CoreNet:
@@ -103,3 +103,16 @@ class CoreNet:
                 continue
             for other in self.reachable(name) - {name}:
                 self.cores[other].receive(core.state().copy(), self.now)
+
+
+def assert_safe(net: CoreNet) -> None:
+    """No address is in use at two peers, and every one in use lies in its user's entry."""
+    seen: dict[int, PeerName] = {}
+    for name, core in net.cores.items():
+        assert core.ring is not None
+        for address in core.user_of:
+            other = seen.setdefault(address, name)
+            assert other == name, (
+                f"address {address & 0xFF} handed out by {format_peer_name(other)} "
+                f"and {format_peer_name(name)}")
+            assert core.ring.entry_at(address).owner == name

@@ -30,7 +30,7 @@ from meshrouter.ipam.core import IpamCore
 from meshrouter.ipam.founding import parse_founding
 from meshrouter.ipam.messages import SPACE_REQUEST, SpaceMessage
 from meshrouter.names import PeerName, format_peer_name
-from tests.ipam.harness import CoreNet
+from tests.ipam.harness import CoreNet, assert_safe
 
 BASE = 0x5B0000000000
 RECLAIM_AFTER = 5.0
@@ -63,18 +63,6 @@ def fill(net: CoreNet, core: IpamCore, prefix: str, rounds: int = 3) -> None:
         for i in range(16):
             core.allocate(f"{prefix}{r}-{i}", None, net.now)
         net.settle(2.0, dt=0.2)
-
-
-def assert_safe(net: CoreNet) -> None:
-    seen: dict[int, PeerName] = {}
-    for name, core in net.cores.items():
-        assert core.ring is not None
-        for address in core.user_of:
-            other = seen.setdefault(address, name)
-            assert other == name, (
-                f"address {address & 0xFF} handed out by {format_peer_name(other)} "
-                f"and {format_peer_name(name)}")
-            assert core.ring.entry_at(address).owner == name
 
 
 def test_owners_gained_on_both_sides_in_the_window_make_no_two_majorities() -> None:

@@ -32,7 +32,7 @@ from meshrouter.ipam.messages import SPACE_REQUEST, SpaceMessage
 from meshrouter.ipam.service import IpamService
 from meshrouter.names import PeerName, format_peer_name
 from sim.invariants import ipam_donors
-from tests.ipam.harness import CoreNet
+from tests.ipam.harness import CoreNet, assert_safe
 
 BASE = 0x5C0000000000
 RECLAIM_AFTER = 5.0
@@ -40,18 +40,6 @@ RECLAIM_AFTER = 5.0
 
 def peer(i: int) -> PeerName:
     return PeerName(BASE + i)
-
-
-def assert_safe(net: CoreNet) -> None:
-    seen: dict[int, PeerName] = {}
-    for name, core in net.cores.items():
-        assert core.ring is not None
-        for address in core.user_of:
-            other = seen.setdefault(address, name)
-            assert other == name, (
-                f"address {address & 0xFF} handed out by {format_peer_name(other)} "
-                f"and {format_peer_name(name)}")
-            assert core.ring.entry_at(address).owner == name
 
 
 def lost_split() -> tuple[CoreNet, PeerName, PeerName, int]:
