@@ -45,6 +45,18 @@ def request(c: Container) -> PortRequest:
     return PortRequest(c.name, c.ns, "eth0", c.mac, f"{c.ip}/16")
 
 
+async def forwarding(nursery: trio.Nursery, dps: list[OvsDatapath],
+                     hosts: list[tuple[Host, Container]]) -> None:
+    """Start each host's datapath, attach its container, and apply the lab's flows."""
+    for dp in dps:
+        await nursery.start(dp.run)
+    ports = {c.name: (await dp.attach_port(request(c))).port
+             for dp, (_, c) in zip(dps, hosts, strict=True)}
+    containers = [c for _, c in hosts]
+    for dp, (h, _) in zip(dps, hosts, strict=True):
+        await dp.apply(lab_flows(h, containers, ports))
+
+
 def test_spares_are_taken_relabelled_and_removed_at_stop(lab: Lab) -> None:
     h1, h2 = lab.add_host(), lab.add_host()
     c1, c2 = lab.add_container(h1), lab.add_container(h2)
@@ -137,12 +149,7 @@ def test_afxdp_where_it_works_and_afpacket_where_it_fails(
         dps = [OvsDatapath(h1.settings(port_io="auto")),
                OvsDatapath(h2.settings(port_io="auto", xdp_mode="native-with-zerocopy"))]
         async with trio.open_nursery() as nursery:
-            for dp in dps:
-                await nursery.start(dp.run)
-            ports = {c1.name: (await dps[0].attach_port(request(c1))).port,
-                     c2.name: (await dps[1].attach_port(request(c2))).port}
-            for dp, h in zip(dps, (h1, h2), strict=True):
-                await dp.apply(lab_flows(h, [c1, c2], ports))
+            await forwarding(nursery, dps, [(h1, c1), (h2, c2)])
             seen["io"] = [dp.status()["port_io"] for dp in dps]
             seen["types"] = [h.ovs("ovs-vsctl", "get", "interface", iface, "type").strip()
                              for h in (h1, h2) for iface in ("ul0",)]
@@ -175,12 +182,7 @@ def test_pmd_threads_sleep_when_idle_and_sit_on_the_cores_given(lab: Lab) -> Non
         dps = [OvsDatapath(h1.settings(port_io="afxdp-pmd", pmd_max_sleep_us=250)),
                OvsDatapath(h2.settings(port_io="afxdp-pmd", pmd_cpu_mask="0x1"))]
         async with trio.open_nursery() as nursery:
-            for dp in dps:
-                await nursery.start(dp.run)
-            ports = {c1.name: (await dps[0].attach_port(request(c1))).port,
-                     c2.name: (await dps[1].attach_port(request(c2))).port}
-            for dp, h in zip(dps, (h1, h2), strict=True):
-                await dp.apply(lab_flows(h, [c1, c2], ports))
+            await forwarding(nursery, dps, [(h1, c1), (h2, c2)])
             seen["threads"] = [dp.status()["port_io"]["threads"] for dp in dps]
             seen["config"] = [h.ovs("ovs-vsctl", "get", "Open_vSwitch", ".", "other_config")
                               for h in (h1, h2)]
