@@ -90,6 +90,7 @@ class RouteGraph:
         "registry",
         "symmetric",
     )
+    registry: SlotRegistry
 
     def __init__(self, records: Mapping[PeerName, PeerRecord], fingerprint: int | None = None,
                  *, max_trees: int = DEFAULT_MAX_TREES, parent: RouteGraph | None = None,
@@ -114,7 +115,7 @@ class RouteGraph:
         self._any: list[tuple[int, ...]] | None = None
         self._names: list[PeerName] | None = None
         self._member_set: frozenset[PeerName] | None = None
-        if parent is not None and not _registry_of(parent).roomy_for(len(self._records)):
+        if parent is not None and not parent.registry.roomy_for(len(self._records)):
             parent = None  # churn filled the numbering: start afresh (registry_for)
         derived = None if parent is None else _derive(parent, self._records, changed)
         self._generation = 0
@@ -316,11 +317,6 @@ _MIN_PATCH = 16
 
 SHARED_TREES = TreeStore()
 """The process-wide tree store every ``RouteGraph`` uses."""
-
-
-def _registry_of(graph: RouteGraph) -> SlotRegistry:
-    registry: SlotRegistry = graph.registry
-    return registry
 
 
 class RouteGraphCache(FingerprintCache[RouteGraph]):
