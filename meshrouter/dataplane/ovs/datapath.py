@@ -233,13 +233,7 @@ class OvsDatapath:
                 "containers": sorted(ios),
                 "next": self._io.wanted(),
                 "why": self._io_why(),
-                "threads": "PMD with the host OVS's own settings" if (
-                    self._leaves_pmd_alone() and self._io.wanted() == "afxdp-pmd"
-                    and "afxdp" in {underlay.io if underlay else None, *ios}
-                ) else portio.threads(
-                    self._io.wanted() if "afxdp" in {underlay.io if underlay else None, *ios}
-                    else "afpacket",  # AF_PACKET ports: the main thread polls them
-                    self.settings.pmd_cpu_mask, self.settings.pmd_max_sleep_us, self._io.cpus),
+                "threads": self._threads({underlay.io if underlay else None, *ios}),
             },
             "underlay": underlay.underlay.dev if underlay and underlay.underlay else None,
             "container_mtu": self._container_mtu_or_none(),
@@ -289,6 +283,14 @@ class OvsDatapath:
         self._ready = False
         self._reason = reason
         self._installed = None
+
+    def _threads(self, ios_in_use: set[str | None]) -> str:
+        """Who polls our ports: AF_PACKET ports always vswitchd's main thread."""
+        port_io = self._io.wanted() if "afxdp" in ios_in_use else "afpacket"
+        if port_io == "afxdp-pmd" and self._leaves_pmd_alone():
+            return "PMD with the host OVS's own settings"
+        return portio.threads(port_io, self.settings.pmd_cpu_mask,
+                              self.settings.pmd_max_sleep_us, self._io.cpus)
 
     def _leaves_pmd_alone(self) -> bool:
         """PMD placement and sleep are switch-wide: we set them only on an OVS we
