@@ -24,7 +24,8 @@ from collections.abc import Collection, Iterator
 from meshrouter.errors import IpamConflictError
 from meshrouter.ipam.address_range import AddressRange
 from meshrouter.ipam.outbox import Outbox
-from meshrouter.ipam.ring import Entry, Ring
+from meshrouter.ipam.ring import Ring
+from meshrouter.ipam.ring_records import Entry
 from meshrouter.names import PeerName
 
 MAX_ADDRESSES_PER_CONTAINER = 64

@@ -37,7 +37,7 @@ from meshrouter.errors import (
 )
 from meshrouter.ipam import founding_vote, leaving, persistence, reasons, reclaim
 from meshrouter.ipam.address_range import AddressRange, format_address
-from meshrouter.ipam.allocations import ACK_PATIENCE, Allocations
+from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.donation import RANGE_FULL, Donations, refusal
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
 from meshrouter.ipam.majority import Majority
@@ -51,8 +51,7 @@ from meshrouter.ipam.ring import Ring
 from meshrouter.ipam.state import IpamState
 from meshrouter.names import PeerName, format_peer_name
 
-__all__ = ["ACK_PATIENCE", "POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore",
-           "Pending"]
+__all__ = ["POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore", "Pending"]
 
 POOL = 16
 STARTUP_GRACE = 5.0

@@ -48,7 +48,8 @@ from __future__ import annotations
 from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.majority import Majority
 from meshrouter.ipam.outbox import Counters, Outbox
-from meshrouter.ipam.ring import Ack, Ring
+from meshrouter.ipam.ring import Ring
+from meshrouter.ipam.ring_records import Ack
 from meshrouter.names import PeerName, format_peer_name
 
 RECLAIM_LOG = 32
