@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from typing import Any
 
 from hypothesis import given, settings
@@ -182,6 +183,35 @@ def test_unknown_channel_queues_are_bounded() -> None:
     dropped_g = [slots.queue_unknown_gossip(GossipMsg("u", LOCAL, bytes([i]))) for i in range(3)]
     assert dropped_g == [None, None, GossipMsg("u", LOCAL, b"\x00")]
     assert len(slots) == 4
+
+
+def fifos_held(slots: SendSlots) -> int:
+    """How many FIFO objects the slots hold right now (read from its attributes)."""
+    return sum(isinstance(value, deque) for value in vars(slots).values())
+
+
+def test_idle_slots_hold_no_fifo_and_a_drained_fifo_is_dropped() -> None:
+    # Memory at scale: one SendSlots per neighbour, FIFOs created on first use.
+    slots = make_slots()
+    assert fifos_held(slots) == 0
+    slots.queue_unicast(UnicastMsg("c", LOCAL, B, b"1"))
+    slots.queue_unicast(UnicastMsg("c", LOCAL, B, b"2"))
+    slots.queue_unknown_broadcast(BroadcastMsg("u", C, b"ub"))
+    slots.queue_unknown_gossip(GossipMsg("u", LOCAL, b"ug"))
+    assert fifos_held(slots) == 3
+    assert slots.pop() == UnicastMsg("c", LOCAL, B, b"1")
+    # Refilled before it drained: nothing lost, order kept.
+    slots.queue_unicast(UnicastMsg("c", LOCAL, B, b"3"))
+    popped = []
+    while (msg := slots.pop()) is not None:
+        popped.append(msg)
+    assert popped == [
+        UnicastMsg("c", LOCAL, B, b"2"),
+        UnicastMsg("c", LOCAL, B, b"3"),
+        BroadcastMsg("u", C, b"ub"),
+        GossipMsg("u", LOCAL, b"ug"),
+    ]
+    assert fifos_held(slots) == 0 and len(slots) == 0 and list(slots.pending()) == []
 
 
 def test_full_broadcast_slots_fold_into_the_gossip_slot() -> None:
