@@ -100,6 +100,14 @@ FEATURE_OPTIONS = [
         help="PMD ports: microseconds an idle PMD may sleep per poll (0: spin).",
     ),
     click.option(
+        "--vswitchd-nice",
+        type=click.IntRange(-20, 19),
+        default=-10,
+        show_default=True,
+        help="Own OVS daemons: the nice of ovs-vswitchd, as OVS's own ovs-ctl sets it, so "
+        "busy containers do not starve the datapath (an external OVS is left alone).",
+    ),
+    click.option(
         "--port-pool",
         type=click.IntRange(0, 64),
         default=2,
@@ -189,6 +197,7 @@ def make_datapath(options: dict[str, Any], data_dir: Path, listen_host: str) -> 
         pmd_cpu_mask=options["pmd_cpu_mask"],
         pmd_max_sleep_us=options["pmd_max_sleep_us"],
         port_pool=options["port_pool"],
+        vswitchd_nice=options["vswitchd_nice"],
     )
     return OvsDatapath(settings)
 

@@ -78,7 +78,7 @@ class OvsDatapath:
         self._spares = pool.SpareKeeper(settings.port_pool)
         self._arp_sock: socket.socket | None = None
         self._nursery: trio.Nursery | None = None
-        self._io = portio.PortIo(settings.port_io)
+        self._io = portio.PortIo(settings.port_io, cpu_mask=settings.pmd_cpu_mask)
         self.attach_marks: dict[str, list[tuple[str, float]]] = {}
         """Per container, the last attach's steps (CLOCK_MONOTONIC): its latency breakdown."""
 

@@ -47,6 +47,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from meshrouter.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 AF_XDP = 44
@@ -178,13 +180,33 @@ def usable_cpus() -> frozenset[int]:
         return frozenset(range(os.cpu_count() or 1))
 
 
+def check_mask(cpu_mask: str | None, cpus: frozenset[int]) -> None:
+    """Refuse a PMD mask that names none of ``cpus`` (the router's affinity).
+
+    OVS starts no polling thread for such a mask, so every PMD port would sit
+    unpolled and pass no traffic, with nothing in ``status`` but silence.
+    Raised at construction, so ``launch`` fails with the reason instead.
+    """
+    if cpu_mask is None or not cpus:
+        return
+    bits = int(cpu_mask, 16)
+    if not any(bits >> cpu & 1 for cpu in cpus):
+        usable = ",".join(str(cpu) for cpu in sorted(cpus))
+        raise ConfigError(f"PMD CPU mask {cpu_mask} names none of the CPUs this router may "
+                          f"use ({usable}): OVS would start no polling thread, and its "
+                          "ports would pass no traffic")
+
+
 class PortIo:
     """One datapath's choice, kept for its life: ``wanted()`` for the next port,
     ``result`` hears each AF_XDP attempt, ``probe`` runs ``static_probe`` once."""
 
-    def __init__(self, setting: str, cpus: frozenset[int] | None = None) -> None:
+    def __init__(self, setting: str, cpus: frozenset[int] | None = None,
+                 cpu_mask: str | None = None) -> None:
         self.setting = setting
         self.cpus = cpus if cpus is not None else usable_cpus()
+        if setting != "afpacket":
+            check_mask(cpu_mask, self.cpus)
         self.dp_type: str | None = None
         self.state = UNKNOWN
         self._probed = False
