@@ -12,12 +12,15 @@ A legitimate frame must therefore arrive whole within the heartbeat timeout
 (60 s by default: 10 MiB needs 175 KB/s).  The send loop pulls the
 next message from the gossip core's send slots for this neighbour -- pulling,
 not pushing, is what lets updates coalesce while a slow socket blocks -- and
-sends a heartbeat when it has been quiet for a heartbeat interval.
+sends a heartbeat when it has been quiet for a heartbeat interval.  Two tasks
+per connection, no more (the receive loop runs in the task that runs the
+connection): at 1,000 simulated peers every task is ~48,000 copies.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -65,7 +68,6 @@ class PeerConnection:
     _cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     _wakeup: trio.Event = field(default_factory=trio.Event)
     _last_sent: float = 0.0
-    _heartbeat_due: bool = False
     _goodbye: str | None = None
     _confirmed: bool = False
     remote_goodbye: str | None = None
@@ -125,7 +127,6 @@ class PeerConnection:
         with self._cancel_scope:
             self._last_sent = self.last_heard = trio.current_time()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeat_timer)
                 nursery.start_soon(self._guarded, self._send_loop, nursery.cancel_scope)
                 await self._guarded(self._receive_loop, nursery.cancel_scope)
         if self.failure is not None and self.remote_goodbye is None:
@@ -225,24 +226,38 @@ class PeerConnection:
         self.bytes_out += len(data)
         self._last_sent = trio.current_time()
 
-    async def _heartbeat_timer(self) -> None:
-        """Wake the sender when the connection has been quiet for an interval."""
-        while True:
-            await trio.sleep_until(self._last_sent + self.heartbeat_interval)
-            if trio.current_time() >= self._last_sent + self.heartbeat_interval:
-                self._heartbeat_due = True
-                self.wake()
+    def _next_message(self) -> Message | None:
+        if self._goodbye is not None and self.messages_out == 0:
+            return Goodbye(self._goodbye)
+        return self.next_outgoing(self.peer)
 
     async def _send_loop(self) -> None:
+        """Write what the gossip core has for this neighbour, and a heartbeat
+        after an interval of quiet.
+
+        One task does both (a separate timer task cost ~3.5 KB of task,
+        coroutines and cancel scope at each end of every connection: ~170 MB
+        for 1,000 peers with 24 links each).  The wait for work runs under one
+        cancel scope whose deadline is the next heartbeat, moved forward by
+        every write -- cheaper than a timeout scope per wait -- and lifted while
+        writing, so that the timer never cuts a write in half.  A new scope is
+        needed only after the deadline fired (once per quiet interval).
+        """
+        interval = self.heartbeat_interval
         while True:
-            self._wakeup = trio.Event()
-            if self._goodbye is not None and self.messages_out == 0:
-                await self._send(Goodbye(self._goodbye))
-            while (message := self.next_outgoing(self.peer)) is not None:
-                await self._send(message)
-            if self._heartbeat_due:
-                self._heartbeat_due = False
+            with trio.CancelScope(deadline=self._last_sent + interval) as quiet:
+                # Checked before every step: the deadline may have passed just as
+                # the wakeup arrived (the wait then returns normally).
+                while not quiet.cancel_called:
+                    self._wakeup = trio.Event()
+                    message = self._next_message()
+                    if message is not None:
+                        quiet.deadline = math.inf
+                        while message is not None:
+                            await self._send(message)
+                            message = self._next_message()
+                        quiet.deadline = self._last_sent + interval
+                    if not self._wakeup.is_set():
+                        await self._wakeup.wait()
+            if trio.current_time() >= self._last_sent + interval:
                 await self._send(Heartbeat())
-                continue
-            if not self._wakeup.is_set():
-                await self._wakeup.wait()
