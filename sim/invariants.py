@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshrouter.ipam.address_range import format_address
-from meshrouter.ipam.ring import FREEZE_BUMP
+from meshrouter.ipam.ring import FREEZE_BUMP, Entry, Ring
 from meshrouter.ipam.service import ipam_of
 from meshrouter.names import PeerName
 from meshrouter.node.router import Router
@@ -238,6 +238,9 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
     split whose donor entry was since frozen by a reclaim from a view without
     the split (the freeze's version is below the split's plus the freeze bump):
     the reclaimer took that space and may have handed it out (campaign seed 75).
+    Nor, as donation rules (campaign seed 141), an entry made by a split its
+    donor's heir has not acknowledged yet, or one whose heir is outside the
+    component: space split from it could not be used until that changes.
     """
     component = next((c for c in cluster.components()
                       if any(h.name == requester for h in c)), [])
@@ -269,6 +272,11 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
                 if (donor is not None and donor.frozen
                         and donor.version < entry.origin[1] + FREEZE_BUMP):
                     continue  # a split the reclaim of its donor overtook
+            if not _split_settled(ring, entry):
+                continue
+            heir = _heir_of(ring, tokens, i)
+            if heir is not None and heir not in names:
+                continue
             end = tokens[i + 1] if i + 1 < len(tokens) else ring.end
             used = [a for a in core.user_of if token <= a < end]
             # Above the token: an entry's first address goes only with the whole
@@ -278,6 +286,35 @@ def ipam_donors(cluster: SimCluster, requester: PeerName) -> list[PeerName]:
                 donors.append(host.name)
                 break
     return donors
+
+
+def _heir_of(ring: Ring, tokens: list[int], i: int) -> PeerName | None:
+    """The owner of the nearest entry before ``tokens[i]`` (wrapping) that is
+    neither frozen nor of the same owner."""
+    owner = ring.entries[tokens[i]].owner
+    for step in range(1, len(tokens)):
+        other = ring.entries[tokens[(i - step) % len(tokens)]]
+        if other.owner != owner and not other.frozen:
+            return other.owner
+    return None
+
+
+def _split_settled(ring: Ring, entry: Entry) -> bool:
+    """Has the donor's heir acknowledged the split that made ``entry`` (or was
+    the donor entry frozen by a reclaimer that knew it)?"""
+    if entry.origin is None:
+        return True
+    donor_token, version = entry.origin
+    donor = ring.entries.get(donor_token)
+    if donor is None:
+        return False
+    if donor.frozen:
+        return donor.version >= version + FREEZE_BUMP
+    tokens = sorted(ring.entries)
+    if _heir_of(ring, tokens, tokens.index(donor_token)) is None:
+        return True
+    return any((ack := note.acks.get(donor_token)) is not None and ack.version >= version
+               for note in ring.notes.values())
 
 
 def check_all(cluster: SimCluster, *, sample: int = 64) -> list[Violation]:

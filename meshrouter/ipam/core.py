@@ -2,10 +2,12 @@
 
 ``IpamCore`` coordinates this router's view of the ring (``ring.py``), the
 founding vote while there is no ring yet (``founding_vote.py``), the local
-allocations and pool (``allocations.py``), donations (``donation.py``), the
-majority clock (``majority.py``), the heir's acknowledgements and reclaims
-(``reclaim.py``), the state file (``persistence.py``) and the reasons shown
-for waiting requests (``reasons.py``).  The shell feeds it gossip, unicasts,
+allocations and pool (``allocations.py``), claims of a given address
+(``claim.py``), donations (``donation.py``), the majority clock
+(``majority.py``), the heir's acknowledgements and reclaims (``reclaim.py``)
+and the vote on each reclaim (``reclaim_vote.py``), the state file
+(``persistence.py``) and the reasons shown for waiting requests
+(``reasons.py``).  The shell feeds it gossip, unicasts,
 user requests and a periodic ``tick(now, reachable, rng)``; the core answers
 with state to broadcast (``take_broadcast``), unicasts to send
 (``take_unicasts``) and a ``dirty`` flag that says the persisted blob
@@ -38,18 +40,20 @@ from meshrouter.errors import (
 from meshrouter.ipam import founding_vote, leaving, persistence, reasons, reclaim
 from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.allocations import Allocations
+from meshrouter.ipam.claim import claim_address
 from meshrouter.ipam.donation import RANGE_FULL, Donations, refusal
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
 from meshrouter.ipam.majority import Majority
-from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
+from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, ReclaimMessage, decode_unicast
 from meshrouter.ipam.outbox import Counters, Outbox
 from meshrouter.ipam.paxos import Claims, Paxos
 from meshrouter.ipam.pending import Pending, PendingRequests
 from meshrouter.ipam.persistence import STATE_FORMAT, check_container
 from meshrouter.ipam.reasons import UNSYNCED
+from meshrouter.ipam.reclaim_vote import ReclaimVotes
 from meshrouter.ipam.ring import Ring
 from meshrouter.ipam.state import IpamState
-from meshrouter.names import PeerName, format_peer_name
+from meshrouter.names import PeerName
 
 __all__ = ["POOL", "STARTUP_GRACE", "STATE_FORMAT", "UNSYNCED", "IpamCore", "Pending"]
 
@@ -85,6 +89,7 @@ class IpamCore:
         self.local = Allocations(me, address_range, self.pool, self.out)
         self.majority = Majority(me, reclaim_after)
         self.donations = Donations(me, self.local, self.counters, self.out)
+        self.votes = ReclaimVotes(me, reclaim_after, self.out)
         self._proposed_at: float | None = None
         # False after a start without a state file, until we have compared
         # notes with a neighbour (or STARTUP_GRACE passed with none): a router
@@ -216,11 +221,18 @@ class IpamCore:
         return out
 
     def on_unicast(self, src: PeerName, payload: bytes, now: float) -> None:
-        message = SpaceMessage.decode(payload)
-        if message.kind == SPACE_DENIED:
+        message = decode_unicast(payload)
+        if isinstance(message, ReclaimMessage):
+            carried = self.votes.on_message(self.ring, self.synced and not self.left, src,
+                                            message, self.majority.reachable, now)
+            if carried is not None and self.ring is not None:
+                self.votes.settle(carried, now, reclaim.commit(
+                    self.ring, self.me, carried, now, self.counters, self.out))
+        elif message.kind == SPACE_DENIED:
             self.donations.on_denied(src, now, message.reason, self.ring)
         elif message.kind == SPACE_REQUEST:
-            self.donations.on_request(self.ring, src, message, self._refusal())
+            self.donations.on_request(self.ring, src, message, self._refusal(),
+                                      self.majority.reachable)
 
     def _refusal(self) -> str:
         """Why we may not donate at all right now ("" when we may)."""
@@ -298,27 +310,12 @@ class IpamCore:
             return False
         ring = self.ring
         assert ring is not None
-        entry = ring.entry_at(address)
-        if entry.owner != self.me:
-            raise IpamConflictError(
-                f"{format_address(address)} belongs to peer {format_peer_name(entry.owner)}; "
-                "claim it there (or release it there first)")
-        if address < self.floor.get(entry.token, entry.token):
-            raise IpamConflictError(
-                f"{format_address(address)} may still be in use from before this router "
-                "restarted without its data; it cannot be claimed")
-        if address < self.local.usable_end(ring, entry):
+        if claim_address(ring, self.me, self.local, address, self.out) is not None:
             self._record(container, address)
             return True
-        if entry.frozen:
-            raise IpamConflictError(
-                f"{format_address(address)} was reclaimed by another peer while this router "
-                "was unreachable")
-        ring.extend(entry.token, address + 1, self.me)
-        self.local.note_written(ring, entry.token)
-        self.out.changed()
         self.pending.wait(key, container, "claim", (address, address + 1), address, now,
-                   reasons.ack_reason(ring, entry.token, now, self.majority))
+                          reasons.ack_reason(ring, ring.entry_at(address).token, now,
+                                             self.majority))
         return False
 
     def release(self, container: str, address: int | None = None) -> list[int]:
@@ -414,8 +411,10 @@ class IpamCore:
             self._refresh_reasons()
             return
         ring = self.ring
-        reclaim.give_acks(ring, self.me, self.majority, self.local, self.counters, self.out)
-        reclaim.reclaim(ring, self.me, now, self.majority, self.counters, self.out)
+        reclaim.give_acks(ring, self.me, self.majority, self.local, self.votes, self.counters,
+                          self.out)
+        self.votes.tick(ring, now, self.majority.reachable)
+        reclaim.reclaim(ring, self.me, now, self.majority, self.votes)
         overdue = self.local.track_acks(ring, now)
         if any(not e.frozen for e, _ in ring.owned_by(self.me)):
             self.local.refill(ring, self.range.start, self.range.end,

@@ -20,6 +20,7 @@ changes) and shows it as the reason its request waits.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 
 from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
@@ -64,25 +65,48 @@ class Donations:
     # ------------------------------------------------------------------ donor
 
     def on_request(self, ring: Ring | None, src: PeerName, message: SpaceMessage,
-                   refusal: str) -> None:
+                   refusal: str, reachable: Collection[PeerName]) -> None:
         """Answer a request: a donation (a ring edit, broadcast) or a denial.
 
-        ``refusal`` is why we may not give at all right now ("" when we may).
+        ``refusal`` is why we may not give at all right now ("" when we may);
+        ``reachable`` is whom we reach (an entry whose heir is not among them
+        is not split: see ``splittable``).
         """
         if not refusal:
             if ring is None:
                 refusal = "it has no address ring yet"
             elif src == self.me:
                 refusal = "it was asked by itself"
-            elif not self.donate(ring, src, message.start, message.end):
-                refusal = self.why_not(ring, message.start, message.end)
+            elif not self.donate(ring, src, message.start, message.end, reachable):
+                refusal = self.why_not(ring, message.start, message.end, reachable)
         if refusal:
             self.out.unicasts.append(
                 (src, SpaceMessage(SPACE_DENIED, message.start, message.end, refusal).encode()))
 
-    def pieces(self, ring: Ring, start: int, end: int) -> list[tuple[int, int, int]]:
+    def splittable(self, ring: Ring, token: int, reachable: Collection[PeerName]) -> str:
+        """Why our entry at ``token`` may not be split now ("" when it may).
+
+        The recipient may use a split only once our heir has acknowledged it
+        (``Ring.origin_settled``), and our heir acknowledges our entry only once
+        the split that made the entry is settled in turn: a split of an entry
+        that is not settled, or whose heir we cannot reach, gives space nobody
+        can use until a partition heals -- while a peer whose entries settle
+        could have given it (campaign seed 141).
+        """
+        if ring.split_lost(token):
+            return "its space was given to it by a peer reclaimed since"
+        if not ring.origin_settled(token):
+            return "the space it got by donation is not acknowledged yet"
+        heir = ring.heir(token)
+        if heir is not None and heir not in reachable:
+            return f"it cannot reach peer {format_peer_name(heir)}, which acknowledges its space"
+        return ""
+
+    def pieces(self, ring: Ring, start: int, end: int,
+               reachable: Collection[PeerName] | None) -> list[tuple[int, int, int]]:
         """(donatable count, entry token, lowest donatable address) per entry of ours
-        that has donatable addresses in [start, end)."""
+        that has donatable addresses in [start, end) and may be split now (with
+        ``reachable`` None: whether or not it may be split now)."""
         floor = self.allocations.floor
         usable = self.allocations.range.usable
         top: dict[int, int] = {}
@@ -91,8 +115,9 @@ class Donations:
             top[token] = max(top.get(token, address), address)
         found = []
         for entry, entry_end in ring.owned_by(self.me):
-            if entry.frozen or ring.split_lost(entry.token):
-                continue  # a lost split's pieces could never be acknowledged either
+            if entry.frozen or ring.split_lost(entry.token) or (
+                    reachable is not None and self.splittable(ring, entry.token, reachable)):
+                continue
             token = entry.token
             high = min(entry_end, end)
             if (token not in top and floor.get(token, token) <= token and start <= token
@@ -105,13 +130,12 @@ class Donations:
                 found.append((count, token, low))
         return found
 
-    def donatable(self, ring: Ring, start: int, end: int) -> int:
-        return sum(count for count, _token, _low in self.pieces(ring, start, end))
-
-    def donate(self, ring: Ring, recipient: PeerName, start: int, end: int) -> bool:
+    def donate(self, ring: Ring, recipient: PeerName, start: int, end: int,
+               reachable: Collection[PeerName]) -> bool:
         """Give ``recipient`` half (rounded up) of the donatable addresses of the entry
         that has the most in [start, end); False when there are none."""
-        for count, token, low in sorted(self.pieces(ring, start, end), reverse=True):
+        for count, token, low in sorted(self.pieces(ring, start, end, reachable),
+                                        reverse=True):
             if self._give(ring, recipient, count, token, low, end):
                 self.counters.donations_given += 1
                 self.out.changed()
@@ -151,7 +175,11 @@ class Donations:
         old = ring.heir(token)
         return old == recipient or old == ring.heir(token, recipient)
 
-    def why_not(self, ring: Ring, start: int, end: int) -> str:
+    def why_not(self, ring: Ring, start: int, end: int, reachable: Collection[PeerName]) -> str:
+        held = [why for e, _end in ring.owned_by(self.me)
+                if not e.frozen and (why := self.splittable(ring, e.token, reachable))]
+        if held and self.pieces(ring, start, end, None):
+            return held[0]
         free = sum(1 for _ in self.allocations.free_addresses(ring, start, end))
         if self.allocations.free_count(ring) > 0 or free:
             return "its free addresses lie below addresses in use"
@@ -209,15 +237,18 @@ class Donations:
         if not candidates:
             if denied:
                 return "; ".join(denied[:3])
-            away = [
-                f"peer {format_peer_name(owner)} ({note.free} free)"
-                for owner, note in sorted(ring.notes.items())
-                if owner != self.me and owner not in reachable and note.free > 0
-                and owner in ring.owners()
-            ]
+            # An owner out of reach may have freed addresses since its note we
+            # hold (or the note is old news from before a partition): the range
+            # is "full" only when every owner of live space was heard from
+            # (campaign seed 139: refused as full 2 s after a heal, before the
+            # mesh re-formed, while a peer across it had space).
+            live = {e.owner for e in ring.entries.values() if not e.frozen}
+            away = sorted(o for o in live if o != self.me and o not in reachable)
             if away:
+                shown = [f"peer {format_peer_name(o)} ({_free(ring, o)})" for o in away]
                 return ("no reachable peer has free space in the range; unreachable: "
-                        + ", ".join(away[:3]))
+                        + ", ".join(shown[:3]) + (f" and {len(shown) - 3} more"
+                                                  if len(shown) > 3 else ""))
             unknown = [o for o in ring.owners() if o != self.me and o not in ring.notes]
             if unknown:
                 return (f"waiting to hear the free space of peer {format_peer_name(unknown[0])}"
@@ -239,3 +270,8 @@ class Donations:
         self.counters.donations_asked += 1
         self.out.unicasts.append((donor, SpaceMessage(SPACE_REQUEST, start, end).encode()))
         return f"asked peer {format_peer_name(donor)} for space"
+
+
+def _free(ring: Ring, owner: PeerName) -> str:
+    note = ring.notes.get(owner)
+    return f"{note.free} free when last heard" if note is not None else "free space unknown"

@@ -59,6 +59,9 @@ class Majority:
         self.since: float | None = None  # in the majority without a gap since
         # (token, owner) of entries whose heir was out of reach while the owner was
         self.heir_lost: set[tuple[int, PeerName]] = set()
+        # (token, owner) -> every other peer that was the entry's heir while the
+        # owner was unreachable: they must accept its reclaim (``reclaim_vote.py``)
+        self.heirs_seen: dict[tuple[int, PeerName], set[PeerName]] = {}
         self._last_tick: float | None = None
 
     def track(self, now: float, reachable: set[PeerName], ring: Ring | None) -> None:
@@ -97,6 +100,7 @@ class Majority:
         heard of, and nobody on our side may reclaim the entry (``reclaim.py``).
         """
         lost: set[tuple[int, PeerName]] = set()
+        seen: dict[tuple[int, PeerName], set[PeerName]] = {}
         for entry, _end in ring.ordered():
             if entry.owner == self.me or entry.frozen or entry.owner not in self.unreachable_since:
                 continue
@@ -105,7 +109,11 @@ class Majority:
             if key in self.heir_lost or (heir is not None and heir != self.me
                                          and heir not in self.reachable):
                 lost.add(key)
+            heirs = seen[key] = self.heirs_seen.get(key, set())
+            if heir is not None and heir != self.me:
+                heirs.add(heir)
         self.heir_lost = lost
+        self.heirs_seen = seen
 
     def heir_kept_in_reach(self, token: int, owner: PeerName) -> bool:
         """Has the entry's heir been us or a peer we reach, all the time its owner

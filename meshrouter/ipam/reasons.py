@@ -129,6 +129,7 @@ def status(core: IpamCore, now: float, reachable: set[PeerName]) -> dict[str, An
             {"ago_s": round(now - at, 1), "from": peer}
             for at, peer in counters.reclaim_log[-5:]
         ],
+        "reclaim_votes": core.votes.describe(now),
         "counters": {
             "allocations": counters.allocations,
             "releases": counters.releases,

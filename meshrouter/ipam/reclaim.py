@@ -37,17 +37,24 @@ held, without a gap, for the whole reclaim delay, and ``majority.py`` counts
 addresses, which no side can gain on its own; so of two sides at most one
 ever reclaims.
 
-Residual window: a heir we reach that is cut off *after* the owner, together
-with it, and acknowledges in the few seconds before we notice, while we
-reclaim in those same seconds.  Closing it needs fresh evidence (a round trip
-with the heir after the decision to reclaim); not done.
+The reclaim itself is decided by a vote (``reclaim_vote.py``): the heir
+proposes it, and writes it only once owners of a strict majority of the live
+addresses -- among them every peer that was the entry's heir while its owner
+was out of reach -- accepted it over fresh round trips.  That closes the two
+windows a reclaim decided from the reachability view alone left open: a
+majority counted across a partition not noticed yet (campaign seed 135), and
+a heir cut off *after* the owner that acknowledged in the seconds before we
+noticed (it must accept, checks the floor against its own acknowledgements,
+and promises to acknowledge nothing above it).
 """
 
 from __future__ import annotations
 
 from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.majority import Majority
+from meshrouter.ipam.messages import ReclaimTarget
 from meshrouter.ipam.outbox import Counters, Outbox
+from meshrouter.ipam.reclaim_vote import ReclaimVotes
 from meshrouter.ipam.ring import Ring
 from meshrouter.ipam.ring_records import Ack
 from meshrouter.names import PeerName, format_peer_name
@@ -56,8 +63,9 @@ RECLAIM_LOG = 32
 
 
 def give_acks(ring: Ring, me: PeerName, majority: Majority, allocations: Allocations,
-              counters: Counters, out: Outbox) -> None:
-    """Acknowledge the reservations of the entries we are heir of."""
+              votes: ReclaimVotes, counters: Counters, out: Outbox) -> None:
+    """Acknowledge the reservations of the entries we are heir of (never above
+    a floor we promised a reclaim proposer)."""
     in_majority = majority.holds(ring)
     note = ring.notes.get(me)
     old = note.acks if note is not None else {}
@@ -71,9 +79,11 @@ def give_acks(ring: Ring, me: PeerName, majority: Majority, allocations: Allocat
             continue
         want = Ack(entry.owner, entry.version, entry.reserved)
         given = old.get(entry.token)
+        promised = votes.promised_floor(entry.token)
         if given == want:
             acks[entry.token] = given
-        elif in_majority and ring.origin_settled(entry.token):
+        elif (in_majority and ring.origin_settled(entry.token)
+              and (promised is None or want.reserved <= promised)):
             acks[entry.token] = want
             counters.acks_given += 1
         elif given is not None and given.owner == entry.owner:
@@ -82,13 +92,14 @@ def give_acks(ring: Ring, me: PeerName, majority: Majority, allocations: Allocat
         out.changed()
 
 
-def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority, counters: Counters,
-            out: Outbox) -> None:
-    """Take the free space of entries whose owner is gone for the reclaim delay."""
+def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority,
+            votes: ReclaimVotes) -> None:
+    """Propose the reclaim of entries whose owner is gone for the reclaim delay
+    (``commit`` writes one once the vote carries it)."""
     majority.track_heirs(ring)
     if not majority.holds(ring):
         return
-    for entry, _end in list(ring.ordered()):
+    for entry, end in list(ring.ordered()):
         if entry.owner == me or entry.frozen:
             continue
         gone = majority.unreachable_for(entry.owner, now)
@@ -98,12 +109,29 @@ def reclaim(ring: Ring, me: PeerName, now: float, majority: Majority, counters: 
             continue
         if not majority.heir_kept_in_reach(entry.token, entry.owner):
             continue
-        current = ring.entries.get(entry.token)
-        if current is None or current != entry or ring.heir(entry.token) != me:
+        if ring.heir(entry.token) != me or votes.blocked(entry.token, entry.owner, now):
             continue
-        if ring.reclaim(entry.token, me):
-            counters.reclaims += 1
-            counters.last_reclaim_at = now
-            counters.reclaim_log.append((now, format_peer_name(entry.owner)))
-            del counters.reclaim_log[:-RECLAIM_LOG]
-            out.changed()
+        floor = ring.reclaim_floor(entry.token)
+        if floor >= end:
+            continue  # all of it reserved: nothing to take
+        target = ReclaimTarget(entry.token, entry.owner, entry.version, floor)
+        votes.propose(ring, target, majority.heirs_seen.get((entry.token, entry.owner), set()),
+                      majority.reachable, now)
+
+
+def commit(ring: Ring, me: PeerName, target: ReclaimTarget, now: float,
+           counters: Counters, out: Outbox) -> bool:
+    """Write a reclaim the vote carried, if the ring still shows what was proposed."""
+    entry = ring.entries.get(target.token)
+    if (entry is None or entry.frozen or entry.owner != target.owner
+            or entry.version != target.version or ring.heir(target.token) != me
+            or ring.reclaim_floor(target.token) != target.floor):
+        return False
+    if not ring.reclaim(target.token, me):
+        return False
+    counters.reclaims += 1
+    counters.last_reclaim_at = now
+    counters.reclaim_log.append((now, format_peer_name(target.owner)))
+    del counters.reclaim_log[:-RECLAIM_LOG]
+    out.changed()
+    return True

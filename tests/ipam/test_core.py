@@ -452,7 +452,8 @@ def test_no_reachable_peer_has_free_space() -> None:
     net.settle(1.0)
     assert reasons(d) == [
         "no reachable peer has free space in the range; unreachable: "
-        "peer 5a:00:00:00:00:01 (127 free), peer 5a:00:00:00:00:02 (127 free)"
+        "peer 5a:00:00:00:00:01 (127 free when last heard), "
+        "peer 5a:00:00:00:00:02 (127 free when last heard)"
     ]
     assert d.take_unicasts() == []
     status = d.status(net.now, net.reachable(D))

@@ -10,7 +10,7 @@ from meshrouter.errors import IpamUnavailableError
 from meshrouter.ipam.core import FULL_GRACE
 from meshrouter.ipam.donation import RANGE_FULL
 from meshrouter.ipam.founding import SEED, FoundingMode
-from meshrouter.names import PeerName
+from meshrouter.names import PeerName, format_peer_name
 from tests.ipam.harness import CoreNet
 
 NAMES = [PeerName(0x5A0000000001 + i) for i in range(4)]
@@ -105,3 +105,35 @@ def test_a_donor_with_one_free_address_gives_it() -> None:
     net.now += FULL_GRACE + 0.1  # a tick past the grace (float sums of 0.1 s steps)
     with pytest.raises(IpamUnavailableError, match=RANGE_FULL):
         a.allocate("one-more", None, net.now)
+
+
+def test_the_range_is_full_only_when_every_owner_was_heard_from() -> None:
+    """An owner out of reach may have freed addresses since its last note: a
+    router that cannot hear from it must not refuse "the range is full" (seed
+    139: refused so 2 s after a heal, before the mesh re-formed, while a peer
+    across it had space); the request waits, naming the peer."""
+    names = NAMES[:3]
+    net = CoreNet(list(names), FoundingMode(SEED, seeds=tuple(names)), cidr="10.32.0.0/28",
+                  pool=16)
+    net.settle(1.0)
+    usable = net.range.size - 2
+    keeper = net.cores[names[2]]
+    for i in range(2):  # so that it keeps an entry of its own
+        keeper.allocate(f"own{i}", None, net.now)
+    net.settle(1.0)
+    assert len(burst(net, names[0], usable - 2)) == usable - 2
+    net.settle(1.0)
+    net.groups[names[2]] = 1  # out of reach; its note still says 0 free
+    net.settle(1.0)
+    core = net.cores[names[0]]
+    assert core.allocate("one-more", None, net.now) is None
+    (reason,) = [p.reason for p in core.pending.values()]
+    assert reason == ("no reachable peer has free space in the range; unreachable: "
+                      f"peer {format_peer_name(names[2])} (0 free when last heard)")
+    net.now += FULL_GRACE + 0.1
+    assert core.allocate("one-more", None, net.now) is None, "waits, not refused as full"
+    net.groups[names[2]] = 0
+    net.settle(1.0)
+    net.now += FULL_GRACE + 0.1
+    with pytest.raises(IpamUnavailableError, match=RANGE_FULL):
+        core.allocate("one-more", None, net.now)
