@@ -18,7 +18,10 @@ The protocol-3 forms are still understood (a 17-byte summary, marker
 every name), so the functions stay total over what the decoder accepts.
 
 ``DigestState`` holds one router's records (by reference) and caches its
-summary per topology version; the rest are pure functions.
+summary and bucket fingerprints per topology version, and the last digest it
+parsed: one received digest is read by up to four questions (what it lacks,
+whether it differs, whether it shows something we lack, our answer), and is
+decoded once.  The rest are pure functions.
 """
 
 from __future__ import annotations
@@ -86,12 +89,11 @@ def _entries(parsed: Parsed) -> tuple[dict[PeerName, tuple[int, int]], PartialDi
     return parsed, None
 
 
-def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap | None:
-    """What the digest's owner lacks or holds at a lower (version, uid), among
-    the names it covers: a per-link delta from the version it holds where the
-    record's log reaches back that far, else the whole record.  None for a
-    summary (it says only whether we differ) or when it lacks nothing."""
-    parsed = parse(digest)
+def newer_than(records: Mapping[PeerName, PeerRecord], parsed: Parsed) -> PeerMap | None:
+    """What the (parsed) digest's owner lacks or holds at a lower (version,
+    uid), among the names it covers: a per-link delta from the version it holds
+    where the record's log reaches back that far, else the whole record.  None
+    for a summary (it says only whether we differ) or when it lacks nothing."""
     if isinstance(parsed, BucketSummary | int):
         return None
     theirs, partial = _entries(parsed)
@@ -115,19 +117,20 @@ def newer_than(records: Mapping[PeerName, PeerRecord], digest: bytes) -> PeerMap
     return PeerMap.of_deltas(*deltas, records=whole)
 
 
-def lacks_from(records: Mapping[PeerName, PeerRecord], digest: bytes) -> bool:
-    """True if a (full or partial) digest shows a record we lack or hold at a
-    lower (version, uid)."""
-    parsed = parse(digest)
+def lacks_from(records: Mapping[PeerName, PeerRecord], parsed: Parsed) -> bool:
+    """True if a (parsed, full or partial) digest shows a record we lack or
+    hold at a lower (version, uid)."""
     if isinstance(parsed, BucketSummary | int):
         return False
     return PeerMap(records).lacks_from(_entries(parsed)[0])
 
 
 class DigestState:
-    """One router's digests: its summary cached per topology version."""
+    """One router's digests: its summary and bucket fingerprints cached per
+    topology version, and the last digest it parsed."""
 
-    __slots__ = ("_full", "_full_version", "_records", "_summary", "_summary_version", "asks")
+    __slots__ = ("_buckets", "_buckets_version", "_full", "_full_version", "_parsed",
+                 "_parsed_bytes", "_records", "_summary", "_summary_version", "asks")
 
     def __init__(self, records: Mapping[PeerName, PeerRecord]) -> None:
         """``records`` is the topology's own dict, read at each call."""
@@ -137,11 +140,37 @@ class DigestState:
         self._summary_version = -1
         self._full = b""
         self._full_version = -1
+        self._buckets: dict[int, list[int]] = {}
+        self._buckets_version = -1
+        self._parsed_bytes: bytes | None = None
+        self._parsed: Parsed = 0
+
+    def parse(self, digest: bytes) -> Parsed:
+        """``parse(digest)``, decoded once for the digest last asked about.
+
+        Keyed by the bytes object itself (held here, so no other object can
+        take its identity): the gossip core hands the same ``msg.digest`` to
+        every question it asks about one message.  Malformed bytes raise each
+        time and are never cached."""
+        if digest is not self._parsed_bytes:
+            self._parsed = parse(digest)
+            self._parsed_bytes = digest
+        return self._parsed
+
+    def bucket_fingerprints(self, bits: int, version: int) -> list[int]:
+        """Our records' bucket fingerprints at ``bits`` (cached per version)."""
+        if self._buckets_version != version:
+            self._buckets = {}
+            self._buckets_version = version
+        buckets = self._buckets.get(bits)
+        if buckets is None:
+            buckets = self._buckets[bits] = bucket_fingerprints(self._records.values(), bits)
+        return buckets
 
     def summary(self, fingerprint: int, version: int) -> bytes:
         """Our bucket summary (bits from our record count)."""
         if self._summary_version != version:
-            buckets = bucket_fingerprints(self._records.values(), bucket_bits(len(self._records)))
+            buckets = self.bucket_fingerprints(bucket_bits(len(self._records)), version)
             self._summary = encode_bucket_summary(fingerprint, buckets)
             self._summary_version = version
         return self._summary
@@ -155,7 +184,7 @@ class DigestState:
 
     def differs(self, fingerprint: int, digest: bytes) -> bool:
         """A summary (either form) whose total differs from ours."""
-        parsed = parse(digest)
+        parsed = self.parse(digest)
         if isinstance(parsed, int):
             return parsed != fingerprint
         return isinstance(parsed, BucketSummary) and parsed.total != fingerprint
@@ -173,9 +202,9 @@ class DigestState:
         half of the link), since our ask is why we do not answer its digest
         with ours (``gossip/digest_exchange``), and its next broadcast may be a
         batch window away."""
-        parsed = parse(received)
+        parsed = self.parse(received)
         if isinstance(parsed, BucketSummary):
-            differing = differing_buckets(self._records.values(), parsed)
+            differing = differing_buckets(self.bucket_fingerprints(parsed.bits, version), parsed)
             own = None if neighbour is None else bucket_of(neighbour, parsed.bits)
             wanted = self.asks.pick(neighbour, parsed.bits, differing, parsed.buckets, keep=own)
             return encode_partial_digest(self._records, parsed.bits, wanted)

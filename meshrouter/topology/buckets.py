@@ -160,9 +160,9 @@ def decode_partial_digest(digest: bytes) -> PartialDigest:
     return PartialDigest(bits, covered, entries)
 
 
-def differing_buckets(records: Iterable[PeerRecord], theirs: BucketSummary) -> list[int]:
-    """Buckets where our records and the summary's owner's differ (all of them
-    if only the totals differ: a 64-bit collision between buckets)."""
-    ours = bucket_fingerprints(records, theirs.bits)
+def differing_buckets(ours: list[int], theirs: BucketSummary) -> list[int]:
+    """Buckets where ours (``bucket_fingerprints`` of our records at the
+    summary's bits) and the summary's owner's differ (all of them if only the
+    totals differ: a 64-bit collision between buckets)."""
     differing = [i for i, (a, b) in enumerate(zip(ours, theirs.buckets, strict=True)) if a != b]
     return differing or list(range(len(ours)))

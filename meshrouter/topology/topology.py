@@ -366,7 +366,7 @@ class Topology:
     def newer_than(self, digest: bytes) -> PeerMap | None:
         """What the digest's owner lacks among the names it covers: deltas where
         it holds the base, else whole records (see ``anti_entropy``)."""
-        return anti_entropy.newer_than(self._records, digest)
+        return anti_entropy.newer_than(self._records, self._digests.parse(digest))
 
     def own_update_since(self, version: int) -> PeerMap:
         """What to broadcast so that holders of our record at ``version`` (the one
@@ -379,7 +379,7 @@ class Topology:
 
     def lacks_from(self, digest: bytes) -> bool:
         """True if the digest shows a record we lack or hold at a lower (version, uid)."""
-        return anti_entropy.lacks_from(self._records, digest)
+        return anti_entropy.lacks_from(self._records, self._digests.parse(digest))
 
     # -- internals ---------------------------------------------------------------------------
 

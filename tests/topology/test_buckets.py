@@ -183,3 +183,44 @@ def test_records_differing_only_in_content_differ_in_their_bucket() -> None:
     b._store(PeerName(9), odd)  # same name, version, UID: should never exist
     asked = decode_partial_digest(a.full_digest_for(b.digest()))
     assert asked.covered == {bucket_of(9, asked.bits)}
+
+
+def test_one_received_digest_is_decoded_once_by_the_gossip_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The digest exchange asks four questions about one partial digest (what it
+    # lacks, whether it is a differing summary, whether it shows what we lack,
+    # our answer); the topology decodes the bytes once for all of them.
+    from meshrouter.gossip.core import GossipCore
+    from meshrouter.topology import anti_entropy
+    from meshrouter.topology.gossiper import TopologyGossiper
+    from meshrouter.wire.messages import DigestMsg
+
+    names = list(range(1, 40))
+    a = router(1, names, {n: 1 for n in names[2:]})
+    b = router(2, names, {n: 3 if n % 2 else 1 for n in names[2:]})
+    asked = a.full_digest_for(b.digest())  # a's partial digest of the differing buckets
+    core = GossipCore(PeerName(2), rng=random.Random(0))
+    core.add_channel("topology", TopologyGossiper(b, random.Random(0)))
+    core.neighbour_up(PeerName(1))
+    while core.pop_outgoing(PeerName(1)) is not None:
+        pass
+    real = anti_entropy.parse
+    calls: list[bytes] = []
+
+    def counting(digest: bytes) -> anti_entropy.Parsed:
+        calls.append(digest)
+        return real(digest)
+
+    monkeypatch.setattr(anti_entropy, "parse", counting)
+    core.handle(PeerName(1), DigestMsg("topology", PeerName(1), asked, reply=False))
+    assert calls == [asked]
+    # The answers are unchanged: b's records newer than a's (the odd names) in
+    # the buckets a asked for, and no digest back (a holds nothing newer).
+    sent = []
+    while (msg := core.pop_outgoing(PeerName(1))) is not None:
+        sent.append(msg)
+    partial = decode_partial_digest(asked)
+    expected = {n for n in names[2:] if n % 2 and bucket_of(n, partial.bits) in partial.covered}
+    assert expected and len(sent) == 1 and not isinstance(sent[0], DigestMsg)
+    answer = PeerMap.decode(sent[0].payload)
+    assert {n: r.version for n, r in answer.records.items()} == dict.fromkeys(expected, 3)
