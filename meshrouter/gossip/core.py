@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, ProtocolError
 from meshrouter.gossip.digest_exchange import DigestExchange
-from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
+from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView, TailorsRelays
 from meshrouter.gossip.outbox import Outbox
 from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
@@ -234,9 +234,7 @@ class GossipCore:
             # gossip): each peer relays only what was new to it, so the relay
             # dies out as soon as everyone has it, whatever the routes say.
             self.stats.record_delta(channel)
-            update = Snapshot(data=delta)
-            for peer in self._random_neighbours(rng, exclude=neighbour):
-                self._outbox.gossip(peer, channel, update)
+            self._relay(channel, gossiper, delta, rng, exclude=neighbour)
 
     def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
         channel, origin = msg.channel, msg.src
@@ -413,6 +411,28 @@ class GossipCore:
     ) -> None:
         for hop in self._tree_children(channel, origin, came_from):
             self._outbox.broadcast(hop, channel, origin, update)
+
+    def _relay(self, channel: str, gossiper: Gossiper, delta: GossipData,
+               rng: random.Random, *, exclude: PeerName) -> None:
+        """Relay ``delta`` to a random few neighbours; a gossiper that
+        ``TailorsRelays`` narrows it per neighbour first, and the few are drawn
+        from the neighbours that still get something."""
+        update = Snapshot(data=delta)
+        if not isinstance(gossiper, TailorsRelays):
+            for peer in self._random_neighbours(rng, exclude=exclude):
+                self._outbox.gossip(peer, channel, update)
+            return
+        neighbours = self._outbox.neighbours
+        parts: dict[PeerName, GossipData] = {}
+        for peer in neighbours:
+            if peer != exclude:
+                part = gossiper.relay_for(peer, delta)
+                if part:
+                    parts[peer] = part
+        count = min(len(parts), fanout_size(len(neighbours), self._fanout))
+        for peer in rng.sample(sorted(parts), count):
+            part = parts[peer]
+            self._outbox.gossip(peer, channel, update if part is delta else Snapshot(data=part))
 
     def _random_neighbours(
         self, rng: random.Random, exclude: PeerName | None

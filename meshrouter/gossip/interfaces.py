@@ -28,7 +28,9 @@ Contract details the core relies on:
   protocol, ``RefinesDigests``: a gossiper whose answer to a digest depends on
   the digest and on whom it asks (the topology channel's bucketed digests)
   has ``full_digest_for(neighbour, received)``, which the core then calls
-  instead of ``full_digest()``, and ``neighbour_gone(neighbour)``.
+  instead of ``full_digest()``, and ``neighbour_gone(neighbour)``.  Another,
+  ``TailorsRelays``, lets a gossiper say which part of a delta a neighbour
+  may still lack before the core relays it (see ``relay_for``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,19 @@ class RefinesDigests(Protocol):
 
     def neighbour_gone(self, neighbour: PeerName) -> None:
         """``neighbour``'s connection is gone: what we asked it will not come."""
+        ...
+
+
+@runtime_checkable
+class TailorsRelays(Protocol):
+    """A gossiper that knows part of what its neighbours hold."""
+
+    def relay_for(self, neighbour: PeerName, delta: Any) -> GossipData | None:
+        """The part of ``delta`` (from ``on_gossip``) that ``neighbour`` may
+        lack: ``delta`` itself when all of it, None when none of it.  The core
+        relays gossip to a random few of the neighbours that get something, so
+        the relay neither wastes its fanout on neighbours that hold the delta
+        nor re-sends them what they hold."""
         ...
 
 

@@ -8,9 +8,10 @@ new to us goes on.  The topology channel sends no unicasts, so one arriving is
 a protocol violation.
 
 Payloads carry whole records and per-link deltas (see ``deltas``).  Gossip
-relays only whole records of peers that were unknown; a delta is never relayed
-by gossip (its receivers may lack the base), only forwarded on its origin's
-broadcast tree by the gossip core, with its original bytes.
+relays only whole records of peers that were unknown, and to each neighbour
+only those of peers it has no link with (``relay_for``); a delta is never
+relayed by gossip (its receivers may lack the base), only forwarded on its
+origin's broadcast tree by the gossip core, with its original bytes.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ class TopologyGossiper:
             return None
         fresh = {name: delta.records[name] for name in unknown if name in delta.records}
         return PeerMap(fresh) if fresh else None
+
+    def relay_for(self, neighbour: PeerName, delta: PeerMap) -> PeerMap | None:
+        """The records of ``delta`` that ``neighbour`` may lack (``TailorsRelays``):
+        not its own, and none of a peer it has a link with, by its record or
+        by that peer's.  A link's two ends swapped records when it came up
+        (the digest exchange of a new connection always covers the asked
+        neighbour's own bucket), so relaying them only repeats it: a joiner of
+        a full mesh relayed every record it learned back to the mesh, and
+        every late learner of the joiner's record relayed it whole to
+        neighbours already linked to the joiner (a fifth of a 100-peer join's
+        bytes)."""
+        held = self.topology.record(neighbour)
+        linked = held.established_peers() if held is not None else frozenset()
+        kept = {name: record for name, record in delta.records.items()
+                if name != neighbour and name not in linked
+                and neighbour not in record.established_peers()}
+        if len(kept) == len(delta.records) and not delta.deltas:
+            return delta
+        return PeerMap(kept) if kept else None
 
     def on_broadcast(self, src: PeerName, data: PeerMap) -> PeerMap | None:
         """Merge a broadcast originated by ``src``; return the delta to relay."""

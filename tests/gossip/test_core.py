@@ -586,3 +586,34 @@ def test_a_refining_gossiper_answers_each_digest_with_a_digest_of_it() -> None:
     assert [m.reply for m in drain(one, B) if isinstance(m, DigestMsg)] == [True]
     one.neighbour_down(B)
     assert one_channel.gone == [B]
+
+
+class TailoringChannel(CounterSetChannel):
+    """A channel that knows which keys each neighbour holds (``TailorsRelays``)."""
+
+    def __init__(self, holds: dict[PeerName, set[str]]) -> None:
+        super().__init__()
+        self.holds = holds
+
+    def relay_for(self, neighbour: PeerName, delta: CounterSet) -> CounterSet | None:
+        held = self.holds.get(neighbour, set())
+        entries = delta.as_dict()
+        if not held & set(entries):
+            return delta
+        part = CounterSet({k: v for k, v in entries.items() if k not in held})
+        return part if len(part) else None
+
+
+def test_a_tailoring_gossiper_relays_to_a_few_of_the_neighbours_that_lack_something() -> None:
+    # B holds both keys, C one of them, D neither: the relay (fanout 2, never
+    # back to A) goes to C and D only, each with what it lacks.
+    core = GossipCore(LOCAL, rng=random.Random(SEED), fanout=2)
+    channel = TailoringChannel({B: {"x", "y"}, C: {"x"}})
+    core.add_channel("c", channel)
+    for peer in (A, B, C, D):
+        core.neighbour_up(peer)
+        drain(core, peer)
+    core.handle(A, GossipMsg("c", A, CounterSet({"x": 1, "y": 2}).encode()))
+    assert drain(core, A) == drain(core, B) == []
+    assert drain(core, C) == [GossipMsg("c", LOCAL, CounterSet({"y": 2}).encode())]
+    assert drain(core, D) == [GossipMsg("c", LOCAL, CounterSet({"x": 1, "y": 2}).encode())]

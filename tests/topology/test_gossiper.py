@@ -70,3 +70,26 @@ def test_gossip_relays_only_records_of_previously_unknown_peers() -> None:
     newer = PeerMap.of(record(2, version=7, connections=[conn(1)]))
     assert gossiper.on_gossip(PeerName(2), newer) is None
     assert gossiper.topology.record(PeerName(2)).version == 7  # type: ignore[union-attr]
+
+
+def test_a_relay_leaves_out_what_each_neighbour_holds_by_its_links() -> None:
+    # We (1) are linked to 2, 3 and 4; 2's record lists a link to 5 (5's own,
+    # older record does not list 2 yet), and the relayed record of 6 lists a
+    # link to 3 (7's link to 6 is not established).
+    # Relaying the records of 2, 5, 6 and 7: neighbour 2 gets neither its own
+    # record nor 5's (its record lists 5); 3 gets all but 6's (6 lists 3); 4 is
+    # linked to none of them and gets the relay as it is.
+    gossiper = make_gossiper()
+    topo = gossiper.topology
+    topo.set_local_connections([conn(2), conn(3), conn(4)])
+    topo.apply(PeerMap.of(record(2, connections=[conn(1), conn(5)]),
+                          record(3, connections=[conn(1)]),
+                          record(4, connections=[conn(1)])), random.Random(0))
+    five, six, seven = (record(5, connections=[conn(8)]), record(6, connections=[conn(3)]),
+                        record(7, connections=[conn(6, established=False)]))
+    relayed = PeerMap.of(topo.record(PeerName(2)), five, six, seven)  # type: ignore[arg-type]
+    assert gossiper.relay_for(PeerName(2), relayed) == PeerMap.of(six, seven)
+    assert gossiper.relay_for(PeerName(3), relayed) == PeerMap.of(
+        topo.record(PeerName(2)), five, seven)  # type: ignore[arg-type]
+    assert gossiper.relay_for(PeerName(4), relayed) is relayed
+    assert gossiper.relay_for(PeerName(2), PeerMap.of(five)) is None
