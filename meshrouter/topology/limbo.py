@@ -5,7 +5,13 @@ records list (garbage collection); ``unreachable`` finds the others.  With a
 set of target names -- the names that arrived in a change or lost an incoming
 link, the only ones a change can have cut off -- the search from us stops as
 soon as all of them are found, so a change that touches a well-connected part
-of the mesh costs a few steps, not a walk over every record.
+of the mesh costs a few steps, not a walk over every record.  Cheaper still,
+when a change removed no link (``proven_reachable``): every record held before
+it is still reachable, so a newly arrived record is reachable as soon as one of
+those -- or an arrival already proven -- lists it as established; only when
+that proof fails does the search from us run.  A joiner at the far edge of a
+large mesh made that search visit most records, on every router, for every
+record of the join (the largest CPU item of a 200-peer simulated join).
 
 Dropped or unreachable-on-arrival records are parked in a small bounded
 ``Limbo`` instead of being forgotten.  Gossip has no ordering across peers: a
@@ -53,6 +59,37 @@ def unreachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
                 if not remaining:
                     return []
     return sorted(name for name in records if name not in seen)
+
+
+def proven_reachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
+                     arrived: set[PeerName]) -> bool:
+    """True if every name of ``arrived`` that has a record is reachable, shown by
+    listers alone; False when that cannot be shown (then search with
+    ``unreachable``).
+
+    Valid only for a change that removed no link: then every record held
+    before it (the records not in ``arrived``) is reachable, as garbage
+    collection keeps only reachable records, and an arrival listed by a
+    reachable record is reachable.  Listers are looked for among the
+    arrival's own neighbours (links are listed by both ends once
+    established), through the cached established sets: a miss costs one set
+    lookup per neighbour, never a walk.
+    """
+    pending = {name for name in arrived if name in records and name != local}
+    while pending:
+        proven = []
+        for name in pending:
+            for conn in records[name].connections:
+                lister = conn.peer
+                if lister in pending or lister not in records:
+                    continue
+                if name in records[lister].established_peers():
+                    proven.append(name)
+                    break
+        if not proven:
+            return False
+        pending.difference_update(proven)
+    return True
 
 
 class Limbo:

@@ -56,7 +56,7 @@ from meshrouter.topology.deltas import (
     record_reaches,
 )
 from meshrouter.topology.discovery import DialCandidates
-from meshrouter.topology.limbo import MAX_LIMBO, Limbo, unreachable
+from meshrouter.topology.limbo import MAX_LIMBO, Limbo, proven_reachable, unreachable
 from meshrouter.topology.own_record import reissued
 from meshrouter.topology.peer_map import PeerMap
 from meshrouter.topology.records import (
@@ -428,6 +428,8 @@ class Topology:
         targets = new_names | at_risk
         targets.discard(self._local)
         if not targets:
+            return []
+        if not at_risk and proven_reachable(self._records, self._local, new_names):
             return []
         removed = unreachable(self._records, self._local, targets)
         reported = []
