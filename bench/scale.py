@@ -6,7 +6,9 @@ peers, in a limited mesh (connection limit 16) and a full mesh (limit above N),
 * propagation: simulated time for one topology change (a peer drops a link) to
   reach every peer, with 10 ms links;
 * convergence of the initial build (simulated seconds after the last start);
-* wall seconds, peak RSS, and RSS per peer.
+* wall seconds, CPU seconds (user + system of the row's process: less
+  inflated than wall time when other work shares the machine), peak RSS, and
+  RSS per peer.
 
 The mesh is *built* by starting every peer at once (``--join-interval 0``, each
 given two running contacts), not one every 100 ms: joining a full mesh costs
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -103,6 +106,8 @@ def measure(n: int, mesh: str, seed: int = 1, join_interval: float = 0.0) -> dic
         scenario_fn=scenario, check_invariants=False,
     )
     figures["wall_s"] = round(time.perf_counter() - start, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 1)
     figures["calib_s"] = round((calib + calibrate()) / 2, 3)
     figures["wall_per_calib"] = round(figures["wall_s"] / figures["calib_s"])
     figures["load"] = round(os.getloadavg()[0], 1)
@@ -115,7 +120,7 @@ COLUMNS = (
     ("n", "N", 5), ("mesh", "mesh", 8), ("one_join_messages", "join msgs", 10),
     ("one_join_bytes", "join bytes", 11), ("one_join_bytes_per_peer", "bytes/peer", 10),
     ("propagation_ms", "prop ms", 8), ("join_converge_s", "build s", 8),
-    ("wall_s", "wall s", 7), ("load", "load", 5), ("calib_s", "calib s", 8),
+    ("wall_s", "wall s", 7), ("cpu_s", "CPU s", 7), ("load", "load", 5), ("calib_s", "calib s", 8),
     ("wall_per_calib", "wall/calib", 10), ("rss_per_peer_kib", "KiB/peer", 9),
     ("peak_rss_mib", "peak MiB", 9),
 )
