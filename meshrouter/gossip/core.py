@@ -52,7 +52,13 @@ from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, ProtocolError
 from meshrouter.gossip.digest_exchange import DigestExchange
-from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView, TailorsRelays
+from meshrouter.gossip.interfaces import (
+    BroadcastsToLinks,
+    GossipData,
+    Gossiper,
+    RouteView,
+    TailorsRelays,
+)
 from meshrouter.gossip.outbox import Outbox
 from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
@@ -257,7 +263,8 @@ class GossipCore:
         # peers below us in the origin's tree rely on us for it.  The bytes are
         # decoded again only if the copy has to be merged with a later update.
         update = Snapshot(raw=msg.payload, decode=gossiper.decode)
-        self._broadcast(channel, origin, update, came_from=neighbour)
+        self._broadcast(channel, origin, update, came_from=neighbour,
+                        direct=self._origin_links(gossiper, origin, data))
 
     def _handle_unicast(self, neighbour: PeerName, msg: UnicastMsg) -> None:
         channel = msg.channel
@@ -308,7 +315,10 @@ class GossipCore:
 
     def originate_broadcast(self, channel: str, data: GossipData) -> None:
         """Send our own change down the spanning tree rooted at us."""
-        self._broadcast(channel, self.local, Snapshot(data=data.copy()), came_from=None)
+        gossiper = self._channels.get(channel)
+        direct = None if gossiper is None else self._origin_links(gossiper, self.local, data)
+        self._broadcast(channel, self.local, Snapshot(data=data.copy()), came_from=None,
+                        direct=direct)
 
     def originate_gossip(
         self, channel: str, data: GossipData, rng: random.Random | None = None
@@ -384,16 +394,36 @@ class GossipCore:
         hop = self._routes.next_hop_any(dst)
         return hop if hop is not None and hop in self._outbox else None
 
+    @staticmethod
+    def _origin_links(gossiper: Gossiper, origin: PeerName,
+                      data: GossipData) -> frozenset[PeerName] | None:
+        if isinstance(gossiper, BroadcastsToLinks):
+            return gossiper.origin_links(origin, data)
+        return None
+
     def _tree_children(
-        self, channel: str, origin: PeerName, came_from: PeerName | None
+        self, channel: str, origin: PeerName, came_from: PeerName | None,
+        direct: frozenset[PeerName] | None = None,
     ) -> Iterator[PeerName]:
         """Current neighbours below us in ``origin``'s tree, minus where it came
-        from and the origin itself; hops that are not neighbours are counted."""
+        from and the origin itself; hops that are not neighbours are counted.
+
+        ``direct`` (``BroadcastsToLinks``): the peers the origin sends this
+        broadcast to itself.  Our own broadcast goes to those as well as to our
+        tree; a forwarder leaves them out of its children.  While views differ
+        (a join), a forwarder whose view lacks one of the origin's new links
+        took that peer for its child although the origin had already sent it
+        the broadcast."""
         hops: Sequence[PeerName]
         if self._routes is None:
             hops = self._outbox.neighbours if origin == self.local else ()
         else:
             hops = self._routes.broadcast_next_hops(origin)
+        if direct:
+            if came_from is None:
+                hops = [*hops, *(hop for hop in sorted(direct) if hop in self._outbox)]
+            else:
+                hops = [hop for hop in hops if hop not in direct]
         seen: set[PeerName] = set()
         for hop in hops:
             if hop in seen or hop == came_from or hop == origin or hop == self.local:
@@ -407,9 +437,10 @@ class GossipCore:
             yield hop
 
     def _broadcast(
-        self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None
+        self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None,
+        direct: frozenset[PeerName] | None = None,
     ) -> None:
-        for hop in self._tree_children(channel, origin, came_from):
+        for hop in self._tree_children(channel, origin, came_from, direct):
             self._outbox.broadcast(hop, channel, origin, update)
 
     def _relay(self, channel: str, gossiper: Gossiper, delta: GossipData,

@@ -30,7 +30,9 @@ Contract details the core relies on:
   has ``full_digest_for(neighbour, received)``, which the core then calls
   instead of ``full_digest()``, and ``neighbour_gone(neighbour)``.  Another,
   ``TailorsRelays``, lets a gossiper say which part of a delta a neighbour
-  may still lack before the core relays it (see ``relay_for``).
+  may still lack before the core relays it (see ``relay_for``); and
+  ``BroadcastsToLinks`` lets it name the peers a broadcast's origin sends it
+  to itself, which forwarders then leave out (see ``origin_links``).
 """
 
 from __future__ import annotations
@@ -148,6 +150,21 @@ class TailorsRelays(Protocol):
         relays gossip to a random few of the neighbours that get something, so
         the relay neither wastes its fanout on neighbours that hold the delta
         nor re-sends them what they hold."""
+        ...
+
+
+@runtime_checkable
+class BroadcastsToLinks(Protocol):
+    """A gossiper that knows, from a broadcast's own data, whom its origin
+    linked to when it sent it."""
+
+    def origin_links(self, origin: PeerName, data: Any) -> frozenset[PeerName]:
+        """The peers ``origin`` sends the broadcast carrying ``data`` (merged
+        into our state already) to itself: an origin sends its own broadcast to
+        these besides its tree, and a forwarder leaves them out of its
+        children.  Must be exactly the origin's links when it sent ``data``
+        (empty when not known exactly): one named here that the origin did not
+        send to would miss the broadcast."""
         ...
 
 

@@ -83,6 +83,28 @@ class TopologyGossiper:
         """Merge a broadcast originated by ``src``; return the delta to relay."""
         return self.topology.apply(data, self._rng)
 
+    def origin_links(self, origin: PeerName, data: PeerMap) -> frozenset[PeerName]:
+        """The peers ``origin``'s record lists as established at the version
+        ``data`` brings it to (``BroadcastsToLinks``), if that is the version
+        we hold (applied just now); else none.
+
+        An origin broadcasts its record as it is at that moment, so its links
+        at that version are exactly its confirmed connections then: it sends
+        its broadcast to each (``GossipCore``) and forwarders skip them.  In a
+        full mesh every broadcast is then one message per peer, however much
+        the views differ while a joiner's links come up."""
+        reached: tuple[int, int] | None = None
+        record = data.records.get(origin)
+        if record is not None:
+            reached = (record.version, record.uid)
+        for delta in data.deltas.get(origin, ()):
+            if reached is None or (delta.version, delta.uid) > reached:
+                reached = (delta.version, delta.uid)
+        held = self.topology.record(origin)
+        if reached is None or held is None or (held.version, held.uid) != reached:
+            return frozenset()
+        return held.established_peers()
+
     def on_unicast(self, src: PeerName, payload: bytes) -> None:
         """The topology channel sends no unicasts: one arriving is malformed."""
         raise MalformedMessageError(f"topology channel got a unicast from {src:012x}; it has none")

@@ -617,3 +617,37 @@ def test_a_tailoring_gossiper_relays_to_a_few_of_the_neighbours_that_lack_someth
     assert drain(core, A) == drain(core, B) == []
     assert drain(core, C) == [GossipMsg("c", LOCAL, CounterSet({"y": 2}).encode())]
     assert drain(core, D) == [GossipMsg("c", LOCAL, CounterSet({"x": 1, "y": 2}).encode())]
+
+
+class LinkedChannel(CounterSetChannel):
+    """A channel that names the peers each origin sends its broadcasts to
+    itself (``BroadcastsToLinks``)."""
+
+    def __init__(self, links: dict[PeerName, frozenset[PeerName]]) -> None:
+        super().__init__()
+        self.links = links
+        self.asked: list[tuple[PeerName, CounterSet]] = []
+
+    def origin_links(self, origin: PeerName, data: CounterSet) -> frozenset[PeerName]:
+        self.asked.append((origin, data))
+        return self.links.get(origin, frozenset())
+
+
+def test_a_broadcast_skips_the_peers_its_origin_sends_it_to_itself() -> None:
+    core = GossipCore(LOCAL, rng=random.Random(SEED))
+    channel = LinkedChannel({ORIGIN: frozenset({C, X}), LOCAL: frozenset({C, D, X})})
+    core.add_channel("c", channel)
+    for peer in (A, B, C, D):
+        core.neighbour_up(peer)
+        drain(core, peer)
+    core.set_routes(FixedRoutes(trees={ORIGIN: [B, C, D], LOCAL: [A]}))
+    # Forwarding: C has it from the origin itself; B and D are our children.
+    payload = CounterSet({"k": 4}).encode()
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload))
+    assert channel.asked == [(ORIGIN, CounterSet({"k": 4}))]  # asked after the merge
+    assert [p for p in (A, B, C, D) if drain(core, p)] == [B, D]
+    # Our own: our tree (A) and every peer we link to that is a neighbour (C, D).
+    core.originate_broadcast("c", CounterSet({"k": 5}))
+    mine = BroadcastMsg("c", LOCAL, CounterSet({"k": 5}).encode())
+    assert {p: drain(core, p) for p in (A, B, C, D)} == {A: [mine], B: [], C: [mine], D: [mine]}
+    assert core.stats.channels["c"].dropped == {}

@@ -93,3 +93,24 @@ def test_a_relay_leaves_out_what_each_neighbour_holds_by_its_links() -> None:
         topo.record(PeerName(2)), five, seven)  # type: ignore[arg-type]
     assert gossiper.relay_for(PeerName(4), relayed) is relayed
     assert gossiper.relay_for(PeerName(2), PeerMap.of(five)) is None
+
+
+def test_a_broadcast_names_its_origins_links_only_at_the_version_we_hold() -> None:
+    from meshrouter.topology.deltas import make_delta
+
+    gossiper = make_gossiper()  # we are 1, linked to 2
+    topo = gossiper.topology
+    two = record(2, version=3, connections=[conn(1), conn(5), conn(6, established=False)])
+    gossiper.on_broadcast(PeerName(2), PeerMap.of(two))
+    assert gossiper.origin_links(PeerName(2), PeerMap.of(two)) == {1, 5}
+    # A stale copy (we hold 3), one we do not hold (it lost, or GC), no data of
+    # the origin at all: nothing known exactly, nothing skipped.
+    assert gossiper.origin_links(PeerName(2), PeerMap.of(record(2, version=2))) == frozenset()
+    assert gossiper.origin_links(PeerName(2), PeerMap.of(record(2, version=4))) == frozenset()
+    assert gossiper.origin_links(PeerName(2), PeerMap.of(record(3))) == frozenset()
+    # Our own broadcast, a delta to the version we hold: our links now.
+    before = topo.local_record.version
+    topo.set_local_connections([conn(2), conn(3), conn(4, established=False)])
+    ours = topo.own_update_since(before)
+    assert ours.deltas and make_delta(topo.local_record, before) is not None
+    assert gossiper.origin_links(PeerName(1), ours) == {2, 3}
