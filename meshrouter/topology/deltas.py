@@ -27,8 +27,8 @@ appends a step per change (``derive_log``); a receiver that applies a delta
 appends the delta's changed set as one coarser step, which is still true.  A
 delta from version ``since`` is then the union of the steps back to the first
 one starting at or below ``since``.  The log is capped (``MAX_LOG_STEPS``,
-adjacent small steps merging into coarser ones; deltas larger than half the record are
-not worth sending: the whole record serves every receiver), and cleared when an
+adjacent small steps merging into coarser ones; a delta carrying as many links as
+the record is not worth sending: the whole record serves every receiver), and cleared when an
 owner re-issues its record above a competing copy, whose holders must get the
 record whole.
 
@@ -196,7 +196,15 @@ def derive_log(new: PeerRecord, old: PeerRecord, changed: Iterable[int], *,
 
 def make_delta(record: PeerRecord, since: int) -> RecordDelta | None:
     """A delta from (at most) version ``since`` to ``record``; None if the log does
-    not reach back that far or the delta would carry more than half the record."""
+    not reach back that far or the delta would carry as many links as the
+    record has (the whole record is then no bigger and serves every receiver).
+
+    A delta goes only where its base is held: a digest answer to the asker
+    whose digest showed the version, a broadcast to holders of our previous
+    broadcast.  A delta carrying more than half the record used to be
+    sent whole, and a joiner's record, which grows by more than half
+    between most of its broadcasts, reached every peer whole several times
+    (a fifth of a 100-peer full-mesh join's bytes)."""
     if since >= record.version:
         return None
     changed: set[int] = set()
@@ -211,7 +219,7 @@ def make_delta(record: PeerRecord, since: int) -> RecordDelta | None:
     header = ((record.nickname, record.short_id, record.listen_port)
               if HEADER in changed else None)
     changed.discard(HEADER)
-    if len(changed) * 2 > max(1, len(record.connections)):
+    if len(changed) >= max(1, len(record.connections)):
         return None
     now: dict[int, ConnectionRecord] = {c.peer: c for c in record.connections}
     return RecordDelta(

@@ -171,9 +171,16 @@ def test_no_delta_when_the_log_does_not_reach_or_the_delta_is_too_big() -> None:
                       connections=latest.connections, nickname="host1")
     assert received == latest
     assert make_delta(received, latest.version - 1) is None  # a decoded copy: no log
-    # More than half the record changed: the whole record is cheaper.
+    # Every link the record has changed: the whole record is no bigger.
     replaced = history([{2, 3}, {2, 3, 4, 5}])
     assert make_delta(replaced[-1], replaced[1].version) is None
+    # Three of four links changed is still a delta: its receivers hold the base
+    # (a digest showed it, or our last broadcast brought it), and a joiner's
+    # record, which mostly grows by more than half between two broadcasts, went
+    # whole to every peer several times.
+    grown = history([{2}, {3, 4, 5}])
+    delta = make_delta(grown[-1], grown[1].version)
+    assert delta is not None and [c.peer for c in delta.changed] == [3, 4, 5]
 
 
 def test_re_issuing_above_a_competing_copy_clears_the_log() -> None:
