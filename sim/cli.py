@@ -16,6 +16,7 @@ from rich.table import Table
 
 from meshrouter.errors import ConfigError
 from meshrouter.ipam.address_range import AddressRange
+from sim.collector import COLLECTORS
 from sim.runner import SCENARIOS, SimOptions, SimResult, current_rss_kib, run_simulation
 
 
@@ -146,6 +147,11 @@ def _check_range(value: str) -> str:
     help="IPAM scenarios: allocations per phase (default 2 per peer).",
 )
 @click.option("--no-ipam", is_flag=True, help="Run the routers without IPAM.")
+@click.option(
+    "--gc", "collector_name", type=click.Choice(sorted(COLLECTORS)), default="relaxed",
+    show_default=True,
+    help="Garbage collector settings of the simulator process (python: the interpreter's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
     "--progress-every", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
@@ -169,6 +175,7 @@ def main(
     ipalloc_range: str,
     allocations: int,
     no_ipam: bool,
+    collector_name: str,
     as_json: bool,
     progress_every: float,
     plot: Path | None,
@@ -197,6 +204,7 @@ def main(
         ipalloc_range=ipalloc_range,
         allocations=allocations,
         ipam=not no_ipam,
+        gc=collector_name,
     )
     console = Console(stderr=True)
     with Progress(

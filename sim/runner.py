@@ -29,6 +29,7 @@ from meshrouter.ipam.service import ipam_of
 from meshrouter.names import format_peer_name
 from meshrouter.node.router import Router
 from sim.cluster import SimCluster, SimHost, host_name
+from sim.collector import collector
 from sim.invariants import Violation, check_all
 from sim.network import LinkProfile
 
@@ -64,6 +65,7 @@ class SimOptions:
     ipalloc_range: str = "10.32.0.0/16"
     reclaim_after: float = 60.0
     allocations: int = 0
+    gc: str = "relaxed"  # the collector's settings for the run (sim/collector.py)
 
     def router_settings(self) -> dict[str, Any]:
         return {
@@ -352,7 +354,8 @@ def run_simulation(
                 inspect(sim)
             nursery.cancel_scope.cancel()
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with collector(options.gc):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - wall_start
     sim: Simulation = holder["sim"]
     rss_join = sim.rss_after_join if sim.rss_after_join is not None else current_rss_kib()
