@@ -263,5 +263,11 @@ def run_dataplane_simulation(
                 await quiesce(sim, "heal", cluster.network.heal)
             nursery.cancel_scope.cancel()
 
+    # Reproducible runs whatever ran before in the process: seed trio's own
+    # scheduler randomness, as sim/runner.py does.  Without it a run inherited
+    # the scheduler state (or the unseeded default) of whatever ran before, so
+    # a CI run of the whole suite met a schedule a run on its own never did.
+    trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio._core._run._r.seed(options.seed)
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     return result
