@@ -20,14 +20,14 @@ after every change (``attempt``).  Nothing here blocks or sleeps.
 
 Each tick does, in order: track which ring owners are unreachable (and since
 when); advance founding; acknowledge the reservations we are heir of;
-reclaim the entries of owners unreachable for ``reclaim_after``; keep a pool
-of acknowledged addresses ahead of demand; ask a peer for space when we have
+propose reclaims of the entries of owners unreachable for ``reclaim_after``
+(written once a majority accepts, ``reclaim_vote.py``); keep a pool of
+acknowledged addresses ahead of demand; ask a peer for space when we have
 none; publish our free-address count.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from typing import Any
 
@@ -37,21 +37,22 @@ from meshrouter.errors import (
     IpamInvalidError,
     IpamUnavailableError,
 )
-from meshrouter.ipam import founding_vote, leaving, persistence, reasons, reclaim
+from meshrouter.ipam import leaving, persistence, reasons, reclaim
 from meshrouter.ipam.address_range import AddressRange, format_address
 from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.claim import claim_address
 from meshrouter.ipam.donation import RANGE_FULL, Donations, refusal
 from meshrouter.ipam.founding import CONSENSUS, SEED, FoundingMode
+from meshrouter.ipam.founding_vote import FoundingVote
 from meshrouter.ipam.majority import Majority
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, ReclaimMessage, decode_unicast
 from meshrouter.ipam.outbox import Counters, Outbox
-from meshrouter.ipam.paxos import Claims, Paxos
 from meshrouter.ipam.pending import Pending, PendingRequests
 from meshrouter.ipam.persistence import STATE_FORMAT, check_container
 from meshrouter.ipam.reasons import UNSYNCED
 from meshrouter.ipam.reclaim_vote import ReclaimVotes
 from meshrouter.ipam.ring import Ring
+from meshrouter.ipam.room import make_room
 from meshrouter.ipam.state import IpamState
 from meshrouter.names import PeerName
 
@@ -82,7 +83,7 @@ class IpamCore:
         self.reclaim_after = reclaim_after
         self.pool = max(1, pool)
         self.ring: Ring | None = None
-        self.paxos: Paxos | None = None
+        self.founding = FoundingVote(me, uid, mode, address_range)
         self.pending = PendingRequests()
         self.counters = Counters()
         self.out = Outbox()
@@ -90,7 +91,6 @@ class IpamCore:
         self.majority = Majority(me, reclaim_after)
         self.donations = Donations(me, self.local, self.counters, self.out)
         self.votes = ReclaimVotes(me, reclaim_after, self.out)
-        self._proposed_at: float | None = None
         # False after a start without a state file, until we have compared
         # notes with a neighbour (or STARTUP_GRACE passed with none): a router
         # that lost its data must not act on a ring it founded or learned
@@ -114,10 +114,6 @@ class IpamCore:
     @property
     def floor(self) -> dict[int, int]:
         return self.local.floor
-
-    @property
-    def unreachable_since(self) -> dict[PeerName, float]:
-        return self.majority.unreachable_since
 
     @property
     def dirty(self) -> bool:
@@ -148,22 +144,18 @@ class IpamCore:
         if self.mode.kind == SEED and self.me in self.mode.seeds:
             self._adopt(Ring.found(self.range.start, self.range.end, self.mode.seeds))
         elif self.mode.kind == CONSENSUS:
-            self.paxos = Paxos((self.me, self.uid), self.mode.quorum)
-            knowledge = self.paxos.knowledge
-            knowledge.claims.setdefault((self.me, self.uid), Claims(None, None, None))
+            self.founding.join()
             self.out.broadcast = True
 
     # ------------------------------------------------------------------ gossip
 
     def state(self) -> IpamState:
-        return IpamState(self.ring, self.paxos.knowledge if self.paxos is not None else None)
+        return IpamState(self.ring, self.founding.knowledge())
 
     def digest(self) -> bytes:
         if self.ring is not None:
             return b"r" + self.ring.fingerprint()
-        if self.paxos is not None:
-            return b"p" + hashlib.sha256(self.paxos.knowledge.encode()).digest()[:16]
-        return b""
+        return self.founding.digest()
 
     def receive(self, state: IpamState, now: float) -> IpamState | None:
         """Merge gossip; return what to relay (the whole state) or None.
@@ -189,13 +181,7 @@ class IpamCore:
                     self.conflicting |= self.local.foreign(self.ring)
                     self.counters.conflicts = len(self.conflicting)
         elif state.paxos is not None and self.ring is None:
-            if self.paxos is None:
-                # Observers and seed non-members keep the vote's knowledge only
-                # to pass it on; they never claim anything.
-                self.paxos = Paxos((self.me, self.uid), max(1, self.mode.quorum))
-                if self.mode.kind != CONSENSUS:
-                    self.paxos.knowledge.claims.pop((self.me, self.uid), None)
-            changed = self.paxos.merge(state.paxos)
+            changed = self.founding.merge(state.paxos)
             if changed and self.mode.kind == CONSENSUS:
                 self._advance_founding(now, None)
         if changed:
@@ -231,19 +217,15 @@ class IpamCore:
         elif message.kind == SPACE_DENIED:
             self.donations.on_denied(src, now, message.reason, self.ring)
         elif message.kind == SPACE_REQUEST:
-            self.donations.on_request(self.ring, src, message, self._refusal(),
-                                      self.majority.reachable)
-
-    def _refusal(self) -> str:
-        """Why we may not donate at all right now ("" when we may)."""
-        return refusal(self.ring, self.synced,
-                       self.ring is not None and self.majority.holds(self.ring),
-                       any(p.kind == "allocate" for p in self.pending.values()))
+            why = refusal(self.ring, self.synced,
+                          self.ring is not None and self.majority.holds(self.ring),
+                          any(p.kind == "allocate" for p in self.pending.values()))
+            self.donations.on_request(self.ring, src, message, why, self.majority.reachable)
 
     def _adopt(self, ring: Ring) -> None:
         """Take a ring as ours (founded here or learned from a peer)."""
         self.ring = ring
-        self.paxos = None
+        self.founding.paxos = None
         self.out.changed()
         self.local.raise_floors(ring)
 
@@ -383,7 +365,7 @@ class IpamCore:
         """After ``reset``: drop the ring and everything else, so that this
         router, restarted, joins whichever cluster it is connected to."""
         self.ring = None
-        self.paxos = None
+        self.founding.paxos = None
         self.local.clear()
         self.pending.clear()
         self.local.floor.clear()
@@ -427,12 +409,9 @@ class IpamCore:
         self._refresh_reasons()
 
     def _advance_founding(self, now: float, rng: random.Random | None) -> None:
-        if self.paxos is None or self.mode.kind != CONSENSUS:
+        step = self.founding.step(now, rng, bool(self.pending) or self.primed)
+        if step is None:
             return
-        step = founding_vote.advance(
-            self.paxos, self.range, self.mode.quorum, now, rng,
-            bool(self.pending) or self.primed, self._proposed_at)
-        self._proposed_at = step.proposed_at
         if step.ring is not None:
             self.synced = True  # a ring just decided by a quorum is the current one
             self._adopt(step.ring)
@@ -442,34 +421,14 @@ class IpamCore:
     def _make_room(self, start: int, end: int, now: float,
                    rng: random.Random | None = None) -> str:
         """Start whatever gets us a free address in [start, end); return the reason."""
-        ring = self.ring
-        assert ring is not None
-        if self.local.available(ring, start, end) > 0:
-            return "ready"
-        want = self._waiting(start, end)
-        overdue = self.local.track_acks(ring, now)
-        token = self.local.extend(ring, start, end, want, self.majority.unreachable_since,
-                                  overdue)
-        if token is None:
-            return self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
-        waiting = reasons.ack_reason(ring, token, now, self.majority)
-        heir = ring.heir(token)
-        if heir not in self.majority.unreachable_since and token not in overdue:
-            return waiting
-        # An heir that is unreachable, or slow (not in its majority yet, say),
-        # or an entry whose split can never settle, may not be acknowledged for
-        # long: ask a peer for space meanwhile (``extend`` reserves donated
-        # space before the stuck entry).
-        asked = self.donations.ask(ring, start, end, now, self.majority.reachable, rng)
-        return f"{waiting}; meanwhile {asked}"
-
-    def _waiting(self, start: int, end: int) -> int:
-        """Allocation requests waiting for an address in [start, end)."""
-        return sum(1 for p in self.pending.values()
-                   if p.kind == "allocate" and p.subnet == (start, end))
+        assert self.ring is not None
+        waiting = sum(1 for p in self.pending.values()
+                      if p.kind == "allocate" and p.subnet == (start, end))
+        return make_room(self.ring, self.local, self.donations, self.majority, waiting,
+                         start, end, now, rng)
 
     def _no_ring_reason(self) -> str:
-        return reasons.no_ring_reason(self.paxos, self.mode)
+        return reasons.no_ring_reason(self.founding.paxos, self.mode)
 
     def _refresh_reasons(self) -> None:
         if self.ring is not None and not self.synced:
@@ -486,6 +445,7 @@ class IpamCore:
         """Restore from ``dump``; raise StateFileError (never reset silently)."""
         saved = persistence.load(blob, self.range)
         self.ring = saved.ring
-        self.paxos = None if saved.ring is not None else self.paxos
+        if saved.ring is not None:
+            self.founding.paxos = None
         self.local.restore(saved.allocations, saved.floors, saved.ring)
         self.synced = saved.ring is not None

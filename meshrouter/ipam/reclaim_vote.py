@@ -36,9 +36,14 @@ answered second it refused, unless it had already seen the first one's result
 frozen, and the second proposer's stale view of it is refused by the version
 check.  Promises live in memory, so they must not block for ever when a
 proposer dies between accepts and write: a promise lapses once its proposer
-has been reachable for ``PROMISE_REACHABLE`` without the result arriving (a
-live proposer's write is broadcast at once; a restarted one forgot it), and
-in any case after ``PROMISE_LIMIT`` reclaim delays.  The residual assumption:
+has been reachable for the reclaim delay (at least ``PROMISE_REACHABLE``)
+without the result arriving -- a live proposer's write is broadcast at once; a
+restarted one forgot its vote; and the delay is far longer than the heartbeat
+timeout, the longest a partitioned proposer still looks reachable -- and in
+any case after ``PROMISE_LIMIT`` reclaim delays.  While the proposer is
+reachable the promise costs nothing (nobody reclaims a reachable peer's
+entries), at most a delay of another heir's reclaim of the same entry.
+The residual assumption:
 a partition that separates a written reclaim from an acceptor heals, or
 gossip carries the result across, within ``PROMISE_LIMIT`` reclaim delays.
 """
@@ -65,6 +70,7 @@ from meshrouter.names import PeerName, format_peer_name
 PROPOSAL_TIMEOUT = 2.0  # answers must come within this, or the proposal is abandoned
 PROPOSAL_RETRY = 5.0  # a proposal that failed is not made again for this long
 PROMISE_REACHABLE = 30.0  # a promise lapses after its proposer was reachable this long
+# (or the reclaim delay, if longer)
 PROMISE_LIMIT = 10.0  # ... and in any case after this many reclaim delays
 MAX_PROMISES = 4096  # bounded memory whatever proposers send
 
@@ -271,7 +277,8 @@ class ReclaimVotes:
             if (result_seen(ring, promise.target)
                     or now - promise.since >= PROMISE_LIMIT * self.reclaim_after
                     or (promise.reachable_since is not None
-                        and now - promise.reachable_since >= PROMISE_REACHABLE)):
+                        and now - promise.reachable_since
+                        >= max(PROMISE_REACHABLE, self.reclaim_after))):
                 del self.promises[key]
         for token in [t for t, at in self.retry_at.items() if now >= at]:
             del self.retry_at[token]

@@ -356,7 +356,7 @@ def test_consensus_founds_one_ring_after_a_request() -> None:
     assert a.pending == {}
     (address,) = a.lookup("web")
     assert a.ring.entry_at(address).owner == A
-    assert all(core.paxos is None for core in net.cores.values())
+    assert all(core.founding.paxos is None for core in net.cores.values())
 
 
 def test_consensus_waits_for_a_quorum_of_electors() -> None:
@@ -755,7 +755,7 @@ def test_a_ringless_core_joins_the_first_ring_of_its_range() -> None:
     other = Ring.found(RANGE.start, RANGE.end, [B, C])
     relay = core.receive(IpamState(other), 0.0)
     assert relay is not None and relay.ring == other
-    assert core.ring == other and core.paxos is None
+    assert core.ring == other and core.founding.paxos is None
     assert core.cluster_id == other.cluster_id
     assert core.receive(IpamState(other), 0.0) is None
 

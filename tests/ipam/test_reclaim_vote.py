@@ -224,3 +224,38 @@ def test_a_vote_carries_with_a_majority_of_addresses_and_every_required_heir() -
     assert [(dst, decode_unicast(p).kind) for dst, p in votes.out.unicasts] == [
         (a, RECLAIM_ABANDON)]
     assert votes.blocked(entry.token, o, 3.0) and not votes.blocked(entry.token, o, 8.0)
+
+
+def test_a_promise_lapses_only_after_its_proposer_was_reachable_for_the_reclaim_delay() -> None:
+    """A promise outlives the detection window (the proposer still looks
+    reachable for up to a heartbeat timeout after a partition, far less than
+    the reclaim delay), and lapses when a proposer that is reachable for the
+    whole delay never wrote its reclaim (it restarted and forgot it), or after
+    ``PROMISE_LIMIT`` reclaim delays whatever happens."""
+    names = [peer(i) for i in range(1, 5)]
+    net = CoreNet(names, parse_founding(
+        "seed=" + ",".join(format_peer_name(n) for n in names), 0),
+        cidr="10.32.0.0/26", reclaim_after=60.0)
+    net.settle(1.0)
+    ring = net.cores[peer(4)].ring
+    assert ring is not None
+    r, o = peer(1), peer(2)
+    entry = next(e for e, _ in ring.owned_by(o))
+    target = ReclaimTarget(entry.token, o, entry.version, ring.reclaim_floor(entry.token))
+    propose = ReclaimMessage(RECLAIM_PROPOSE, target)
+    votes = ReclaimVotes(peer(4), 60.0, Outbox())
+    votes.on_message(ring, True, r, propose, set(), 0.0)
+    assert list(votes.promises) == [(r, entry.token)]
+    votes.tick(ring, 1.0, {r})
+    votes.tick(ring, 45.0, {r})  # longer than any heartbeat timeout, shorter than the delay
+    assert votes.promises, "lapsed while the proposer merely looked reachable"
+    votes.tick(ring, 62.0, {r})
+    assert not votes.promises, "a reachable proposer that never wrote: the promise lapses"
+    votes.on_message(ring, True, r, propose, set(), 100.0)
+    votes.tick(ring, 101.0, {r})
+    votes.tick(ring, 150.0, set())  # out of reach again: the clock restarts
+    votes.tick(ring, 200.0, {r})
+    votes.tick(ring, 250.0, {r})
+    assert votes.promises
+    votes.tick(ring, 700.0, set())
+    assert not votes.promises, "PROMISE_LIMIT reclaim delays"
