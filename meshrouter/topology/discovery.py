@@ -13,15 +13,15 @@ itself and the peers it is already connected to.  Like route graphs it is
 shared by record-set fingerprint (see ``snapshot_cache``): parsing every
 address of every record costs milliseconds at a thousand peers, and every
 simulated router wants the result after every topology change.  A router whose
-record set has no book yet derives one from its previous book by the names
-written since (``DialCandidates``), in O(changed x degree).
+record set has no book yet derives one from its previous book by the records
+replaced since (``DialCandidates``), in O(changed x degree).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Collection, Container, Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import MAX_PORT, PeerRecord
@@ -68,29 +68,35 @@ class DialAddresses:
     -- O(changed x degree) instead of a scan of every link (a 200-peer join
     spent a tenth of its CPU rebuilding books)."""
 
-    __slots__ = ("_addresses", "_by_peer", "_contrib", "_records", "fingerprint")
+    __slots__ = ("_addresses", "_by_peer", "_contrib", "fingerprint")
 
     def __init__(self, records: Mapping[PeerName, PeerRecord], fingerprint: int, *,
                  parent: DialAddresses | None = None,
-                 changed: Collection[PeerName] | None = None) -> None:
-        """Collect from ``records`` (a shallow copy is kept); ``fingerprint``
-        is the set's ``records_fingerprint``, kept only to identify it.  With
-        ``parent`` and ``changed`` (every name whose record differs from the
-        parent's, or more), derive from ``parent`` instead of scanning."""
+                 before: Mapping[PeerName, PeerRecord | None] | None = None) -> None:
+        """Collect from ``records``; ``fingerprint`` is the set's
+        ``records_fingerprint``, kept only to identify it.  With ``parent`` and
+        ``before`` (every name whose record may differ from the parent's, with
+        the record the parent's set held for it, None for none), derive from
+        ``parent`` instead of scanning.
+
+        The book keeps no records: a router's book outlives the record set it
+        was made for, and holding that set's records kept every superseded
+        record (and its connection list) alive per router -- the old records
+        a derivation subtracts are handed in by the caller, who saw them
+        replaced."""
         self.fingerprint = fingerprint
-        self._records = dict(records)
         self._by_peer: list[tuple[PeerName, tuple[str, ...]]] | None = None
-        if parent is None or changed is None:
+        if parent is None or before is None:
             self._contrib: dict[PeerName, dict[Contribution, int]] = {}
             self._addresses: dict[PeerName, tuple[str, ...]] = {}
-            for record in self._records.values():
+            for record in records.values():
                 self._count(record, 1, None)
             return
         self._contrib = dict(parent._contrib)
         self._addresses = dict(parent._addresses)
         copied: set[PeerName] = set()
-        for name in changed:
-            old, new = parent._records.get(name), self._records.get(name)
+        for name, old in before.items():
+            new = records.get(name)
             if old is new:
                 continue
             self._addresses.pop(name, None)  # its listen port may have changed
@@ -120,14 +126,15 @@ class DialAddresses:
                 if not counts:  # a peer nobody lists any more leaves the book
                     del contrib[peer]
 
-    def candidates(self, local: PeerName,
-                   connected: Container[PeerName]) -> list[tuple[PeerName, str]]:
+    def candidates(self, local: PeerName, connected: Container[PeerName],
+                   records: Mapping[PeerName, PeerRecord]) -> list[tuple[PeerName, str]]:
         """(peer, address) pairs for every peer but ``local`` and those in ``connected``,
-        sorted by peer, then address."""
+        sorted by peer, then address; ``records`` is the record set the book
+        was made for (the caller's, equal by fingerprint), for listen ports."""
         by_peer = self._by_peer
         if by_peer is None:
             by_peer = self._by_peer = []
-            records, addresses = self._records, self._addresses
+            addresses = self._addresses
             for peer in sorted(self._contrib):
                 target = records.get(peer)
                 if target is None:
@@ -159,13 +166,15 @@ class DialCandidates:
 
     def __init__(self) -> None:
         self._book: DialAddresses | None = None
-        self._written: set[PeerName] = set()
+        self._written: dict[PeerName, PeerRecord | None] = {}
         self._list: list[tuple[PeerName, str]] | None = None
         self._fingerprint = 0
 
-    def written(self, name: PeerName) -> None:
-        """The record held for ``name`` was stored or dropped."""
-        self._written.add(name)
+    def written(self, name: PeerName, previous: PeerRecord | None) -> None:
+        """The record held for ``name`` was stored or dropped; ``previous`` is
+        the one it replaced (None: none).  The first since our book was taken
+        is the book's."""
+        self._written.setdefault(name, previous)
 
     def candidates(self, records: Mapping[PeerName, PeerRecord], fingerprint: int,
                    local: PeerName) -> list[tuple[PeerName, str]]:
@@ -175,10 +184,10 @@ class DialCandidates:
             if book is None:
                 parent = self._book
                 book = DialAddresses(records, fingerprint, parent=parent,
-                                     changed=self._written if parent is not None else None)
+                                     before=self._written if parent is not None else None)
                 SHARED_DIAL_ADDRESSES.add(fingerprint, book)
-            self._book, self._written = book, set()
-            self._list = book.candidates(local, records[local].connected_peers())
+            self._book, self._written = book, {}
+            self._list = book.candidates(local, records[local].connected_peers(), records)
             self._fingerprint = fingerprint
         return list(self._list)
 

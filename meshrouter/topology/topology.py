@@ -391,7 +391,7 @@ class Topology:
         records = self._records
         previous = records.get(name)
         self._route_dirty.add(name)
-        self._dial.written(name)
+        self._dial.written(name, previous)
         fingerprint = self._fingerprint ^ record_fingerprint(record)
         if previous is not None:
             fingerprint ^= record_fingerprint(previous)
@@ -402,7 +402,7 @@ class Topology:
         """Remove and return the record held for ``name``, keeping the fingerprint current."""
         record = self._records.pop(name)
         self._route_dirty.add(name)
-        self._dial.written(name)
+        self._dial.written(name, record)
         self._fingerprint ^= record_fingerprint(record)
         return record
 

@@ -79,7 +79,7 @@ def test_address_book_candidates_equal_the_per_router_scan(
     book = DialAddresses(records, records_fingerprint(records.values()))
     for local in records:
         connected = records[local].connected_peers()
-        assert book.candidates(local, connected) == reference_candidates(records, local)
+        assert book.candidates(local, connected, records) == reference_candidates(records, local)
 
 
 def test_routers_with_the_same_records_share_one_address_book() -> None:
@@ -109,7 +109,8 @@ def test_routers_with_the_same_records_share_one_address_book() -> None:
 def test_an_address_book_derived_from_the_previous_one_equals_the_scan(
         snapshots: list[dict[PeerName, PeerRecord]], data: st.DataObject) -> None:
     # Each snapshot is the next record set; the derived book is told the names
-    # whose record differs (plus a few that do not: a superset is allowed).
+    # whose record differs, with the previous record (plus a few that do not
+    # differ: a superset is allowed).
     book = DialAddresses(snapshots[0], 0)
     previous = snapshots[0]
     for step, records in enumerate(snapshots[1:], start=1):
@@ -118,11 +119,13 @@ def test_an_address_book_derived_from_the_previous_one_equals_the_scan(
         changed |= set(data.draw(st.sets(st.sampled_from(sorted(previous.keys() | records.keys())),
                                          max_size=2)))
         if data.draw(st.booleans()):
-            book.candidates(P(1), ())  # the parent composed (and cached) its addresses
-        book = DialAddresses(records, step, parent=book, changed=changed)
+            book.candidates(P(1), (), previous)  # the parent composed (and cached) its addresses
+        book = DialAddresses(records, step, parent=book,
+                             before={name: previous.get(name) for name in changed})
         for local in records:
             connected = records[local].connected_peers()
-            assert book.candidates(local, connected) == reference_candidates(records, local)
+            assert book.candidates(local, connected, records) == reference_candidates(
+                records, local)
         previous = records
 
 
@@ -137,3 +140,29 @@ def test_a_topology_derives_its_address_book_from_its_previous_one() -> None:
                random.Random(0))
     # Only 3's record changed: its listen port is in the new address.
     assert topo.discovery_candidates() == [(3, "10.0.0.3:7000")]
+
+
+def test_an_address_book_holds_no_record() -> None:
+    """A router's book outlives its record set (it is replaced only when the
+    router next asks for candidates); a copy of the set's records in every
+    such book was an N-sized table per router, pinning superseded records."""
+    import gc
+
+    topo = make_topology(1)
+    topo.set_local_connections([conn(2)])
+    topo.apply(PeerMap.of(record(2, connections=[conn(1), conn(3, outbound=False)]),
+                          record(3, connections=[conn(2)])), random.Random(0))
+    topo.discovery_candidates()
+    book = topo._dial._book
+    assert book is not None
+    seen: set[int] = set()
+    frontier: list[object] = [book]
+    for _ in range(4):  # the book, its tables, their values, and theirs
+        following = []
+        for item in frontier:
+            for referent in gc.get_referents(item):
+                if id(referent) not in seen and not isinstance(referent, type):
+                    seen.add(id(referent))
+                    following.append(referent)
+        assert not any(isinstance(item, PeerRecord) for item in following)
+        frontier = following
