@@ -10,10 +10,9 @@ about a sixth of its time in the collector.  ``relaxed`` raises the thresholds f
 the run: the young generation is collected every 100,000 net allocations, the
 older ones far more rarely.  Garbage cycles (trio's cancellations make some)
 are still collected, in larger batches; they are so few that a 100-peer join
-with the collector switched off peaked at the same RSS (CPU 64 s -> 56 s, time
-in the collector about 15 % -> 1.5 % of the run).  ``python -m sim ... --gc python`` runs with the
-interpreter's settings, for comparison (figures in ``docs/architecture.md``,
-"Measured limits").
+with the collector switched off peaked at the same RSS (CPU 64-67 s -> 56 s,
+time in the collector about 16 % -> 1.5 % of the run).  ``python -m sim ...
+--gc python`` runs with the interpreter's settings, for comparison.
 
 The previous settings are restored when the run ends, so a test or a bench that
 runs a simulation leaves the interpreter as it found it.

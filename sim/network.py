@@ -73,7 +73,8 @@ class _Pipe:
         Parks the task directly rather than through a ``trio.Event`` per
         notification: an Event (with its parking lot) was allocated on every
         chunk sent and received, and its wait added two coroutines to every
-        waiting connection's stack -- a few percent of a 200-peer run's CPU.
+        waiting connection's stack.  (The CPU difference at 100 peers was
+        within the noise of a shared machine; the allocations are gone.)
         """
         task = trio.lowlevel.current_task()
         self.waiters.append(task)
