@@ -153,14 +153,15 @@ class SendSlots:
 
     def __len__(self) -> int:
         """Number of messages that ``pop`` would return."""
-        return (
-            _fifo_len(self._unicasts)
-            + len(self._broadcasts)
-            + _fifo_len(self._unknown_broadcasts)
-            + len(self._gossip)
-            + _fifo_len(self._unknown_gossip)
-            + len(self._digests)
-        )
+        # Called twice per queued update (the outbox's idle check): no helper calls.
+        count = len(self._broadcasts) + len(self._gossip) + len(self._digests)
+        if self._unicasts:
+            count += len(self._unicasts)
+        if self._unknown_broadcasts:
+            count += len(self._unknown_broadcasts)
+        if self._unknown_gossip:
+            count += len(self._unknown_gossip)
+        return count
 
     def queue_unicast(self, msg: UnicastMsg) -> UnicastMsg | None:
         """Append; when full, drop and return the oldest queued unicast."""
@@ -254,10 +255,6 @@ class SendSlots:
             yield gossip.channel, KIND_GOSSIP
         for channel in self._digests:
             yield channel, KIND_DIGEST
-
-
-def _fifo_len(queue: deque[M] | None) -> int:
-    return len(queue) if queue is not None else 0
 
 
 def _append_bounded(queue: deque[M], msg: M, limit: int) -> M | None:
