@@ -112,6 +112,18 @@ async def attach_containers(cluster: SimCluster, per_host: int) -> int:
     return count
 
 
+def dataplane_still(cluster: SimCluster) -> bool:
+    """Views agree, endpoints agree, and every live router's flows are built from
+    the routes of its current view (none has a topology change pending)."""
+    if not cluster.converged() or not endpoints_agree(cluster):
+        return False
+    for router in cluster.routers():
+        routes = service_of(router).forwarding_routes
+        if routes is None or routes.graph.fingerprint != router.topology.fingerprint:
+            return False
+    return True
+
+
 def endpoints_agree(cluster: SimCluster) -> bool:
     """Every live router knows every live container of its component, and no other."""
     by_group: dict[int, set[tuple[PeerName, str]]] = {}
@@ -219,9 +231,23 @@ def run_dataplane_simulation(
 
         phase = await sim.phase(name, act)
         start = trio.current_time()
-        while not endpoints_agree(sim.cluster) and trio.current_time() - start < 120:  # noqa: ASYNC110
+        # Check a still mesh: after a partition, routers that lost links dial
+        # new peers on their side (with backoff), so views may agree for the
+        # phase's ``settle`` and then change again; during that change
+        # broadcasts legitimately meet trees of two versions.  So wait until
+        # views agree, endpoints agree and every router forwards by the routes
+        # of its current view, continuously for ``settle`` (the flow tasks
+        # apply the last change meanwhile).
+        still_since: float | None = None
+        while trio.current_time() - start < 120:
+            now = trio.current_time()
+            if dataplane_still(sim.cluster):
+                still_since = now if still_since is None else still_since
+                if now - still_since >= options.settle:
+                    break
+            else:
+                still_since = None
             await trio.sleep(0.5)
-        await trio.sleep(options.settle)  # the flow tasks apply the last changes
         result.seconds[name] = (phase.converged or trio.current_time()) - phase.started
         if inspect is not None:
             inspect(sim.cluster)

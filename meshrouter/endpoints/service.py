@@ -164,6 +164,11 @@ class DataplaneService(ServiceBase):
         self._loaded = []
         self._commit()
 
+    @property
+    def forwarding_routes(self) -> Routes | None:
+        """The routes the flow table follows (the last published; None before any)."""
+        return self._routes
+
     def on_topology_changed(self, change: TopologyChange) -> None:
         self._routes = change.routes
         now = trio.current_time()
