@@ -11,11 +11,31 @@ from pathlib import Path
 
 import pytest
 
+from meshrouter.wire.framing import FRAME_HEADER_SIZE
+from meshrouter.wire.handshake import FIXED_HEADER_SIZE
+from meshrouter.wire.pake import SHARE_SIZE
 from tests.procs import RouterFleet, wait_until
 
 pytestmark = pytest.mark.processes
 
 FLIP_AFTER = 600  # bytes from the dialler: past the handshake, inside the gossip
+FRAMES_START = FIXED_HEADER_SIZE + SHARE_SIZE  # an encrypted dialler's header, then frames
+
+
+def tamper_target(stream: bytes | bytearray) -> int | None:
+    """Offset of the byte to flip: the last byte (inside the authentication tag)
+    of the first frame that ends past ``FLIP_AFTER``; None until its header has
+    arrived.  A flip at a fixed offset could land in a length prefix, which the
+    receiver sees as a frame that never completes rather than as tampering,
+    depending on how big the messages before it happen to be."""
+    offset = FRAMES_START
+    while offset + FRAME_HEADER_SIZE <= len(stream):
+        length = int.from_bytes(stream[offset:offset + FRAME_HEADER_SIZE], "big")
+        end = offset + FRAME_HEADER_SIZE + length
+        if end > FLIP_AFTER and length:
+            return end - 1
+        offset = end
+    return None
 
 
 class TamperingProxy:
@@ -40,14 +60,17 @@ class TamperingProxy:
         threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, tamper: bool) -> None:
-        seen = 0
+        stream = bytearray()  # the tampered direction, until the flip
         try:
             while data := source.recv(65536):
-                if tamper and not self.flipped.is_set() and seen + len(data) > FLIP_AFTER:
-                    index = max(0, FLIP_AFTER - seen)
-                    data = data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
-                    self.flipped.set()
-                seen += len(data)
+                if tamper and not self.flipped.is_set():
+                    start = len(stream)
+                    stream += data
+                    target = tamper_target(stream)
+                    if target is not None and start <= target < len(stream):
+                        index = target - start
+                        data = data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
+                        self.flipped.set()
                 sink.sendall(data)
         except OSError:
             pass
