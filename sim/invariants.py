@@ -146,6 +146,57 @@ def unicast_routes(cluster: SimCluster, sample: int) -> list[Violation]:
     return violations
 
 
+@invariant("unicast-routes-shortest")
+def unicast_routes_shortest(cluster: SimCluster, sample: int) -> list[Violation]:
+    """Each router's path to every peer of its component is as short as the live
+    connections allow: the oracle is a BFS over the connections the routers
+    actually hold (both ends confirmed), not over anybody's records."""
+    violations = []
+    for routers in _component_routers(cluster):
+        links: dict[PeerName, set[PeerName]] = {name: set() for name in routers}
+        for name, router in routers.items():
+            for peer, conn in router.connections.items():
+                other = routers.get(peer)
+                if (conn.confirmed and other is not None and name in other.connections
+                        and other.connections[name].confirmed):
+                    links[name].add(peer)
+        names = sorted(routers)
+        for src in _sample(names, sample, cluster.seed):
+            distance = {src: 0}
+            frontier = [src]
+            while frontier:
+                following = []
+                for node in frontier:
+                    for peer in links[node]:
+                        if peer not in distance:
+                            distance[peer] = distance[node] + 1
+                            following.append(peer)
+                frontier = following
+            routes = routers[src].topology.routes()
+            for dst in names:
+                if dst == src or dst not in distance:
+                    continue
+                hops, current = 0, src
+                while current != dst and hops <= len(names):
+                    hop = routers[current].topology.routes().next_hop(dst)
+                    if hop is None or hop not in links[current]:
+                        break  # no route, or one over no live link: reported below
+                    hops, current = hops + 1, hop
+                if current != dst or hops != distance[dst]:
+                    first = routes.next_hop(dst)
+                    violations.append(Violation(
+                        "unicast-routes-shortest",
+                        (cluster.describe(src), cluster.describe(dst)),
+                        f"path {cluster.describe(src)} -> {cluster.describe(dst)} "
+                        + (f"takes {hops} hops" if current == dst else
+                           f"stops at {cluster.describe(current)} after {hops} hops")
+                        + f", the live connections allow {distance[dst]} (first hop "
+                        f"{None if first is None else cluster.describe(first)})"))
+                    if len(violations) >= 10:
+                        return violations
+    return violations
+
+
 @invariant("broadcast-exactly-once")
 def broadcast_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
     """A broadcast from any origin, relayed by each router along its own
