@@ -1,11 +1,12 @@
 """Theory of operation: the topology channel's anti-entropy digests.
 
 Two neighbours first compare a *summary*: the 128-bit fingerprint of their
-record sets (``Topology.fingerprint``) and, since protocol 4, 64 bits per
-bucket of peer names (see ``buckets``).  Equal totals end the exchange; the
-common case on a stable mesh.  A different summary is answered with a digest
-``{name: [version, uid]}`` (``peer_map.encode_digest``) of the buckets that
-differ -- a *partial* digest -- and a digest is answered with what its owner
+record sets (``Topology.fingerprint``) and, since protocol 4, a fingerprint
+per bucket of peer names (32 bits since protocol 5; see ``buckets``).  Equal
+totals end the exchange; the common case on a stable mesh.  A different
+summary is answered with a digest ``{name: [version, uid]}``
+(``peer_map.encode_digest``) of the buckets that differ -- a *partial*
+digest -- and a digest is answered with what its owner
 lacks among the names it covers (``newer_than``): for a peer whose record it
 holds at an older version of the same incarnation, the per-link delta from
 that version when our record's change log reaches back that far (see

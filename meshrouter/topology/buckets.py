@@ -1,4 +1,4 @@
-"""Theory of operation: bucketed topology digests (protocol 4).
+"""Theory of operation: bucketed topology digests (protocol 4; 32-bit buckets since 5).
 
 Two neighbours whose record sets differ used to swap *full* digests
 (``{name: [version, uid]}``, ~21 bytes per peer) although they usually differ
@@ -8,7 +8,7 @@ O(N) bytes each, O(N^2) per join -- a third of a join's bytes at N = 50.
 
 Peer names are spread over ``2**bits`` *buckets* (a multiplicative hash of the
 48-bit name, top bits).  A **bucket summary** carries the 128-bit fingerprint
-of the whole record set and, per bucket, 64 bits of the XOR of its records'
+of the whole record set and, per bucket, 32 bits of the XOR of its records'
 fingerprints: equal totals end the exchange, as the 17-byte summary did.  Its
 receiver compares bucket by bucket (at the sender's ``bits``) and answers with
 a **partial digest**: the ``[version, uid]`` entries of the differing buckets
@@ -20,15 +20,22 @@ lack.  The exchange keeps its three digests; only their size changes, from
 O(N) to O(differing records x N / 2**bits + 2**bits).
 
 ``bits`` is chosen by the summary's sender from its record count: about
-4 x sqrt(N) buckets (a summary of 8 bytes per bucket against ~21 bytes per
+4 x sqrt(N) buckets (a summary of 4 bytes per bucket against ~21 bytes per
 entry of each differing bucket, for a few differing records), at most
-``MAX_BUCKET_BITS``.  A total that differs while every bucket agrees (a 64-bit
+``MAX_BUCKET_BITS``.  A total that differs while every bucket agrees (a 32-bit
 collision) is answered with every bucket.
+
+Why 32 bits per bucket (protocol 5; protocol 4 sent 64): summaries are most
+of a full-mesh join's digest bytes (a repair round per router per second of
+the join), and a bucket whose difference hides behind a 32-bit collision
+(odds 2**-32 per differing bucket and exchange) is only left to the next
+exchange: the 128-bit totals still differ, so the next round asks again, and
+a round where no other bucket differs asks for every bucket.
 
 Formats (the first byte tells them apart from a msgpack map, the full digest):
 
 * bucket summary: ``0x02``, ``bits`` (one byte), 16 bytes of total
-  fingerprint, ``2**bits`` x 8 bytes of bucket fingerprints;
+  fingerprint, ``2**bits`` x 4 bytes of bucket fingerprints;
 * partial digest: ``0x03``, ``bits``, the covered-bucket bitmap
   (``ceil(2**bits / 8)`` bytes, bucket i is bit ``i % 8`` of byte ``i // 8``),
   then the msgpack digest map of the covered buckets' entries.
@@ -49,10 +56,12 @@ from meshrouter.topology.records import PeerRecord, record_fingerprint
 BUCKET_SUMMARY_MARKER = 0x02
 PARTIAL_DIGEST_MARKER = 0x03
 MAX_BUCKET_BITS = 12
-BUCKET_FINGERPRINT_BYTES = 8
+BUCKET_FINGERPRINT_BYTES = 4
+BUCKET_FINGERPRINT_BITS = 8 * BUCKET_FINGERPRINT_BYTES
 TOTAL_FINGERPRINT_BYTES = 16
 _MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential names
 _MASK64 = (1 << 64) - 1
+_BUCKET_SHIFT = 128 - BUCKET_FINGERPRINT_BITS
 
 
 def bucket_bits(count: int) -> int:
@@ -72,10 +81,10 @@ def bucket_of(name: int, bits: int) -> int:
 
 
 def bucket_fingerprints(records: Iterable[PeerRecord], bits: int) -> list[int]:
-    """Per bucket, the top 64 bits of the XOR of its records' fingerprints."""
+    """Per bucket, the top 32 bits of the XOR of its records' fingerprints."""
     buckets = [0] * (1 << bits)
     for record in records:
-        buckets[bucket_of(record.name, bits)] ^= record_fingerprint(record) >> 64
+        buckets[bucket_of(record.name, bits)] ^= record_fingerprint(record) >> _BUCKET_SHIFT
     return buckets
 
 
@@ -163,6 +172,6 @@ def decode_partial_digest(digest: bytes) -> PartialDigest:
 def differing_buckets(ours: list[int], theirs: BucketSummary) -> list[int]:
     """Buckets where ours (``bucket_fingerprints`` of our records at the
     summary's bits) and the summary's owner's differ (all of them if only the
-    totals differ: a 64-bit collision between buckets)."""
+    totals differ: a 32-bit collision between buckets)."""
     differing = [i for i, (a, b) in enumerate(zip(ours, theirs.buckets, strict=True)) if a != b]
     return differing or list(range(len(ours)))

@@ -118,14 +118,14 @@ def test_summaries_of_equal_sets_settle_and_never_claim_data() -> None:
 
 # -- wire forms ---------------------------------------------------------------------------
 
-fingerprints = st.integers(0, (1 << 64) - 1)
+fingerprints = st.integers(0, (1 << 32) - 1)
 
 
 @given(st.integers(0, 6).flatmap(lambda bits: st.lists(
     fingerprints, min_size=1 << bits, max_size=1 << bits)), st.integers(0, (1 << 128) - 1))
 def test_bucket_summaries_decode_what_they_encode(buckets: list[int], total: int) -> None:
     data = encode_bucket_summary(total, buckets)
-    assert len(data) == 2 + 16 + 8 * len(buckets)
+    assert len(data) == 2 + 16 + 4 * len(buckets)
     assert decode_bucket_summary(data) == BucketSummary(total, tuple(buckets))
 
 
@@ -142,8 +142,9 @@ def test_partial_digests_decode_what_they_encode(bits: int, data: st.DataObject)
 
 @pytest.mark.parametrize("bad", [
     b"\x02", b"\x02\x0d" + bytes(16 + 8 << 13),  # bits beyond the maximum
-    b"\x02\x01" + bytes(16 + 8),  # two buckets announced, one sent
-    b"\x02\x00" + bytes(16 + 8 + 1),
+    b"\x02\x01" + bytes(16 + 4),  # two buckets announced, one sent
+    b"\x02\x00" + bytes(16 + 4 + 1),
+    b"\x02\x00" + bytes(16 + 8),  # one protocol-4 bucket (64 bits)
     b"\x03\x00",  # no bitmap
     b"\x03\x01\x04" + pack({}),  # bucket 2 of 2
     b"\x03\x04\x01" + pack({}),  # 16 buckets need 2 bitmap bytes

@@ -403,7 +403,7 @@ def test_digest_newer_than_and_lacks_from() -> None:
     assert a.newer_than(b.full_digest()) is None
     assert a.full_digest() == b.full_digest()
     # The summary of a few records: marker, bits, total, one bucket.
-    assert a.digest() == b.digest() and len(a.digest()) == 2 + 16 + 8
+    assert a.digest() == b.digest() and len(a.digest()) == 2 + 16 + 4
 
 
 def test_malformed_summary_digest_is_a_protocol_error() -> None:
