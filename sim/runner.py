@@ -385,8 +385,9 @@ def _ipam_figures(sim: Simulation) -> dict[str, Any] | None:
     def percentile(q: float) -> float | None:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
-    routers = [h.router for h in sim.cluster.live() if h.router is not None]
-    services = [s for s in map(ipam_of, routers) if s is not None]
+    # Every incarnation: a router's counters live in memory, so a crashed and
+    # restarted peer's reclaims and donations are on its previous Router only.
+    services = [s for s in map(ipam_of, sim.all_routers) if s is not None]
     return {
         "allocations_met": work.met,
         "allocations_unmet": work.unmet,
