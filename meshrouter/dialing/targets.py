@@ -16,7 +16,12 @@ address).  Each target moves through these states:
 ``info`` always says why a target is in its state.  ``forget`` only removes the
 address from the direct set: a live connection stays, but is not redialled when it
 ends (Weave's semantics).  Discovered targets that the topology no longer suggests
-are dropped unless a connection to them is up or being made.
+are dropped unless a connection to them is up or being made -- or, for ``linger``
+seconds, unless we lost a connection to them: a partition that isolates us makes
+the topology forget every peer beyond it, and the addresses of the neighbours we
+just lost are then the only way back into the mesh.  (Weave forgot them too; a
+router cut off from its side of a re-split network stayed alone until a human
+connected it, while its lost neighbours sat in its own network component.)
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class Target:
     peer: PeerName | None = None
     connected_since: float | None = None
     priority: int = 0
+    lost_at: float | None = None
+    """When a connection to this target last ended (None: never, or up since)."""
+    suggested: bool = True
+    """Whether the topology suggests it now (discovered targets only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +78,14 @@ class TargetStatus:
 class TargetTable:
     """All targets, keyed by address; every method takes ``now`` explicitly."""
 
-    def __init__(self, policy: BackoffPolicy | None = None) -> None:
+    def __init__(self, policy: BackoffPolicy | None = None, *, linger: float = 300.0) -> None:
         self.policy = policy or BackoffPolicy()
+        self.linger = linger
         self._targets: dict[str, Target] = {}
+
+    def _lingers(self, target: Target, now: float) -> bool:
+        """A lost neighbour's address is kept for ``linger`` seconds after the loss."""
+        return target.lost_at is not None and now - target.lost_at < self.linger
 
     def __contains__(self, address: str) -> bool:
         return address in self._targets
@@ -134,16 +148,22 @@ class TargetTable:
                 )
             else:
                 target.priority = priority
+                target.suggested = True
         for target in list(self._targets.values()):
-            if (
-                not target.direct
-                and target.address not in candidates
-                and target.state in (TargetState.RETRYING, TargetState.FAILED)
-            ):
+            if target.direct or target.address in candidates:
+                continue
+            target.suggested = False
+            if (target.state in (TargetState.RETRYING, TargetState.FAILED)
+                    and not self._lingers(target, now)):
                 del self._targets[target.address]
 
     def due(self, now: float) -> list[str]:
-        """Targets whose next attempt has come, oldest first (ties by address)."""
+        """Targets whose next attempt has come, oldest first (ties by address); a lost
+        neighbour the topology no longer suggests is dropped once it stops lingering."""
+        for target in list(self._targets.values()):
+            if (not target.direct and not target.suggested
+                    and target.state is TargetState.RETRYING and not self._lingers(target, now)):
+                del self._targets[target.address]
         ready = [
             t
             for t in self._targets.values()
@@ -192,6 +212,7 @@ class TargetTable:
         target.state = TargetState.ESTABLISHED
         target.peer = peer
         target.connected_since = now
+        target.lost_at = None
         target.info = via or "connected"
 
     def skip_connected(self, connected: set[PeerName], now: float) -> None:
@@ -224,6 +245,7 @@ class TargetTable:
             if lived >= self.policy.reset_after:
                 target.failures = 0
             target.connected_since = None
+            target.lost_at = now
             target.failures += 1
             delay = max(min_delay, self.policy.delay(target.failures, rng))
             target.state = TargetState.RETRYING

@@ -121,3 +121,40 @@ def test_lower_priority_is_dialled_first_among_equally_due() -> None:
     table = TargetTable()
     table.set_discovered({A: (P, 0.0, 5), B: (PeerName(2), 0.0, 1)}, now=0.0)
     assert table.due(0.0) == [B, A]
+
+
+def test_a_lost_neighbour_lingers_after_the_topology_forgets_it() -> None:
+    """A partition that isolates us makes the topology forget every peer beyond it;
+    the address of a neighbour we just lost is kept (and redialled with backoff)
+    for ``linger`` seconds, so a re-split network that puts it back on our side
+    reconnects us. A never-connected suggestion is still dropped at once."""
+    rng = random.Random(0)
+    table = TargetTable(BackoffPolicy(), linger=100.0)
+    table.set_discovered({A: (P, 0.0, 0), B: (PeerName(2), 0.0, 0)}, now=0.0)
+    table.dial_started(A)
+    table.established(A, P, now=1.0)
+    table.peer_disconnected(P, now=10.0, reason="heartbeat timeout", rng=rng)
+    table.set_discovered({}, now=11.0)  # the topology forgot both peers
+    assert A in table and B not in table
+    due_at = table.get(A).next_attempt  # type: ignore[union-attr]
+    assert table.due(due_at) == [A]  # still redialled
+    table.dial_started(A)
+    table.dial_failed(A, now=due_at, reason="unreachable", rng=rng)
+    table.set_discovered({}, now=109.0)
+    assert A in table
+    assert table.due(110.0) == [] and A not in table  # lingered 100 s after the loss
+
+
+def test_a_lingering_neighbour_suggested_again_stays_and_reconnects() -> None:
+    rng = random.Random(0)
+    table = TargetTable(BackoffPolicy(), linger=100.0)
+    table.set_discovered({A: (P, 0.0, 0)}, now=0.0)
+    table.dial_started(A)
+    table.established(A, P, now=1.0)
+    table.peer_disconnected(P, now=10.0, reason="heartbeat timeout", rng=rng)
+    table.set_discovered({}, now=11.0)
+    table.set_discovered({A: (P, 0.0, 0)}, now=50.0)  # the mesh knows it again
+    assert table.due(500.0) == [A]  # suggested: no longer bound by the linger
+    table.dial_started(A)
+    table.established(A, P, now=501.0)
+    assert table.get(A).lost_at is None  # type: ignore[union-attr]
