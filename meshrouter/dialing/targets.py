@@ -148,6 +148,12 @@ class TargetTable:
                 )
             else:
                 target.priority = priority
+                if not target.suggested and target.state is TargetState.RETRYING:
+                    # A lingering address suggested again (the peer, or a new one
+                    # at its address, is known again): dialled as discovery dials
+                    # a new target, so the higher-named end still defers.
+                    target.next_attempt = now + delay
+                    target.peer = peer
                 target.suggested = True
         for target in list(self._targets.values()):
             if target.direct or target.address in candidates:
