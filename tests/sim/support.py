@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from meshrouter.names import PeerName
 from sim.runner import SimOptions, SimResult, run_simulation
 
 
@@ -13,3 +16,17 @@ def run_ok(options: SimOptions) -> SimResult:
     assert result.converged, f"{context}: {[(p.name, p.converged) for p in result.phases]}"
     assert not result.violations, f"{context}: {[str(v) for v in result.violations]}"
     return result
+
+
+class RedirectedRoutes:
+    """Real routes, except that traffic for ``dst`` goes to ``via`` (to plant a loop
+    or a detour for an invariant to catch)."""
+
+    def __init__(self, real: Any, dst: PeerName, via: PeerName) -> None:
+        self._real, self._dst, self._via = real, dst, via
+
+    def next_hop(self, dst: PeerName) -> PeerName | None:
+        return self._via if dst == self._dst else self._real.next_hop(dst)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import Any
 
 from meshrouter.names import PeerName
 from sim.invariants import check_all
 from sim.runner import SimOptions, Simulation, run_simulation
+from tests.sim.support import RedirectedRoutes
 
 OPTIONS = SimOptions(peers=12, seed=3, latency=0.005, heartbeat_interval=2.0,
                      heartbeat_timeout=6.0, conn_limit=3)
-
-
-class _DetourRoutes:
-    """Routes that send traffic for one destination via a given neighbour."""
-
-    def __init__(self, real: Any, dst: PeerName, via: PeerName) -> None:
-        self._real, self._dst, self._via = real, dst, via
-
-    def next_hop(self, dst: PeerName) -> PeerName | None:
-        return self._via if dst == self._dst else self._real.next_hop(dst)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 def _distances(links: dict[PeerName, set[PeerName]], src: PeerName) -> dict[PeerName, int]:
@@ -58,7 +45,7 @@ def test_a_detour_without_a_loop_is_caught() -> None:
                 for via in sorted(links[src]):
                     if dist_dst.get(via) == d:
                         real = routers[src].topology.routes()
-                        fake = _DetourRoutes(real, dst, via)
+                        fake = RedirectedRoutes(real, dst, via)
                         routers[src].topology.routes = lambda f=fake: f  # type: ignore[method-assign]
                         detoured.append(True)
                         found.extend(str(v) for v in check_all(sim.cluster))

@@ -8,14 +8,12 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
-from meshrouter.names import PeerName
 from sim.invariants import check_all
 from sim.runner import SimOptions, Simulation, run_simulation
-from tests.sim.support import run_ok
+from tests.sim.support import RedirectedRoutes, run_ok
 
 BASE = SimOptions(peers=12, seed=7, latency=0.005, heartbeat_interval=2.0, heartbeat_timeout=6.0)
 
@@ -94,19 +92,6 @@ def test_churn_with_loss_converges() -> None:
     run_ok(replace(BASE, scenario="churn", peers=15, duration=10.0, loss=0.05))
 
 
-class _LoopyRoutes:
-    """Real routes, except that ``dst`` is sent to ``via`` (to make a loop)."""
-
-    def __init__(self, real: Any, dst: PeerName, via: PeerName) -> None:
-        self._real, self._dst, self._via = real, dst, via
-
-    def next_hop(self, dst: PeerName) -> PeerName | None:
-        return self._via if dst == self._dst else self._real.next_hop(dst)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 def test_broken_route_is_caught_and_reported_with_the_seed() -> None:
     found: list[object] = []
 
@@ -116,7 +101,7 @@ def test_broken_route_is_caught_and_reported_with_the_seed() -> None:
         assert a is not None and b is not None and c is not None
         # a and b send traffic for c to each other: a routing loop.
         for here, there in ((a, b), (b, a)):
-            loopy = _LoopyRoutes(here.topology.routes(), c.name, there.name)
+            loopy = RedirectedRoutes(here.topology.routes(), c.name, there.name)
             here.topology.routes = lambda loopy=loopy: loopy  # type: ignore[method-assign]
         found.extend(check_all(sim.cluster))
 
