@@ -439,18 +439,6 @@ def move_addresses(underlay: Underlay, source: str, target: str) -> None:
             ip.route("replace", dst=f"{dest}/{prefix}", gateway=gateway, oif=dst)
 
 
-def send_probe(addresses: list[str]) -> None:
-    """One UDP datagram (discard port) to each address, so the kernel resolves its
-    MAC on the underlay and OVS snoops the ARP reply (NOTES P3: otherwise the first
-    tunnelled packet to a new VTEP is dropped)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for address in addresses:
-            try:
-                sock.sendto(b"meshrouter-arp-warm", (address, 9))
-            except OSError:
-                continue
-
-
 def netns_inode(path: str) -> int | None:
     """The namespace identity behind ``path`` (None if it no longer exists)."""
     try:

@@ -131,6 +131,11 @@ def test_relay_through_a_middle_host_when_the_underlay_is_blocked(lab: Lab) -> N
     run_lab(lab, hosts, body)
 
 
+def tunnel_neighbours(host: Host) -> str:
+    """OVS's own tunnel neighbour cache on ``host`` (NOTES P3)."""
+    return host.ovs("ovs-appctl", "-t", "ovs-vswitchd", "tnl/arp/show")
+
+
 def test_vswitchd_killed_degrades_then_restores_connectivity(lab: Lab) -> None:
     hosts = [lab.add_host(), lab.add_host()]
     c1, c2 = (lab.add_container(h) for h in hosts)
@@ -139,6 +144,9 @@ def test_vswitchd_killed_degrades_then_restores_connectivity(lab: Lab) -> None:
         ports = await attach_all(dps, hosts)
         for dp, h in zip(dps, hosts, strict=True):
             await dp.apply(lab_flows(h, [c1, c2], ports))
+        # the apply itself gave OVS the peer's underlay MAC, so no first packet is lost
+        assert hosts[1].ip in tunnel_neighbours(hosts[0])
+        assert hosts[0].ip in tunnel_neighbours(hosts[1])
         assert await ping(c1, c2)
         pid = hosts[0].pid("ovs-vswitchd")
         assert pid is not None
@@ -155,6 +163,9 @@ def test_vswitchd_killed_degrades_then_restores_connectivity(lab: Lab) -> None:
 
         assert await eventually(healthy, 30), dps[0].health().reason
         assert hosts[0].pid("ovs-vswitchd") != pid
+        # the new vswitchd's empty cache was refilled though the kernel, which still
+        # knows the peer, sent no ARP request that OVS could have snooped
+        assert hosts[1].ip in tunnel_neighbours(hosts[0])
         flows = hosts[0].ovs("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", "mr-int",
                              "--no-stats").strip().splitlines()
         assert len(flows) == len(lab_flows(hosts[0], [c1, c2], ports))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from meshrouter.dataplane.ovs.settings import (
     choose_datapath_type,
 )
 from meshrouter.dataplane.ovs.tools import OvsTools, pid_alive, read_pidfile
+from meshrouter.dataplane.ovs.tunnelcache import TunnelCache
 from meshrouter.errors import MeshError, UnavailableError
 from meshrouter.node.datapath import DatapathHealth, LocalPort, PortRequest
 
@@ -65,7 +66,7 @@ class OvsDatapath:
         self._desired: dict[str, str] = {}
         self._have_desired = False
         self._installed: dict[str, str] | None = None
-        self._warmed: set[str] = set()
+        self._tunnels = TunnelCache(settings.phy_bridge)
         self._render_cache = flowsync.RenderCache()
         self._flows = flowsync.FlowSync(settings.bridge, timeout=settings.tool_timeout)
         self._ports: dict[str, LocalPort] = {}
@@ -325,6 +326,7 @@ class OvsDatapath:
         s = self.settings
         if self._netns_path is None and s.netns is not None:
             self._netns_path = netlink.resolve_netns(s.netns)
+            self._tunnels.netns_path = self._netns_path
         if self._tools is None:
             self._tools, self._daemons = await choose_ovs(s)
         if self._daemons is not None:
@@ -365,7 +367,7 @@ class OvsDatapath:
             await self._reload_ports(tools)
             await self._spares.sweep(tools, self.settings.bridge, self._netns_path)
             self._installed = None
-            self._warmed.clear()
+            self._tunnels.forget()
             if self._have_desired:
                 await self._sync()
             # else: until the first apply, leave the switch as it is -- a restarted
@@ -420,18 +422,9 @@ class OvsDatapath:
                            "ms": round((trio.current_time() - start) * 1000, 1)}
         self._applies.append(self.last_apply)
         del self._applies[:-5]
-        await self._warm(pushed.new_lines)
-
-    async def _warm(self, lines: Iterable[str]) -> None:
-        """Resolve new tunnel destinations on the underlay (NOTES P3)."""
-        if self._dp_type != "netdev":
-            return
-        targets = flowsync.tunnel_destinations(lines) - self._warmed
-        if not targets:
-            return
-        self._warmed |= targets
-        wanted = sorted(targets)
-        await netlink.in_netns(self._netns_path, lambda: netlink.send_probe(wanted))
+        if self._dp_type == "netdev":  # all lines: unresolved destinations are retried
+            await self._tunnels.fill(tools, self._desired.values(),
+                                     set_in_ovs=self.settings.manage_underlay)
 
     async def _probe(self, verify: bool) -> None:
         if self._ready:
