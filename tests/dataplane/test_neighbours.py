@@ -1,4 +1,4 @@
-"""``neighbours.resolve``: probe only what the kernel lacks, wait boundedly, report what it learnt."""
+"""``neighbours.resolve``: probe only what the kernel lacks, wait a bounded time."""
 
 from __future__ import annotations
 
