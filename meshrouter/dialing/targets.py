@@ -22,15 +22,28 @@ the topology forget every peer beyond it, and the addresses of the neighbours we
 just lost are then the only way back into the mesh.  (Weave forgot them too; a
 router cut off from its side of a re-split network stayed alone until a human
 connected it, while its lost neighbours sat in its own network component.)
+
+A target is not dialled while an inbound connection from its host is in
+handshake (``hold``/``release``, the accept throttle's wait included): most
+likely that is the peer behind the target dialling us.  Dialling back makes a
+duplicate, and when ours completes first and the link is announced, the
+tie-break keeps the later connection half of the time: the link flips
+direction and both ends broadcast their records again.  (In a full-mesh join
+the mesh dials the higher-named joiner at once, the joiner's accept throttle
+admits 20 a second, and the joiner's own deferred dials to the peers still
+waiting made a duplicate each.)  The hold ends with the handshake; if that
+was another peer at the same host, the target is dialled then.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
 from meshrouter.dialing.backoff import BackoffPolicy
+from meshrouter.dialing.inbound_limits import source_host
 from meshrouter.names import PeerName
 
 
@@ -82,6 +95,8 @@ class TargetTable:
         self.policy = policy or BackoffPolicy()
         self.linger = linger
         self._targets: dict[str, Target] = {}
+        self._held: Counter[str] = Counter()
+        """Hosts with inbound connections in handshake (how many each)."""
 
     def _lingers(self, target: Target, now: float) -> bool:
         """A lost neighbour's address is kept for ``linger`` seconds after the loss."""
@@ -163,9 +178,25 @@ class TargetTable:
                     and not self._lingers(target, now)):
                 del self._targets[target.address]
 
+    def hold(self, inbound_address: str) -> None:
+        """An inbound connection from ``inbound_address`` entered its handshake:
+        targets at its host wait until ``release`` (see the module docstring)."""
+        self._held[source_host(inbound_address)] += 1
+
+    def release(self, inbound_address: str) -> None:
+        """That inbound handshake ended (established, refused or failed)."""
+        host = source_host(inbound_address)
+        self._held[host] -= 1
+        if self._held[host] <= 0:
+            del self._held[host]
+
+    def _waits(self, target: Target) -> bool:
+        return bool(self._held) and source_host(target.address) in self._held
+
     def due(self, now: float) -> list[str]:
-        """Targets whose next attempt has come, oldest first (ties by address); a lost
-        neighbour the topology no longer suggests is dropped once it stops lingering."""
+        """Targets whose next attempt has come, oldest first (ties by address), but
+        not those held by an inbound handshake from their host; a lost neighbour the
+        topology no longer suggests is dropped once it stops lingering."""
         for target in list(self._targets.values()):
             if (not target.direct and not target.suggested
                     and target.state is TargetState.RETRYING and not self._lingers(target, now)):
@@ -173,17 +204,19 @@ class TargetTable:
         ready = [
             t
             for t in self._targets.values()
-            if t.state is TargetState.RETRYING and t.next_attempt <= now
+            if t.state is TargetState.RETRYING and t.next_attempt <= now and not self._waits(t)
         ]
         ready.sort(key=lambda t: (t.next_attempt, t.priority, t.address))
         return [t.address for t in ready]
 
     def next_wakeup(self, *, direct_only: bool = False) -> float | None:
-        """Earliest time at which some (direct) target becomes due."""
+        """Earliest time at which some (direct) target becomes due; held targets
+        are left out (``release`` is followed by a wake-up)."""
         times = [
             t.next_attempt
             for t in self._targets.values()
             if t.state is TargetState.RETRYING and (t.direct or not direct_only)
+            and not self._waits(t)
         ]
         return min(times) if times else None
 

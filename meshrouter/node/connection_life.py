@@ -16,6 +16,7 @@ mesh and this module as the story of one link.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -58,13 +59,30 @@ class ConnectionLife:
     # ------------------------------------------------------------------ accepting
 
     async def handle_inbound(self, stream: trio.abc.Stream, remote_address: str) -> None:
-        admitted = await self._router.inbound.admit(stream, remote_address)
-        if admitted is not None:
-            pending, deadline = admitted
-            await self.run_stream(
-                stream, remote_address, outbound=False, target=None, pending=pending,
-                deadline=deadline,
-            )
+        """Admit and run one accepted stream.  Until its handshake ends (throttle
+        wait included) our dials to its host are held: it is most likely the peer
+        behind such a target dialling us (dialing/targets.py says why)."""
+        router = self._router
+        router.targets.hold(remote_address)
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                router.targets.release(remote_address)
+                router.dialer.wake()
+
+        try:
+            admitted = await router.inbound.admit(stream, remote_address)
+            if admitted is not None:
+                pending, deadline = admitted
+                await self.run_stream(
+                    stream, remote_address, outbound=False, target=None, pending=pending,
+                    deadline=deadline, handshake_over=release,
+                )
+        finally:
+            release()
 
     # ------------------------------------------------------------------ one connection
 
@@ -107,17 +125,24 @@ class ConnectionLife:
         target: str | None,
         pending: Handshaking,
         deadline: float | None = None,
+        handshake_over: Callable[[], None] | None = None,
     ) -> None:
-        """Handshake, register, run, unregister -- the whole life of one connection."""
+        """Handshake, register, run, unregister -- the whole life of one connection.
+
+        ``handshake_over`` is called once the connection is registered or refused."""
         router = self._router
         conn: PeerConnection | None = None
         try:
             try:
-                local = self._local_identity()
-                result = await self._handshake(stream, local, deadline)
-                conn = self._make_connection(stream, local, result, outbound, address, target)
-                router.handshaking.discard(pending)
-                router._register(conn)
+                try:
+                    local = self._local_identity()
+                    result = await self._handshake(stream, local, deadline)
+                    conn = self._make_connection(stream, local, result, outbound, address, target)
+                    router.handshaking.discard(pending)
+                    router._register(conn)
+                finally:
+                    if handshake_over is not None:
+                        handshake_over()
             except ConnectionLimitError as exc:
                 assert conn is not None
                 if conn.peer in router.topology.routes().reachable():

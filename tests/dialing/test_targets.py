@@ -158,3 +158,31 @@ def test_a_lingering_neighbour_suggested_again_stays_and_reconnects() -> None:
     table.dial_started(A)
     table.established(A, P, now=501.0)
     assert table.get(A).lost_at is None  # type: ignore[union-attr]
+
+
+def test_an_inbound_handshake_holds_dials_to_its_host_until_it_ends() -> None:
+    """Most likely the peer behind the target is dialling us: dialling back now
+    would make a duplicate connection (module docstring).  Holds count: two
+    inbound handshakes from one host need two releases."""
+    table = TargetTable()
+    table.set_discovered({A: (P, 0.0, 0), B: (PeerName(2), 0.5, 0)}, now=0.0)
+    table.hold("10.0.0.1:41000")
+    table.hold("10.0.0.1:41001")
+    assert table.due(1.0) == [B]  # another host is not held
+    table.dial_started(B)
+    assert table.next_wakeup() is None  # a held target sets no wake-up time
+    table.release("10.0.0.1:41000")
+    assert table.due(1.0) == []
+    table.release("10.0.0.1:41001")
+    assert table.due(1.0) == [A]
+    assert table.next_wakeup() == 0.0
+
+
+def test_a_hold_matches_the_host_of_an_ipv6_address() -> None:
+    v6 = "[fd00::1]:6783"
+    table = TargetTable()
+    table.add_direct([v6, A], now=0.0)
+    table.hold("[fd00::1]:50000")
+    assert table.due(0.0) == [A]
+    table.release("[fd00::1]:50000")
+    assert table.due(0.0) == [A, v6]
