@@ -32,7 +32,10 @@ direction and both ends broadcast their records again.  (In a full-mesh join
 the mesh dials the higher-named joiner at once, the joiner's accept throttle
 admits 20 a second, and the joiner's own deferred dials to the peers still
 waiting made a duplicate each.)  The hold ends with the handshake; if that
-was another peer at the same host, the target is dialled then.
+was another peer at the same host, the target is dialled then.  A target
+waits at most ``HOLD_LIMIT`` past its due time, however many handshakes from
+its host follow one another (a stranger at a peer's address must not keep us
+from dialling the peer).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ from enum import StrEnum
 from meshrouter.dialing.backoff import BackoffPolicy
 from meshrouter.dialing.inbound_limits import source_host
 from meshrouter.names import PeerName
+
+HOLD_LIMIT = 10.0
+"""The longest a due target waits for inbound handshakes from its host (the
+default handshake timeout: one such handshake never lasts longer)."""
 
 
 class TargetState(StrEnum):
@@ -190,8 +197,12 @@ class TargetTable:
         if self._held[host] <= 0:
             del self._held[host]
 
-    def _waits(self, target: Target) -> bool:
-        return bool(self._held) and source_host(target.address) in self._held
+    def _held_until(self, target: Target) -> float:
+        """When ``target`` may be dialled: its next attempt, or up to ``HOLD_LIMIT``
+        later while an inbound handshake from its host is under way."""
+        if self._held and source_host(target.address) in self._held:
+            return target.next_attempt + HOLD_LIMIT
+        return target.next_attempt
 
     def due(self, now: float) -> list[str]:
         """Targets whose next attempt has come, oldest first (ties by address), but
@@ -204,19 +215,18 @@ class TargetTable:
         ready = [
             t
             for t in self._targets.values()
-            if t.state is TargetState.RETRYING and t.next_attempt <= now and not self._waits(t)
+            if t.state is TargetState.RETRYING and self._held_until(t) <= now
         ]
         ready.sort(key=lambda t: (t.next_attempt, t.priority, t.address))
         return [t.address for t in ready]
 
     def next_wakeup(self, *, direct_only: bool = False) -> float | None:
-        """Earliest time at which some (direct) target becomes due; held targets
-        are left out (``release`` is followed by a wake-up)."""
+        """Earliest time at which some (direct) target becomes due; a held target
+        at the end of its hold (``release`` is followed by a wake-up)."""
         times = [
-            t.next_attempt
+            self._held_until(t)
             for t in self._targets.values()
             if t.state is TargetState.RETRYING and (t.direct or not direct_only)
-            and not self._waits(t)
         ]
         return min(times) if times else None
 

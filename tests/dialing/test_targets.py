@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 from meshrouter.dialing.backoff import BackoffPolicy
-from meshrouter.dialing.targets import TargetState, TargetTable
+from meshrouter.dialing.targets import HOLD_LIMIT, TargetState, TargetTable
 from meshrouter.names import PeerName
 
 A = "10.0.0.1:6783"
@@ -170,12 +170,22 @@ def test_an_inbound_handshake_holds_dials_to_its_host_until_it_ends() -> None:
     table.hold("10.0.0.1:41001")
     assert table.due(1.0) == [B]  # another host is not held
     table.dial_started(B)
-    assert table.next_wakeup() is None  # a held target sets no wake-up time
+    assert table.next_wakeup() == HOLD_LIMIT  # a held target wakes us at its hold's end
     table.release("10.0.0.1:41000")
     assert table.due(1.0) == []
     table.release("10.0.0.1:41001")
     assert table.due(1.0) == [A]
     assert table.next_wakeup() == 0.0
+
+
+def test_a_target_waits_at_most_the_hold_limit() -> None:
+    """Handshakes from its host that follow one another (a stranger at a peer's
+    address) cannot keep a target from being dialled."""
+    table = TargetTable()
+    table.set_discovered({A: (P, 2.0, 0)}, now=0.0)
+    table.hold("10.0.0.1:41000")
+    assert table.due(2.0 + HOLD_LIMIT - 0.1) == []
+    assert table.due(2.0 + HOLD_LIMIT) == [A]
 
 
 def test_a_hold_matches_the_host_of_an_ipv6_address() -> None:
