@@ -84,11 +84,18 @@ def state_dir() -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _demo(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _demo(state_dir: Path, *extra: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """The demo in a child; ``sigint_ignored`` starts it as a script's background
+    job is started (SIGINT ignored), where Ctrl-C must still remove the lab."""
     return subprocess.Popen(
         [sys.executable, "-m", "meshrouter.cli", "demo", "--state-dir", str(state_dir), *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"})
+        env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120) -> str:
@@ -152,7 +159,7 @@ def test_interrupted_and_killed_runs_leave_nothing_and_the_next_run_passes(
         state_dir: Path) -> None:
     links = _root_links()
     # Ctrl-C halfway: routers and their OVS daemons run, containers are being attached
-    process = _demo(state_dir)
+    process = _demo(state_dir, sigint_ignored=True)
     head = _read_until(process, "routers meshed")
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=120)

@@ -97,6 +97,9 @@ def demo(keep: bool, clean: bool, state_dir: Path) -> None:
         raise SystemExit(1)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C must remove the lab even when started from a script's background job,
+    # which starts with SIGINT ignored (and then Python installs no handler for it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _sweep(console, state_dir)
     if clean:
         return
