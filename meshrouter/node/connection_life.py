@@ -4,7 +4,10 @@ A stream is handshaken (bounded by the handshake deadline, which for inbound
 connections started at accept), made a ``PeerConnection``, admitted by the
 router (duplicate tie-break, connection limit), run until it ends and
 unregistered -- or, when refused at the connection limit, kept for a moment
-to share the topology and then closed with the reason.  Every failure lands
+to share the topology and then closed with the reason.  While an accepted
+stream waits for the accept throttle and handshakes, our dials to its host
+are held (``TargetTable.hold``): it is most likely the peer behind such a
+target, and dialling back would make a duplicate.  Every failure lands
 where ``status`` shows it: the dial target's row for outbound connections, the
 inbound gate's refusals otherwise.
 
