@@ -24,7 +24,7 @@ covers (the topology channel's buckets); the exchange is the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from meshrouter.gossip.interfaces import Gossiper, RefinesDigests
 from meshrouter.gossip.outbox import Outbox
@@ -34,20 +34,16 @@ from meshrouter.names import PeerName
 from meshrouter.wire.messages import DigestMsg
 
 
-def _answer(gossiper: Gossiper, neighbour: PeerName, received: bytes) -> bytes:
-    """Our digest in answer to ``received``: refined to what it shows
-    differing where the gossiper can (``RefinesDigests``), else our full one."""
-    if isinstance(gossiper, RefinesDigests):
-        return gossiper.full_digest_for(neighbour, received)
-    return gossiper.full_digest()
-
-
 class DigestExchange:
     """Digest handling for one router; the asked set is its only state."""
 
-    def __init__(self, stats: GossipStats, outbox: Outbox) -> None:
+    def __init__(self, stats: GossipStats, outbox: Outbox,
+                 refiners: Mapping[str, RefinesDigests]) -> None:
+        """``refiners``: the channels whose gossiper ``RefinesDigests`` (the
+        core's live map, found once per channel at registration)."""
         self._stats = stats
         self._outbox = outbox
+        self._refiners = refiners
         # (neighbour, channel) to which the last digest we queued is our full
         # digest asking for data (reply=False).
         self._asked: set[tuple[PeerName, str]] = set()
@@ -56,12 +52,11 @@ class DigestExchange:
         """Start an exchange with ``peer``: our (summary) digest."""
         self._queue(peer, channel, gossiper.digest(), reply=False)
 
-    def forget(self, peer: PeerName, gossipers: Iterable[Gossiper]) -> None:
+    def forget(self, peer: PeerName) -> None:
         """``peer``'s connection is gone."""
         self._asked = {key for key in self._asked if key[0] != peer}
-        for gossiper in gossipers:
-            if isinstance(gossiper, RefinesDigests):
-                gossiper.neighbour_gone(peer)
+        for refiner in self._refiners.values():
+            refiner.neighbour_gone(peer)
 
     def handle(self, neighbour: PeerName, gossiper: Gossiper, msg: DigestMsg) -> None:
         """Answer ``neighbour``'s digest; the gossiper's ``ProtocolError`` propagates."""
@@ -73,7 +68,7 @@ class DigestExchange:
             self._outbox.gossip(neighbour, channel, Snapshot(data=missing))
         key = (neighbour, channel)
         if summary_differs:
-            self._queue(neighbour, channel, _answer(gossiper, neighbour, msg.digest),
+            self._queue(neighbour, channel, self._answer(channel, gossiper, neighbour, msg.digest),
                         reply=False)
             self._asked.add(key)
         elif not msg.reply and key in self._asked:
@@ -81,8 +76,17 @@ class DigestExchange:
             if wants_ours:
                 self._stats.record_coalesced(channel, COALESCED_DIGEST_ASKED)
         elif wants_ours:
-            self._queue(neighbour, channel, _answer(gossiper, neighbour, msg.digest),
+            self._queue(neighbour, channel, self._answer(channel, gossiper, neighbour, msg.digest),
                         reply=True)
+
+    def _answer(self, channel: str, gossiper: Gossiper, neighbour: PeerName,
+                received: bytes) -> bytes:
+        """Our digest in answer to ``received``: refined to what it shows
+        differing where the gossiper can (``RefinesDigests``), else our full one."""
+        refiner = self._refiners.get(channel)
+        if refiner is not None:
+            return refiner.full_digest_for(neighbour, received)
+        return gossiper.full_digest()
 
     def _queue(self, peer: PeerName, channel: str, digest: bytes, reply: bool) -> None:
         # A digest queued now replaces a pending one in the slot: whatever we
