@@ -62,7 +62,8 @@ def unreachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
 
 
 def proven_reachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
-                     arrived: set[PeerName]) -> bool:
+                     arrived: set[PeerName],
+                     placed: Callable[[PeerName, PeerName], None] | None = None) -> bool:
     """True if every name of ``arrived`` that has a record is reachable, shown by
     listers alone; False when that cannot be shown (then search with
     ``unreachable``).
@@ -73,7 +74,8 @@ def proven_reachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
     reachable record is reachable.  Listers are looked for among the
     arrival's own neighbours (links are listed by both ends once
     established), through the cached established sets: a miss costs one set
-    lookup per neighbour, never a walk.
+    lookup per neighbour, never a walk.  ``placed(name, lister)`` is told each
+    proof (``reach.ReachHints.place``), so that the arrival has a level hint.
     """
     pending = {name for name in arrived if name in records and name != local}
     while pending:
@@ -85,6 +87,8 @@ def proven_reachable(records: Mapping[PeerName, PeerRecord], local: PeerName,
                     continue
                 if name in records[lister].established_peers():
                     proven.append(name)
+                    if placed is not None:
+                        placed(name, lister)
                     break
         if not proven:
             return False

@@ -19,8 +19,8 @@ writer of our own record.  It changes in three ways:
 * garbage collection: records that cannot be reached from us by following the
   connections records list are dropped, so dead peers and the far side of a
   partition vanish.  GC runs after every change, but cheaply: if a change only
-  added links and no records, nothing can have become unreachable, and when
-  some names are at risk the search stops as soon as it has found them.
+  added links and no records, nothing can have become unreachable, and names
+  at risk are proven reachable by short walks towards us (see ``reach``).
   Dropped and unreachable-on-arrival records wait in a bounded limbo (see
   ``limbo``); records we drop are not relayed, so an unreachable record cannot
   ping-pong between two routers.
@@ -56,9 +56,10 @@ from meshrouter.topology.deltas import (
     record_reaches,
 )
 from meshrouter.topology.discovery import DialCandidates
-from meshrouter.topology.limbo import MAX_LIMBO, Limbo, proven_reachable, unreachable
+from meshrouter.topology.limbo import MAX_LIMBO, Limbo, proven_reachable
 from meshrouter.topology.own_record import reissued
 from meshrouter.topology.peer_map import PeerMap
+from meshrouter.topology.reach import ReachHints
 from meshrouter.topology.records import (
     MAX_NICKNAME_LEN,
     MAX_PORT,
@@ -106,6 +107,7 @@ class Topology:
         self._fingerprint = 0
         self._route_dirty: set[PeerName] = set()  # names written since our graph was taken
         self._dial = DialCandidates()
+        self._reach = ReachHints(local_name)
         self._broadcast_base: int | None = None
         self._store(local_name, PeerRecord(
             name=local_name,
@@ -293,7 +295,7 @@ class Topology:
 
     def garbage_collect(self) -> list[PeerName]:
         """Drop every record not reachable from us over listed connections; return their names."""
-        removed = unreachable(self._records, self._local, None)
+        removed = self._reach.search(self._records, self._local, None)
         for name in removed:
             self._limbo.park(self._drop(name))
             self._removed[name] = None
@@ -392,6 +394,7 @@ class Topology:
         previous = records.get(name)
         self._route_dirty.add(name)
         self._dial.written(name, previous)
+        self._reach.written(previous, record)
         fingerprint = self._fingerprint ^ record_fingerprint(record)
         if previous is not None:
             fingerprint ^= record_fingerprint(previous)
@@ -403,6 +406,7 @@ class Topology:
         record = self._records.pop(name)
         self._route_dirty.add(name)
         self._dial.written(name, record)
+        self._reach.written(record, None)
         self._fingerprint ^= record_fingerprint(record)
         return record
 
@@ -421,17 +425,17 @@ class Topology:
         """GC after a change; drop removed names from ``changed``; return reported removals.
 
         Only names that arrived in this change or lost an incoming link can
-        have become unreachable, so only those are searched for.  Records that
-        arrive unreachable are parked silently: from the outside they were
-        never there.
+        have become unreachable, so only those are proven (or searched for).
+        Records that arrive unreachable are parked silently.
         """
         targets = new_names | at_risk
         targets.discard(self._local)
         if not targets:
             return []
-        if not at_risk and proven_reachable(self._records, self._local, new_names):
+        if not at_risk and proven_reachable(self._records, self._local, new_names,
+                                            self._reach.place):
             return []
-        removed = unreachable(self._records, self._local, targets)
+        removed = self._reach.unreachable(self._records, self._local, targets, new_names)
         reported = []
         for name in removed:
             self._limbo.park(self._drop(name))
