@@ -55,6 +55,9 @@ class _Pipe:
     queue: deque[tuple[float, bytes]] = field(default_factory=deque)
     link_free_at: float = 0.0
     last_delivery: float = 0.0
+    timer_at: float = -math.inf
+    """When the network's timer last was asked to wake this pipe: chunks due at
+    the same moment share one wake (the reader takes them all at once)."""
     buffered: int = 0
     closed: bool = False
     waiters: list[trio.lowlevel.Task] = field(default_factory=list)
@@ -118,11 +121,9 @@ class SimStream(trio.abc.Stream):
                 await network.faults_changed.wait()
                 continue
             now = trio.current_time()
-            if pipe.queue and pipe.queue[0][0] <= now:
-                _, chunk = pipe.queue.popleft()
-                if max_bytes is not None and len(chunk) > max_bytes:
-                    pipe.queue.appendleft((now, chunk[max_bytes:]))
-                    chunk = chunk[:max_bytes]
+            queue = pipe.queue
+            if queue and queue[0][0] <= now:
+                chunk = self._take_due(queue, now, max_bytes)
                 pipe.buffered -= len(chunk)
                 pipe.notify()
                 return chunk
@@ -131,6 +132,26 @@ class SimStream(trio.abc.Stream):
             # The network's timer task notifies the pipe when its head is due,
             # so no per-call timeout scope is needed here.
             await pipe.changed()
+
+    @staticmethod
+    def _take_due(queue: deque[tuple[float, bytes]], now: float, max_bytes: int | None) -> bytes:
+        """Every chunk already due, joined, up to ``max_bytes``: as a TCP read
+        returns all the bytes that have arrived.  One read (and one wake of the
+        reader) per simulated instant rather than per chunk the sender wrote."""
+        _, chunk = queue.popleft()
+        limit = math.inf if max_bytes is None else max_bytes
+        if len(chunk) > limit:
+            queue.appendleft((now, chunk[max_bytes:]))
+            return chunk[:max_bytes]
+        if not queue or queue[0][0] > now or len(chunk) + len(queue[0][1]) > limit:
+            return chunk
+        parts = [chunk]
+        size = len(chunk)
+        while queue and queue[0][0] <= now and size + len(queue[0][1]) <= limit:
+            part = queue.popleft()[1]
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -285,5 +306,6 @@ class SimNetwork:
             pipe.buffered += len(chunk)
         if arrival <= now:
             pipe.notify()
-        else:
+        elif arrival != pipe.timer_at:
+            pipe.timer_at = arrival
             self._schedule(arrival, pipe)

@@ -100,3 +100,47 @@ def test_a_writer_held_by_the_window_wakes_when_the_reader_drains() -> None:
         assert sent == [0.0, 0.0, LATENCY, LATENCY]
 
     run(body)
+
+
+def test_a_read_takes_every_chunk_already_due_joined_and_no_more() -> None:
+    """As a TCP read returns all the bytes that have arrived: chunks written at
+    one moment arrive together and come out of one read, up to ``max_bytes``;
+    a chunk due later stays for the next read."""
+
+    async def body(_net: SimNetwork, client: SimStream, server: SimStream) -> None:
+        start = trio.current_time()
+        for part in (b"ab", b"cd", b"ef"):
+            await client.send_all(part)
+        await trio.sleep(0.005)
+        await client.send_all(b"late")
+        await trio.sleep(0.005)
+        assert await server.receive_some(5) == b"abcd"  # "ef" would exceed 5 bytes
+        assert await server.receive_some() == b"ef"
+        assert await server.receive_some() == b"late"
+        assert round(trio.current_time() - start, 6) == 0.015
+        # A chunk larger than max_bytes is split, the rest read next.
+        await client.send_all(b"0123456789")
+        await trio.sleep(LATENCY)
+        assert await server.receive_some(4) == b"0123"
+        assert await server.receive_some() == b"456789"
+
+    run(body)
+
+
+def test_a_waiting_reader_wakes_once_for_chunks_due_together() -> None:
+    async def body(net: SimNetwork, client: SimStream, server: SimStream) -> None:
+        got: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                got.append(await server.receive_some())
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            for part in (b"ab", b"cd", b"ef"):
+                await client.send_all(part)
+            # One timer entry for the three chunks, all due at the same moment.
+            assert len(net._timers) == 1
+        assert got == [b"abcdef"]
+
+    run(body)
