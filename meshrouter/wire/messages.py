@@ -117,6 +117,12 @@ def _channel(value: Any) -> str:
     return name
 
 
+_ARITY = {
+    TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5,
+    TAG_GOODBYE: 2,
+}
+
+
 def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     """Decode one frame body; raises MalformedMessageError on anything invalid."""
     fields = unpack_scalars(
@@ -130,10 +136,7 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
     if not fields:
         raise MalformedMessageError("message is an empty array")
     tag = fields[0]
-    arity = {
-        TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5,
-        TAG_GOODBYE: 2,
-    }
+    arity = _ARITY
     if not isinstance(tag, int) or isinstance(tag, bool) or tag not in arity:
         raise MalformedMessageError(f"unknown message tag {tag!r:.40}")
     if len(fields) != arity[tag]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from meshrouter.codec import (
     UNCOUNTED_SIZE,
+    _unpack_scalars_checked,
     iter_array,
     pack,
     unpack,
@@ -157,3 +158,29 @@ def test_arbitrary_bytes_decode_or_raise_protocol_errors_and_reencode(data: byte
         except ProtocolError:
             continue
         assert unpack(pack(value)) == value  # what decoded re-encodes to the same value
+
+
+def test_unpack_scalars_refuses_nested_containers_without_building_them() -> None:
+    """The one-call fast path caps every array at ``max_items`` and maps at
+    none, and refuses an array inside an array as it completes: a deep chain
+    of nested arrays or a huge inner container is refused at a small cost,
+    with the field-by-field decoder's reason."""
+    import tracemalloc
+
+    chain = b"\x91" * 1000 + b"\x90"  # [[[...[]...]]], 1,001 arrays deep
+    wide = b"\x92\x01\xdd" + (1_000_000).to_bytes(4, "big") + b"\x90" * 1_000_000
+    for body, reason in ((chain, "field 0 is a nested array or map"),
+                         (wide, "field 1 is a nested array or map")):
+        tracemalloc.start()
+        try:
+            with pytest.raises(MalformedMessageError, match=reason):
+                scalars(body, max_size=len(body))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * len(body) + 100_000
+    # Scalars of every kind come back exactly as the field-by-field decoder gives them.
+    data = oracle.mp([None, True, -(2**63), 2**64 - 1, 1.5, "é", b"\x00"])
+    limits = {"max_size": 100, "max_items": 7, "max_str_len": 8, "max_bin_len": 8}
+    assert scalars(data, **limits) == [None, True, -(2**63), 2**64 - 1, 1.5, "é", b"\x00"]
+    assert scalars(data, **limits) == _unpack_scalars_checked(data, "msg", 100, 7, 8, 8)
