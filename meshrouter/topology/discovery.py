@@ -14,17 +14,18 @@ shared by record-set fingerprint (see ``snapshot_cache``): parsing every
 address of every record costs milliseconds at a thousand peers, and every
 simulated router wants the result after every topology change.  A router whose
 record set has no book yet derives one from its previous book by the records
-replaced since (``DialCandidates``), in O(changed x degree).
+replaced since (``DialCandidates``), counting only the connections each
+replaced record added or dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 
 from meshrouter.names import PeerName
-from meshrouter.topology.records import MAX_PORT, PeerRecord
+from meshrouter.topology.records import MAX_PORT, ConnectionRecord, PeerRecord
 from meshrouter.topology.snapshot_cache import FingerprintCache
 
 DEFAULT_MAX_ADDRESS_BOOKS = 16
@@ -35,9 +36,9 @@ Contribution = tuple[str, int]
 and, for an outbound connection, the port its owner dialled (else 0)."""
 
 
-def _contributions(record: PeerRecord) -> Iterator[tuple[PeerName, Contribution]]:
-    owner = record.name
-    for conn in record.connections:
+def _contributions(owner: PeerName, connections: Iterable[ConnectionRecord]
+                   ) -> Iterator[tuple[PeerName, Contribution]]:
+    for conn in connections:
         if conn.peer == owner:
             continue
         parsed = _parse_host_port(conn.address)
@@ -90,7 +91,7 @@ class DialAddresses:
             self._contrib: dict[PeerName, dict[Contribution, int]] = {}
             self._addresses: dict[PeerName, tuple[str, ...]] = {}
             for record in records.values():
-                self._count(record, 1, None)
+                self._count(record.name, record.connections, 1, None)
             return
         self._contrib = dict(parent._contrib)
         self._addresses = dict(parent._addresses)
@@ -100,17 +101,22 @@ class DialAddresses:
             if old is new:
                 continue
             self._addresses.pop(name, None)  # its listen port may have changed
-            if old is not None:
-                self._count(old, -1, copied)
-            if new is not None:
-                self._count(new, 1, copied)
+            if old is not None and new is not None:
+                gone, came = _replaced(old.connections, new.connections)
+                self._count(name, gone, -1, copied)
+                self._count(name, came, 1, copied)
+            elif old is not None:
+                self._count(name, old.connections, -1, copied)
+            elif new is not None:
+                self._count(name, new.connections, 1, copied)
 
-    def _count(self, record: PeerRecord, sign: int, copied: set[PeerName] | None) -> None:
-        """Add (``sign`` 1) or take away (-1) what ``record`` contributes; the
-        per-peer tables of a derived book are copied before their first change
-        (``copied``), since the parent's are shared."""
+    def _count(self, owner: PeerName, connections: Iterable[ConnectionRecord], sign: int,
+               copied: set[PeerName] | None) -> None:
+        """Add (``sign`` 1) or take away (-1) what ``owner``'s ``connections``
+        contribute; the per-peer tables of a derived book are copied before
+        their first change (``copied``), since the parent's are shared."""
         contrib = self._contrib
-        for peer, key in _contributions(record):
+        for peer, key in _contributions(owner, connections):
             counts = contrib.get(peer)
             if copied is not None and peer not in copied:
                 counts = contrib[peer] = dict(counts) if counts is not None else {}
@@ -150,6 +156,28 @@ class DialAddresses:
             if peer != local and peer not in connected
             for address in addresses
         ]
+
+
+def _replaced(old: tuple[ConnectionRecord, ...], new: tuple[ConnectionRecord, ...]
+              ) -> tuple[list[ConnectionRecord], list[ConnectionRecord]]:
+    """The connections only ``old`` lists and those only ``new`` lists (records
+    list one connection per peer).  A replaced record usually differs by a
+    link or two, and counting only those spared re-counting every link of
+    every replaced record (a fifth of the topology's time at 200 peers)."""
+    if old is new:
+        return [], []
+    later = {conn.peer: conn for conn in new}
+    gone: list[ConnectionRecord] = []
+    came: list[ConnectionRecord] = []
+    for conn in old:
+        now = later.pop(conn.peer, None)
+        if now is conn or now == conn:
+            continue
+        gone.append(conn)
+        if now is not None:
+            came.append(now)
+    came.extend(later.values())
+    return gone, came
 
 
 SHARED_DIAL_ADDRESSES: FingerprintCache[DialAddresses] = FingerprintCache(

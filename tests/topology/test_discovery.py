@@ -166,3 +166,49 @@ def test_an_address_book_holds_no_record() -> None:
                     following.append(referent)
         assert not any(isinstance(item, PeerRecord) for item in following)
         frontier = following
+
+
+@settings(deadline=None, max_examples=150)
+@given(address_records(), st.data())
+def test_a_book_derived_over_small_edits_equals_the_scan(
+        start: dict[PeerName, PeerRecord], data: st.DataObject) -> None:
+    """Records replaced by a link or two (the usual case, where only the
+    connections that differ are counted): one connection's address, direction
+    or state changed, one added, one dropped, or the listen port changed."""
+    names = sorted(start)
+    book = DialAddresses(start, 0)
+    previous = start
+    for step in range(1, data.draw(st.integers(1, 6)) + 1):
+        records = dict(previous)
+        before: dict[PeerName, PeerRecord | None] = {}
+        for name in data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=2)):
+            held = records[name]
+            connections = list(held.connections)
+            edit = data.draw(st.sampled_from(["address", "outbound", "established", "add",
+                                              "drop", "port"]))
+            at = data.draw(st.integers(0, max(len(connections) - 1, 0)))
+            if edit == "add":
+                peer = data.draw(st.sampled_from(names))
+                if peer != name and all(c.peer != peer for c in connections):
+                    connections.append(conn(int(peer), address=data.draw(addresses)))
+            elif edit == "drop" and connections:
+                connections.pop(at)
+            elif edit != "port" and connections:
+                c = connections[at]
+                connections[at] = conn(
+                    int(c.peer),
+                    address=data.draw(addresses) if edit == "address" else c.address,
+                    outbound=not c.outbound if edit == "outbound" else c.outbound,
+                    established=not c.established if edit == "established" else c.established)
+            port = data.draw(st.sampled_from([0, 6783, 7777])) if edit == "port" else None
+            before.setdefault(name, held)
+            records[name] = record(int(name), version=held.version + 1, connections=connections,
+                                   listen_port=held.listen_port if port is None else port)
+        if data.draw(st.booleans()):
+            book.candidates(P(1), (), previous)  # the parent composed (and cached) its addresses
+        book = DialAddresses(records, step, parent=book, before=before)
+        for local in records:
+            connected = records[local].connected_peers()
+            assert book.candidates(local, connected, records) == reference_candidates(
+                records, local)
+        previous = records
