@@ -15,7 +15,7 @@ from meshrouter.names import PeerName
 from meshrouter.node.connection import PeerConnection
 from meshrouter.wire.messages import GossipMsg, Heartbeat, Message
 from meshrouter.wire.session import Session
-from tests.wire.support import identity, identity_b
+from tests.node.connection_support import plain_connection
 
 INTERVAL = 1.0
 SRC = PeerName(0x0A00_0000_0001)
@@ -46,21 +46,9 @@ class Peer:
 
 
 def make_connection(stream: trio.abc.Stream, outbox: deque[Message]) -> PeerConnection:
-    return PeerConnection(
-        stream=stream,
-        session=Session(None),
-        local=identity(),
-        remote=identity_b(),
-        protocol_version=2,
-        outbound=True,
-        address="peer",
-        target=None,
-        started_at=0.0,
-        heartbeat_interval=INTERVAL,
-        heartbeat_timeout=1000.0,  # the far end never writes: no dead timer here
-        deliver=lambda _conn, _message: None,
-        next_outgoing=lambda _peer: outbox.popleft() if outbox else None,
-    )
+    # the far end never writes: a long dead timer keeps it out of these tests
+    return plain_connection(stream, heartbeat_interval=INTERVAL, heartbeat_timeout=1000.0,
+                            next_outgoing=lambda _peer: outbox.popleft() if outbox else None)
 
 
 class SlowStream(trio.abc.Stream):

@@ -12,7 +12,7 @@ from meshrouter.names import PeerName
 from meshrouter.node.connection import PeerConnection
 from meshrouter.wire.messages import GossipMsg, Heartbeat
 from meshrouter.wire.session import Session
-from tests.wire.support import identity, identity_b
+from tests.node.connection_support import plain_connection
 
 INTERVAL = 1.0
 TIMEOUT = 4.0
@@ -20,21 +20,7 @@ SRC = PeerName(0x0A00_0000_0001)
 
 
 def make_connection(stream: trio.abc.Stream) -> PeerConnection:
-    return PeerConnection(
-        stream=stream,
-        session=Session(None),
-        local=identity(),
-        remote=identity_b(),
-        protocol_version=2,
-        outbound=True,
-        address="peer",
-        target=None,
-        started_at=0.0,
-        heartbeat_interval=INTERVAL,
-        heartbeat_timeout=TIMEOUT,
-        deliver=lambda _conn, _message: None,
-        next_outgoing=lambda _peer: None,
-    )
+    return plain_connection(stream, heartbeat_interval=INTERVAL, heartbeat_timeout=TIMEOUT)
 
 
 def run(sends_at: list[float], until: float = 30.0) -> tuple[str | None, float, list[float]]:
