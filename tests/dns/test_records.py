@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack
-from meshrouter.dns.records import DnsRecords, OwnerRecords, RecordKey, Stamp
+from meshrouter.dns.records import MAX_VERSION, DnsRecords, OwnerRecords, RecordKey, Stamp
 from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName
 
@@ -131,13 +131,24 @@ def test_decode_inverts_encode(a: Raw) -> None:
     assert DnsRecords.decode(state.encode()) == state
 
 
+# An accepted wire form, written out (not made by the encoder under test), so the
+# property below always meets its accepting branch.
+SOME_RECORDS = pack([[1, 2, [["db.mesh.local.", 0x0A000002, "", 4, True],
+                             ["web.mesh.local.", 0x0A000001, "c1", 3, False]]]])
+
+
 @PROPERTY
 @given(st.binary(max_size=200))
+@example(pack([]))
+@example(SOME_RECORDS)
 def test_decode_of_garbage_raises_only_malformed(blob: bytes) -> None:
+    """Garbage is refused with MalformedMessageError, nothing else; what is accepted
+    is a state this router can relay: its encoding decodes to the same state."""
     try:
-        DnsRecords.decode(blob)
+        state = DnsRecords.decode(blob)
     except MalformedMessageError:
-        pass
+        return
+    assert DnsRecords.decode(state.encode()) == state
 
 
 BAD_WIRES: list[Any] = [
@@ -194,13 +205,20 @@ def test_fingerprint_depends_on_content_not_order() -> None:
 
 @PROPERTY
 @given(st.binary(max_size=200))
+@example(pack([[1, 0, 2, bytes(16)]]))
+@example(pack([[1, -1, 2, bytes(16)]]))  # a version below range: refused
+@example(pack([[1, 0, 2, bytes(17)]]))  # a fingerprint of 17 bytes: refused
 def test_digest_decode_of_garbage_raises_only_malformed(blob: bytes) -> None:
+    """Refused with MalformedMessageError only; what is accepted is in range."""
     from meshrouter.dns.digest import decode_full
 
     try:
-        decode_full(blob)
+        rows = decode_full(blob)
     except MalformedMessageError:
-        pass
+        return
+    for floor, top, fingerprint in rows.values():
+        assert 0 <= floor <= MAX_VERSION and 0 <= top <= MAX_VERSION
+        assert 0 <= fingerprint < 1 << 128
 
 
 def test_digests_find_what_each_side_lacks() -> None:

@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack
@@ -625,12 +625,19 @@ def test_load_refuses_a_bad_state_file(blob: bytes, message: str) -> None:
 
 @settings(deadline=None, max_examples=150)
 @given(st.binary(max_size=64))
+@example(_blob(ring=Ring.found(RANGE.start, RANGE.end, [A]).to_wire(),
+               allocations={"web": [RANGE.start + 5]}, floor=[[RANGE.start, RANGE.start + 9]]))
 def test_load_of_random_bytes_raises_only_state_file_error(blob: bytes) -> None:
+    """Refused with StateFileError only; what is loaded is saved again as it was."""
     core = IpamCore(A, 1, RANGE, FoundingMode(SEED, seeds=(A,)), reclaim_after=60.0)
     try:
         core.load(blob)
     except StateFileError:
-        pass
+        return
+    again = IpamCore(A, 1, RANGE, FoundingMode(SEED, seeds=(A,)), reclaim_after=60.0)
+    again.load(core.dump())
+    assert (again.ring, again.allocations, again.floor) == (core.ring, core.allocations,
+                                                            core.floor)
 
 
 def test_load_refuses_a_ring_of_another_range() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshrouter.codec import pack, unpack
@@ -35,6 +35,23 @@ STRUCTURED_FUZZ = settings(deadline=None, max_examples=100)
 
 RANGE = AddressRange.parse("10.32.0.0/24")
 NAMES = [PeerName(0x5A0000000001 + i) for i in range(4)]
+
+
+def _relayable_or_refused(decode: Callable[[bytes], Any], data: bytes) -> None:
+    """Refused with MalformedMessageError only; what is accepted is a message this
+    router can send on: its encoding decodes to the same message."""
+    try:
+        message = decode(data)
+    except MalformedMessageError:
+        return
+    assert decode(message.encode()) == message
+
+
+# Accepted wire forms, written out (not made by the encoders under test), so the fuzz
+# properties below always meet their accepting branch.
+SPACE_WIRE = pack([SPACE_DENIED, 1, 9, "full"])
+RECLAIM_WIRE = pack([RECLAIM_REFUSE, 5, 0x5A0000000001, 3, 7, "busy"])
+PAXOS_STATE_WIRE = pack([None, pack([[1, 2, [4, 4, 5], [3, 4, 5], [6, 7]]])])
 A, B, C, D = NAMES
 
 
@@ -188,20 +205,16 @@ def test_a_denial_carries_its_reason_exactly() -> None:
 
 @FUZZ
 @given(st.binary(max_size=64))
+@example(SPACE_WIRE)
 def test_space_message_random_bytes_only_malformed(data: bytes) -> None:
-    try:
-        SpaceMessage.decode(data)
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(SpaceMessage.decode, data)
 
 
 @STRUCTURED_FUZZ
 @given(msgpack_values)
+@example([SPACE_REQUEST, 0, 1 << 32])
 def test_space_message_random_structures_only_malformed(value: Any) -> None:
-    try:
-        SpaceMessage.decode(pack(value))
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(SpaceMessage.decode, pack(value))
 
 
 # --- ReclaimMessage ----------------------------------------------------------------------
@@ -256,20 +269,17 @@ def test_reclaim_message_refuses_malformed(value: Any, message: str) -> None:
 
 @FUZZ
 @given(st.binary(max_size=64))
+@example(SPACE_WIRE)
+@example(RECLAIM_WIRE)
 def test_unicast_random_bytes_only_malformed(data: bytes) -> None:
-    try:
-        decode_unicast(data)
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(decode_unicast, data)
 
 
 @STRUCTURED_FUZZ
 @given(st.sampled_from(RECLAIM_KINDS), st.lists(msgpack_values, max_size=6))
+@example(RECLAIM_PROPOSE, [5, 0x5A0000000001, 3, 7])
 def test_reclaim_random_fields_only_malformed(kind: str, rest: list[Any]) -> None:
-    try:
-        decode_unicast(pack([kind, *rest]))
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(decode_unicast, pack([kind, *rest]))
 
 
 # --- IpamState codec ---------------------------------------------------------------------
@@ -332,11 +342,10 @@ def test_state_refuses_malformed(value: Any, message: str) -> None:
 
 @FUZZ
 @given(st.binary(max_size=200))
+@example(pack([None, None]))
+@example(PAXOS_STATE_WIRE)
 def test_state_random_bytes_only_malformed(data: bytes) -> None:
-    try:
-        IpamState.decode(data)
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(IpamState.decode, data)
 
 
 @STRUCTURED_FUZZ
@@ -348,10 +357,7 @@ def test_state_with_one_corrupted_field_only_malformed(data: st.DataObject) -> N
         wire[1] = pack(_replace_leaf(data.draw, unpack(wire[1])))
     else:
         wire = _replace_leaf(data.draw, wire)
-    try:
-        IpamState.decode(pack(wire))
-    except MalformedMessageError:
-        pass
+    _relayable_or_refused(IpamState.decode, pack(wire))
 
 
 # --- IpamState merge ---------------------------------------------------------------------
