@@ -57,6 +57,7 @@ from meshrouter.topology.route_trees import (
     differing_slots,
     parent_of,
     patch_distances,
+    patch_from_before,
 )
 from meshrouter.topology.snapshot_cache import FingerprintCache
 
@@ -69,9 +70,12 @@ _EMPTY: frozenset[PeerName] = frozenset()
 Tree = tuple[Adjacency, "array[int]"]
 """A distance array and the adjacency it is exact for."""
 
-MAX_TREE_AGE = 8
-"""Versions of a router's adjacency an inherited tree may lag behind (bounds how
-many old adjacency lists a router's graphs keep alive)."""
+Edits = dict[int, tuple[int, ...]]
+"""Slot -> its neighbour tuple before one derivation changed it."""
+
+MAX_TREE_AGE = 32
+"""Versions of a router's adjacency an inherited tree may lag behind: the
+length of each graph's edit journal."""
 
 
 class RouteGraph:
@@ -81,6 +85,7 @@ class RouteGraph:
         "_any",
         "_generation",
         "_inherited",
+        "_journal",
         "_member_set",
         "_names",
         "_records",
@@ -119,7 +124,8 @@ class RouteGraph:
             parent = None  # churn filled the numbering: start afresh (registry_for)
         derived = None if parent is None else _derive(parent, self._records, changed)
         self._generation = 0
-        self._inherited: dict[int, tuple[int, Tree]] = {}
+        self._inherited: dict[int, tuple[int, array[int]]] = {}
+        self._journal: tuple[tuple[int, Edits], ...] = ()
         if derived is None:
             self.registry = registry_for(len(self._records))
             self.symmetric = _symmetric_adjacency(self._records, self.registry)
@@ -127,7 +133,7 @@ class RouteGraph:
             return
         assert parent is not None
         self.registry = parent.registry
-        self.symmetric, same_names = derived
+        self.symmetric, same_names, edits = derived
         if same_names:  # never mutated once computed: share
             self._names = parent._names
             self._member_set = parent._member_set
@@ -137,16 +143,19 @@ class RouteGraph:
             self._trees = parent._trees
             self._generation = parent._generation
             self._inherited = parent._inherited
+            self._journal = parent._journal
             return
         # Other links: the parent's trees (and what it inherited, while recent)
-        # become starting points to patch from.
+        # become starting points to patch from, and the journal says which
+        # slots changed since each was exact.
         self._trees = OrderedDict()
         self._generation = generation = parent._generation + 1
         oldest = generation - MAX_TREE_AGE
+        self._journal = (*parent._journal[1 - MAX_TREE_AGE:], (generation, edits))
         inherited = {root: entry for root, entry in parent._inherited.items()
                      if entry[0] >= oldest}
         for root, dist in parent._trees.items():
-            inherited[root] = (parent._generation, (parent.symmetric, dist))
+            inherited[root] = (parent._generation, dist)
         if len(inherited) > max_trees:  # the newest are the closest to patch from
             newest = sorted(inherited.items(), key=lambda item: item[1][0])[-max_trees:]
             inherited = dict(newest)
@@ -196,14 +205,36 @@ class RouteGraph:
         dist = trees.get(root)
         if dist is None:
             earlier = self._inherited.get(root)
-            dist = SHARED_TREES.distances(self.registry, self.symmetric, root,
-                                          None if earlier is None else earlier[1])
+            dist = None if earlier is None else self._patch_inherited(*earlier)
+            if dist is None:
+                dist = SHARED_TREES.distances(self.registry, self.symmetric, root)
+            else:
+                SHARED_TREES.remember(self.registry, self.symmetric, root, dist)
             trees[root] = dist
             if len(trees) > self.max_trees:
                 trees.popitem(last=False)
         else:
             trees.move_to_end(root)
         return dist
+
+    def _patch_inherited(self, generation: int, dist: array[int]) -> array[int] | None:
+        """A tree exact for our lineage's ``generation``, patched to this graph by
+        the journal (each changed slot's tuple at that generation: the "before"
+        of its earliest edit since); None when the journal no longer reaches
+        back that far or too much changed.  No adjacency is compared: the
+        journal is exact, so this costs the changed region only."""
+        journal = self._journal
+        if not journal or journal[0][0] > generation + 1:
+            return None
+        before: Edits = {}
+        for edited_at, edits in reversed(journal):  # newest first: earliest wins
+            if edited_at <= generation:
+                break
+            before.update(edits)
+        if len(before) > max(_MIN_PATCH, len(self.symmetric) // 8):
+            return None
+        SHARED_TREES.patched += 1
+        return patch_from_before(dist, self.symmetric, before)
 
     def broadcast_tree(self, origin: PeerName) -> dict[PeerName, tuple[PeerName, ...]] | None:
         """``origin``'s tree as each node's children (nodes without any left out);
@@ -277,37 +308,40 @@ class TreeStore:
         self.patched = 0  # patched from another view's (or an earlier version's) tree
         self.reused = 0   # the entry was already exact for the asking adjacency
 
-    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
-                  earlier: Tree | None = None) -> array[int]:
+    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int) -> array[int]:
         """Exact distances from ``root`` over ``adjacency`` (a list of ``registry``).
 
-        ``earlier``, the root's tree in an earlier version of the asker's own
-        view, is tried first: it differs from ``adjacency`` by the asker's own
-        recent changes only, where the latest tree in the process may come from
-        a view further away.
+        (A graph first tries the root's tree from its own lineage, patched by
+        its journal, and only then asks here.)
         """
         if registry is not self._registry:
             self._registry = registry
             self._entries = {}
         dist = None
-        for candidate in (earlier, self._entries.get(root)):
-            if candidate is None:
-                continue
+        candidate = self._entries.get(root)
+        if candidate is not None:
             known, known_dist = candidate
             if known is adjacency:
                 self.reused += 1
                 dist = known_dist
-                break
-            changed = differing_slots(known, adjacency)
-            if len(changed) <= max(_MIN_PATCH, len(adjacency) // 8):
-                dist = patch_distances(known_dist, known, adjacency, changed)
-                self.patched += 1
-                break
+            else:
+                changed = differing_slots(known, adjacency)
+                if len(changed) <= max(_MIN_PATCH, len(adjacency) // 8):
+                    dist = patch_distances(known_dist, known, adjacency, changed)
+                    self.patched += 1
         if dist is None:
             dist = bfs_distances(adjacency, root)
             self.built += 1
         self._entries[root] = (adjacency, dist)
         return dist
+
+    def remember(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
+                 dist: array[int]) -> None:
+        """Keep ``dist``, exact for ``adjacency``, as the root's latest tree."""
+        if registry is not self._registry:
+            self._registry = registry
+            self._entries = {}
+        self._entries[root] = (adjacency, dist)
 
     def clear(self) -> None:
         self._entries = {}
@@ -372,10 +406,12 @@ _MIN_DERIVED_CHANGE = 8
 
 
 def _derive(parent: RouteGraph, records: Mapping[PeerName, PeerRecord],
-            hint: Collection[PeerName] | None) -> tuple[list[tuple[int, ...]], bool] | None:
+            hint: Collection[PeerName] | None,
+            ) -> tuple[list[tuple[int, ...]], bool, Edits] | None:
     """The symmetric adjacency of ``records`` patched from ``parent``'s (``parent.symmetric``
-    itself when no data link changed), and whether the names are the parent's;
-    None if too much changed (then it is built from scratch).
+    itself when no data link changed), whether the names are the parent's, and
+    each edited slot's tuple in the parent (the journal entry); None if too
+    much changed (then it is built from scratch).
 
     A link's state depends on its two ends' records only, so only links a
     changed record lists or stops listing as established can change.
@@ -410,15 +446,17 @@ def _derive(parent: RouteGraph, records: Mapping[PeerName, PeerRecord],
                 edits.setdefault(b, (set(), set()))[0 if now else 1].add(a)
     size = max((index[name] for name in added_names), default=-1) + 1
     if not edits and size <= len(parent.symmetric):
-        return parent.symmetric, same_names
+        return parent.symmetric, same_names, {}
     adjacency = list(parent.symmetric)
     if size > len(adjacency):
         adjacency.extend([()] * (size - len(adjacency)))
     key = registry.names.__getitem__
+    old_tuples: Edits = {}
     for slot, (gained, lost) in edits.items():
-        neighbours = (set(adjacency[slot]) - lost) | gained
+        old_tuples[slot] = previous = adjacency[slot]
+        neighbours = (set(previous) - lost) | gained
         adjacency[slot] = registry.intern(tuple(sorted(neighbours, key=key))) if neighbours else ()
-    return adjacency, same_names
+    return adjacency, same_names, old_tuples
 
 
 def _any_adjacency(records: Mapping[PeerName, PeerRecord],

@@ -34,7 +34,7 @@ patch with a BFS from scratch (and with the reference implementation).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 TYPECODE = "H"
 INF = 0xFFFF
@@ -88,29 +88,41 @@ def differing_slots(old: Adjacency, new: Adjacency) -> list[int]:
 def patch_distances(dist: array[int], old: Adjacency, new: Adjacency,
                     changed: Sequence[int]) -> array[int]:
     """Distances for ``new`` from ``dist`` (exact for ``old``), given the slots whose
-    tuples differ (both ends of every changed link; extra slots are harmless).
+    tuples differ (both ends of every changed link; extra slots are harmless)."""
+    before = {slot: old[slot] if slot < len(old) else () for slot in changed}
+    return patch_from_before(dist, new, before)
 
-    Removals first, on ``old`` minus the removed links (``_reattach``), then
+
+def patch_from_before(dist: array[int], new: Adjacency,
+                      before: Mapping[int, tuple[int, ...]]) -> array[int]:
+    """Distances for ``new`` from ``dist``, which is exact for the adjacency that
+    equals ``new`` except that each slot of ``before`` held the tuple given there
+    (every slot that differs must be a key; extra keys are harmless).
+
+    Only the changed slots' old tuples are needed, so a router that journals
+    what each of its graphs changed (``route_graph``) can patch a tree many
+    versions old without keeping those versions' adjacency lists.  Removals
+    first, on the old graph minus the removed links (``_reattach``), then
     additions, relaxed outward over ``new``.
     """
-    size = max(len(dist), len(old), len(new))
+    size = max(len(dist), len(new), max(before, default=-1) + 1)
     patched = array(TYPECODE, dist)
     if len(patched) < size:
         patched.extend(array(TYPECODE, [INF]) * (size - len(patched)))
     kept: dict[int, tuple[int, ...]] = {}  # changed slots' links that stayed
     loose: list[int] = []  # deeper ends of removed links between two levels
     added: list[tuple[int, int]] = []
-    for slot in changed:
-        before = set(old[slot]) if slot < len(old) else set()
+    for slot, was in before.items():
+        before_links = set(was)
         after = set(new[slot]) if slot < len(new) else set()
-        kept[slot] = tuple(before & after)
-        for peer in before - after:
+        kept[slot] = tuple(before_links & after)
+        for peer in before_links - after:
             if slot < peer:
                 if patched[slot] == patched[peer] + 1:
                     loose.append(slot)
                 elif patched[peer] == patched[slot] + 1:
                     loose.append(peer)
-        added.extend((slot, peer) for peer in after - before if slot < peer)
+        added.extend((slot, peer) for peer in after - before_links if slot < peer)
     if loose:
         _reattach(patched, new, kept, loose)
     if added:

@@ -21,7 +21,15 @@ from meshrouter.topology.route_trees import (
 )
 from meshrouter.topology.routes import Routes
 
-from .builders import P, conn, distances, random_graphs, record, symmetric_adjacency
+from .builders import (
+    P,
+    conn,
+    distances,
+    graph_records,
+    random_graphs,
+    record,
+    symmetric_adjacency,
+)
 from .reference_routes import reference_routes
 
 PROPERTY = settings(deadline=None, max_examples=150)
@@ -187,3 +195,35 @@ def test_graphs_of_different_views_in_one_process_keep_their_own_trees() -> None
         assert Routes(ring, P(3)).broadcast_next_hops(P(1)) == []
     assert SHARED_TREES.built + SHARED_TREES.patched > trees_before  # the store was used
     assert symmetric_adjacency(shortcut)[1] == {2, 4}
+
+
+# -- a router's own lineage: trees patched by the edit journal ------------------------
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(6, 24).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.sets(st.tuples(st.integers(1, n), st.integers(1, n)).filter(lambda e: e[0] < e[1]),
+            max_size=3 * n),
+    st.lists(st.tuples(st.integers(1, n), st.integers(1, n)).filter(lambda e: e[0] != e[1]),
+             min_size=1, max_size=60),
+    st.lists(st.integers(1, n), min_size=1, max_size=60),
+)))
+def test_a_tree_inherited_many_versions_back_is_patched_exactly(
+        case: tuple[int, set[tuple[int, int]], list[tuple[int, int]], list[int]]) -> None:
+    """One router's graphs, each derived from the previous by one toggled link, asked
+    for a tree only now and then: every answer equals a BFS of that version."""
+    size, edges, toggles, asks = case
+    links = {(min(a, b), max(a, b)) for a, b in edges}
+    graph = RouteGraph(graph_records(range(1, size + 1), links), max_trees=4)
+    for step, (a, b) in enumerate(toggles):
+        links ^= {(min(a, b), max(a, b))}
+        view = graph_records(range(1, size + 1), links)
+        graph = RouteGraph(view, parent=graph, changed=[P(a), P(b)], max_trees=4)
+        root = asks[step % len(asks)]
+        if step % 3 == 0:
+            continue  # the tree is then several versions old when next asked
+        expected = distances(symmetric_adjacency(view), root)
+        got = graph.distances(graph.registry.index[P(root)])
+        assert {graph.name_of(slot): d for slot, d in enumerate(got) if d != INF
+                and graph.name_of(slot) in view} == expected
