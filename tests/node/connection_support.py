@@ -16,11 +16,13 @@ from tests.wire.support import identity, identity_b
 def plain_connection(stream: trio.abc.Stream, *, heartbeat_interval: float,
                      heartbeat_timeout: float,
                      next_outgoing: Callable[[PeerName], Message | None] = lambda _p: None,
+                     session: Session | None = None,
                      ) -> PeerConnection:
-    """An established, unencrypted outbound connection that delivers nowhere."""
+    """An established outbound connection, unencrypted unless given a session
+    (e.g. one from a real handshake), that delivers nowhere."""
     return PeerConnection(
         stream=stream,
-        session=Session(None),
+        session=session if session is not None else Session(None),
         local=identity(),
         remote=identity_b(),
         protocol_version=2,
