@@ -113,7 +113,7 @@ class IpamSettings:
 
 @dataclass(frozen=True)
 class DataplaneSettings:
-    """Container attach and the flow table (``endpoints/service.py``)."""
+    """Container attach and the flow table (``endpoints/service/``)."""
 
     ipam_wait: float = 30.0
     """How long an attach waits for an address from IPAM."""

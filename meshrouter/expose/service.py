@@ -60,7 +60,7 @@ MAX_BACKOFF = 30.0
 
 
 class Dataplane(Protocol):
-    """What exposing needs of the dataplane service (``endpoints/service.py``)."""
+    """What exposing needs of the dataplane service (``endpoints/service/``)."""
 
     attachments: Mapping[str, Any]
 
