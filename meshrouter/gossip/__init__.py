@@ -1,7 +1,8 @@
 """Sans-IO gossip: channels of mergeable data, send slots, broadcast trees, digests."""
 
-from meshrouter.gossip.core import GossipCore, fanout_size
+from meshrouter.gossip.core import GossipCore
 from meshrouter.gossip.interfaces import GossipData, Gossiper, RouteView
+from meshrouter.gossip.relay import fanout_size
 from meshrouter.gossip.send_slots import GossipFamilyMsg, SendSlots, Snapshot
 from meshrouter.gossip.stats import ChannelStats, GossipStats
 

@@ -16,7 +16,7 @@ How a change travels (O(N) messages mesh-wide, not O(N^2)):
   a stable topology each peer receives it exactly once: N-1 messages.
 * *Gossip* (to a random neighbour subset, or the answer to a digest) is merged
   by the receiver, and only the resulting delta is relayed -- as gossip from
-  the receiver to a few random neighbours (``fanout_size``), never back to the
+  the receiver to a few random neighbours (``relay.fanout_size``), never back to the
   neighbour it came from, whatever the broadcast trees say (Weave's gossip).
   Each peer relays a piece of data at most once, when it was new to it, so it
   costs at most fanout messages per peer and stops once nobody lacks it;
@@ -45,7 +45,6 @@ The per-neighbour send slots and their counters are the ``outbox``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -61,9 +60,9 @@ from meshrouter.gossip.interfaces import (
     TailorsRelays,
 )
 from meshrouter.gossip.outbox import Outbox
+from meshrouter.gossip.relay import Relay
 from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
-    DROP_DUPLICATE,
     DROP_MALFORMED,
     DROP_NO_ROUTE,
     DROP_NOT_NEIGHBOUR,
@@ -91,26 +90,6 @@ if TYPE_CHECKING:
     import random
 
 DEFAULT_BROADCAST_SLOT_LIMIT = 4096
-PAYLOAD_HASH_BYTES = 8
-
-
-def fanout_size(neighbour_count: int, fanout: int | None) -> int:
-    """How many random neighbours gossip goes to.
-
-    ``max(2, ceil(log2(N + 1)))`` (written ``N.bit_length()``, which is the same
-    for N >= 0, without floats), or the configured ``fanout``, never more than N.
-    """
-    wanted = fanout if fanout is not None else max(2, neighbour_count.bit_length())
-    return min(neighbour_count, wanted)
-
-
-def payload_hash(channel: str, payload: bytes) -> bytes:
-    """Identity of an unknown-channel gossip message for de-duplication."""
-    hasher = hashlib.blake2b(digest_size=PAYLOAD_HASH_BYTES)
-    hasher.update(channel.encode())
-    hasher.update(b"\0")
-    hasher.update(payload)
-    return hasher.digest()
 
 
 class GossipCore:
@@ -150,8 +129,6 @@ class GossipCore:
         self._rng = rng
         self.stats = GossipStats()
         self.on_outgoing = None
-        self._unknown_limit = unknown_channel_limit
-        self._fanout = fanout
         self._channels: dict[str, Gossiper] = {}
         # Optional capabilities, found once: isinstance on a runtime-checkable
         # Protocol walks its attributes each time (11.8 s of 870 s profiled).
@@ -162,7 +139,8 @@ class GossipCore:
         self._outbox = Outbox(local, self.stats, self._wake, unicast_limit=unicast_queue_limit,
                              unknown_limit=unknown_channel_limit,
                              broadcast_limit=broadcast_slot_limit)
-        self._recent_unknown: dict[bytes, None] = {}
+        self._relayer = Relay(local, self._outbox, self.stats, self._tailors, fanout=fanout,
+                              unknown_limit=unknown_channel_limit)
         self._digests = DigestExchange(self.stats, self._outbox, self._refiners)
 
     # ---------------------------------------------------------------- set-up
@@ -242,7 +220,7 @@ class GossipCore:
         self.stats.record_received(channel, KIND_GOSSIP, len(msg.payload))
         gossiper = self._channels.get(channel)
         if gossiper is None:
-            self._relay_unknown_gossip(neighbour, msg, rng)
+            self._relayer.relay_unknown(neighbour, msg, rng)
             return
         with self._counting_malformed(channel):
             data = gossiper.decode(msg.payload)
@@ -252,7 +230,7 @@ class GossipCore:
             # gossip): each peer relays only what was new to it, so the relay
             # dies out as soon as everyone has it, whatever the routes say.
             self.stats.record_delta(channel)
-            self._relay(channel, delta, rng, exclude=neighbour)
+            self._relayer.relay(channel, delta, rng, exclude=neighbour)
 
     def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
         channel, origin = msg.channel, msg.src
@@ -308,21 +286,6 @@ class GossipCore:
         with self._counting_malformed(channel):
             self._digests.handle(neighbour, gossiper, msg)
 
-    def _relay_unknown_gossip(
-        self, neighbour: PeerName, msg: GossipMsg, rng: random.Random
-    ) -> None:
-        key = payload_hash(msg.channel, msg.payload)
-        if key in self._recent_unknown:
-            self.stats.record_drop(msg.channel, DROP_DUPLICATE)
-            return
-        self._recent_unknown[key] = None
-        if len(self._recent_unknown) > self._unknown_limit:
-            del self._recent_unknown[next(iter(self._recent_unknown))]
-        relayed = GossipMsg(msg.channel, self.local, msg.payload)
-        for peer in self._random_neighbours(rng, exclude=neighbour):
-            self.stats.record_relay(msg.channel, KIND_GOSSIP)
-            self._outbox.unknown_gossip(peer, relayed)
-
     # -------------------------------------------------------------- outgoing
 
     def originate_broadcast(self, channel: str, data: GossipData) -> None:
@@ -335,7 +298,7 @@ class GossipCore:
         self, channel: str, data: GossipData, rng: random.Random | None = None
     ) -> None:
         """Send ``data`` to a random subset of neighbours (they relay the delta)."""
-        targets = self._random_neighbours(self._rng_for(rng), exclude=None)
+        targets = self._relayer.random_neighbours(self._rng_for(rng), exclude=None)
         if not targets:
             return
         update = Snapshot(data=data.copy())
@@ -451,38 +414,6 @@ class GossipCore:
     ) -> None:
         for hop in self._tree_children(channel, origin, came_from, direct):
             self._outbox.broadcast(hop, channel, origin, update)
-
-    def _relay(self, channel: str, delta: GossipData, rng: random.Random, *,
-               exclude: PeerName) -> None:
-        """Relay ``delta`` to a random few neighbours; a gossiper that
-        ``TailorsRelays`` narrows it per neighbour first, and the few are drawn
-        from the neighbours that still get something."""
-        update = Snapshot(data=delta)
-        tailor = self._tailors.get(channel)
-        if tailor is None:
-            for peer in self._random_neighbours(rng, exclude=exclude):
-                self._outbox.gossip(peer, channel, update)
-            return
-        neighbours = self._outbox.neighbours
-        parts: dict[PeerName, GossipData] = {}
-        for peer in neighbours:
-            if peer != exclude:
-                part = tailor.relay_for(peer, delta)
-                if part:
-                    parts[peer] = part
-        count = min(len(parts), fanout_size(len(neighbours), self._fanout))
-        for peer in rng.sample(sorted(parts), count):
-            part = parts[peer]
-            self._outbox.gossip(peer, channel, update if part is delta else Snapshot(data=part))
-
-    def _random_neighbours(
-        self, rng: random.Random, exclude: PeerName | None
-    ) -> list[PeerName]:
-        """A random subset (sorted candidates, so a seeded rng is reproducible)."""
-        neighbours = self._outbox.neighbours
-        candidates = [peer for peer in neighbours if peer != exclude]
-        count = min(len(candidates), fanout_size(len(neighbours), self._fanout))
-        return rng.sample(candidates, count)
 
     @contextmanager
     def _counting_malformed(self, channel: str) -> Iterator[None]:

@@ -9,8 +9,9 @@ from meshrouter.codec import pack
 from meshrouter.dns.gossiper import DnsGossiper
 from meshrouter.endpoints.gossiper import EndpointsGossiper
 from meshrouter.errors import ConfigError, MalformedMessageError
-from meshrouter.gossip.core import GossipCore, fanout_size, payload_hash
+from meshrouter.gossip.core import GossipCore
 from meshrouter.gossip.interfaces import Gossiper
+from meshrouter.gossip.relay import fanout_size, payload_hash
 from meshrouter.gossip.send_slots import GossipFamilyMsg
 from meshrouter.ipam.gossiper import IpamGossiper
 from meshrouter.names import PeerName
@@ -230,8 +231,8 @@ def test_unknown_channel_dedupe_set_is_bounded() -> None:
     core, _ = make_core(A, B, unknown_channel_limit=2)
     for payload in (b"1", b"2", b"3"):
         core.handle(A, GossipMsg("other", A, payload))
-    assert len(core._recent_unknown) == 2
-    assert payload_hash("other", b"1") not in core._recent_unknown
+    assert len(core._relayer.recent_unknown) == 2
+    assert payload_hash("other", b"1") not in core._relayer.recent_unknown
     core.handle(A, GossipMsg("other", A, b"1"))  # forgotten, so relayed again
     assert len(drain(core, B)) == 2  # bounded queue kept the two newest of four
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshrouter.gossip.core import fanout_size
+from meshrouter.gossip.relay import fanout_size
 from meshrouter.names import PeerName
 from meshrouter.wire.messages import BroadcastMsg, DigestMsg, GossipMsg, Message
 from tests.gossip.counter_set import CounterSet
@@ -100,7 +100,7 @@ def assert_gossip_relay_shape(mesh: Mesh, origin: PeerName, delivered: Delivered
             learnt_from.setdefault(dst, src)
         sent_to[src].append(dst)
     for node, targets in sent_to.items():
-        fanout = fanout_size(len(mesh.graph[node]), mesh.cores[node]._fanout)
+        fanout = fanout_size(len(mesh.graph[node]), mesh.cores[node]._relayer.fanout)
         assert len(targets) == len(set(targets)) <= fanout
         assert learnt_from.get(node) not in targets
         assert node == origin or not targets or node in learnt_from
