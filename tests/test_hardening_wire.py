@@ -12,35 +12,16 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from meshrouter.node.connection import PeerConnection
 from meshrouter.wire.framing import encode_frame
 from meshrouter.wire.handshake import Handshake
-from meshrouter.wire.messages import GossipMsg, Heartbeat, Message, encode_message
+from meshrouter.wire.messages import GossipMsg, Heartbeat, encode_message
 from meshrouter.wire.session import Session
+from tests.node.connection_support import plain_connection
 from tests.procs import RouterFleet
 from tests.wire.support import PASSWORD, config, drive_ok, identity, identity_b
 
 INTERVAL = 1.0
 TIMEOUT = 4.0
-
-
-def connection(stream: trio.abc.Stream, session: Session) -> PeerConnection:
-    delivered: list[Message] = []
-    return PeerConnection(
-        stream=stream,
-        session=session,
-        local=identity(),
-        remote=identity_b(),
-        protocol_version=2,
-        outbound=True,
-        address="peer",
-        target=None,
-        started_at=0.0,
-        heartbeat_interval=INTERVAL,
-        heartbeat_timeout=TIMEOUT,
-        deliver=lambda _conn, message: delivered.append(message),
-        next_outgoing=lambda _peer: None,
-    )
 
 
 def sessions() -> tuple[Session, Session]:
@@ -56,7 +37,8 @@ async def run_with_peer(
     """Run our connection against a scripted peer; return (reason, time it ended)."""
     ours, theirs = sessions()
     our_end, peer_end = trio.testing.memory_stream_pair()
-    conn = connection(our_end, ours)
+    conn = plain_connection(our_end, session=ours, heartbeat_interval=INTERVAL,
+                            heartbeat_timeout=TIMEOUT)
     reason: str | None = None
     async with trio.open_nursery() as nursery:
         async def drain() -> None:
