@@ -24,9 +24,11 @@ build at N = 150 limited, 11,434 and 11,440 at N = 100 full):
   against 12,192 at N = 150), each drop changes a record (3.7x the broadcasts
   handled), and with views changing that fast a broadcast's tree cannot be
   patched from the receiver's previous one (11x the full BFS recomputations).
-  Its RSS per peer is inflated by that transient state (1,563 against 447
-  KiB/peer at N = 150).  Profiled N = 150: 262 -> 141 CPU s; N = 300: see the
-  commit that made this the default.
+  Its RSS per peer is inflated by that transient state (1,347 against 396
+  KiB/peer at N = 150).  CPU s of the N = 150 row (same seed and commit):
+  simultaneous 128.7, sequential every 0.05 s 65.4, every 0.1 s 58.2, every
+  0.2 s 87.4, ``waves`` of 4 72.1; at N = 300, 1,640 (simultaneous, cc31ab5)
+  -> 216.
 * full mesh: ``simultaneous``.  No limit means no churn, and a simultaneous
   start lets each router batch its N link changes into a few broadcasts (one per
   ``topology_batch``), where a sequential build makes every existing record
@@ -125,8 +127,7 @@ async def build(sim: Simulation, hosts: list[SimHost], schedule: Schedule) -> No
             # among the peers started before this one (as the simulator does).
             pool = earlier or hosts[group.start:index]
             await sim.start_host(hosts[index], sim.random_contacts(pool) if pool else [])
-            if schedule.interval:
-                await trio.sleep(schedule.interval)
+            await trio.sleep(schedule.interval)  # 0 still yields, as sim.join_all does
         if number < len(groups) - 1:
             await wait_converged(sim)
 
