@@ -14,7 +14,7 @@ peers, in a limited mesh (connection limit 16) and a full mesh (limit above N),
 How the mesh is *built* (``--schedule``; the figures above are all taken on
 the converged mesh, so the schedule changes their cost, not their meaning: the
 one join cost 3,656 messages after a simultaneous and 3,687 after a sequential
-build at N = 150 limited, 11,434 and 11,440 at N = 100 full):
+build at N = 150 limited, 11,440 and 11,434 at N = 100 full):
 
 * limited mesh: ``sequential``, one start every 0.1 s (``--join-interval``),
   contacts among the running peers, as ``python -m sim --scenario join`` does.
@@ -34,7 +34,8 @@ build at N = 150 limited, 11,434 and 11,440 at N = 100 full):
   ``topology_batch``), where a sequential build makes every existing record
   change at every join.  N = 50: simultaneous 18.6, ``waves`` (4 groups, each
   started at once, converging in between, contacts among the earlier groups)
-  24.6, sequential 26.2 CPU s; N = 100: simultaneous 216, sequential 238.
+  24.6, sequential 26.2 CPU s; N = 100: simultaneous 216 (RSS 3,194 KiB/peer),
+  sequential 238 (2,129 KiB/peer).
   What it costs is route computation on a dense graph (a route graph and the
   broadcast trees of the senders, O(N^2) each, per topology version seen), which
   grows ~N^3.5: N = 300 would be ~3 hours of CPU, so full-mesh rows above
