@@ -43,6 +43,10 @@ STATE_KEY = "ipam"
 RING_SAVE_DELAY = 1.0
 DEFAULT_WAIT = 30.0
 MAX_WAIT = 3600.0
+UNKNOWN_OWNER_GRACE = 10.0
+"""Seconds a ring owner may stay unknown before it is reported: a joining router
+gets the ring with its first IPAM digest answer, often before the record of the
+peer that founded it (a warning about a live peer on every join was noise)."""
 
 
 class IpamService(ServiceBase):
@@ -69,6 +73,7 @@ class IpamService(ServiceBase):
         self.stopping = False
         self.unknown_owners: set[PeerName] = set()
         self._seen_peers: set[PeerName] = set()
+        self._unknown_since: dict[PeerName, float] = {}  # not yet reported
 
     def attach(self, context: ServiceContext) -> None:
         super().attach(context)
@@ -121,7 +126,7 @@ class IpamService(ServiceBase):
         self.core.tick(now, self.reachable(), self.rng)
         self.core.attempt(now)
         self.flush()
-        self._note_unknown_owners()
+        self._note_unknown_owners(now)
         # Waiting requests retry after each step (never after one another's
         # attempts, which could wake each other forever at one instant).
         self._changed.set()
@@ -237,17 +242,25 @@ class IpamService(ServiceBase):
         self.save()
         return heir
 
-    def _note_unknown_owners(self) -> None:
-        """Ring entries whose owner no peer of our topology has ever named are
-        logged once and counted: a corrupted or lying ring would otherwise leave
-        every router waiting on a peer that does not exist, silently."""
+    def _note_unknown_owners(self, now: float) -> None:
+        """Ring entries whose owner no peer of our topology has named for
+        ``UNKNOWN_OWNER_GRACE`` seconds are logged once and counted: a corrupted
+        or lying ring would otherwise leave every router waiting on a peer that
+        does not exist, silently."""
         ring = self.core.ring
         if ring is None:
             return
-        for owner in ring.owners() - self._seen_peers - self.unknown_owners:
+        owners = ring.owners()
+        for owner in [o for o in self._unknown_since if o not in owners]:
+            del self._unknown_since[owner]  # bounded by the ring's owners
+        for owner in owners - self._seen_peers - self.unknown_owners:
             if self.context.topology.record(owner) is not None:
                 self._seen_peers.add(owner)
+                self._unknown_since.pop(owner, None)
                 continue
+            if now - self._unknown_since.setdefault(owner, now) < UNKNOWN_OWNER_GRACE:
+                continue
+            del self._unknown_since[owner]
             self.unknown_owners.add(owner)
             log.warning(
                 "%s: the IPAM ring gives space to %s, a peer no router of the mesh "
