@@ -55,6 +55,7 @@ from meshrouter.gossip.interfaces import (
     BroadcastsToLinks,
     GossipData,
     Gossiper,
+    ListsNeighbours,
     RefinesDigests,
     RouteView,
     TailorsRelays,
@@ -136,6 +137,7 @@ class GossipCore:
         self._tailors: dict[str, TailorsRelays] = {}
         self._refiners: dict[str, RefinesDigests] = {}
         self._routes: RouteView | None = None
+        self._neighbour_view: ListsNeighbours | None = None
         self._outbox = Outbox(local, self.stats, self._wake, unicast_limit=unicast_queue_limit,
                              unknown_limit=unknown_channel_limit,
                              broadcast_limit=broadcast_slot_limit)
@@ -169,6 +171,7 @@ class GossipCore:
         answers for a snapshot must be replaced whenever the routes change.
         """
         self._routes = routes
+        self._neighbour_view = routes if isinstance(routes, ListsNeighbours) else None
 
     def neighbour_up(self, peer: PeerName) -> None:
         """A connection to ``peer`` is established: offer it a digest per channel.
@@ -389,6 +392,9 @@ class GossipCore:
         hops: Sequence[PeerName]
         if self._routes is None:
             hops = self._outbox.neighbours if origin == self.local else ()
+        elif direct and came_from is not None and self._origin_reached_all(direct, origin,
+                                                                           came_from):
+            hops = ()  # our children, whatever the tree, all have it from the origin
         else:
             hops = self._routes.broadcast_next_hops(origin)
         if direct:
@@ -407,6 +413,17 @@ class GossipCore:
             if came_from is not None:
                 self.stats.record_relay(channel, KIND_BROADCAST)
             yield hop
+
+    def _origin_reached_all(self, direct: frozenset[PeerName], origin: PeerName,
+                            came_from: PeerName) -> bool:
+        """True if the origin sent its broadcast itself to each of our neighbours
+        (but the one it came from and the origin): our tree children are some of
+        them, so the tree need not be computed -- in a full mesh, never."""
+        view = self._neighbour_view
+        if view is None:
+            return False
+        return all(peer in direct or peer == came_from or peer == origin
+                   for peer in view.neighbours())
 
     def _broadcast(
         self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None,

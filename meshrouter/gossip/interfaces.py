@@ -168,6 +168,17 @@ class BroadcastsToLinks(Protocol):
         ...
 
 
+@runtime_checkable
+class ListsNeighbours(Protocol):
+    """Optional for a ``RouteView``: our neighbours in the graph its trees are
+    built on (a superset of our children in any tree), cheaply.  A forwarder
+    every one of whose neighbours the origin sent a broadcast to itself (a full
+    mesh: the origin is linked to everyone) then needs no tree at all."""
+
+    def neighbours(self) -> list[PeerName]:
+        ...
+
+
 class RouteView(Protocol):
     """The routing decisions the gossip core needs, computed elsewhere."""
 

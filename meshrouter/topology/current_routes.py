@@ -28,3 +28,7 @@ class CurrentRoutes:
 
     def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
         return self._topology.routes().broadcast_next_hops(origin)
+
+    def neighbours(self) -> list[PeerName]:
+        """Our symmetric neighbours now (``ListsNeighbours``)."""
+        return self._topology.routes().neighbours()

@@ -652,3 +652,52 @@ def test_a_broadcast_skips_the_peers_its_origin_sends_it_to_itself() -> None:
     mine = BroadcastMsg("c", LOCAL, CounterSet({"k": 5}).encode())
     assert {p: drain(core, p) for p in (A, B, C, D)} == {A: [mine], B: [], C: [mine], D: [mine]}
     assert core.stats.channels["c"].dropped == {}
+
+
+class CountingRoutes(FixedRoutes):
+    """FixedRoutes that also lists our neighbours (``ListsNeighbours``) and counts
+    the trees asked for."""
+
+    def __init__(self, neighbours: list[PeerName], trees: dict[PeerName, list[PeerName]]
+                 ) -> None:
+        super().__init__(trees=trees)
+        self.listed = neighbours
+        self.tree_asks = 0
+
+    def neighbours(self) -> list[PeerName]:
+        return list(self.listed)
+
+    def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
+        self.tree_asks += 1
+        return super().broadcast_next_hops(origin)
+
+
+def test_a_forwarder_whose_neighbours_all_have_it_from_the_origin_asks_for_no_tree() -> None:
+    """A full mesh: the origin sent to every neighbour of ours itself, so the
+    tree (a BFS of every link) is not computed; one neighbour it did not reach
+    and the tree is asked, and that neighbour gets the broadcast from us."""
+    core = GossipCore(LOCAL, rng=random.Random(SEED))
+    channel = LinkedChannel({ORIGIN: frozenset({B, C})})
+    core.add_channel("c", channel)
+    for peer in (A, B, C):
+        core.neighbour_up(peer)
+        drain(core, peer)
+    routes = CountingRoutes([A, B, C, ORIGIN], trees={ORIGIN: [B, C, D]})
+    core.set_routes(routes)
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 1}).encode()))
+    assert routes.tree_asks == 0
+    assert [p for p in (A, B, C) if drain(core, p)] == []
+    assert core.stats.channels["c"].dropped == {}
+    # D is our neighbour now (in the routes' graph, not yet connected): the
+    # origin did not send to it, so the tree is computed, and D, not a
+    # connection, is counted as such.
+    routes.listed = [A, B, C, D, ORIGIN]
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 2}).encode()))
+    assert routes.tree_asks == 1
+    assert core.stats.channels["c"].dropped == {"not_neighbour": 1}
+    # And a neighbour it did not reach that is connected gets it from us.
+    core.neighbour_up(D)
+    drain(core, D)
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 3}).encode()))
+    assert routes.tree_asks == 2
+    assert drain(core, D) == [BroadcastMsg("c", ORIGIN, CounterSet({"k": 3}).encode())]
