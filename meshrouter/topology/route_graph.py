@@ -21,14 +21,11 @@ it wrote, sparing a scan of all of them), unchanged neighbour tuples are
 reused, and a graph with no data link changed shares its parent's adjacency
 and trees outright.
 
-Trees are not rebuilt per graph either.  ``SHARED_TREES`` holds, per root, the
-distance array most recently computed anywhere in the process, with the
-adjacency it is exact for; a graph that lacks a root's tree patches that one
-(``route_trees.patch_distances``: the slots whose tuples differ, usually a
-link or two -- routers' views differ by the changes still in flight) and falls
-back to a BFS only when a link removal may lengthen a distance.  An entry is
-used only through that comparison with the asking graph's own adjacency, so
-it can never answer for another view.
+Trees are not rebuilt per graph either.  A graph that lacks a root's tree
+first patches the one its own lineage last had (up to ``MAX_TREE_AGE``
+versions back) by its journal of changed slots, else asks ``SHARED_TREES``
+(``tree_store``: the latest tree of that root anywhere in the process, patched
+by the slots whose tuples differ, or a BFS when too many do).
 
 A graph never changes once built (its tree cache aside, which only memoises),
 so any number of routers may share it.  ``SHARED_ROUTE_GRAPHS`` is a small
@@ -52,23 +49,17 @@ from meshrouter.names import PeerName
 from meshrouter.topology.records import PeerRecord, records_fingerprint
 from meshrouter.topology.route_slots import SlotRegistry, registry_for
 from meshrouter.topology.route_trees import (
-    Adjacency,
-    bfs_distances,
-    differing_slots,
     parent_of,
-    patch_distances,
     patch_from_before,
 )
 from meshrouter.topology.snapshot_cache import FingerprintCache
+from meshrouter.topology.tree_store import SHARED_TREES, worth_patching
 
 DEFAULT_MAX_TREES = 64
 DEFAULT_MAX_GRAPHS = 16
 
 UNSEEN = -1
 _EMPTY: frozenset[PeerName] = frozenset()
-
-Tree = tuple[Adjacency, "array[int]"]
-"""A distance array and the adjacency it is exact for."""
 
 Edits = dict[int, tuple[int, ...]]
 """Slot -> its neighbour tuple before one derivation changed it."""
@@ -231,7 +222,7 @@ class RouteGraph:
             if edited_at <= generation:
                 break
             before.update(edits)
-        if len(before) > max(_MIN_PATCH, len(self.symmetric) // 8):
+        if not worth_patching(len(before), len(self.symmetric)):
             return None
         SHARED_TREES.patched += 1
         return patch_from_before(dist, self.symmetric, before)
@@ -293,64 +284,6 @@ class RouteGraph:
             following.sort(key=key)
             frontier = following
         return hops
-
-
-class TreeStore:
-    """Per root, the latest distance array computed in the process and the
-    adjacency it is exact for; see the module docstring."""
-
-    __slots__ = ("_entries", "_registry", "built", "patched", "reused")
-
-    def __init__(self) -> None:
-        self._registry: SlotRegistry | None = None
-        self._entries: dict[int, Tree] = {}
-        self.built = 0    # BFS from scratch
-        self.patched = 0  # patched from another view's (or an earlier version's) tree
-        self.reused = 0   # the entry was already exact for the asking adjacency
-
-    def distances(self, registry: SlotRegistry, adjacency: Adjacency, root: int) -> array[int]:
-        """Exact distances from ``root`` over ``adjacency`` (a list of ``registry``).
-
-        (A graph first tries the root's tree from its own lineage, patched by
-        its journal, and only then asks here.)
-        """
-        if registry is not self._registry:
-            self._registry = registry
-            self._entries = {}
-        dist = None
-        candidate = self._entries.get(root)
-        if candidate is not None:
-            known, known_dist = candidate
-            if known is adjacency:
-                self.reused += 1
-                dist = known_dist
-            else:
-                changed = differing_slots(known, adjacency)
-                if len(changed) <= max(_MIN_PATCH, len(adjacency) // 8):
-                    dist = patch_distances(known_dist, known, adjacency, changed)
-                    self.patched += 1
-        if dist is None:
-            dist = bfs_distances(adjacency, root)
-            self.built += 1
-        self._entries[root] = (adjacency, dist)
-        return dist
-
-    def remember(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
-                 dist: array[int]) -> None:
-        """Keep ``dist``, exact for ``adjacency``, as the root's latest tree."""
-        if registry is not self._registry:
-            self._registry = registry
-            self._entries = {}
-        self._entries[root] = (adjacency, dist)
-
-    def clear(self) -> None:
-        self._entries = {}
-
-
-_MIN_PATCH = 16
-
-SHARED_TREES = TreeStore()
-"""The process-wide tree store every ``RouteGraph`` uses."""
 
 
 class RouteGraphCache(FingerprintCache[RouteGraph]):

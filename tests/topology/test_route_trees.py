@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from meshrouter.names import PeerName
 from meshrouter.topology.records import PeerRecord
-from meshrouter.topology.route_graph import SHARED_TREES, RouteGraph, TreeStore
+from meshrouter.topology.route_graph import RouteGraph
 from meshrouter.topology.route_slots import SlotRegistry
 from meshrouter.topology.route_trees import (
     INF,
@@ -20,6 +20,7 @@ from meshrouter.topology.route_trees import (
     patch_distances,
 )
 from meshrouter.topology.routes import Routes
+from meshrouter.topology.tree_store import SHARED_TREES, TreeStore
 
 from .builders import (
     P,
