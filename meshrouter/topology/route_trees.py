@@ -52,13 +52,18 @@ def bfs_distances(adjacency: Adjacency, root: int) -> array[int]:
     Level by level with set operations: a level's neighbours are gathered by one
     ``set.union`` over the frontier's tuples and the known nodes taken out in C,
     so Python touches each node once instead of each link twice (2-2.5x faster
-    at degree 24).
+    at degree 24).  Only slots with links can be reached, so the search stops
+    as soon as it has all of them: the last level's links are never gathered
+    (in a full mesh, no link beyond the root's own).
     """
     dist = array(TYPECODE, [INF]) * max(len(adjacency), root + 1)
     dist[root] = 0
     size = len(adjacency)
+    if root >= size or not adjacency[root]:
+        return dist
+    reachable = size - adjacency.count(())  # an upper bound, the root included
     seen = {root}
-    frontier: Iterable[int] = (root,) if root < size else ()
+    frontier: Iterable[int] = (root,)
     level = 0
     while True:
         level += 1
@@ -69,6 +74,8 @@ def bfs_distances(adjacency: Adjacency, root: int) -> array[int]:
         seen |= following
         for node in following:
             dist[node] = level
+        if len(seen) >= reachable:
+            return dist
         frontier = following
 
 
