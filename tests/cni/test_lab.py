@@ -103,5 +103,9 @@ def test_twenty_concurrent_adds(lab: Lab) -> None:
     assert len({c.ip for c in containers}) == 20, [c.ip for c in containers]
     first = containers[0]
     wait_until(lambda: first.ping(containers[-1]), 60, "the first container to reach the last")
-    unreachable = [c.name for c in containers[1:] if not (first.ping(c) and c.ping(first))]
+    # Three echoes each way, any one answered: a first echo lost while ARP resolves
+    # through the overlay (seen once in CI and once under load, never in 19 runs
+    # alone) is not what this test is about; a path that does not work is.
+    unreachable = [c.name for c in containers[1:]
+                   if not (first.ping(c, count=3) and c.ping(first, count=3))]
     assert not unreachable, f"not reachable from/to {first.name}: {unreachable}"
