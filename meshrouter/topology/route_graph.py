@@ -200,7 +200,7 @@ class RouteGraph:
             if dist is None:
                 dist = SHARED_TREES.distances(self.registry, self.symmetric, root)
             else:
-                SHARED_TREES.remember(self.registry, self.symmetric, root, dist)
+                SHARED_TREES.remember_patched(self.registry, self.symmetric, root, dist)
             trees[root] = dist
             if len(trees) > self.max_trees:
                 trees.popitem(last=False)
@@ -224,7 +224,6 @@ class RouteGraph:
             before.update(edits)
         if not worth_patching(len(before), len(self.symmetric)):
             return None
-        SHARED_TREES.patched += 1
         return patch_from_before(dist, self.symmetric, before)
 
     def broadcast_tree(self, origin: PeerName) -> dict[PeerName, tuple[PeerName, ...]] | None:

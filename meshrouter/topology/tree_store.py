@@ -80,9 +80,11 @@ class TreeStore:
         self._entries[root] = (adjacency, dist)
         return dist
 
-    def remember(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
-                 dist: array[int]) -> None:
-        """Keep ``dist``, exact for ``adjacency``, as the root's latest tree."""
+    def remember_patched(self, registry: SlotRegistry, adjacency: Adjacency, root: int,
+                         dist: array[int]) -> None:
+        """Keep ``dist``, a graph's own patch exact for ``adjacency``, as the
+        root's latest tree (counted as patched)."""
+        self.patched += 1
         if registry is not self._registry:
             self._registry = registry
             self._entries = {}
