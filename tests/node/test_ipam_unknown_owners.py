@@ -9,22 +9,31 @@ from dataclasses import replace
 import pytest
 import trio
 
-from meshrouter.ipam.service import UNKNOWN_OWNER_GRACE, ipam_of
+from meshrouter.ipam.service import UNKNOWN_OWNER_GRACE, IpamService, ipam_of
 from meshrouter.names import PeerName, format_peer_name
+from meshrouter.node.router import Router
 from sim.network import SimNetwork
 from tests.node.harness import make_router, run_sim
 
 GHOST = PeerName(0x0BAD_0000_0001)
 
 
+async def start_ipam_router(net: SimNetwork, nursery: trio.Nursery, index: int,
+                            peers: tuple[str, ...] = ()) -> tuple[Router, IpamService]:
+    """A router of a consensus=1 /24 mesh, started, with its IPAM service."""
+    router = make_router(net, index, ipalloc_init="consensus=1", ipalloc_range="10.9.0.0/24",
+                         peers=peers)
+    await nursery.start(router.run)
+    service = ipam_of(router)
+    assert service is not None
+    return router, service
+
+
 def test_unknown_ring_owner_is_logged_and_listed(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="meshrouter.ipam.service")
 
     async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
-        a = make_router(net, 1, ipalloc_init="consensus=1", ipalloc_range="10.9.0.0/24")
-        await nursery.start(a.run)
-        service = ipam_of(a)
-        assert service is not None
+        _, service = await start_ipam_router(net, nursery, 1)
         await service.allocate("c1", None, 10)
         assert service.status()["unknown_owners"] == []
         ring = service.core.ring
@@ -53,21 +62,13 @@ def test_joiners_do_not_report_the_ring_founder_they_have_not_heard_of_yet(
     caplog.set_level(logging.WARNING, logger="meshrouter.ipam.service")
 
     async def body(net: SimNetwork, nursery: trio.Nursery) -> None:
-        founder = make_router(net, 1, ipalloc_init="consensus=1", ipalloc_range="10.9.0.0/24")
-        await nursery.start(founder.run)
-        founder_ipam = ipam_of(founder)
-        assert founder_ipam is not None
+        founder, founder_ipam = await start_ipam_router(net, nursery, 1)
         await founder_ipam.allocate("c1", None, 10)
-        middle = make_router(net, 2, ipalloc_init="consensus=1", ipalloc_range="10.9.0.0/24",
-                             peers=("10.0.0.1:6783",))
-        await nursery.start(middle.run)
+        await start_ipam_router(net, nursery, 2, peers=("10.0.0.1:6783",))
         await trio.sleep(UNKNOWN_OWNER_GRACE)
-        joiner = make_router(net, 3, ipalloc_init="consensus=1", ipalloc_range="10.9.0.0/24",
-                             peers=("10.0.0.2:6783",))
-        await nursery.start(joiner.run)
+        _, joiner_ipam = await start_ipam_router(net, nursery, 3, peers=("10.0.0.2:6783",))
         await trio.sleep(3 * UNKNOWN_OWNER_GRACE)
-        joiner_ipam = ipam_of(joiner)
-        assert joiner_ipam is not None and joiner_ipam.core.ring is not None
+        assert joiner_ipam.core.ring is not None
         assert founder.name in joiner_ipam.core.ring.owners()
         assert joiner_ipam.status()["unknown_owners"] == []
 
