@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshrouter.gossip.broadcast_plan import split_forest
 from meshrouter.ipam.address_range import format_address
 from meshrouter.ipam.ring import FREEZE_BUMP, Entry, Ring
 from meshrouter.ipam.service import ipam_of
@@ -146,6 +147,18 @@ def unicast_routes(cluster: SimCluster, sample: int) -> list[Violation]:
     return violations
 
 
+def _live_links(routers: Mapping[PeerName, Router]) -> dict[PeerName, set[PeerName]]:
+    """The connections the routers actually hold, both ends confirmed."""
+    links: dict[PeerName, set[PeerName]] = {name: set() for name in routers}
+    for name, router in routers.items():
+        for peer, conn in router.connections.items():
+            other = routers.get(peer)
+            if (conn.confirmed and other is not None and name in other.connections
+                    and other.connections[name].confirmed):
+                links[name].add(peer)
+    return links
+
+
 @invariant("unicast-routes-shortest")
 def unicast_routes_shortest(cluster: SimCluster, sample: int) -> list[Violation]:
     """Each router's path to every peer of its component is as short as the live
@@ -153,13 +166,7 @@ def unicast_routes_shortest(cluster: SimCluster, sample: int) -> list[Violation]
     actually hold (both ends confirmed), not over anybody's records."""
     violations = []
     for routers in _component_routers(cluster):
-        links: dict[PeerName, set[PeerName]] = {name: set() for name in routers}
-        for name, router in routers.items():
-            for peer, conn in router.connections.items():
-                other = routers.get(peer)
-                if (conn.confirmed and other is not None and name in other.connections
-                        and other.connections[name].confirmed):
-                    links[name].add(peer)
+        links = _live_links(routers)
         names = sorted(routers)
         for src in _sample(names, sample, cluster.seed):
             distance = {src: 0}
@@ -228,6 +235,45 @@ def broadcast_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
                         f"{sum(1 for n in bad if received[n] > 1)} more than once",
                     )
                 )
+                if len(violations) >= 10:
+                    return violations
+    return violations
+
+
+@invariant("broadcast-plan-exactly-once")
+def broadcast_plan_exactly_once(cluster: SimCluster, sample: int) -> list[Violation]:
+    """The tree a router's own broadcast carries (``broadcast_plan``), followed
+    hop by hop as forwarders follow it, reaches every peer of the component
+    exactly once, each hop over a live connection."""
+    violations = []
+    for routers in _component_routers(cluster):
+        links = _live_links(routers)
+        names = sorted(routers)
+        for origin in _sample(names, sample, cluster.seed + 2):
+            topology = routers[origin].topology
+            direct = topology.local_record.established_peers()
+            plan = topology.routes().broadcast_plan(frozenset(direct))
+            received = dict.fromkeys(names, 0)
+            received[origin] = 1
+            dead_hops = 0
+            pending = [(origin, child, forest) for child, forest in plan or ()]
+            while pending:
+                sender, child, forest = pending.pop()
+                if child not in links[sender]:
+                    dead_hops += 1
+                    continue
+                if child in received:
+                    received[child] += 1
+                pending.extend((child, below, rest) for below, rest in split_forest(forest))
+            bad = [n for n, count in received.items() if count != 1]
+            if bad or dead_hops:
+                violations.append(Violation(
+                    "broadcast-plan-exactly-once",
+                    tuple(cluster.describe(n) for n in bad[:10]),
+                    f"the plan of {cluster.describe(origin)} reaches "
+                    f"{sum(1 for n in bad if received[n] == 0)} peers never and "
+                    f"{sum(1 for n in bad if received[n] > 1)} more than once, with "
+                    f"{dead_hops} hops over no live connection"))
                 if len(violations) >= 10:
                     return violations
     return violations

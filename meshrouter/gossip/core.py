@@ -50,12 +50,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, ProtocolError
+from meshrouter.gossip.broadcast_plan import split_forest
 from meshrouter.gossip.digest_exchange import DigestExchange
 from meshrouter.gossip.interfaces import (
     BroadcastsToLinks,
     GossipData,
     Gossiper,
     ListsNeighbours,
+    PlansBroadcasts,
     RefinesDigests,
     RouteView,
     TailorsRelays,
@@ -65,6 +67,7 @@ from meshrouter.gossip.relay import Relay
 from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
     DROP_MALFORMED,
+    DROP_MALFORMED_PLAN,
     DROP_NO_ROUTE,
     DROP_NOT_NEIGHBOUR,
     DROP_OWN_BROADCAST,
@@ -138,6 +141,7 @@ class GossipCore:
         self._refiners: dict[str, RefinesDigests] = {}
         self._routes: RouteView | None = None
         self._neighbour_view: ListsNeighbours | None = None
+        self._planner: PlansBroadcasts | None = None
         self._outbox = Outbox(local, self.stats, self._wake, unicast_limit=unicast_queue_limit,
                              unknown_limit=unknown_channel_limit,
                              broadcast_limit=broadcast_slot_limit)
@@ -172,6 +176,7 @@ class GossipCore:
         """
         self._routes = routes
         self._neighbour_view = routes if isinstance(routes, ListsNeighbours) else None
+        self._planner = routes if isinstance(routes, PlansBroadcasts) else None
 
     def neighbour_up(self, peer: PeerName) -> None:
         """A connection to ``peer`` is established: offer it a digest per channel.
@@ -237,13 +242,20 @@ class GossipCore:
 
     def _handle_broadcast(self, neighbour: PeerName, msg: BroadcastMsg) -> None:
         channel, origin = msg.channel, msg.src
-        self.stats.record_received(channel, KIND_BROADCAST, len(msg.payload))
+        self.stats.record_received(channel, KIND_BROADCAST,
+                                   len(msg.payload) + len(msg.route or b""))
         if origin == self.local:
             # Our own broadcast came back: only possible while routes disagree.
             self.stats.record_drop(channel, DROP_OWN_BROADCAST)
             return
+        plan = self._planned_children(channel, msg.route)
         gossiper = self._channels.get(channel)
         if gossiper is None:
+            if plan is not None:
+                for hop, forest in self._plan_hops(channel, origin, plan, neighbour):
+                    self._outbox.unknown_broadcast(hop, BroadcastMsg(channel, origin,
+                                                                     msg.payload, forest))
+                return
             for hop in self._tree_children(channel, origin, came_from=neighbour):
                 self._outbox.unknown_broadcast(hop, msg)
             return
@@ -256,8 +268,40 @@ class GossipCore:
         # peers below us in the origin's tree rely on us for it.  The bytes are
         # decoded again only if the copy has to be merged with a later update.
         update = Snapshot(raw=msg.payload, decode=gossiper.decode)
+        if plan is not None:
+            for hop, forest in self._plan_hops(channel, origin, plan, neighbour):
+                self._outbox.broadcast(hop, channel, origin, update, forest)
+            return
         self._broadcast(channel, origin, update, came_from=neighbour,
                         direct=self._origin_links(channel, origin, data))
+
+    def _planned_children(self, channel: str,
+                          route: bytes | None) -> list[tuple[PeerName, bytes]] | None:
+        """The children the origin's plan gives us, or None for an unplanned
+        broadcast -- or a malformed plan (counted): the data is still good, so
+        it is forwarded as if unplanned rather than lost."""
+        if route is None:
+            return None
+        try:
+            return split_forest(route)
+        except ProtocolError:
+            self.stats.record_drop(channel, DROP_MALFORMED_PLAN)
+            return None
+
+    def _plan_hops(self, channel: str, origin: PeerName, plan: list[tuple[PeerName, bytes]],
+                   came_from: PeerName | None) -> Iterator[tuple[PeerName, bytes]]:
+        """The plan's children we can send to; one that is not our neighbour (the
+        origin's view of that link was stale) is counted, and its subtree is left
+        to anti-entropy."""
+        for hop, forest in plan:
+            if hop == came_from or hop == origin or hop == self.local:
+                continue
+            if hop not in self._outbox:
+                self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
+                continue
+            if came_from is not None:
+                self.stats.record_relay(channel, KIND_BROADCAST)
+            yield hop, forest
 
     def _handle_unicast(self, neighbour: PeerName, msg: UnicastMsg) -> None:
         channel = msg.channel
@@ -292,10 +336,17 @@ class GossipCore:
     # -------------------------------------------------------------- outgoing
 
     def originate_broadcast(self, channel: str, data: GossipData) -> None:
-        """Send our own change down the spanning tree rooted at us."""
+        """Send our own change down the spanning tree rooted at us: with the
+        tree itself when the routes can plan it (``PlansBroadcasts``)."""
         direct = self._origin_links(channel, self.local, data)
-        self._broadcast(channel, self.local, Snapshot(data=data.copy()), came_from=None,
-                        direct=direct)
+        update = Snapshot(data=data.copy())
+        plan = None if self._planner is None else self._planner.broadcast_plan(
+            direct or frozenset())
+        if plan is not None:
+            for hop, forest in self._plan_hops(channel, self.local, plan, None):
+                self._outbox.broadcast(hop, channel, self.local, update, forest)
+            return
+        self._broadcast(channel, self.local, update, came_from=None, direct=direct)
 
     def originate_gossip(
         self, channel: str, data: GossipData, rng: random.Random | None = None

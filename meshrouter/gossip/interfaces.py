@@ -33,6 +33,8 @@ Contract details the core relies on:
   may still lack before the core relays it (see ``relay_for``); and
   ``BroadcastsToLinks`` lets it name the peers a broadcast's origin sends it
   to itself, which forwarders then leave out (see ``origin_links``).
+  A ``RouteView`` may also be ``PlansBroadcasts``: our own broadcasts then
+  carry their tree, and forwarders only follow it (``broadcast_plan``).
 """
 
 from __future__ import annotations
@@ -176,6 +178,22 @@ class ListsNeighbours(Protocol):
     mesh: the origin is linked to everyone) then needs no tree at all."""
 
     def neighbours(self) -> list[PeerName]:
+        ...
+
+
+@runtime_checkable
+class PlansBroadcasts(Protocol):
+    """Optional for a ``RouteView``: the tree our own broadcast follows, as each
+    child's forest (``broadcast_plan``), so that forwarders need no tree."""
+
+    def broadcast_plan(self, direct: frozenset[PeerName]) -> list[tuple[PeerName, bytes]] | None:
+        """Our children in our own broadcast tree, each with the forest below it
+        (None: no plan; the broadcast then goes unplanned).
+
+        ``direct``: peers we send this broadcast to ourselves whatever the tree
+        (``BroadcastsToLinks``: our links at this version); each becomes our
+        child in the plan, with its subtree if it has one, so no peer is
+        listed twice."""
         ...
 
 

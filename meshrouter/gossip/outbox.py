@@ -34,8 +34,8 @@ def describe(msg: GossipFamilyMsg) -> tuple[str, str, int]:
     """(channel, kind, payload bytes) of an outgoing message, for stats."""
     if isinstance(msg, UnicastMsg):
         return msg.channel, KIND_UNICAST, len(msg.payload)
-    if isinstance(msg, BroadcastMsg):
-        return msg.channel, KIND_BROADCAST, len(msg.payload)
+    if isinstance(msg, BroadcastMsg):  # its plan is part of what it costs
+        return msg.channel, KIND_BROADCAST, len(msg.payload) + len(msg.route or b"")
     if isinstance(msg, GossipMsg):
         return msg.channel, KIND_GOSSIP, len(msg.payload)
     return msg.channel, KIND_DIGEST, len(msg.digest)
@@ -103,9 +103,10 @@ class Outbox:
 
         self._enqueue(peer, action)
 
-    def broadcast(self, peer: PeerName, channel: str, origin: PeerName, update: Snapshot) -> None:
+    def broadcast(self, peer: PeerName, channel: str, origin: PeerName, update: Snapshot,
+                  route: bytes | None = None) -> None:
         def action(slots: SendSlots) -> None:
-            result = slots.queue_broadcast(channel, origin, update)
+            result = slots.queue_broadcast(channel, origin, update, route)
             if result == "full":
                 # Too many origins pending for this neighbour: merge the data
                 # into its gossip slot instead of dropping it; the neighbour

@@ -98,17 +98,24 @@ class Snapshot:
 
 
 class MergedSlot:
-    """A slot holding one shared snapshot until a second update forces a copy."""
+    """A slot holding one shared snapshot until a second update forces a copy.
 
-    __slots__ = ("_own", "_shared", "updates")
+    ``route`` (broadcast slots only) is the forest below the neighbour in the
+    origin's tree (``broadcast_plan``); a later update brings the origin's
+    later plan, which replaces it.
+    """
 
-    def __init__(self, first: Snapshot) -> None:
+    __slots__ = ("_own", "_shared", "route", "updates")
+
+    def __init__(self, first: Snapshot, route: bytes | None = None) -> None:
         self._shared: Snapshot | None = first
         self._own: GossipData | None = None
         self.updates = 1
+        self.route = route
 
-    def add(self, update: Snapshot) -> None:
+    def add(self, update: Snapshot, route: bytes | None = None) -> None:
         """Merge ``update`` into this slot's private copy."""
+        self.route = route
         if self._own is None:
             assert self._shared is not None
             self._own = self._shared.private_copy()
@@ -169,16 +176,20 @@ class SendSlots:
             self._unicasts = deque()
         return _append_bounded(self._unicasts, msg, self._unicast_limit)
 
-    def queue_broadcast(self, channel: str, origin: PeerName, update: Snapshot) -> QueueResult:
-        """Merge into the (channel, origin) slot; "full" means nothing was queued."""
+    def queue_broadcast(self, channel: str, origin: PeerName, update: Snapshot,
+                        route: bytes | None = None) -> QueueResult:
+        """Merge into the (channel, origin) slot; "full" means nothing was queued.
+
+        ``route``: the forest below this neighbour in the origin's plan (the
+        latest update's plan wins), None for an unplanned broadcast."""
         key = (channel, origin)
         slot = self._broadcasts.get(key)
         if slot is not None:
-            slot.add(update)
+            slot.add(update, route)
             return "coalesced"
         if len(self._broadcasts) >= self._broadcast_limit:
             return "full"
-        self._broadcasts[key] = MergedSlot(update)
+        self._broadcasts[key] = MergedSlot(update, route)
         return "queued"
 
     def queue_unknown_broadcast(self, msg: BroadcastMsg) -> BroadcastMsg | None:
@@ -222,7 +233,7 @@ class SendSlots:
             return unicast
         if self._broadcasts:
             (channel, origin), slot = _pop_first(self._broadcasts)
-            return BroadcastMsg(channel, origin, slot.payload())
+            return BroadcastMsg(channel, origin, slot.payload(), slot.route)
         if self._unknown_broadcasts:
             broadcast = self._unknown_broadcasts.popleft()
             if not self._unknown_broadcasts:

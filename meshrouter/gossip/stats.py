@@ -30,6 +30,7 @@ DROP_DUPLICATE = "duplicate"
 DROP_UNKNOWN_CHANNEL_UNICAST = "unknown_channel_unicast"
 DROP_UNKNOWN_CHANNEL_DIGEST = "unknown_channel_digest"
 DROP_MALFORMED = "malformed"
+DROP_MALFORMED_PLAN = "malformed_plan"  # the broadcast is kept and forwarded unplanned
 DROP_OWN_BROADCAST = "own_broadcast"
 DROP_NEIGHBOUR_DOWN = "neighbour_down"
 

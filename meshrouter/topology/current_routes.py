@@ -29,6 +29,10 @@ class CurrentRoutes:
     def broadcast_next_hops(self, origin: PeerName) -> list[PeerName]:
         return self._topology.routes().broadcast_next_hops(origin)
 
+    def broadcast_plan(self, direct: frozenset[PeerName]) -> list[tuple[PeerName, bytes]] | None:
+        """Our broadcast tree as it is now (``PlansBroadcasts``)."""
+        return self._topology.routes().broadcast_plan(direct)
+
     def neighbours(self) -> list[PeerName]:
         """Our symmetric neighbours now (``ListsNeighbours``)."""
         return self._topology.routes().neighbours()

@@ -33,7 +33,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping
 
+from meshrouter.gossip.broadcast_plan import MAX_SUBTREE
 from meshrouter.names import PeerName
+from meshrouter.topology.broadcast_plans import plan_forests
 from meshrouter.topology.records import PeerRecord
 from meshrouter.topology.route_graph import SHARED_ROUTE_GRAPHS, UNSEEN, RouteGraph
 from meshrouter.topology.route_trees import INF, children, parent_of, reached
@@ -46,6 +48,7 @@ class Routes:
         "_any_hops",
         "_dist",
         "_local_slot",
+        "_plans",
         "_reachable",
         "_unicast_table",
         "graph",
@@ -64,6 +67,7 @@ class Routes:
         self._any_hops: list[int] | None = None
         self._reachable: frozenset[PeerName] | None = None
         self._unicast_table: dict[PeerName, PeerName] | None = None
+        self._plans: dict[frozenset[PeerName], list[tuple[PeerName, bytes]]] | None = None
 
     # -- unicast over symmetric established links ---------------------------------
 
@@ -166,6 +170,39 @@ class Routes:
         graph = self.graph
         names = graph.registry.names
         return [names[slot] for slot in children(graph.distances(root), graph.symmetric, me)]
+
+    def broadcast_plan(self, direct: frozenset[PeerName]) -> list[tuple[PeerName, bytes]] | None:
+        """Our own broadcast tree as each child's forest (``PlansBroadcasts``):
+        our unicast tree, with ``direct`` peers (whom we send to ourselves)
+        made our children.  None when the mesh is too large for a plan's
+        16-bit subtree sizes (the broadcast then goes unplanned).  Cached per
+        ``direct`` set (in practice our links: one or two per version)."""
+        plans = self._plans
+        if plans is None:
+            plans = self._plans = {}
+        plan = plans.get(direct)
+        if plan is None:
+            if len(self.graph) >= MAX_SUBTREE:
+                return None
+            plan = plans[direct] = self._plan(direct)
+        return list(plan)
+
+    def _plan(self, direct: frozenset[PeerName]) -> list[tuple[PeerName, bytes]]:
+        dist = self._tree()
+        me = self._local_slot
+        others = sorted(name for name in direct if name != self.local)
+        if dist is None or me is None:
+            return [(name, b"") for name in others]
+        graph = self.graph
+        slots, unreached = [], []
+        for name in others:
+            slot = graph.slot_of(name)
+            if slot is None or slot >= len(dist) or dist[slot] == INF:
+                unreached.append(name)
+            else:
+                slots.append(slot)
+        planned = plan_forests(dist, graph.symmetric, me, graph.registry.names, slots, unreached)
+        return [(PeerName(name), forest) for name, forest in planned]
 
 
 def compute_routes(records: Mapping[PeerName, PeerRecord], local: PeerName) -> Routes:

@@ -80,11 +80,14 @@ from meshrouter.wire.session import Session
 # router refuses as malformed); protocol 4 adds bucketed topology digests
 # (first bytes 0x02/0x03, malformed to a version-3 router); protocol 5 halves
 # their bucket fingerprints to 32 bits (a version-4 router reads a version-5
-# summary as the wrong length).  Older routers are refused at the handshake on
-# both sides with a version message instead: a mixed mesh would need a digest
-# format per neighbour for the length of a rolling upgrade.
-PROTOCOL_MIN_VERSION = 5
-PROTOCOL_MAX_VERSION = 5
+# summary as the wrong length); protocol 6 lets a broadcast carry its tree (a
+# fifth field, which a version-5 router refuses as malformed).  Older routers
+# are refused at the handshake on both sides with a version message instead: a
+# mixed mesh would need a digest format per neighbour, and forwarders that
+# follow a plan beside forwarders that compute their own trees, for the length
+# of a rolling upgrade.
+PROTOCOL_MIN_VERSION = 6
+PROTOCOL_MAX_VERSION = 6
 MAGIC = b"meshrtr"
 WEAVE_MAGIC = b"weave"
 FLAG_PLAINTEXT = 0

@@ -64,11 +64,17 @@ class UnicastMsg:
 
 @dataclass(frozen=True, slots=True)
 class BroadcastMsg:
-    """Message relayed along the broadcast tree rooted at ``src``."""
+    """Message relayed along the broadcast tree rooted at ``src``.
+
+    ``route`` is the part of the origin's tree below the receiver (a forest,
+    see ``gossip/broadcast_plan``; empty for a leaf), or None when the origin
+    sent no plan and each forwarder uses its own view of the origin's tree.
+    """
 
     channel: str
     src: PeerName
     payload: bytes
+    route: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +107,8 @@ def encode_message(msg: Message) -> bytes:
             fields = [TAG_GOSSIP, channel, src, payload]
         case UnicastMsg(channel, src, dst, payload):
             fields = [TAG_UNICAST, channel, src, dst, payload]
-        case BroadcastMsg(channel, src, payload):
-            fields = [TAG_BROADCAST, channel, src, payload]
+        case BroadcastMsg(channel, src, payload, route):
+            fields = [TAG_BROADCAST, channel, src, payload, route]
         case DigestMsg(channel, src, digest, reply):
             fields = [TAG_DIGEST, channel, src, digest, reply]
         case Goodbye(reason):
@@ -118,7 +124,7 @@ def _channel(value: Any) -> str:
 
 
 _ARITY = {
-    TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 4, TAG_DIGEST: 5,
+    TAG_HEARTBEAT: 1, TAG_GOSSIP: 4, TAG_UNICAST: 5, TAG_BROADCAST: 5, TAG_DIGEST: 5,
     TAG_GOODBYE: 2,
 }
 
@@ -158,6 +164,9 @@ def decode_message(body: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Message:
         dst = check_peer_name(fields[3])
         return UnicastMsg(channel, src, dst, expect(fields[4], bytes, "payload"))
     if tag == TAG_BROADCAST:
-        return BroadcastMsg(channel, src, expect(fields[3], bytes, "payload"))
+        route = fields[4]
+        if route is not None:
+            route = expect(route, bytes, "broadcast route")
+        return BroadcastMsg(channel, src, expect(fields[3], bytes, "payload"), route)
     digest = expect(fields[3], bytes, "digest")
     return DigestMsg(channel, src, digest, expect(fields[4], bool, "reply"))

@@ -701,3 +701,101 @@ def test_a_forwarder_whose_neighbours_all_have_it_from_the_origin_asks_for_no_tr
     core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 3}).encode()))
     assert routes.tree_asks == 2
     assert drain(core, D) == [BroadcastMsg("c", ORIGIN, CounterSet({"k": 3}).encode())]
+
+
+# ------------------------------------------------------- planned broadcasts
+
+
+class PlannedRoutes(FixedRoutes):
+    """A RouteView that plans our broadcasts; its own trees are deliberately
+    wrong, so a test sees whether a forwarder computed one."""
+
+    def __init__(self, plan: list[tuple[PeerName, bytes]] | None,
+                 trees: dict[PeerName, list[PeerName]] | None = None) -> None:
+        super().__init__(trees=trees)
+        self.plan = plan
+        self.asked: list[frozenset[PeerName]] = []
+
+    def broadcast_plan(self, direct: frozenset[PeerName]) -> list[tuple[PeerName, bytes]] | None:
+        self.asked.append(direct)
+        return None if self.plan is None else list(self.plan)
+
+
+def entry(name: int, size: int) -> bytes:
+    return name.to_bytes(6, "big") + size.to_bytes(2, "big")
+
+
+def test_originate_sends_each_planned_child_its_forest() -> None:
+    core, _ = make_core(A, B, C)
+    below_b = entry(C, 1)  # as planned; C is also our neighbour but not our child
+    core.set_routes(PlannedRoutes([(B, below_b), (A, b""), (X, b"")], trees={LOCAL: [C]}))
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    payload = CounterSet({"k": 1}).encode()
+    assert drain(core, A) == [BroadcastMsg("c", LOCAL, payload, b"")]
+    assert drain(core, B) == [BroadcastMsg("c", LOCAL, payload, below_b)]
+    assert drain(core, C) == []
+    stats = core.stats.channels["c"]
+    assert stats.dropped == {"not_neighbour": 1}  # X
+    assert stats.sent_bytes["broadcast"] == 2 * len(payload) + len(below_b)  # plans count
+
+
+def test_a_planned_broadcast_is_forwarded_as_planned_without_a_tree() -> None:
+    core, channel = make_core(A, B, C, D)
+    # Our own tree view would send to D: the plan says B (with C below it) and X.
+    core.set_routes(PlannedRoutes(None, trees={ORIGIN: [D]}))
+    forest = entry(B, 2) + entry(C, 1) + entry(A, 1) + entry(X, 1) + entry(LOCAL, 1)
+    payload = CounterSet({"k": 4}).encode()
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload, forest))
+    assert channel.state == CounterSet({"k": 4})
+    assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload, entry(C, 1))]
+    assert drain(core, A) == [] and drain(core, C) == [] and drain(core, D) == []
+    stats = core.stats.channels["c"]
+    assert stats.dropped == {"not_neighbour": 1}  # X; A sent it, we are not our child
+    assert stats.relayed == {"broadcast": 1}
+
+
+def test_a_leaf_of_the_plan_forwards_nothing() -> None:
+    core, channel = make_core(A, B)
+    core.set_routes(PlannedRoutes(None, trees={ORIGIN: [B]}))
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 2}).encode(), b""))
+    assert channel.state == CounterSet({"k": 2})
+    assert not core.has_outgoing(B)
+
+
+def test_a_malformed_plan_is_counted_and_the_broadcast_goes_on_unplanned() -> None:
+    core, channel = make_core(A, B)
+    core.set_routes(PlannedRoutes(None, trees={ORIGIN: [B]}))
+    payload = CounterSet({"k": 3}).encode()
+    core.handle(A, BroadcastMsg("c", ORIGIN, payload, entry(C, 5)))  # overruns: refused
+    assert channel.state == CounterSet({"k": 3})
+    assert drain(core, B) == [BroadcastMsg("c", ORIGIN, payload)]
+    assert core.stats.channels["c"].dropped == {"malformed_plan": 1}
+
+
+def test_a_planned_broadcast_of_an_unknown_channel_follows_the_plan() -> None:
+    core, _ = make_core(A, B, C)
+    core.set_routes(PlannedRoutes(None, trees={ORIGIN: [C]}))
+    core.handle(A, BroadcastMsg("other", ORIGIN, b"opaque", entry(B, 2) + entry(C, 1)))
+    assert drain(core, B) == [BroadcastMsg("other", ORIGIN, b"opaque", entry(C, 1))]
+    assert drain(core, C) == []
+
+
+def test_a_later_update_in_the_same_slot_brings_its_plan() -> None:
+    core, _ = make_core(A, B)
+    core.set_routes(PlannedRoutes(None))
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"k": 1}).encode(),
+                                entry(B, 2) + entry(C, 1)))
+    core.handle(A, BroadcastMsg("c", ORIGIN, CounterSet({"j": 1}).encode(), entry(B, 1)))
+    (msg,) = drain(core, B)
+    assert isinstance(msg, BroadcastMsg) and msg.route == b""
+    assert CounterSet.decode(msg.payload) == CounterSet({"k": 1, "j": 1})
+    assert core.stats.channels["c"].sent_bytes["broadcast"] == len(msg.payload)
+
+
+def test_a_route_view_that_cannot_plan_leaves_the_broadcast_unplanned() -> None:
+    core, _ = make_core(A, B)
+    routes = PlannedRoutes(None, trees={LOCAL: [B]})
+    core.set_routes(routes)
+    core.originate_broadcast("c", CounterSet({"k": 1}))
+    assert drain(core, B) == [BroadcastMsg("c", LOCAL, CounterSet({"k": 1}).encode())]
+    assert drain(core, A) == [] and routes.asked == [frozenset()]

@@ -25,7 +25,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.just(Heartbeat()),
     st.builds(GossipMsg, channels, peer_names, payloads),
     st.builds(UnicastMsg, channels, peer_names, peer_names, payloads),
-    st.builds(BroadcastMsg, channels, peer_names, payloads),
+    st.builds(BroadcastMsg, channels, peer_names, payloads, st.none() | payloads),
     st.builds(DigestMsg, channels, peer_names, payloads, st.booleans()),
 )
 

@@ -53,8 +53,8 @@ from .support import (
 )
 
 CHUNKINGS = [pytest.param(None, id="whole"), pytest.param(1, id="byte-by-byte")]
-PLAIN_HEADER = b"meshrtr\x05\x05\x00"
-SEALED_HEADER = b"meshrtr\x05\x05\x01"
+PLAIN_HEADER = b"meshrtr\x06\x06\x00"
+SEALED_HEADER = b"meshrtr\x06\x06\x01"
 
 
 def started(cfg: HandshakeConfig) -> Handshake:
@@ -75,7 +75,7 @@ def test_two_handshakes_agree(chunk: int | None, password: bytes | None) -> None
     result_a, result_b = drive_ok(
         config(a_ident, password, key_seed=1), config(b_ident, password, key_seed=2), chunk
     )
-    assert result_a.version == result_b.version == 5
+    assert result_a.version == result_b.version == 6
     assert result_a.remote == b_ident
     assert result_b.remote == a_ident
     assert result_a.leftover == result_b.leftover == b""
@@ -218,7 +218,7 @@ def test_a_router_of_an_older_protocol_is_refused_with_a_clear_message(
     with pytest.raises(VersionMismatchError) as refused:
         handshake.receive_data(b"meshrtr" + bytes([old, old]) + flag)
     assert str(refused.value) == (
-        f"no common protocol version: we speak versions 5..5, the remote speaks {old}..{old}; "
+        f"no common protocol version: we speak versions 6..6, the remote speaks {old}..{old}; "
         "the remote router is too old for this one: upgrade the remote router"
     )
 
@@ -406,7 +406,7 @@ def test_short_sealed_identity_frame_is_malformed() -> None:
         (b"GET / HTTP/1.1\r\n", MalformedMessageError, "not a meshrouter peer: it sent b'GET / H'"),
         (b"weave\x01\x02", MalformedMessageError, "Weave Net router"),
         (b"meshrtr\x03\x01\x00", MalformedMessageError, "empty protocol version range 3..1"),
-        (b"meshrtr\x05\x05\x02", MalformedMessageError, "encryption flag is 2"),
+        (b"meshrtr\x06\x06\x02", MalformedMessageError, "encryption flag is 2"),
         (SEALED_HEADER + bytes(32), PasswordMismatchError, "remote router has a password"),
     ],
 )
@@ -542,10 +542,10 @@ def test_rewritten_header_in_transit_breaks_the_keys() -> None:
         return _Handshake(_Config(identity=identity, password=b"pw", private_key=_Key.generate(),
                                   max_version=max_version))
 
-    a, b = make(1, 6), make(2, 5)
+    a, b = make(1, 7), make(2, 6)
     a_header, b_header = a.start(), b.start()
     forged = bytearray(a_header)
-    forged[8] = 5  # the max-version byte of a's header, rewritten in transit
+    forged[8] = 6  # the max-version byte of a's header, rewritten in transit
     b_reply = b.receive_data(bytes(forged))
     a_reply = a.receive_data(b_header)
     with _pytest.raises(_Wrong):

@@ -33,16 +33,16 @@ def oracle_share(scalar: bytes, password: bytes = PASSWORD) -> bytes:
 
 def test_protocol_constants() -> None:
     assert MAGIC == b"meshrtr"
-    assert PROTOCOL_MIN_VERSION == PROTOCOL_MAX_VERSION == 5
+    assert PROTOCOL_MIN_VERSION == PROTOCOL_MAX_VERSION == 6
 
 
 def test_plain_header_exact_bytes() -> None:
-    assert Handshake(config(identity())).start() == oracle.header(5, 5, None)
+    assert Handshake(config(identity())).start() == oracle.header(6, 6, None)
 
 
 def test_encrypted_header_exact_bytes() -> None:
     header = Handshake(config(identity(), PASSWORD, key_seed=7)).start()
-    assert header == oracle.header(5, 5, oracle_share(bytes([7]) * 32))
+    assert header == oracle.header(6, 6, oracle_share(bytes([7]) * 32))
     assert len(header) == 10 + 32
 
 
@@ -56,7 +56,7 @@ def test_plain_identity_frame_exact_bytes() -> None:
     local = identity(nickname="x" * 40, uid=(1 << 64) - 1, conn_id=300, cluster_id="c" * 64)
     handshake = Handshake(config(local))
     handshake.start()
-    out = handshake.receive_data(oracle.header(5, 5, None))
+    out = handshake.receive_data(oracle.header(6, 6, None))
     assert out == oracle.frame(oracle.mp(oracle.identity_map(local)))
 
 
@@ -67,7 +67,7 @@ def sealed_exchange(local_seed: int = 1) -> tuple[Handshake, bytes, bytes, bytes
     handshake = Handshake(config(identity(), PASSWORD, key_seed=local_seed))
     our_header = handshake.start()
     share_b = oracle_share(SCALAR_B)
-    remote_header = oracle.header(5, 5, share_b)
+    remote_header = oracle.header(6, 6, share_b)
     out = handshake.receive_data(remote_header)
     isk = oracle.cpace_isk(SCALAR_B, share_b, remote_header[:10], our_header[10:], our_header[:10])
     send_b, receive_b = oracle.session_keys(isk, share_b, our_header[10:])

@@ -31,6 +31,9 @@ def test_decode_encode_round_trip(msg: Message) -> None:
 def test_exact_bytes() -> None:
     assert encode_message(Heartbeat()) == b"\x91\x00"
     assert encode_message(GossipMsg("t", PeerName(1), b"p")) == b"\x94\x04\xa1t\x01\xc4\x01p"
+    assert encode_message(BroadcastMsg("t", PeerName(1), b"p")) == b"\x95\x06\xa1t\x01\xc4\x01p\xc0"
+    assert encode_message(BroadcastMsg("t", PeerName(1), b"p", b"r")) == (
+        b"\x95\x06\xa1t\x01\xc4\x01p\xc4\x01r")
     digest = DigestMsg("t", PeerName(2), b"", True)
     assert encode_message(digest) == b"\x95\x07\xa1t\x02\xc4\x00\xc3"
 
@@ -47,8 +50,8 @@ def test_encoding_matches_the_documented_layout(msg: Message) -> None:
             layout = [4, channel, src, payload]
         case UnicastMsg(channel, src, dst, payload):
             layout = [5, channel, src, dst, payload]
-        case BroadcastMsg(channel, src, payload):
-            layout = [6, channel, src, payload]
+        case BroadcastMsg(channel, src, payload, route):
+            layout = [6, channel, src, payload, route]
         case DigestMsg(channel, src, digest, reply):
             layout = [7, channel, src, digest, reply]
     assert encode_message(msg) == oracle.mp(layout)
@@ -61,6 +64,8 @@ def test_every_kind_round_trips() -> None:
         GossipMsg("topology", PeerName(7), b"state"),
         UnicastMsg("ipam", PeerName(7), PeerName(8), b"request"),
         BroadcastMsg("dns", PeerName(0xFFFFFFFFFFFF), b""),
+        BroadcastMsg("dns", PeerName(3), b"p", b""),
+        BroadcastMsg("dns", PeerName(3), b"p", b"\x0a\x00\x00\x00\x00\x01\x00\x01"),
         DigestMsg("topology", PeerName(0), b"\x00" * 32, False),
     ):
         assert decode_message(encode_message(msg)) == msg
@@ -85,6 +90,9 @@ def test_every_kind_round_trips() -> None:
         ([4, "c", 1, "text, not bytes"], "payload"),
         ([5, "c", 1, "two", b"x"], "invalid peer name"),
         ([7, "c", 1, b"d", 1], "reply"),
+        ([6, "c", 1, b"x"], "message tag 6 has 4 fields, expected 5"),  # a protocol-5 broadcast
+        ([6, "c", 1, b"x", "route"], "broadcast route"),
+        ([6, "c", 1, b"x", 7], "broadcast route"),
     ],
 )
 def test_invalid_messages_are_refused(fields: object, reason: str) -> None:
