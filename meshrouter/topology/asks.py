@@ -61,6 +61,7 @@ class AsksInFlight:
             self._asked[neighbour] = (bits, {b: theirs[b] for b in chosen})
         return chosen
 
-    def settled(self, neighbour: PeerName) -> None:
-        """``neighbour`` answered (or is gone): its ask no longer covers others."""
-        self._asked.pop(neighbour, None)
+    def settled(self, neighbour: PeerName) -> bool:
+        """``neighbour`` answered (or is gone): its ask no longer covers others.
+        True if we had asked it something."""
+        return self._asked.pop(neighbour, None) is not None

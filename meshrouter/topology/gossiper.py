@@ -51,11 +51,18 @@ class TopologyGossiper:
         of known peers travel on their origin's broadcast tree and are repaired
         by digests.  Relaying them epidemically as well multiplied every change
         by the fanout while a mesh was forming (4.4 GB for a 100-peer join).
+
+        Nor is anything relayed from the answer to a digest we asked ``src``
+        with: that is us catching up, not news.  A joiner learns every record
+        that way and relayed them to neighbours that held them all; the records
+        a repair round brings us reached the rest of the mesh on their origin's
+        broadcast, and anyone that missed them asks in its own round.  (A
+        100-peer join: 59,229 -> 48,903 messages, gossip 13,290 -> 4,771.)
         """
-        self.topology.digest_settled(src)  # its answer, if we asked it something
+        answered = self.topology.digest_settled(src)  # its answer to our ask
         unknown = [name for name in data.records if name not in self.topology]
         delta = self.topology.apply(data, self._rng)
-        if delta is None or not unknown:
+        if delta is None or not unknown or answered:
             return None
         fresh = {name: delta.records[name] for name in unknown if name in delta.records}
         return PeerMap(fresh) if fresh else None

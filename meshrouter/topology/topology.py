@@ -357,9 +357,10 @@ class Topology:
         ``anti_entropy``)."""
         return self._digests.answer(self.version, received, neighbour)
 
-    def digest_settled(self, neighbour: PeerName) -> None:
-        """``neighbour`` answered us, or is gone (see ``asks``)."""
-        self._digests.asks.settled(neighbour)
+    def digest_settled(self, neighbour: PeerName) -> bool:
+        """``neighbour`` answered us, or is gone (see ``asks``); True if we had
+        asked it something."""
+        return self._digests.asks.settled(neighbour)
 
     def wants_full_digest(self, digest: bytes) -> bool:
         """A summary that differs from ours: answer with ``full_digest_for``."""

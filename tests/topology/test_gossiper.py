@@ -72,6 +72,31 @@ def test_gossip_relays_only_records_of_previously_unknown_peers() -> None:
     assert gossiper.topology.record(PeerName(2)).version == 7  # type: ignore[union-attr]
 
 
+def test_the_answer_to_our_own_ask_is_catch_up_and_is_not_relayed() -> None:
+    # Neighbour 2 holds records we lack; its summary differs, so we ask it.
+    gossiper = make_gossiper()
+    theirs = make_topology(2, uid=1)
+    theirs.set_local_connections([conn(1), conn(3)])
+    theirs.apply(PeerMap.of(record(3, connections=[conn(2), conn(4)]),
+                            record(4, connections=[conn(3)])), random.Random(0))
+    gossiper.full_digest_for(PeerName(2), theirs.digest())  # our ask
+    answer = theirs.newer_than(gossiper.full_digest())
+    assert answer is not None and sorted(answer.records) == [2, 3, 4]
+    assert gossiper.on_gossip(PeerName(2), answer) is None  # merged, not relayed
+    assert gossiper.topology.record(PeerName(4)) is not None
+    # The ask is settled: the next unknown record from 2 is news again.
+    five = PeerMap.of(record(5, connections=[conn(4)]),
+                      record(4, version=2, connections=[conn(3), conn(5)]))
+    relayed = gossiper.on_gossip(PeerName(2), five)
+    assert relayed is not None and sorted(relayed.records) == [5]
+    # An ask of another neighbour does not silence what 2 sends.
+    gossiper.full_digest_for(PeerName(3), theirs.digest())
+    six = PeerMap.of(record(6, connections=[conn(5)]),
+                     record(5, version=2, connections=[conn(4), conn(6)]))
+    relayed = gossiper.on_gossip(PeerName(2), six)
+    assert relayed is not None and sorted(relayed.records) == [6]
+
+
 def test_a_relay_leaves_out_what_each_neighbour_holds_by_its_links() -> None:
     # We (1) are linked to 2, 3 and 4; 2's record lists a link to 5 (5's own,
     # older record does not list 2 yet), and the relayed record of 6 lists a
