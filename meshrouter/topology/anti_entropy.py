@@ -33,6 +33,7 @@ from meshrouter.errors import MalformedMessageError
 from meshrouter.names import PeerName
 from meshrouter.topology.asks import AsksInFlight
 from meshrouter.topology.buckets import (
+    BUCKET_SHIFT,
     BUCKET_SUMMARY_MARKER,
     PARTIAL_DIGEST_MARKER,
     BucketSummary,
@@ -48,7 +49,7 @@ from meshrouter.topology.buckets import (
 )
 from meshrouter.topology.deltas import RecordDelta, make_delta
 from meshrouter.topology.peer_map import PeerMap, decode_digest, encode_digest
-from meshrouter.topology.records import PeerRecord
+from meshrouter.topology.records import PeerRecord, record_fingerprint
 
 SUMMARY_DIGEST_MARKER = b"\x01"  # never the first byte of a msgpack map
 SUMMARY_DIGEST_BYTES = 17
@@ -126,11 +127,22 @@ def lacks_from(records: Mapping[PeerName, PeerRecord], parsed: Parsed) -> bool:
     return PeerMap(records).lacks_from(_entries(parsed)[0])
 
 
-class DigestState:
-    """One router's digests: its summary and bucket fingerprints cached per
-    topology version, and the last digest it parsed."""
+MAX_BUCKET_LAYOUTS = 3
+"""Bucket counts whose fingerprints are kept current (ours, and a neighbour's
+summary at a count one step away while the mesh grows)."""
 
-    __slots__ = ("_buckets", "_buckets_version", "_full", "_full_version", "_parsed",
+
+class DigestState:
+    """One router's digests: its summary cached per topology version, bucket
+    fingerprints kept current record by record, and the last digest it parsed.
+
+    Bucket fingerprints are XORs, so a record written changes one bucket by
+    the XOR of its old and new fingerprints (``written``): a summary costs
+    O(buckets), not a pass over every record per topology version (at 1,000
+    peers that pass, per digest sent or answered, was ~5 % of a simulated
+    join)."""
+
+    __slots__ = ("_buckets", "_full", "_full_version", "_parsed",
                  "_parsed_bytes", "_records", "_summary", "_summary_version", "asks")
 
     def __init__(self, records: Mapping[PeerName, PeerRecord]) -> None:
@@ -141,8 +153,7 @@ class DigestState:
         self._summary_version = -1
         self._full = b""
         self._full_version = -1
-        self._buckets: dict[int, list[int]] = {}
-        self._buckets_version = -1
+        self._buckets: dict[int, list[int]] = {}  # bits -> current fingerprints
         self._parsed_bytes: bytes | None = None
         self._parsed: Parsed = 0
 
@@ -158,15 +169,30 @@ class DigestState:
             self._parsed_bytes = digest
         return self._parsed
 
+    def written(self, name: PeerName, previous: PeerRecord | None,
+                record: PeerRecord | None) -> None:
+        """The record held for ``name`` went from ``previous`` to ``record``
+        (None: none held); ``Topology`` calls this for every write and drop."""
+        if not self._buckets:
+            return
+        change = 0
+        if previous is not None:
+            change = record_fingerprint(previous) >> BUCKET_SHIFT
+        if record is not None:
+            change ^= record_fingerprint(record) >> BUCKET_SHIFT
+        if change:
+            for bits, buckets in self._buckets.items():
+                buckets[bucket_of(name, bits)] ^= change
+
     def bucket_fingerprints(self, bits: int, version: int) -> list[int]:
-        """Our records' bucket fingerprints at ``bits`` (cached per version)."""
-        if self._buckets_version != version:
-            self._buckets = {}
-            self._buckets_version = version
+        """Our records' bucket fingerprints at ``bits`` (a copy; ``version`` is
+        unused: the fingerprints are kept current by ``written``)."""
         buckets = self._buckets.get(bits)
         if buckets is None:
+            if len(self._buckets) >= MAX_BUCKET_LAYOUTS:
+                del self._buckets[next(iter(self._buckets))]  # the oldest layout
             buckets = self._buckets[bits] = bucket_fingerprints(self._records.values(), bits)
-        return buckets
+        return list(buckets)
 
     def summary(self, fingerprint: int, version: int) -> bytes:
         """Our bucket summary (bits from our record count)."""

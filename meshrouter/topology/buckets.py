@@ -61,7 +61,8 @@ BUCKET_FINGERPRINT_BITS = 8 * BUCKET_FINGERPRINT_BYTES
 TOTAL_FINGERPRINT_BYTES = 16
 _MULTIPLIER = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads sequential names
 _MASK64 = (1 << 64) - 1
-_BUCKET_SHIFT = 128 - BUCKET_FINGERPRINT_BITS
+BUCKET_SHIFT = 128 - BUCKET_FINGERPRINT_BITS
+"""A record's bucket share: the top bits of its 128-bit fingerprint."""
 
 
 def bucket_bits(count: int) -> int:
@@ -84,7 +85,7 @@ def bucket_fingerprints(records: Iterable[PeerRecord], bits: int) -> list[int]:
     """Per bucket, the top 32 bits of the XOR of its records' fingerprints."""
     buckets = [0] * (1 << bits)
     for record in records:
-        buckets[bucket_of(record.name, bits)] ^= record_fingerprint(record) >> _BUCKET_SHIFT
+        buckets[bucket_of(record.name, bits)] ^= record_fingerprint(record) >> BUCKET_SHIFT
     return buckets
 
 

@@ -108,6 +108,7 @@ class Topology:
         self._route_dirty: set[PeerName] = set()  # names written since our graph was taken
         self._dial = DialCandidates()
         self._reach = ReachHints(local_name)
+        self._digests = anti_entropy.DigestState(self._records)
         self._broadcast_base: int | None = None
         self._store(local_name, PeerRecord(
             name=local_name,
@@ -126,7 +127,6 @@ class Topology:
         self.deltas_applied = 0   # per-link deltas that moved a record forward
         self.deltas_unusable = 0  # deltas whose base we lacked (or that failed their check)
         self._routes: Routes | None = None
-        self._digests = anti_entropy.DigestState(self._records)
 
     # -- read access ---------------------------------------------------------------
 
@@ -396,6 +396,7 @@ class Topology:
         self._route_dirty.add(name)
         self._dial.written(name, previous)
         self._reach.written(previous, record)
+        self._digests.written(name, previous, record)
         fingerprint = self._fingerprint ^ record_fingerprint(record)
         if previous is not None:
             fingerprint ^= record_fingerprint(previous)
@@ -408,6 +409,7 @@ class Topology:
         self._route_dirty.add(name)
         self._dial.written(name, record)
         self._reach.written(record, None)
+        self._digests.written(name, record, None)
         self._fingerprint ^= record_fingerprint(record)
         return record
 

@@ -225,3 +225,30 @@ def test_one_received_digest_is_decoded_once_by_the_gossip_core(
     assert expected and len(sent) == 1 and not isinstance(sent[0], DigestMsg)
     answer = PeerMap.decode(sent[0].payload)
     assert {n: r.version for n, r in answer.records.items()} == dict.fromkeys(expected, 3)
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.tuples(st.integers(2, 40), st.integers(1, 5),
+                          st.lists(st.integers(1, 40), max_size=4)), max_size=40))
+def test_bucket_fingerprints_kept_record_by_record_equal_a_fresh_pass(
+        writes: list[tuple[int, int, list[int]]]) -> None:
+    """Oracle: per bucket, the XOR of the top 32 bits of the fingerprints of the
+    records held now, computed from scratch after every write (records that
+    lose their last path to us are dropped by GC, which must update too)."""
+    from meshrouter.topology.buckets import BUCKET_SHIFT
+    from meshrouter.topology.records import record_fingerprint
+
+    topo = make_topology(1)
+    topo.set_local_connections([conn(2), conn(3)])
+    rng = random.Random(0)
+    layouts = (0, 2, 4)
+    for bits in layouts:  # three layouts cached from the start, as while a mesh grows
+        topo._digests.bucket_fingerprints(bits, topo.version)
+    for name, version, links in writes:
+        topo.apply(PeerMap.of(record(name, version=version,
+                                     connections=[conn(p) for p in links if p != name])), rng)
+        for bits in layouts:
+            expected = [0] * (1 << bits)
+            for held in topo.records():
+                expected[bucket_of(held.name, bits)] ^= record_fingerprint(held) >> BUCKET_SHIFT
+            assert topo._digests.bucket_fingerprints(bits, topo.version) == expected
