@@ -13,7 +13,13 @@ How a change travels (O(N) messages mesh-wide, not O(N^2)):
 * A local change is *broadcast*: sent along the spanning tree rooted at us;
   each receiver merges it and forwards the original payload to its own children
   in that tree, never back to the neighbour it came from nor to the origin.  On
-  a stable topology each peer receives it exactly once: N-1 messages.
+  a stable topology each peer receives it exactly once: N-1 messages.  The
+  tree travels with the broadcast when our routes can plan it (protocol 6,
+  ``broadcast_plan``): each child gets the part of the tree below it and
+  forwards by that alone, so forwarders compute no tree and agree on it
+  however their views differ.  An unplanned broadcast (no routes yet, or a
+  plan that failed to parse) is forwarded by each forwarder's own view of the
+  origin's tree, as before.
 * *Gossip* (to a random neighbour subset, or the answer to a digest) is merged
   by the receiver, and only the resulting delta is relayed -- as gossip from
   the receiver to a few random neighbours (``relay.fanout_size``), never back to the
