@@ -140,7 +140,7 @@ class Workload:
 
 def _mesh_of(host: SimHost) -> set[PeerName]:
     """The peers ``host``'s router reaches through its mesh (its topology)."""
-    return host.router.reachable_peers() if host.router is not None else set()
+    return set(host.router.reachable_peers()) if host.router is not None else set()
 
 
 def rings_agree(sim: Simulation) -> bool:

@@ -29,6 +29,7 @@ none; publish our free-address count.
 from __future__ import annotations
 
 import random
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from meshrouter.ipam import leaving, persistence, reasons, reclaim
@@ -124,7 +125,7 @@ class IpamCore(UserVerbs):
         """Usable, unallocated addresses in our unfrozen entries."""
         return self.local.free_count(self.ring)
 
-    def status(self, now: float, reachable: set[PeerName]) -> dict[str, Any]:
+    def status(self, now: float, reachable: AbstractSet[PeerName]) -> dict[str, Any]:
         return reasons.status(self, now, reachable)
 
     # ------------------------------------------------------------------ identity
@@ -224,14 +225,14 @@ class IpamCore(UserVerbs):
 
     # ------------------------------------------------------------------ leaving
 
-    def rmpeer(self, name: PeerName, reachable: set[PeerName]) -> int:
+    def rmpeer(self, name: PeerName, reachable: AbstractSet[PeerName]) -> int:
         """Take over every range of ``name``, which the operator says is gone."""
         taken = leaving.remove_peer(self.ring, self.me, name, reachable)
         if taken:
             self.out.changed()
         return taken
 
-    def reset(self, reachable: set[PeerName]) -> PeerName | None:
+    def reset(self, reachable: AbstractSet[PeerName]) -> PeerName | None:
         """Hand every range we own to a live peer and forget our allocations.
 
         Returns the heir, or None when we own nothing.  Raises when there is
@@ -261,7 +262,7 @@ class IpamCore(UserVerbs):
 
     # ------------------------------------------------------------------ tick
 
-    def tick(self, now: float, reachable: set[PeerName], rng: random.Random) -> None:
+    def tick(self, now: float, reachable: AbstractSet[PeerName], rng: random.Random) -> None:
         """Periodic and after-change work; see the module docstring."""
         if self.left:
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 
 from meshrouter.ipam.allocations import Allocations
 from meshrouter.ipam.messages import SPACE_DENIED, SPACE_REQUEST, SpaceMessage
@@ -205,7 +206,7 @@ class Donations:
             if owned - tokens:
                 del self._asked[donor]
 
-    def ask(self, ring: Ring, start: int, end: int, now: float, reachable: set[PeerName],
+    def ask(self, ring: Ring, start: int, end: int, now: float, reachable: AbstractSet[PeerName],
             rng: random.Random | None) -> str:
         """Ask a peer for space in [start, end) unless one was asked lately; the reason."""
         for donor, (asked_at, _tokens) in list(self._asked.items()):

@@ -11,13 +11,15 @@ coordinator drops the local allocations.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from meshrouter.errors import IpamConflictError, IpamInvalidError
 from meshrouter.ipam.ring import Ring
 from meshrouter.names import PeerName, format_peer_name
 
 
 def remove_peer(ring: Ring | None, me: PeerName, name: PeerName,
-                reachable: set[PeerName]) -> int:
+                reachable: AbstractSet[PeerName]) -> int:
     """Take over every range of ``name``; return the number of addresses taken."""
     if ring is None:
         raise IpamConflictError("no address ring yet: nothing to take over")
@@ -30,7 +32,7 @@ def remove_peer(ring: Ring | None, me: PeerName, name: PeerName,
     return ring.take_over(name, me)
 
 
-def hand_over(ring: Ring, me: PeerName, reachable: set[PeerName]) -> PeerName | None:
+def hand_over(ring: Ring, me: PeerName, reachable: AbstractSet[PeerName]) -> PeerName | None:
     """Give every live range of ours to one reachable peer; return it (None: nothing
     to give).  Raises when there is space to give but no reachable peer."""
     ours = [e for e, _ in ring.owned_by(me) if not e.frozen]

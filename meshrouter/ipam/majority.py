@@ -32,11 +32,13 @@ but not reclaim, which needs the majority held, gap-free, for the whole delay.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from meshrouter.ipam.ring import Ring
 from meshrouter.names import PeerName
 
 
-def live_share(ring: Ring, names: set[PeerName]) -> tuple[int, int]:
+def live_share(ring: Ring, names: AbstractSet[PeerName]) -> tuple[int, int]:
     """(live addresses owned by ``names``, live addresses) in ``ring``."""
     reached = total = 0
     for entry, end in ring.ordered():
@@ -55,7 +57,7 @@ class Majority:
         self.me = me
         self.reclaim_after = reclaim_after
         self.unreachable_since: dict[PeerName, float] = {}
-        self.reachable: set[PeerName] = set()
+        self.reachable: AbstractSet[PeerName] = frozenset()
         self.since: float | None = None  # in the majority without a gap since
         # (token, owner) of entries whose heir was out of reach while the owner was
         self.heir_lost: set[tuple[int, PeerName]] = set()
@@ -64,7 +66,7 @@ class Majority:
         self.heirs_seen: dict[tuple[int, PeerName], set[PeerName]] = {}
         self._last_tick: float | None = None
 
-    def track(self, now: float, reachable: set[PeerName], ring: Ring | None) -> None:
+    def track(self, now: float, reachable: AbstractSet[PeerName], ring: Ring | None) -> None:
         """Take this tick's reachable set; then restart the majority clock if needed."""
         owners = ring.owners() if ring is not None else set()
         for owner in owners:

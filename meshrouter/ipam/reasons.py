@@ -10,6 +10,7 @@ table of the ring.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from meshrouter.ipam.address_range import format_address
@@ -68,7 +69,7 @@ def no_ring_reason(paxos: Paxos | None, mode: FoundingMode) -> str:
 
 
 def peer_rows(ring: Ring, me: PeerName, own_free: int,
-              reachable: set[PeerName]) -> tuple[list[dict[str, Any]], int]:
+              reachable: AbstractSet[PeerName]) -> tuple[list[dict[str, Any]], int]:
     """One row per owner (its ranges, sizes, free count); and the unreachable space."""
     peers: dict[PeerName, dict[str, Any]] = {}
     unreachable_space = 0
@@ -91,7 +92,7 @@ def peer_rows(ring: Ring, me: PeerName, own_free: int,
     return [peers[name] for name in sorted(peers)], unreachable_space
 
 
-def status(core: IpamCore, now: float, reachable: set[PeerName]) -> dict[str, Any]:
+def status(core: IpamCore, now: float, reachable: AbstractSet[PeerName]) -> dict[str, Any]:
     """The ``status ipam`` report of one router."""
     ring = core.ring
     rows: list[dict[str, Any]] = []

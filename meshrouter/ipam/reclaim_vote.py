@@ -50,6 +50,7 @@ gossip carries the result across, within ``PROMISE_LIMIT`` reclaim delays.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +125,7 @@ class ReclaimVotes:
         return self.conflict(self.me, token, owner) is not None
 
     def propose(self, ring: Ring, target: ReclaimTarget, required: set[PeerName],
-                reachable: set[PeerName], now: float) -> None:
+                reachable: AbstractSet[PeerName], now: float) -> None:
         """Ask every owner we believe we reach to accept ``target``."""
         required = required - {self.me}
         self.proposals[target.token] = Proposal(target, now, frozenset(required))
@@ -188,7 +189,7 @@ class ReclaimVotes:
         return None
 
     def _judge(self, ring: Ring | None, synced: bool, src: PeerName, target: ReclaimTarget,
-               reachable: set[PeerName]) -> str:
+               reachable: AbstractSet[PeerName]) -> str:
         """Why we refuse ``src``'s proposal ("" to accept)."""
         if ring is None or not synced:
             return "it is still learning the address ring"
@@ -232,7 +233,7 @@ class ReclaimVotes:
     # ------------------------------------------------------------------ both
 
     def on_message(self, ring: Ring | None, synced: bool, src: PeerName,
-                   message: ReclaimMessage, reachable: set[PeerName],
+                   message: ReclaimMessage, reachable: AbstractSet[PeerName],
                    now: float) -> ReclaimTarget | None:
         """Handle a vote message; returns a target of ours that the vote carried
         (the caller writes the reclaim, after checking the ring still matches)."""
@@ -260,7 +261,7 @@ class ReclaimVotes:
                                               f"{message.reason}")
         return None
 
-    def tick(self, ring: Ring, now: float, reachable: set[PeerName]) -> None:
+    def tick(self, ring: Ring, now: float, reachable: AbstractSet[PeerName]) -> None:
         """Abandon proposals without a vote in time; let promises lapse."""
         for proposal in list(self.proposals.values()):
             if now - proposal.started >= PROPOSAL_TIMEOUT:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 import trio
@@ -84,7 +85,7 @@ class IpamService(ServiceBase):
         self.gossip = context.gossip
         self.storage = context.storage
         self.rng = context.rng
-        self.reachable: Callable[[], set[PeerName]] = context.reachable
+        self.reachable: Callable[[], AbstractSet[PeerName]] = context.reachable
         self.label = context.label
         self.gossiper = IpamGossiper(self.core, trio.current_time, self.wake)
         context.gossip.add_channel(CHANNEL, self.gossiper)

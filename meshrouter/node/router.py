@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 
 import trio
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -228,9 +229,11 @@ class Router:
         self.direct_peers.clear()
         self.stop()
 
-    def reachable_peers(self) -> set[PeerName]:
-        """Peers we have a route to, ourselves included."""
-        return set(self.topology.routes().reachable()) | {self.name}
+    def reachable_peers(self) -> AbstractSet[PeerName]:
+        """Peers we have a route to, ourselves included: the routes' own set,
+        shared by every router with the same view (not a copy per call: IPAM
+        asks after every topology change and keeps it, N entries per router)."""
+        return self.topology.routes().reachable()
 
     def peer_address(self, peer: PeerName) -> str | None:
         """The host a neighbour's control connection comes from (its underlay address)."""

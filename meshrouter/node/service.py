@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,7 +104,7 @@ class ServiceContext:
     rng: random.Random
     topology: Topology
     datapath: Datapath
-    reachable: Callable[[], set[PeerName]]
+    reachable: Callable[[], AbstractSet[PeerName]]
     """Peers we have a route to, ourselves included."""
     peer_address: Callable[[PeerName], str | None]
     """The underlay host of a neighbour, as seen on its control connection."""
