@@ -11,7 +11,10 @@ traffic.  On that graph:
   loops on a stable topology.  The next hop to a destination is the first hop
   of its tree path.
 * **Broadcast** from origin X uses X's tree built by the same rule from X.
-  Every router forwards to its own children in X's tree.  As each node has
+  X writes that tree into its broadcast (``broadcast_plan``: our own tree is
+  our unicast tree), so forwarders follow X's tree as X saw it; a broadcast
+  without a plan is forwarded by each router to its own children in X's tree
+  (``broadcast_next_hops``), which the datapath's broadcast flows use too.  As each node has
   exactly one parent, every node reachable from X receives a broadcast exactly
   once.  The tree does not depend on who asks, so it lives in the graph and is
   computed once for all routers sharing that graph (see ``route_graph``).
