@@ -224,6 +224,17 @@ COLUMNS = (
 )
 
 
+def row_figures(n: int, mesh: str, row: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The figures a row's process printed; if it failed, why (the end of its
+    stderr, which also holds the mesh's own log lines) instead of a bare exit code."""
+    lines = row.stdout.strip().splitlines()
+    if row.returncode == 0 and lines:
+        figures: dict[str, Any] = json.loads(lines[-1])
+        return figures
+    tail = "\n".join(row.stderr.strip().splitlines()[-15:])
+    raise SystemExit(f"the N = {n} {mesh} row failed (exit status {row.returncode}):\n{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300])
@@ -263,8 +274,8 @@ def main() -> None:
                 [sys.executable, __file__, "--row", str(n), mesh, "--seed", str(args.seed),
                  "--join-interval", str(args.join_interval), "--waves", str(args.waves),
                  *extra],
-                check=True, capture_output=True, text=True)
-            figures = json.loads(row.stdout.strip().splitlines()[-1])
+                check=False, capture_output=True, text=True)
+            figures = row_figures(n, mesh, row)
             if args.json:
                 print(json.dumps(figures), flush=True)
             else:

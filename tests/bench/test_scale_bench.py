@@ -152,3 +152,16 @@ def test_simultaneous_start_yields_between_starts_like_the_old_schedule() -> Non
     # The ticker runs once per scheduling round, before or after build() within
     # it: three yields give it 3 +- 1 turns; no yield, none.
     assert len(seen) == 4 and seen[-1] - seen[0] >= 2, seen
+
+
+def test_a_failed_row_says_why_instead_of_a_bare_exit_status() -> None:
+    import subprocess
+
+    # A row that printed figures and then failed still failed.
+    failed = subprocess.CompletedProcess(["scale.py"], 1, stdout='{"n": 300}\n',
+                                         stderr="warning: refused\nRuntimeError: boom\n")
+    with pytest.raises(SystemExit, match=r"N = 300 limited row failed \(exit status 1\)"
+                                         r"(.|\n)*RuntimeError: boom"):
+        scale.row_figures(300, "limited", failed)
+    ok = subprocess.CompletedProcess(["scale.py"], 0, stdout='log\n{"n": 100}\n', stderr="")
+    assert scale.row_figures(100, "full", ok) == {"n": 100}
