@@ -42,10 +42,6 @@ MAX_SUBTREE = 0xFFFF
 """The largest subtree one entry can describe (the size field's range)."""
 
 
-def encode_entry(name: int, size: int) -> bytes:
-    return ENTRY.pack(name >> 32, name & 0xFFFF_FFFF, size)
-
-
 def encode_preorder(entries: Sequence[tuple[int, int]]) -> bytes:
     """``(name, subtree size)`` pairs in preorder -> forest bytes."""
     pack = ENTRY.pack
@@ -84,8 +80,3 @@ def split_forest(forest: bytes) -> list[tuple[PeerName, bytes]]:
             top.append((PeerName(name), forest[(index + 1) * ENTRY_SIZE:end * ENTRY_SIZE]))
         ends.append(end)
     return top
-
-
-def planned_peers(forest: bytes) -> list[PeerName]:
-    """Every peer a (well-formed) forest lists, in preorder (for tests and tools)."""
-    return [PeerName(high << 32 | low) for high, low, _ in ENTRY.iter_unpack(forest)]

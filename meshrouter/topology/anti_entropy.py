@@ -184,9 +184,9 @@ class DigestState:
             for bits, buckets in self._buckets.items():
                 buckets[bucket_of(name, bits)] ^= change
 
-    def bucket_fingerprints(self, bits: int, version: int) -> list[int]:
-        """Our records' bucket fingerprints at ``bits`` (a copy; ``version`` is
-        unused: the fingerprints are kept current by ``written``)."""
+    def bucket_fingerprints(self, bits: int) -> list[int]:
+        """Our records' bucket fingerprints at ``bits`` now (a copy; they are
+        kept current by ``written``)."""
         buckets = self._buckets.get(bits)
         if buckets is None:
             if len(self._buckets) >= MAX_BUCKET_LAYOUTS:
@@ -197,7 +197,7 @@ class DigestState:
     def summary(self, fingerprint: int, version: int) -> bytes:
         """Our bucket summary (bits from our record count)."""
         if self._summary_version != version:
-            buckets = self.bucket_fingerprints(bucket_bits(len(self._records)), version)
+            buckets = self.bucket_fingerprints(bucket_bits(len(self._records)))
             self._summary = encode_bucket_summary(fingerprint, buckets)
             self._summary_version = version
         return self._summary
@@ -231,7 +231,7 @@ class DigestState:
         batch window away."""
         parsed = self.parse(received)
         if isinstance(parsed, BucketSummary):
-            differing = differing_buckets(self.bucket_fingerprints(parsed.bits, version), parsed)
+            differing = differing_buckets(self.bucket_fingerprints(parsed.bits), parsed)
             own = None if neighbour is None else bucket_of(neighbour, parsed.bits)
             wanted = self.asks.pick(neighbour, parsed.bits, differing, parsed.buckets, keep=own)
             return encode_partial_digest(self._records, parsed.bits, wanted)

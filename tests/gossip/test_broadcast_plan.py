@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshrouter.errors import MalformedMessageError
-from meshrouter.gossip.broadcast_plan import encode_preorder, planned_peers, split_forest
+from meshrouter.gossip.broadcast_plan import encode_preorder, split_forest
 
 Tree = tuple[int, tuple["Tree", ...]]
 
@@ -41,7 +41,8 @@ def test_exact_bytes_of_a_small_forest() -> None:
         "0a0000000001" "0003" "0a0000000002" "0001" "0a0000000003" "0001" "ffffffffffff" "0001")
     assert split_forest(encoded) == [(a, encoded[8:24]), (d, b"")]
     assert split_forest(encoded[8:24]) == [(b, b""), (c, b"")]
-    assert planned_peers(encoded) == [a, b, c, d]
+    assert [int.from_bytes(name, "big") for name, _ in struct.iter_unpack(">6sH", encoded)] == [
+        a, b, c, d]
 
 
 def test_an_empty_forest_is_a_leaf() -> None:
