@@ -51,19 +51,17 @@ The per-neighbour send slots and their counters are the ``outbox``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from meshrouter.errors import ConfigError, ProtocolError
-from meshrouter.gossip.broadcast_plan import split_forest
+from meshrouter.gossip.broadcast_hops import BroadcastHops
 from meshrouter.gossip.digest_exchange import DigestExchange
 from meshrouter.gossip.interfaces import (
     BroadcastsToLinks,
     GossipData,
     Gossiper,
-    ListsNeighbours,
-    PlansBroadcasts,
     RefinesDigests,
     RouteView,
     TailorsRelays,
@@ -73,7 +71,6 @@ from meshrouter.gossip.relay import Relay
 from meshrouter.gossip.send_slots import GossipFamilyMsg, Snapshot
 from meshrouter.gossip.stats import (
     DROP_MALFORMED,
-    DROP_MALFORMED_PLAN,
     DROP_NO_ROUTE,
     DROP_NOT_NEIGHBOUR,
     DROP_OWN_BROADCAST,
@@ -146,11 +143,10 @@ class GossipCore:
         self._tailors: dict[str, TailorsRelays] = {}
         self._refiners: dict[str, RefinesDigests] = {}
         self._routes: RouteView | None = None
-        self._neighbour_view: ListsNeighbours | None = None
-        self._planner: PlansBroadcasts | None = None
         self._outbox = Outbox(local, self.stats, self._wake, unicast_limit=unicast_queue_limit,
                              unknown_limit=unknown_channel_limit,
                              broadcast_limit=broadcast_slot_limit)
+        self._hops = BroadcastHops(local, self._outbox, self.stats)
         self._relayer = Relay(local, self._outbox, self.stats, self._tailors, fanout=fanout,
                               unknown_limit=unknown_channel_limit)
         self._digests = DigestExchange(self.stats, self._outbox, self._refiners)
@@ -181,8 +177,7 @@ class GossipCore:
         answers for a snapshot must be replaced whenever the routes change.
         """
         self._routes = routes
-        self._neighbour_view = routes if isinstance(routes, ListsNeighbours) else None
-        self._planner = routes if isinstance(routes, PlansBroadcasts) else None
+        self._hops.set_routes(routes)
 
     def neighbour_up(self, peer: PeerName) -> None:
         """A connection to ``peer`` is established: offer it a digest per channel.
@@ -254,15 +249,15 @@ class GossipCore:
             # Our own broadcast came back: only possible while routes disagree.
             self.stats.record_drop(channel, DROP_OWN_BROADCAST)
             return
-        plan = self._planned_children(channel, msg.route)
+        plan = self._hops.received_plan(channel, msg.route)
         gossiper = self._channels.get(channel)
         if gossiper is None:
             if plan is not None:
-                for hop, forest in self._plan_hops(channel, origin, plan, neighbour):
+                for hop, forest in self._hops.plan_hops(channel, origin, plan, neighbour):
                     self._outbox.unknown_broadcast(hop, BroadcastMsg(channel, origin,
                                                                      msg.payload, forest))
                 return
-            for hop in self._tree_children(channel, origin, came_from=neighbour):
+            for hop in self._hops.tree_hops(channel, origin, came_from=neighbour):
                 self._outbox.unknown_broadcast(hop, msg)
             return
         with self._counting_malformed(channel):
@@ -275,39 +270,11 @@ class GossipCore:
         # decoded again only if the copy has to be merged with a later update.
         update = Snapshot(raw=msg.payload, decode=gossiper.decode)
         if plan is not None:
-            for hop, forest in self._plan_hops(channel, origin, plan, neighbour):
+            for hop, forest in self._hops.plan_hops(channel, origin, plan, neighbour):
                 self._outbox.broadcast(hop, channel, origin, update, forest)
             return
         self._broadcast(channel, origin, update, came_from=neighbour,
                         direct=self._origin_links(channel, origin, data))
-
-    def _planned_children(self, channel: str,
-                          route: bytes | None) -> list[tuple[PeerName, bytes]] | None:
-        """The children the origin's plan gives us, or None for an unplanned
-        broadcast -- or a malformed plan (counted): the data is still good, so
-        it is forwarded as if unplanned rather than lost."""
-        if route is None:
-            return None
-        try:
-            return split_forest(route)
-        except ProtocolError:
-            self.stats.record_drop(channel, DROP_MALFORMED_PLAN)
-            return None
-
-    def _plan_hops(self, channel: str, origin: PeerName, plan: list[tuple[PeerName, bytes]],
-                   came_from: PeerName | None) -> Iterator[tuple[PeerName, bytes]]:
-        """The plan's children we can send to; one that is not our neighbour (the
-        origin's view of that link was stale) is counted, and its subtree is left
-        to anti-entropy."""
-        for hop, forest in plan:
-            if hop == came_from or hop == origin or hop == self.local:
-                continue
-            if hop not in self._outbox:
-                self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
-                continue
-            if came_from is not None:
-                self.stats.record_relay(channel, KIND_BROADCAST)
-            yield hop, forest
 
     def _handle_unicast(self, neighbour: PeerName, msg: UnicastMsg) -> None:
         channel = msg.channel
@@ -346,10 +313,9 @@ class GossipCore:
         tree itself when the routes can plan it (``PlansBroadcasts``)."""
         direct = self._origin_links(channel, self.local, data)
         update = Snapshot(data=data.copy())
-        plan = None if self._planner is None else self._planner.broadcast_plan(
-            direct or frozenset())
+        plan = self._hops.own_plan(direct or frozenset())
         if plan is not None:
-            for hop, forest in self._plan_hops(channel, self.local, plan, None):
+            for hop, forest in self._hops.plan_hops(channel, self.local, plan, None):
                 self._outbox.broadcast(hop, channel, self.local, update, forest)
             return
         self._broadcast(channel, self.local, update, came_from=None, direct=direct)
@@ -433,60 +399,11 @@ class GossipCore:
         gossiper = self._links.get(channel)
         return None if gossiper is None else gossiper.origin_links(origin, data)
 
-    def _tree_children(
-        self, channel: str, origin: PeerName, came_from: PeerName | None,
-        direct: frozenset[PeerName] | None = None,
-    ) -> Iterator[PeerName]:
-        """Current neighbours below us in ``origin``'s tree, minus where it came
-        from and the origin itself; hops that are not neighbours are counted.
-
-        ``direct`` (``BroadcastsToLinks``): the peers the origin sends this
-        broadcast to itself.  Our own broadcast goes to those as well as to our
-        tree; a forwarder leaves them out of its children.  While views differ
-        (a join), a forwarder whose view lacks one of the origin's new links
-        took that peer for its child although the origin had already sent it
-        the broadcast."""
-        hops: Sequence[PeerName]
-        if self._routes is None:
-            hops = self._outbox.neighbours if origin == self.local else ()
-        elif direct and came_from is not None and self._origin_reached_all(direct, origin,
-                                                                           came_from):
-            hops = ()  # our children, whatever the tree, all have it from the origin
-        else:
-            hops = self._routes.broadcast_next_hops(origin)
-        if direct:
-            if came_from is None:
-                hops = [*hops, *(hop for hop in sorted(direct) if hop in self._outbox)]
-            else:
-                hops = [hop for hop in hops if hop not in direct]
-        seen: set[PeerName] = set()
-        for hop in hops:
-            if hop in seen or hop == came_from or hop == origin or hop == self.local:
-                continue
-            seen.add(hop)
-            if hop not in self._outbox:
-                self.stats.record_drop(channel, DROP_NOT_NEIGHBOUR)
-                continue
-            if came_from is not None:
-                self.stats.record_relay(channel, KIND_BROADCAST)
-            yield hop
-
-    def _origin_reached_all(self, direct: frozenset[PeerName], origin: PeerName,
-                            came_from: PeerName) -> bool:
-        """True if the origin sent its broadcast itself to each of our neighbours
-        (but the one it came from and the origin): our tree children are some of
-        them, so the tree need not be computed -- in a full mesh, never."""
-        view = self._neighbour_view
-        if view is None:
-            return False
-        return all(peer in direct or peer == came_from or peer == origin
-                   for peer in view.neighbours())
-
     def _broadcast(
         self, channel: str, origin: PeerName, update: Snapshot, came_from: PeerName | None,
         direct: frozenset[PeerName] | None = None,
     ) -> None:
-        for hop in self._tree_children(channel, origin, came_from, direct):
+        for hop in self._hops.tree_hops(channel, origin, came_from, direct):
             self._outbox.broadcast(hop, channel, origin, update)
 
     @contextmanager
